@@ -1,0 +1,147 @@
+"""The audit trail: a git repository with one commit per decision or result.
+
+Each record is a commit whose message is::
+
+    <subject line>
+
+    chiffon-audit: 1
+    kind: plan | approval | rejection | run
+    plan_id: ...
+    ...                      (YAML; secrets redacted)
+
+and which adds the same YAML as ``records/<plan_id>/<n>-<kind>.yaml``, so the
+trail can be read with ``git log``, grepped in the tree, or queried with
+:meth:`AuditLog.query` (``chiffon audit``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import git
+import yaml
+from filelock import FileLock
+
+from shared.errors import AuditError
+from shared.redact import redact
+
+MARKER = "chiffon-audit: 1"
+_ACTOR = git.Actor("chiffon", "chiffon@localhost")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit commit: its sha, time, subject and structured body."""
+
+    commit: str
+    time: datetime
+    subject: str
+    body: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{commit, time (ISO 8601), subject, **body}``."""
+        return {"commit": self.commit, "time": self.time.isoformat(), "subject": self.subject, **self.body}
+
+
+class AuditLog:
+    """Append-only audit records in a git repository at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file_lock = FileLock(str(path) + ".lock")
+        self._repo: git.Repo | None = None
+
+    def _open(self) -> git.Repo:
+        if self._repo is None:
+            try:
+                if (self.path / ".git").is_dir():
+                    self._repo = git.Repo(self.path)
+                else:
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    self._repo = git.Repo.init(self.path, initial_branch="main")
+            except (git.GitError, OSError) as exc:
+                raise AuditError(f"cannot open the audit repository at {self.path}: {exc}") from exc
+        return self._repo
+
+    def record(self, kind: str, subject: str, body: dict[str, Any]) -> str:
+        """Commit one record; returns the commit sha (40 hex chars). Blocking: run in a thread.
+
+        ``body`` must be JSON-like; secrets are redacted before anything is written.
+        Raises:
+            AuditError: the repository cannot be written.
+        """
+        clean = redact({"kind": kind, **body, "recorded_at": datetime.now(timezone.utc).isoformat()})
+        text = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
+        plan_id = str(clean.get("plan_id") or "misc")
+        with self._lock, self._file_lock:
+            repo = self._open()
+            folder = self.path / "records" / plan_id
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                n = sum(1 for _ in folder.iterdir()) + 1
+                record = folder / f"{n:03d}-{kind}.yaml"
+                record.write_text(text)
+                repo.index.add([str(record.relative_to(self.path))])
+                commit = repo.index.commit(
+                    f"{subject}\n\n{MARKER}\n{text}", author=_ACTOR, committer=_ACTOR
+                )
+            except (git.GitError, OSError) as exc:
+                raise AuditError(f"cannot write audit record to {self.path}: {exc}") from exc
+        return commit.hexsha
+
+    def exists(self, sha: str) -> bool:
+        """True when ``sha`` is a commit of the audit repository."""
+        try:
+            return self._open().commit(sha).hexsha == sha
+        except (ValueError, git.BadName, AuditError):
+            return False
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        kind: str | None = None,
+        failed: bool = False,
+        service: str | None = None,
+        plan_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Records newest first, filtered.
+
+        Args:
+            since: only records committed at or after this time (timezone-aware).
+            kind: ``plan``, ``approval``, ``rejection`` or ``run``.
+            failed: only runs whose status is ``failed``.
+            service: only records about this service (exact, case-insensitive).
+            plan_id: only records of this plan.
+            limit: at most this many records.
+        """
+        repo = self._open()
+        if not repo.head.is_valid():
+            return []
+        entries: list[AuditEntry] = []
+        for commit in repo.iter_commits("HEAD"):
+            when = commit.committed_datetime
+            if since and when < since:
+                break
+            subject, _, rest = commit.message.partition("\n\n")
+            if not rest.startswith(MARKER):
+                continue
+            body = yaml.safe_load(rest[len(MARKER):]) or {}
+            if kind and body.get("kind") != kind:
+                continue
+            if failed and not (body.get("kind") == "run" and body.get("status") == "failed"):
+                continue
+            if service and str(body.get("service", "")).lower() != service.lower():
+                continue
+            if plan_id and body.get("plan_id") != plan_id:
+                continue
+            entries.append(AuditEntry(commit.hexsha, when, subject, body))
+            if len(entries) >= limit:
+                break
+        return entries

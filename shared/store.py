@@ -1,0 +1,139 @@
+"""The PostgreSQL state store: one asyncpg pool, numbered SQL migrations.
+
+With ``CHIFFON_DATABASE_URL`` unset, an embedded PostgreSQL 16 from the
+``pgserver`` wheel is started in ``CHIFFON_HOME/postgres`` (about 1 s) and
+stopped when the last process using it exits. Migrations are the files
+``shared/migrations/NNN_name.sql``, applied in order at open, each in its own
+transaction, under an advisory lock so concurrent starters do not race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import json
+
+import asyncpg
+
+from shared.errors import StoreUnavailable
+from shared.redact import redact_text
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7_340_021  # arbitrary advisory-lock key owned by chiffon
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered SQL file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Read ``NNN_name.sql`` files in version order; a duplicate version is a bug."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = re.fullmatch(r"(\d+)_(\w+)\.sql", path.name)
+        if not m:
+            raise ValueError(f"migration file {path.name} is not named NNN_name.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise ValueError(f"two migrations share version {version}")
+        found[version] = Migration(version, m.group(2), path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+def _start_embedded(pgdata: Path) -> tuple[Any, str]:
+    import pgserver  # imported lazily: only the embedded mode needs it
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    return server, server.get_uri()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for pg_type in ("json", "jsonb"):
+        await conn.set_type_codec(pg_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Store:
+    """An asyncpg pool over the chiffon schema. Use :meth:`open`, then ``await close()``."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str, embedded: Any = None) -> None:
+        self.pool = pool
+        self.url = url
+        self._embedded = embedded
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return redact_text(self.url)
+
+    @classmethod
+    async def open(cls, url: str | None, home: Path, *, min_size: int = 1, max_size: int = 10) -> Store:
+        """Connect (starting the embedded server when ``url`` is None) and migrate.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached or refused us; the URL is named.
+        """
+        embedded = None
+        if url is None:
+            try:
+                embedded, url = await asyncio.to_thread(_start_embedded, home / "postgres")
+            except Exception as exc:  # pgserver raises bare subprocess/OS errors
+                raise StoreUnavailable(
+                    f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
+                    "Set CHIFFON_DATABASE_URL to use an existing server."
+                ) from exc
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, timeout=10, init=_init_connection
+            )
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {redact_text(url)} is unreachable: {exc or type(exc).__name__}. "
+                "Check CHIFFON_DATABASE_URL, or unset it to use the embedded server."
+            ) from exc
+        store = cls(pool, url, embedded)
+        await store.migrate()
+        return store
+
+    async def migrate(self, migrations: list[Migration] | None = None) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        migrations = load_migrations() if migrations is None else migrations
+        applied_now: list[int] = []
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for mig in migrations:
+                    if mig.version in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(mig.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", mig.version, mig.name
+                        )
+                    log.info("applied migration %03d_%s", mig.version, mig.name)
+                    applied_now.append(mig.version)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return applied_now
+
+    async def close(self) -> None:
+        """Close the pool. The embedded server stops when its last user process exits."""
+        await self.pool.close()
