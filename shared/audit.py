@@ -145,3 +145,26 @@ class AuditLog:
             if len(entries) >= limit:
                 break
         return entries
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> datetime:
+    """``7d``, ``12h``, ``30m``, ``2w`` (ago) or an ISO 8601 date/time -> aware datetime.
+
+    Raises:
+        InvalidInput: anything else (the accepted forms are named).
+    """
+    import re
+    from datetime import timedelta
+
+    from shared.errors import InvalidInput
+
+    now = now or datetime.now(timezone.utc)
+    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", value or "")
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        return now - timedelta(**{unit: int(m.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("since", f"{value!r} is not like 7d, 12h, 30m, 2w or an ISO date (2026-11-01)") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

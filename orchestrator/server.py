@@ -1,0 +1,163 @@
+"""MCP server ``chiffon``: plan a request, get a human's approval, run it, audit it.
+
+Mounts ``chiffon-ansible`` under the namespace ``ansible`` (its tools appear as
+``ansible_list_playbooks``...) and adds the orchestration tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from fastmcp import Context, FastMCP
+from mcp_types import InputRequiredResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from orchestrator import approval
+from orchestrator.dispatch import dispatch_run
+from orchestrator.planner import plan_request as make_plan
+from servers.ansible import plans
+from servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
+from servers.ansible.service import AnsibleService, progress_reporter
+from shared.audit import parse_since
+from shared.errors import InvalidInput
+from shared.mcp import ChiffonErrors
+
+log = logging.getLogger(__name__)
+
+
+class ExecuteResult(BaseModel):
+    """Outcome of execute_plan."""
+
+    plan_id: str
+    status: Literal["succeeded", "failed", "awaiting_approval", "rejected"]
+    message: str = Field(description="What happened, and what to do next when nothing ran.")
+    run: plans.RunResult | None = None
+
+
+class PlanStatus(BaseModel):
+    """A plan with its decision and run, if any."""
+
+    plan: plans.Plan
+    approval: dict[str, Any] | None = Field(description="decision, approver, channel, reason, decided_at.")
+    run: dict[str, Any] | None = Field(description="run id, status, rc, changed, failure, started/finished.")
+
+
+def _awaiting(plan_id: str, why: str) -> ExecuteResult:
+    return ExecuteResult(
+        plan_id=plan_id, status="awaiting_approval",
+        message=f"{why} Nothing ran. A human approves with `chiffon approve {plan_id}` "
+                f"(or rejects with `chiffon reject {plan_id}`); then call execute_plan again.",
+    )
+
+
+def create_orchestrator(svc: AnsibleService) -> FastMCP:
+    """The ``chiffon`` server: the ansible server mounted as ``ansible`` plus orchestration tools."""
+    rt = svc.rt
+    mcp = FastMCP(
+        "chiffon",
+        instructions=(
+            "Homelab infrastructure in plain language. plan_request turns a request into a plan with a "
+            "check-mode diff; execute_plan asks the human to approve it, then runs it; audit_query answers "
+            "what changed and what failed. You cannot approve plans yourself."
+        ),
+        mask_error_details=True,
+    )
+    mcp.add_middleware(ChiffonErrors())
+    mcp.mount(create_ansible_server(svc), namespace="ansible")
+
+    @mcp.tool(annotations=CHECK)
+    async def plan_request(
+        ctx: Context,
+        request: str = Field(description="What should happen, e.g. 'Deploy Uptime Kuma and add the existing portals'."),
+        limit: str | None = Field(None, description="--limit host/group pattern."),
+        extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
+    ) -> plans.Plan:
+        """Match the request to a playbook, preview it in check mode with --diff, store the plan.
+
+        Changes nothing. Returns the plan (playbook, hosts, vars, diff, risk, match reason) with status
+        pending_approval; hand its id to execute_plan.
+        """
+        return await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
+                               on_event=progress_reporter(ctx, None, "check"))
+
+    @mcp.tool(annotations=DESTRUCTIVE)
+    async def execute_plan(
+        ctx: Context, plan_id: str = Field(description="Plan id from plan_request.")
+    ) -> ExecuteResult | InputRequiredResult:
+        """Run a plan after a human approves it, streaming task progress.
+
+        A pending plan is put to the human (an approval form when the client supports elicitation,
+        otherwise `chiffon approve <id>` in a terminal). Refuses rejected and already-run plans.
+        """
+        plan = await plans.get_plan(rt, plan_id)
+        if plan.status == "pending_approval":
+            if not approval.client_can_elicit(ctx):
+                return _awaiting(plan_id, "This client cannot show an approval form.")
+            if approval.is_modern(ctx):
+                answer = approval.guard_answer(ctx, plan)
+                if isinstance(answer, InputRequiredResult):
+                    return answer
+            else:
+                answer = await approval.elicit_answer(ctx, plan)
+            if answer.decision == "pending":
+                return _awaiting(plan_id, "The approval dialog was dismissed.")
+            client = ctx.session.client_params.client_info.name if ctx.session.client_params else "mcp-client"
+            plan = await plans.decide(rt, plan_id, answer.decision, approver=f"human via {client}",
+                                      channel=answer.channel, reason=answer.reason)
+            if plan.status == "rejected":
+                return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")
+        total = len((plan.check_result or {}).get("events", [])) or None
+
+        async def relay(event: dict[str, Any]) -> None:
+            await ctx.report_progress(event["seq"], max(total or 0, event["seq"]) if total else None,
+                                      f"run: {event['task']} on {event['host']}: {event['status']}")
+
+        result = await dispatch_run(rt, plan_id, on_event=relay)
+        return ExecuteResult(plan_id=plan_id, status=result.status, run=result,
+                             message=f"{result.playbook} {result.status} on {', '.join(result.hosts)}: "
+                                     f"{result.changed} change(s); audit commit {result.audit_commit}.")
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def plan_status(plan_id: str = Field(description="Plan id.")) -> PlanStatus:
+        """A plan with its approval decision and its run (status, changes, failure), if any."""
+        plan = await plans.get_plan(rt, plan_id)
+        decision = await rt.store.pool.fetchrow(
+            "SELECT decision, approver, channel, reason, decided_at, audit_commit FROM approvals WHERE plan_id=$1", plan_id)
+        run = await rt.store.pool.fetchrow(
+            "SELECT id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at "
+            "FROM runs WHERE plan_id=$1", plan_id)
+
+        def jsonable(row: Any) -> dict[str, Any] | None:
+            return None if row is None else {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(row).items()}
+
+        return PlanStatus(plan=plan, approval=jsonable(decision), run=jsonable(run))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def audit_query(
+        since: str | None = Field(None, description="7d, 12h, 30m, 2w or an ISO date."),
+        failed: bool = Field(False, description="Only failed runs."),
+        service: str | None = Field(None, description="Only records about this service, e.g. uptime-kuma."),
+        plan_id: str | None = Field(None, description="Only records of this plan."),
+        kind: Literal["plan", "approval", "rejection", "run"] | None = Field(None),
+        limit: int = Field(50, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        """Audit records (git commits), newest first: 'all failures in the last week', 'all changes to X'."""
+        entries = await asyncio.to_thread(
+            rt.audit.query, since=parse_since(since) if since else None, failed=failed, service=service,
+            plan_id=plan_id, kind=kind, limit=limit)
+        return [e.as_dict() for e in entries]
+
+    if rt.settings.approvals.allow_tool_approval:
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+        async def approve_plan(
+            plan_id: str = Field(description="Plan id."), reason: str = Field("", description="Audit note.")
+        ) -> plans.Plan:
+            """Approve a plan (enabled by the operator: approvals.allow_tool_approval)."""
+            if not reason.strip():
+                raise InvalidInput("reason", "say why this plan is approved; it goes into the audit trail")
+            return await plans.decide(rt, plan_id, "approved", approver="mcp tool (operator-enabled)",
+                                      channel="mcp-tool", reason=reason)
+
+    return mcp

@@ -1,0 +1,310 @@
+"""Plans: a check-mode preview stored for a human to approve, then run once.
+
+Life of a plan (``plans.status``)::
+
+    pending_approval ──approve──▶ approved ──execute──▶ running ──▶ succeeded | failed
+            └────────reject────▶ rejected
+
+Every transition is a PostgreSQL update guarded by the expected current status,
+so two executors cannot both run a plan, and every decision or result is an
+audit commit. Approval is recorded only through :func:`decide`, which the MCP
+approval flows and ``chiffon approve`` call; nothing approves implicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from servers.ansible.catalog import Catalog
+from servers.ansible.matching import Match
+from servers.ansible.risk import assess
+from servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
+from shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from shared.redact import redact
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PlanStatus = Literal["pending_approval", "approved", "rejected", "running", "succeeded", "failed"]
+MAX_EXTRA_VARS_BYTES = 64 * 1024
+
+
+class Plan(BaseModel):
+    """A stored plan: what would run where, the check-mode diff and its risk."""
+
+    id: str = Field(description="Plan id, e.g. plan-3f9a2c1d7b.")
+    request: str | None = Field(description="The plain-language request, when there was one.")
+    repo: str = Field(description="Absolute path of the IaC repo.")
+    repo_commit: str | None = Field(description="Git commit of the IaC repo when planned.")
+    playbook: str = Field(description="Playbook path relative to the repo.")
+    service: str | None = Field(description="Service the playbook manages.")
+    inventory: str = Field(description="Inventory relative to the repo.")
+    hosts: list[str] = Field(description="Hosts the check-mode run touched.")
+    host_limit: str | None = Field(description="--limit pattern, if any.")
+    extra_vars: dict[str, Any] = Field(description="Extra vars (passed as unsafe, never templated).")
+    match: dict[str, Any] | None = Field(description="How the request matched: score, reason, alternatives.")
+    check_result: dict[str, Any] | None = Field(description="Check-mode status, rc, per-task results, recap.")
+    diff: str = Field(description="Unified diff predicted by check mode.")
+    risk: str = Field(description="low, medium or high.")
+    risk_reasons: list[str] = Field(description="Why the risk is what it is.")
+    status: PlanStatus = Field(description="pending_approval, approved, rejected, running, succeeded or failed.")
+    audit_commit: str | None = Field(description="Audit commit recording the plan.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunResult(BaseModel):
+    """The result of executing a plan."""
+
+    run_id: str
+    plan_id: str
+    status: Literal["succeeded", "failed"]
+    rc: int | None
+    playbook: str
+    hosts: list[str]
+    changed: int = Field(description="Task results that changed something.")
+    monitors: list[str] | None = Field(None, description="Monitors the playbook reported (set_stats), if any.")
+    artifact_data: dict[str, Any] = Field(default_factory=dict, description="All set_stats data.")
+    failure: dict[str, Any] | None = Field(None, description="First failed task: task, host, module, message, rc.")
+    audit_commit: str | None
+    duration_s: float
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>-`` followed by 10 random hex digits."""
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def validate_extra_vars(extra_vars: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``extra_vars``: a mapping of identifier-like names, at most 64 KiB as YAML.
+
+    Raises:
+        InvalidInput: a key is not a valid Ansible variable name, or the mapping is too large.
+    """
+    import re
+
+    import yaml
+
+    extra_vars = extra_vars or {}
+    for key in extra_vars:
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise InvalidInput("extra_vars", f"{key!r} is not a valid variable name (letters, digits, _)")
+    if len(yaml.safe_dump(extra_vars)) > MAX_EXTRA_VARS_BYTES:
+        raise InvalidInput("extra_vars", f"larger than {MAX_EXTRA_VARS_BYTES} bytes")
+    return extra_vars
+
+
+def _check_summary(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status, "rc": outcome.rc, "changed": outcome.changed, "stats": outcome.stats,
+        "events": [e.as_dict() for e in outcome.events], "artifact_data": outcome.artifact_data,
+        "failures": outcome.failures,
+    }
+
+
+async def create_plan(
+    rt: Runtime,
+    catalog: Catalog,
+    playbook_name: str,
+    *,
+    request: str | None = None,
+    match: Match | None = None,
+    alternatives: list[Match] | None = None,
+    limit: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    on_event: EventCallback | None = None,
+) -> Plan:
+    """Check-mode run of a playbook, stored as a plan awaiting approval, with an audit commit.
+
+    Raises:
+        PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, limit or extra_vars.
+        AnsibleError: ansible-runner could not start.
+    """
+    playbook = catalog.get(playbook_name)
+    limit = catalog.validate_limit(limit)
+    extra_vars = validate_extra_vars(extra_vars)
+    plan_id = new_id("plan")
+    outcome = await run_playbook(
+        catalog.root, playbook.name, catalog.inventory_path, rt.settings.runs_dir / f"{plan_id}-check",
+        check=True, limit=limit, extra_vars=extra_vars, timeout_s=rt.settings.ansible.check_timeout_s,
+        forks=rt.settings.ansible.forks, on_event=on_event,
+    )
+    risk, reasons = assess(playbook, outcome)
+    match_info = None
+    if match is not None:
+        match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
+    row = await rt.store.pool.fetchrow(
+        """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
+                              extra_vars, match, check_result, diff, risk, risk_reasons, status)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval') RETURNING *""",
+        plan_id, request, str(catalog.root), catalog.commit, playbook.name, playbook.service, catalog.inventory,
+        outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome), outcome.diff_text,
+        risk, reasons,
+    )
+    plan = Plan(**dict(row))
+    sha = await asyncio.to_thread(
+        rt.audit.record, "plan", f"{plan_id} planned: {playbook.name} on {', '.join(plan.hosts) or 'no hosts'}",
+        {"plan_id": plan_id, "request": request, "playbook": playbook.name, "service": playbook.service,
+         "repo": str(catalog.root), "repo_commit": catalog.commit, "hosts": plan.hosts, "limit": limit,
+         "extra_vars": extra_vars, "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
+         "predicted_changes": outcome.changed},
+    )
+    await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
+    return plan.model_copy(update={"audit_commit": sha})
+
+
+async def get_plan(rt: Runtime, plan_id: str) -> Plan:
+    """The plan ``plan_id``. Raises PlanNotFound."""
+    row = await rt.store.pool.fetchrow("SELECT * FROM plans WHERE id=$1", plan_id)
+    if row is None:
+        raise PlanNotFound(f"no plan {plan_id!r}; `chiffon audit` lists recent plans")
+    return Plan(**dict(row))
+
+
+def default_approver() -> str:
+    """``user@cli`` for decisions typed in a terminal."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+async def decide(
+    rt: Runtime, plan_id: str, decision: Literal["approved", "rejected"], *, approver: str, channel: str,
+    reason: str | None = None,
+) -> Plan:
+    """Record a human decision on a pending plan, with an audit commit.
+
+    Args:
+        approver: who decided (a user name, or the MCP client's name for elicitation).
+        channel: how: ``cli``, ``mcp-elicitation``, ``mcp-guard`` or ``mcp-tool``.
+
+    Raises:
+        PlanNotFound: no such plan.
+        PlanStateError: the plan was already decided or run (its status is named).
+    """
+    plan = await get_plan(rt, plan_id)
+    async with rt.store.pool.acquire() as conn, conn.transaction():
+        updated = await conn.fetchval(
+            "UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='pending_approval' RETURNING id",
+            plan_id, decision,
+        )
+        if updated is None:
+            raise PlanStateError(f"plan {plan_id} is {plan.status}; only a pending plan can be approved or rejected")
+        approval_id = await conn.fetchval(
+            "INSERT INTO approvals (plan_id, decision, approver, channel, reason) VALUES ($1,$2,$3,$4,$5) RETURNING id",
+            plan_id, decision, approver, channel, reason,
+        )
+    kind = "approval" if decision == "approved" else "rejection"
+    sha = await asyncio.to_thread(
+        rt.audit.record, kind, f"{plan_id} {decision} by {approver} via {channel}",
+        {"plan_id": plan_id, "decision": decision, "approver": approver, "channel": channel, "reason": reason,
+         "playbook": plan.playbook, "service": plan.service, "hosts": plan.hosts, "risk": plan.risk},
+    )
+    await rt.store.pool.execute("UPDATE approvals SET audit_commit=$2 WHERE id=$1", approval_id, sha)
+    return plan.model_copy(update={"status": decision})
+
+
+async def existing_run(rt: Runtime, plan_id: str) -> RunResult | None:
+    """The finished run of ``plan_id``, if there is one (for idempotent redelivery)."""
+    row = await rt.store.pool.fetchrow(
+        "SELECT r.*, p.playbook, p.hosts FROM runs r JOIN plans p ON p.id = r.plan_id "
+        "WHERE r.plan_id=$1 AND r.status IN ('succeeded','failed')", plan_id,
+    )
+    if row is None:
+        return None
+    data = row["artifact_data"] or {}
+    return RunResult(
+        run_id=row["id"], plan_id=plan_id, status=row["status"], rc=row["rc"], playbook=row["playbook"],
+        hosts=row["hosts"], changed=row["changed"], monitors=data.get("monitors"), artifact_data=data,
+        failure=row["failure"], audit_commit=row["audit_commit"],
+        duration_s=round((row["finished_at"] - row["started_at"]).total_seconds(), 3),
+    )
+
+
+async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: EventCallback | None = None) -> RunResult:
+    """Run an approved plan for real, storing each task event and the result.
+
+    Raises:
+        PlanNotFound: no such plan.
+        PlanStateError: the plan is pending, rejected, running or already run (named in the message).
+    """
+    plan = await get_plan(rt, plan_id)
+    run_id = new_id("run")
+    async with rt.store.pool.acquire() as conn, conn.transaction():
+        claimed = await conn.fetchval(
+            "UPDATE plans SET status='running', updated_at=now() WHERE id=$1 AND status='approved' RETURNING id",
+            plan_id,
+        )
+        if claimed is None:
+            hint = {
+                "pending_approval": "it has not been approved: `chiffon approve " + plan_id + "`",
+                "rejected": "it was rejected; plan again to try something else",
+                "running": "it is running now",
+            }.get(plan.status, "it already ran; plan again to run it again")
+            raise PlanStateError(f"plan {plan_id} is {plan.status}: {hint}")
+        await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
+    started = asyncio.get_running_loop().time()
+
+    async def record(event: TaskEvent) -> None:
+        await rt.store.pool.execute(
+            "INSERT INTO run_events (run_id, seq, event, host, task, module, changed, message) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            run_id, event.seq, event.status, event.host, event.task, event.module, event.changed, event.message,
+        )
+        if on_event is not None:
+            await on_event(event)
+
+    try:
+        outcome = await run_playbook(
+            catalog.root, plan.playbook, catalog.root / plan.inventory, rt.settings.runs_dir / run_id,
+            check=False, limit=plan.host_limit, extra_vars=plan.extra_vars,
+            timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
+        )
+    except Exception as exc:
+        outcome = Outcome(status="failed", rc=None, failures=[
+            {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
+    status = "succeeded" if outcome.status == "successful" else "failed"
+    failure = outcome.failures[0] if outcome.failures else None
+    duration = round(asyncio.get_running_loop().time() - started, 3)
+    sha = await asyncio.to_thread(
+        rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({outcome.changed} changed)",
+        {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": outcome.rc, "playbook": plan.playbook,
+         "service": plan.service, "hosts": outcome.hosts or plan.hosts, "changed": outcome.changed,
+         "stats": outcome.stats, "artifact_data": outcome.artifact_data, "failures": outcome.failures,
+         "duration_s": duration},
+    )
+    async with rt.store.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE runs SET status=$2, rc=$3, stats=$4, artifact_data=$5, changed=$6, failure=$7, "
+            "audit_commit=$8, finished_at=now() WHERE id=$1",
+            run_id, status, outcome.rc, outcome.stats, outcome.artifact_data, outcome.changed, failure, sha,
+        )
+        await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1", plan_id, status)
+    monitors = outcome.artifact_data.get("monitors")
+    return RunResult(
+        run_id=run_id, plan_id=plan_id, status=status, rc=outcome.rc, playbook=plan.playbook,
+        hosts=outcome.hosts or plan.hosts, changed=outcome.changed,
+        monitors=list(monitors) if isinstance(monitors, list) else None, artifact_data=outcome.artifact_data,
+        failure=failure, audit_commit=sha, duration_s=duration,
+    )
+
+
+async def run_events(rt: Runtime, run_id: str, *, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    """Stored task events of ``run_id`` after ``after_seq``, in order. Raises NotFound-style InvalidInput."""
+    if limit <= 0 or limit > 5000:
+        raise InvalidInput("limit", "must be between 1 and 5000")
+    if await rt.store.pool.fetchval("SELECT 1 FROM runs WHERE id=$1", run_id) is None:
+        raise PlanNotFound(f"no run {run_id!r}")
+    rows = await rt.store.pool.fetch(
+        "SELECT seq, event AS status, host, task, module, changed, message, created_at FROM run_events "
+        "WHERE run_id=$1 AND seq>$2 ORDER BY seq LIMIT $3", run_id, after_seq, limit,
+    )
+    return [{**dict(r), "created_at": r["created_at"].isoformat()} for r in rows]

@@ -1,0 +1,265 @@
+"""Run a playbook with ansible-runner and turn its events into chiffon records.
+
+ansible-runner is blocking; :func:`run_playbook` runs it in a worker thread and
+hands each event to an async callback on the caller's loop, in order. Extra
+vars are written as a YAML file whose strings are tagged ``!unsafe``, so Ansible
+never templates what a user or a model typed (``{{ lookup('pipe', 'id') }}``
+reaches the playbook as that literal text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import yaml
+
+from shared.errors import AnsibleError
+from shared.redact import redact, redact_text
+
+log = logging.getLogger(__name__)
+
+TASK_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+class _Unsafe(str):
+    """A string dumped with Ansible's ``!unsafe`` tag."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(_Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
+
+
+def _mark_unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, dict):
+        return {str(k): _mark_unsafe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mark_unsafe(v) for v in value]
+    return value
+
+
+def unsafe_extra_vars_yaml(extra_vars: dict[str, Any]) -> str:
+    """YAML for ``-e @file`` with every string tagged ``!unsafe`` (never templated)."""
+    return yaml.dump(_mark_unsafe(extra_vars), Dumper=_UnsafeDumper, sort_keys=True)
+
+
+@dataclass
+class TaskEvent:
+    """One task result on one host, in the order Ansible reported it."""
+
+    seq: int
+    event: str
+    status: str
+    host: str
+    task: str
+    module: str
+    changed: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form of every field."""
+        return self.__dict__.copy()
+
+
+@dataclass
+class Outcome:
+    """What a check or a run produced.
+
+    ``status`` is ansible-runner's: ``successful``, ``failed``, ``timeout`` or ``canceled``.
+    ``stats`` is the play recap per host (ok, changed, failures, dark, skipped).
+    ``artifact_data`` is what the playbook reported with ``set_stats``.
+    """
+
+    status: str
+    rc: int | None
+    events: list[TaskEvent] = field(default_factory=list)
+    diffs: list[dict[str, str]] = field(default_factory=list)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    artifact_data: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        """Number of task results that changed (or would change, in check mode)."""
+        return sum(1 for e in self.events if e.changed)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Hosts the play recap lists."""
+        return sorted({h for per_host in self.stats.values() for h in per_host})
+
+    @property
+    def diff_text(self) -> str:
+        """All diffs as one unified-diff text, each headed by task and host."""
+        return "".join(f"# {d['task']} on {d['host']}\n{d['diff']}" for d in self.diffs)
+
+
+def render_diff(diff: dict[str, Any]) -> str:
+    """Ansible's ``{before, after, before_header, after_header}`` or ``prepared`` as a unified diff."""
+    if "prepared" in diff:
+        return str(diff["prepared"]).rstrip("\n") + "\n"
+    before, after = diff.get("before", ""), diff.get("after", "")
+    if isinstance(before, dict) or isinstance(after, dict):
+        before = yaml.safe_dump(before or {}, sort_keys=True)
+        after = yaml.safe_dump(after or {}, sort_keys=True)
+    lines = difflib.unified_diff(
+        str(before).splitlines(keepends=True),
+        str(after).splitlines(keepends=True),
+        fromfile=str(diff.get("before_header", "before")),
+        tofile=str(diff.get("after_header", "after")),
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _message(res: dict[str, Any]) -> str:
+    for key in ("msg", "stderr", "stdout"):
+        value = res.get(key)
+        if value:
+            return redact_text(str(value))[:2000]
+    return ""
+
+
+class _EventCollector:
+    """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop)."""
+
+    def __init__(self) -> None:
+        self.outcome = Outcome(status="running", rc=None)
+
+    def feed(self, raw: dict[str, Any]) -> TaskEvent | None:
+        name = raw.get("event", "")
+        data = raw.get("event_data") or {}
+        if name == "playbook_on_stats":
+            self.outcome.stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
+            self.outcome.artifact_data = redact(data.get("artifact_data") or {})
+            return None
+        res = data.get("res") or {}
+        host, task, module = data.get("host", ""), data.get("task", ""), data.get("task_action", "")
+        if name == "runner_item_on_ok" and res.get("diff") and res.get("changed"):
+            self._add_diffs(task, host, res["diff"])
+        if name not in TASK_RESULT_EVENTS:
+            return None
+        if name == "runner_on_ok" and res.get("changed") and "results" not in res and res.get("diff"):
+            self._add_diffs(task, host, res["diff"])
+        status = TASK_RESULT_EVENTS[name]
+        if data.get("ignore_errors") and status == "failed":
+            status = "ignored"
+        event = TaskEvent(
+            seq=len(self.outcome.events) + 1, event=name, status=status, host=host, task=task,
+            module=module, changed=bool(res.get("changed")), message=_message(res),
+        )
+        self.outcome.events.append(event)
+        if status in ("failed", "unreachable"):
+            self.outcome.failures.append(
+                {"task": task, "host": host, "module": module, "message": event.message, "rc": res.get("rc")}
+            )
+        return event
+
+    def _add_diffs(self, task: str, host: str, diff: Any) -> None:
+        for d in diff if isinstance(diff, list) else [diff]:
+            if isinstance(d, dict) and (text := render_diff(d)):
+                self.outcome.diffs.append({"task": task, "host": host, "diff": redact_text(text)})
+
+
+EventCallback = Callable[[TaskEvent], Awaitable[None]]
+
+
+async def run_playbook(
+    repo: Path,
+    playbook: str,
+    inventory: Path,
+    private_dir: Path,
+    *,
+    check: bool,
+    limit: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    timeout_s: int = 3600,
+    forks: int = 5,
+    on_event: EventCallback | None = None,
+) -> Outcome:
+    """Run ``playbook`` (relative to ``repo``) against ``inventory``.
+
+    Args:
+        check: run with ``--check --diff`` (changes nothing) instead of for real.
+        limit: ``--limit`` pattern, already validated.
+        extra_vars: passed with ``-e @file``, every string ``!unsafe``.
+        private_dir: ansible-runner's private data dir; artifacts stay there for post-mortems.
+        on_event: awaited for each task result, in order, on the caller's loop.
+
+    Returns:
+        The :class:`Outcome`; a failed playbook is an outcome with ``status="failed"``, not an error.
+
+    Raises:
+        AnsibleError: ansible-runner could not start at all.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    private_dir.mkdir(parents=True, exist_ok=True)
+    cmdline = ["--diff", "--forks", str(forks)]
+    if check:
+        cmdline.insert(0, "--check")
+    if extra_vars:
+        vars_file = private_dir / "extra_vars.yml"
+        vars_file.write_text(unsafe_extra_vars_yaml(extra_vars))
+        cmdline += ["-e", f"@{vars_file}"]
+    venv_bin = str(Path(sys.executable).parent)
+    envvars = {
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),  # ansible-playbook lives beside python
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
+    }
+
+    def handler(event: dict[str, Any]) -> bool:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+        return True
+
+    def blocking_run() -> Any:
+        try:
+            return ansible_runner.run(
+                private_data_dir=str(private_dir), project_dir=str(repo), playbook=playbook,
+                inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
+                envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
+            )
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    collector = _EventCollector()
+    runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
+    while (raw := await queue.get()) is not None:
+        event = collector.feed(raw)
+        if event is not None and on_event is not None:
+            await on_event(event)
+    try:
+        result = await runner_task
+    except Exception as exc:  # ansible-runner raises ConfigurationError, OSError...
+        raise AnsibleError(f"ansible-runner could not run {playbook}: {exc}") from exc
+    outcome = collector.outcome
+    outcome.status, outcome.rc = result.status, result.rc
+    if result.status != "successful" and not outcome.failures:
+        tail = redact_text((result.stdout.read() if result.stdout else "")[-1500:])
+        outcome.failures.append({"task": None, "host": None, "module": None, "message": tail.strip(), "rc": result.rc})
+    return outcome
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

@@ -1,0 +1,181 @@
+"""MCP server ``chiffon-ansible``: the playbook catalog, check mode, and approved runs.
+
+Tools only wire MCP to the logic in ``catalog``, ``matching``, ``plans``,
+``review`` and ``scaffold``. Read-only tools are annotated so; ``run`` is the
+only destructive one and refuses any plan a human has not approved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastmcp import Context, FastMCP
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from servers.ansible import matching, plans, review, scaffold
+from servers.ansible.service import AnsibleService, progress_reporter
+from shared.errors import InvalidInput
+from shared.mcp import ChiffonErrors
+from shared.redact import redact
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+CHECK = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
+WRITES_REPO = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+MAX_REQUEST_CHARS = 2000
+
+
+class PlaybookSummary(BaseModel):
+    """A playbook in the catalog."""
+
+    name: str = Field(description="Path relative to the repo, e.g. deploy-redis.yml.")
+    description: str = Field(description="First comment line of the file.")
+    service: str = Field(description="Service it manages, from the file name.")
+    tags: list[str]
+    hosts: list[str] = Field(description="Host patterns of its plays.")
+    tasks: int = Field(description="Number of tasks.")
+
+
+class PlaybookDetail(PlaybookSummary):
+    """A playbook with its tasks, variables and the inventory hosts it targets."""
+
+    task_list: list[dict[str, str]] = Field(description="[{name, module}] in order.")
+    variables: list[str] = Field(description="Play variables a caller may override with extra_vars.")
+    target_hosts: list[str] = Field(description="Inventory hosts its host patterns select.")
+
+
+class InventoryView(BaseModel):
+    """The inventory: groups with their hosts, and each host's variables (secrets redacted)."""
+
+    inventory: str
+    groups: dict[str, list[str]]
+    hostvars: dict[str, dict[str, Any]]
+
+
+class MatchView(BaseModel):
+    """A ranked playbook candidate for a request."""
+
+    playbook: str
+    description: str
+    score: float = Field(description="Share of the request's information covered, 0..1.")
+    reason: str
+
+
+def validate_request(request: str) -> str:
+    """Strip and bound a plain-language request. Raises InvalidInput."""
+    request = (request or "").strip()
+    if not request:
+        raise InvalidInput("request", "is empty; say what should happen, e.g. 'Deploy Redis on east'")
+    if len(request) > MAX_REQUEST_CHARS:
+        raise InvalidInput("request", f"is {len(request)} characters; the limit is {MAX_REQUEST_CHARS}")
+    return request
+
+
+def create_ansible_server(svc: AnsibleService) -> FastMCP:
+    """The ``chiffon-ansible`` server bound to ``svc`` (runtime + IaC repo)."""
+    mcp = FastMCP(
+        "chiffon-ansible",
+        instructions=(
+            "Ansible playbooks of the homelab IaC repo. Use find_playbooks or list_playbooks, then check to "
+            "preview (check mode + diff, stored as a plan). run executes only a plan a human approved."
+        ),
+        mask_error_details=True,
+    )
+    mcp.add_middleware(ChiffonErrors())
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_playbooks() -> list[PlaybookSummary]:
+        """Every playbook in the IaC repo with its description, service, tags and host patterns."""
+        catalog = await svc.catalog()
+        return [PlaybookSummary(**pb.summary()) for pb in catalog.playbooks.values()]
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def describe_playbook(playbook: str = Field(description="Playbook path relative to the repo.")) -> PlaybookDetail:
+        """One playbook in detail: tasks (name, module), variables and the inventory hosts it targets."""
+        catalog = await svc.catalog()
+        pb = catalog.get(playbook)
+        targets = await asyncio.to_thread(catalog.hosts_matching, ",".join(pb.host_patterns))
+        return PlaybookDetail(
+            **pb.summary(), task_list=[{"name": t.name, "module": t.module} for t in pb.tasks],
+            variables=list(pb.variables), target_hosts=targets,
+        )
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def inventory() -> InventoryView:
+        """Groups, hosts and host variables of the configured inventory (secrets redacted)."""
+        catalog = await svc.catalog()
+        groups = await asyncio.to_thread(catalog.groups)
+        return InventoryView(
+            inventory=catalog.inventory, groups=groups,
+            hostvars={h: redact(catalog.hostvars(h)) for h in groups.get("all", [])},
+        )
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def find_playbooks(
+        request: str = Field(description="Plain-language request, e.g. 'Deploy Uptime Kuma'."),
+        k: int = Field(5, ge=1, le=50, description="How many candidates to return."),
+    ) -> list[MatchView]:
+        """Playbooks ranked for a request, best first, with a score in [0, 1] and the reason."""
+        catalog = await svc.catalog()
+        return [MatchView(**m.as_dict()) for m in matching.rank(catalog, validate_request(request))[:k]]
+
+    @mcp.tool(annotations=CHECK)
+    async def check(
+        ctx: Context,
+        playbook: str = Field(description="Playbook path relative to the repo."),
+        limit: str | None = Field(None, description="--limit host/group pattern."),
+        extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
+    ) -> plans.Plan:
+        """Run the playbook in check mode with --diff (changes nothing) and store it as a plan to approve.
+
+        Returns the plan: hosts, predicted diff, risk and status ``pending_approval``.
+        """
+        catalog = await svc.catalog()
+        pb = catalog.get(playbook)
+        return await plans.create_plan(
+            svc.rt, catalog, pb.name, limit=limit, extra_vars=extra_vars,
+            on_event=progress_reporter(ctx, len(pb.tasks), "check"),
+        )
+
+    @mcp.tool(annotations=DESTRUCTIVE)
+    async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> plans.RunResult:
+        """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans."""
+        plan = await plans.get_plan(svc.rt, plan_id)
+        catalog = await svc.catalog(Path(plan.repo))
+        total = len((plan.check_result or {}).get("events", []))
+        return await plans.execute(svc.rt, catalog, plan_id, on_event=progress_reporter(ctx, total, "run"))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def run_events(
+        run_id: str = Field(description="Run id from run or execute_plan."),
+        after_seq: int = Field(0, ge=0, description="Only events after this sequence number."),
+        limit: int = Field(500, ge=1, le=5000),
+    ) -> list[dict[str, Any]]:
+        """Stored task events of a run, in order: seq, status, host, task, module, changed, message."""
+        return await plans.run_events(svc.rt, run_id, after_seq=after_seq, limit=limit)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def suggest_improvements(playbook: str = Field(description="Playbook path relative to the repo.")) -> list[review.Finding]:
+        """ansible-lint findings plus chiffon's own (portals without a monitor, untagged plays...)."""
+        catalog = await svc.catalog()
+        pb = catalog.get(playbook)
+        found = await asyncio.to_thread(review.chiffon_findings, catalog, pb)
+        if svc.rt.settings.ansible.lint:
+            found += await asyncio.to_thread(review.lint_findings, catalog, pb)
+        return found
+
+    @mcp.tool(annotations=WRITES_REPO)
+    async def new_playbook(
+        kind: str = Field(description="service (deploy with Docker Compose) or config (update a config file)."),
+        service: str = Field(description="Service name, lower-case with dashes, e.g. uptime-kuma."),
+        host: str = Field(description="Inventory host or group to target."),
+        write: bool = Field(False, description="Write it into the repo (never overwrites)."),
+    ) -> scaffold.NewPlaybook:
+        """Generate a playbook from a template and validate it with ansible-playbook --syntax-check."""
+        catalog = await svc.catalog()
+        return await asyncio.to_thread(scaffold.new_playbook, catalog, kind, service, host, write=write)
+
+    return mcp

@@ -1,0 +1,70 @@
+"""MCP plumbing every chiffon server uses: error translation and transports.
+
+* :class:`ChiffonErrors` turns a :class:`~shared.errors.ChiffonError` raised by a
+  tool into a ``ToolError`` whose message reaches the model; servers are built
+  with ``mask_error_details=True``, so anything else becomes a generic error.
+* :func:`serve` runs a server over stdio or streamable HTTP; HTTP binds to
+  loopback unless a bearer token is configured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any, Literal
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import Middleware, MiddlewareContext
+
+from shared.config import Settings
+from shared.errors import ChiffonError, ConfigError
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["stdio", "http"]
+
+
+class ChiffonErrors(Middleware):
+    """Translate deliberate chiffon errors into tool errors the model can act on."""
+
+    async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        try:
+            return await call_next(context)
+        except ChiffonError as exc:
+            log.info("tool %s refused: %s", getattr(context.message, "name", "?"), exc)
+            raise ToolError(str(exc)) from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None) -> None:
+    """Run ``server`` until cancelled.
+
+    Raises:
+        ConfigError: HTTP on a non-loopback address without ``http.bearer_token``.
+    """
+    if transport == "stdio":
+        await server.run_async("stdio", show_banner=False)
+        return
+    host = host or settings.http.host
+    port = port or settings.http.port
+    token = settings.http.bearer_token
+    if token is not None:
+        from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
+
+        server.auth = StaticTokenVerifier({token.get_secret_value(): {"client_id": "chiffon-operator", "scopes": []}})
+    elif not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
+            "or bind to 127.0.0.1"
+        )
+    log.info("serving %s over streamable HTTP on http://%s:%s/mcp", server.name, host, port)
+    await server.run_async("http", show_banner=False, host=host, port=port)
