@@ -13,7 +13,6 @@ from typing import Any
 
 from servers.ansible import matching, plans
 from servers.ansible.runner import EventCallback
-from servers.ansible.server import validate_request
 from servers.ansible.service import AnsibleService
 from shared.errors import NoMatch
 
@@ -34,7 +33,7 @@ async def plan_request(
         NoMatch: no playbook scores at least MIN_SCORE; the closest are listed.
         RepoError: the repo is not a git repo or has no playbooks.
     """
-    request = validate_request(request)
+    request = matching.validate_request(request)
     catalog = await svc.catalog(repo)
     ranked = matching.rank(catalog, request)
     best = ranked[0]

@@ -7,14 +7,17 @@ closes them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from shared.audit import AuditLog
-from shared.bus import Bus
+from shared.bus import Bus, embedded_socket
 from shared.config import Settings
+from shared.errors import BusUnavailable
 from shared.store import Store
+from shared.store import stop_embedded as stop_store
 
 
 @dataclass
@@ -39,12 +42,35 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         StoreUnavailable, BusUnavailable: a service cannot be reached (its URL is named).
     """
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(_secret(settings.database_url), settings.home)
+    opened = await asyncio.gather(
+        Store.open(_secret(settings.database_url), settings.home),
+        Bus.open(_secret(settings.redis_url), settings.home),
+        return_exceptions=True,
+    )
+    failures = [o for o in opened if isinstance(o, BaseException)]
+    if failures:
+        for part in opened:
+            if not isinstance(part, BaseException):
+                await part.close()
+        raise failures[0]
+    store, bus = opened
     try:
-        bus = await Bus.open(_secret(settings.redis_url), settings.home)
-        try:
-            yield Runtime(settings, store, bus, AuditLog(settings.audit_dir))
-        finally:
-            await bus.close()
+        yield Runtime(settings, store, bus, AuditLog(settings.audit_dir))
     finally:
+        await bus.close()
         await store.close()
+
+
+async def stop_embedded(settings: Settings) -> list[str]:
+    """Stop the embedded PostgreSQL and Redis of ``settings.home``; names what was stopped."""
+    stopped = []
+    if settings.redis_url is None:
+        try:
+            bus = await Bus.open(None, settings.home) if embedded_socket(settings.home).exists() else None
+        except BusUnavailable:
+            bus = None
+        if bus is not None and await bus.shutdown_embedded():
+            stopped.append("redis")
+    if settings.database_url is None and await asyncio.to_thread(stop_store, settings.home):
+        stopped.append("postgresql")
+    return stopped

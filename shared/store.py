@@ -1,8 +1,9 @@
 """The PostgreSQL state store: one asyncpg pool, numbered SQL migrations.
 
 With ``CHIFFON_DATABASE_URL`` unset, an embedded PostgreSQL 16 from the
-``pgserver`` wheel is started in ``CHIFFON_HOME/postgres`` (about 1 s) and
-stopped when the last process using it exits. Migrations are the files
+``pgserver`` wheel is started in ``CHIFFON_HOME/postgres`` (about 1 s) and left
+running on its unix socket, so the next command reuses it; ``chiffon down``
+stops it (:func:`stop_embedded`). Migrations are the files
 ``shared/migrations/NNN_name.sql``, applied in order at open, each in its own
 transaction, under an advisory lock so concurrent starters do not race.
 """
@@ -10,13 +11,14 @@ transaction, under an advisory lock so concurrent starters do not race.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import json
 
 import asyncpg
 
@@ -56,13 +58,28 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     import pgserver  # imported lazily: only the embedded mode needs it
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
     return server, server.get_uri()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for pg_type in ("json", "jsonb"):
         await conn.set_type_codec(pg_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def stop_embedded(home: Path) -> bool:
+    """Stop the embedded PostgreSQL of ``home`` if it runs; True when one was stopped."""
+    pgdata = home / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None  # pgserver runs as it when root
+    try:
+        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False  # a stale postmaster.pid: nothing was running
+    return True
 
 
 class Store:

@@ -20,8 +20,10 @@ import re
 from dataclasses import dataclass
 
 from servers.ansible.catalog import Catalog, Playbook
+from shared.errors import InvalidInput
 
 MIN_SCORE = 0.2
+MAX_REQUEST_CHARS = 2000
 
 STOPWORDS = frozenset(
     "a an and the to of for on in into its it is are be with by at from as this that these those "
@@ -114,3 +116,13 @@ def rank(catalog: Catalog, request: str) -> list[Match]:
             parts.append("task names match " + ", ".join(repr(h) for h in hits_weak))
         matches.append(Match(catalog.playbooks[name], got / total, "; ".join(parts) or "no shared terms"))
     return sorted(matches, key=lambda m: (-m.score, m.playbook.name))
+
+
+def validate_request(request: str) -> str:
+    """Strip and bound a plain-language request. Raises InvalidInput."""
+    request = (request or "").strip()
+    if not request:
+        raise InvalidInput("request", "is empty; say what should happen, e.g. 'Deploy Redis on east'")
+    if len(request) > MAX_REQUEST_CHARS:
+        raise InvalidInput("request", f"is {len(request)} characters; the limit is {MAX_REQUEST_CHARS}")
+    return request

@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from servers.ansible import matching, plans, review, scaffold
 from servers.ansible.service import AnsibleService, progress_reporter
-from shared.errors import InvalidInput
 from shared.mcp import ChiffonErrors
 from shared.redact import redact
 
@@ -25,7 +24,6 @@ READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotent
 CHECK = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True)
 DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
 WRITES_REPO = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-MAX_REQUEST_CHARS = 2000
 
 
 class PlaybookSummary(BaseModel):
@@ -62,16 +60,6 @@ class MatchView(BaseModel):
     description: str
     score: float = Field(description="Share of the request's information covered, 0..1.")
     reason: str
-
-
-def validate_request(request: str) -> str:
-    """Strip and bound a plain-language request. Raises InvalidInput."""
-    request = (request or "").strip()
-    if not request:
-        raise InvalidInput("request", "is empty; say what should happen, e.g. 'Deploy Redis on east'")
-    if len(request) > MAX_REQUEST_CHARS:
-        raise InvalidInput("request", f"is {len(request)} characters; the limit is {MAX_REQUEST_CHARS}")
-    return request
 
 
 def create_ansible_server(svc: AnsibleService) -> FastMCP:
@@ -120,7 +108,7 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
     ) -> list[MatchView]:
         """Playbooks ranked for a request, best first, with a score in [0, 1] and the reason."""
         catalog = await svc.catalog()
-        return [MatchView(**m.as_dict()) for m in matching.rank(catalog, validate_request(request))[:k]]
+        return [MatchView(**m.as_dict()) for m in matching.rank(catalog, matching.validate_request(request))[:k]]
 
     @mcp.tool(annotations=CHECK)
     async def check(

@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from fastmcp import Context
+from typing import TYPE_CHECKING
 
 from servers.ansible.catalog import Catalog
 from servers.ansible.runner import TaskEvent
 from shared.config import PROJECT_ROOT
 from shared.runtime import Runtime
+
+if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
+    from fastmcp import Context
 
 EXAMPLE_REPO = PROJECT_ROOT / "examples" / "homelab-infra"
 _WATCHED = ("*.yml", "*.yaml", "*.ini", "*.cfg")
@@ -54,7 +56,7 @@ class AnsibleService:
         return await asyncio.to_thread(self._load, (repo or self.repo).expanduser().resolve())
 
 
-def progress_reporter(ctx: Context | None, total: int | None, verb: str) -> Callable[[TaskEvent], Awaitable[None]] | None:
+def progress_reporter(ctx: "Context | None", total: int | None, verb: str) -> Callable[[TaskEvent], Awaitable[None]] | None:
     """An ``on_event`` callback that sends MCP progress: ``progress`` = task results so far."""
     if ctx is None:
         return None

@@ -1,0 +1,337 @@
+"""The ``chiffon`` command line: plan, approve, run and audit; serve the orchestrator.
+
+Exit codes: 0 done, 1 the run failed, 2 bad input or a service is unreachable,
+3 the plan awaits a human's approval (nothing changed), 4 the plan was rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from orchestrator.dispatch import dispatch_run, running_worker
+from orchestrator.planner import plan_request
+from servers.ansible import plans
+from servers.ansible.runner import TaskEvent
+from servers.ansible.service import AnsibleService
+from shared.audit import parse_since
+from shared.config import Settings, load_settings
+from shared.errors import ChiffonError, InvalidInput
+from shared.logs import setup_logging
+from shared.runtime import open_runtime
+
+EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
+
+app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
+                  no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, **overrides)
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine; a ChiffonError becomes a one-line message and exit code 2."""
+    try:
+        return asyncio.run(coro)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInput("--extra-var", f"{pair!r} is not KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+def show_plan(plan: plans.Plan) -> None:
+    """Print a plan: what, where, risk, why it was chosen, and the check-mode diff."""
+    table = Table(title=f"Plan {plan.id}", show_header=False, title_justify="left")
+    table.add_row("request", plan.request or "-")
+    table.add_row("playbook", plan.playbook)
+    if plan.match:
+        table.add_row("matched", f"score {plan.match['score']}: {plan.match['reason']}")
+    table.add_row("hosts", ", ".join(plan.hosts) or "-")
+    table.add_row("extra vars", json.dumps(plan.extra_vars) if plan.extra_vars else "-")
+    colour = {"low": "green", "medium": "yellow", "high": "red"}[plan.risk]
+    table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + "; ".join(plan.risk_reasons))
+    changed = (plan.check_result or {}).get("changed", 0)
+    table.add_row("check mode", f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted")
+    out.print(table)
+    if plan.diff:
+        out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
+
+
+def _summary(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float) -> dict[str, Any]:
+    return {
+        "plan_id": plan.id, "status": status, "playbook": plan.playbook,
+        "hosts": result.hosts if result else plan.hosts, "changed": result.changed if result else 0,
+        "monitors": result.monitors if result else None,
+        "audit_commit": result.audit_commit if result else plan.audit_commit,
+        "duration_s": round(time.perf_counter() - started, 3),
+        **({"run_id": result.run_id, "failure": result.failure} if result else {}),
+    }
+
+
+async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
+    total = len((plan.check_result or {}).get("events", [])) or None
+    with _progress() as bar:
+        task = bar.add_task(f"running {plan.playbook}", total=total)
+
+        async def on_event(event: dict[str, Any]) -> None:
+            bar.update(task, completed=event["seq"], description=f"{event['task'][:50]} [{event['host']}]")
+
+        result = await dispatch_run(svc.rt, plan.id, on_event=on_event)
+    if not as_json:
+        colour = "green" if result.status == "succeeded" else "red"
+        out.print(f"[{colour}]{result.status}[/]: {result.playbook} on {', '.join(result.hosts)}, "
+                  f"{result.changed} change(s), audit commit {result.audit_commit[:12] if result.audit_commit else '-'}")
+        if result.monitors is not None:
+            out.print(f"monitors: {', '.join(result.monitors)}")
+        if result.failure:
+            out.print(f"[red]failed task[/] {result.failure.get('task')} on {result.failure.get('host')}: "
+                      f"{result.failure.get('message')}")
+    return result
+
+
+async def _run_request(settings: Settings, request: str, repo: Path | None, approve: bool, as_json: bool,
+                       limit: str | None, extra_vars: dict[str, Any]) -> int:
+    started = time.perf_counter()
+    async with open_runtime(settings) as rt:
+        svc = AnsibleService.for_runtime(rt, repo)
+        async with running_worker(svc, settings.worker_in_process):
+            with _progress() as bar:
+                task = bar.add_task("planning: check mode", total=None)
+
+                async def on_check(event: TaskEvent) -> None:
+                    bar.update(task, completed=event.seq, description=f"check: {event.task[:50]} [{event.host}]")
+
+                plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars, on_event=on_check)
+            if not as_json:
+                show_plan(plan)
+            if approve:
+                plan = await plans.decide(rt, plan.id, "approved", approver=f"{plans.default_approver()} (--approve)",
+                                          channel="cli")
+            elif sys.stdin.isatty() and not as_json:
+                ok = typer.confirm(f"Run plan {plan.id} now?", default=False)
+                plan = await plans.decide(rt, plan.id, "approved" if ok else "rejected",
+                                          approver=plans.default_approver(), channel="cli")
+            else:
+                return _report(plan, "awaiting_approval", None, started, as_json,
+                               f"plan {plan.id} awaits approval; nothing changed. Approve with "
+                               f"`chiffon approve {plan.id}`, then `chiffon execute {plan.id}`.", EXIT_AWAITING)
+            if plan.status == "rejected":
+                return _report(plan, "rejected", None, started, as_json, f"plan {plan.id} rejected; nothing ran.",
+                               EXIT_REJECTED)
+            result = await _execute(svc, plan, as_json)
+            return _report(plan, result.status, result, started, as_json, None,
+                           0 if result.status == "succeeded" else EXIT_FAILED)
+
+
+def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float, as_json: bool,
+            note: str | None, code: int) -> int:
+    if as_json:
+        out.print_json(json.dumps(_summary(plan, status, result, started)))
+    if note:
+        err.print(note, highlight=False)
+    return code
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="What should happen, in plain language.")],
+    repo: Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the bundled example).")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the plan yourself, now, without a prompt.")] = False,
+    as_json: JsonOpt = False,
+    limit: Annotated[Optional[str], typer.Option(help="--limit host/group pattern.")] = None,
+    extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Plan a request (check mode + diff), get approval, run it, record state and audit."""
+    setup_logging(verbose)
+    code = _run(_run_request(_settings(config), request, repo, approve, as_json, limit, _parse_vars(extra_var)))
+    raise typer.Exit(code)
+
+
+async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None) -> plans.Plan:
+    async with open_runtime(settings) as rt:
+        return await plans.decide(rt, plan_id, decision, approver=plans.default_approver(),  # type: ignore[arg-type]
+                                  channel="cli", reason=reason)
+
+
+@app.command("approve")
+def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
+                config: ConfigOpt = None) -> None:
+    """Approve a pending plan (recorded with your user name and an audit commit)."""
+    setup_logging()
+    plan = _run(_decide(_settings(config), plan_id, "approved", reason))
+    out.print(f"approved {plan.id} ({plan.playbook} on {', '.join(plan.hosts)}); run it with `chiffon execute {plan.id}`")
+
+
+@app.command("reject")
+def reject_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
+               config: ConfigOpt = None) -> None:
+    """Reject a pending plan; it can never run."""
+    setup_logging()
+    plan = _run(_decide(_settings(config), plan_id, "rejected", reason))
+    out.print(f"rejected {plan.id} ({plan.playbook})")
+
+
+@app.command("execute")
+def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Run an approved plan."""
+    setup_logging()
+    settings = _settings(config)
+
+    async def go() -> int:
+        started = time.perf_counter()
+        async with open_runtime(settings) as rt:
+            svc = AnsibleService.for_runtime(rt)
+            plan = await plans.get_plan(rt, plan_id)
+            async with running_worker(svc, settings.worker_in_process):
+                result = await _execute(svc, plan, as_json)
+            return _report(plan, result.status, result, started, as_json, None,
+                           0 if result.status == "succeeded" else EXIT_FAILED)
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command("status")
+def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
+    """Show a plan and where it stands."""
+    setup_logging()
+
+    async def go() -> plans.Plan:
+        async with open_runtime(_settings(config)) as rt:
+            return await plans.get_plan(rt, plan_id)
+
+    plan = _run(go())
+    show_plan(plan)
+    out.print(f"status: [bold]{plan.status}[/]")
+
+
+@app.command("audit")
+def audit_cmd(
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed runs.")] = False,
+    since: Annotated[Optional[str], typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
+    service: Annotated[Optional[str], typer.Option(help="Only records about this service.")] = None,
+    plan: Annotated[Optional[str], typer.Option("--plan", help="Only records of this plan.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Query the audit trail: `--failed --since 7d`, `--service uptime-kuma`."""
+    setup_logging()
+    settings = _settings(config)
+    from shared.audit import AuditLog
+
+    try:
+        entries = AuditLog(settings.audit_dir).query(
+            since=parse_since(since) if since else None, failed=failed, service=service, plan_id=plan, limit=limit)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    if as_json:
+        out.print_json(json.dumps({"records": [e.as_dict() for e in entries]}, default=str))
+        return
+    table = Table("time", "kind", "plan", "service", "status", "summary", "commit")
+    for e in entries:
+        b = e.body
+        table.add_row(e.time.strftime("%Y-%m-%d %H:%M:%S"), b.get("kind", ""), b.get("plan_id", ""),
+                      str(b.get("service") or ""), str(b.get("status") or b.get("decision") or ""), e.subject,
+                      e.commit[:10])
+    out.print(table)
+
+
+@app.command("serve")
+def serve_cmd(
+    transport: Annotated[str, typer.Option(help="stdio or http.")] = "stdio",
+    host: Annotated[Optional[str], typer.Option(help="HTTP bind address (default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="HTTP port (default 8765).")] = None,
+    repo: Annotated[Optional[Path], typer.Option(help="IaC repo.")] = None,
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Serve the orchestrator MCP server (the ansible server mounted as `ansible`)."""
+    if transport not in ("stdio", "http"):
+        err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
+        raise typer.Exit(EXIT_ERROR)
+    setup_logging(verbose)
+    from orchestrator.server import create_orchestrator
+    from shared.mcp import serve
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_runtime(settings) as rt:
+            svc = AnsibleService.for_runtime(rt, repo)
+            async with running_worker(svc, settings.worker_in_process):
+                await serve(create_orchestrator(svc), settings, transport, host, port)  # type: ignore[arg-type]
+
+    try:
+        _run(go())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("down")
+def down_cmd(config: ConfigOpt = None) -> None:
+    """Stop the embedded PostgreSQL and Redis that chiffon started in CHIFFON_HOME."""
+    setup_logging()
+    from shared.runtime import stop_embedded
+
+    stopped = _run(stop_embedded(_settings(config)))
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else "no embedded server was running")
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Check PostgreSQL, Redis, the audit repo, the IaC repo, Ansible and Docker."""
+    setup_logging()
+    from orchestrator.doctor import run_doctor
+
+    results = _run(run_doctor(_settings(config)))
+    if as_json:
+        out.print_json(json.dumps([r.model_dump() for r in results]))
+    else:
+        table = Table("part", "status", "detail", "ms")
+        colours = {"ok": "green", "healthy": "green", "degraded": "yellow", "failed": "red"}
+        for r in results:
+            table.add_row(r.service, f"[{colours[r.status]}]{r.status}[/]", r.detail, str(r.latency_ms or ""))
+        out.print(table)
+    raise typer.Exit(EXIT_ERROR if any(r.status == "failed" for r in results) else 0)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
