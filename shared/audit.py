@@ -97,7 +97,8 @@ class AuditLog:
     def exists(self, sha: str) -> bool:
         """True when ``sha`` is a commit of the audit repository."""
         try:
-            return self._open().commit(sha).hexsha == sha
+            repo = self._open()
+            return len(sha) == 40 and repo.odb.has_object(bytes.fromhex(sha)) and repo.commit(sha).type == "commit"
         except (ValueError, git.BadName, AuditError):
             return False
 

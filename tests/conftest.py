@@ -1,0 +1,111 @@
+"""Shared fixtures: a hermetic CHIFFON_HOME with real embedded PostgreSQL and Redis,
+a git copy of the example IaC repo, and the servers built on them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from shared.config import PROJECT_ROOT, Settings, load_settings
+from shared.runtime import Runtime, open_runtime, stop_embedded
+
+EXAMPLE = PROJECT_ROOT / "examples" / "homelab-infra"
+KUMA_REQUEST = "Deploy Uptime Kuma and add the existing portals to its config"
+
+ECHO_PLAYBOOK = """# Write a message to a file (test helper for extra vars).
+- name: Echo a message
+  hosts: ai
+  gather_facts: false
+  tags: [test]
+  vars:
+    message: default
+  tasks:
+    - name: Create the target directory
+      ansible.builtin.file:
+        path: "{{ homelab_root }}"
+        state: directory
+        mode: "0755"
+    - name: Write the message
+      ansible.builtin.copy:
+        dest: "{{ homelab_root }}/echo.txt"
+        content: "{{ message }}"
+        mode: "0644"
+"""
+
+FAIL_PLAYBOOK = """# Fail on purpose after one good task (test helper for failure records).
+- name: Break things
+  hosts: east
+  gather_facts: false
+  tags: [test]
+  tasks:
+    - name: A step that works
+      ansible.builtin.file:
+        path: "{{ homelab_root }}/before-failure"
+        state: directory
+        mode: "0755"
+    - name: A step that fails
+      ansible.builtin.command: /bin/false
+      changed_when: false
+      check_mode: false
+"""
+
+
+def git_commit_all(path: Path) -> None:
+    """``git init`` (if needed) and commit everything in ``path``."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    if not (path / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(path), "commit", "-q", "-m", "test repo", "--allow-empty"], check=True, env=env)
+
+
+def make_repo(dest: Path) -> Path:
+    """A git copy of the example repo plus the test playbooks."""
+    shutil.copytree(EXAMPLE, dest)
+    (dest / "echo-message.yml").write_text(ECHO_PLAYBOOK)
+    (dest / "break-things.yml").write_text(FAIL_PLAYBOOK)
+    git_commit_all(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chiffon-home")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local inventory renders files (HOMELAB_ROOT), inherited by ansible-runner."""
+    root = tmp_path_factory.mktemp("homelab-root")
+    os.environ["HOMELAB_ROOT"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(home: Path) -> Settings:
+    return load_settings(home=home)
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("iac") / "homelab-infra")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def rt(settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings) as runtime:
+        yield runtime
+    await stop_embedded(settings)
+
+
+@pytest.fixture
+def cli_env(home: Path, targets: Path) -> dict[str, str]:
+    """Environment for `chiffon` subprocesses sharing the session's CHIFFON_HOME."""
+    return {**os.environ, "CHIFFON_HOME": str(home), "HOMELAB_ROOT": str(targets)}

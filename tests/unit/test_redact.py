@@ -1,0 +1,26 @@
+from shared.redact import REDACTED, redact, redact_text
+
+
+def test_values_under_secret_keys_are_replaced() -> None:
+    data = {"db_password": "hunter2", "API_TOKEN": "abc", "nested": [{"vault_pass": "x", "name": "ok"}]}
+    assert redact(data) == {"db_password": REDACTED, "API_TOKEN": REDACTED,
+                            "nested": [{"vault_pass": REDACTED, "name": "ok"}]}
+
+
+def test_counters_that_look_like_secret_words_are_kept() -> None:
+    data = {"tokens_in": 12, "passed": 3, "author": "me", "bypass_cache": True}
+    assert redact(data) == data
+
+
+def test_secret_shapes_inside_text_are_masked() -> None:
+    text = ("Authorization: Bearer abcdefghijklmnop key sk-ant-api03-abcdefghijklmnopqrstuv "
+            "url postgresql://chiffon:s3cret@db:5432/x token=zzz")
+    masked = redact_text(text)
+    for secret in ("abcdefghijklmnop", "sk-ant-api03", "s3cret", "zzz"):
+        assert secret not in masked
+    assert "postgresql://chiffon:" in masked
+
+
+def test_private_key_blocks_are_masked() -> None:
+    pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    assert redact_text(f"key:\n{pem}\n") == f"key:\n{REDACTED}\n"
