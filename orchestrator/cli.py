@@ -214,6 +214,8 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
         async with open_runtime(settings) as rt:
             svc = AnsibleService.for_runtime(rt)
             plan = await plans.get_plan(rt, plan_id)
+            if plan.status != "approved":
+                raise plans.not_runnable(plan)
             async with running_worker(svc, settings.worker_in_process):
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,

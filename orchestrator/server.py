@@ -108,6 +108,8 @@ def create_orchestrator(svc: AnsibleService) -> FastMCP:
                                       channel=answer.channel, reason=answer.reason)
             if plan.status == "rejected":
                 return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")
+        if plan.status != "approved":
+            raise plans.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", [])) or None
 
         async def relay(event: dict[str, Any]) -> None:

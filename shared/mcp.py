@@ -31,9 +31,15 @@ class ChiffonErrors(Middleware):
     async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         try:
             return await call_next(context)
-        except ChiffonError as exc:
-            log.info("tool %s refused: %s", getattr(context.message, "name", "?"), exc)
-            raise ToolError(str(exc)) from exc
+        except Exception as exc:
+            # FastMCP masks a tool's exception inside a ToolError; find ours in the chain.
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ChiffonError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            log.info("tool %s refused: %s", getattr(context.message, "name", "?"), cause)
+            raise ToolError(str(cause)) from cause
 
 
 def _is_loopback(host: str) -> bool:

@@ -229,6 +229,16 @@ async def existing_run(rt: Runtime, plan_id: str) -> RunResult | None:
     )
 
 
+def not_runnable(plan: Plan) -> PlanStateError:
+    """The error for running ``plan`` in its current (non-approved) status."""
+    hint = {
+        "pending_approval": f"it has not been approved: `chiffon approve {plan.id}`",
+        "rejected": "it was rejected; plan again to try something else",
+        "running": "it is running now",
+    }.get(plan.status, "it already ran; plan again to run it again")
+    return PlanStateError(f"plan {plan.id} is {plan.status}: {hint}")
+
+
 async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: EventCallback | None = None) -> RunResult:
     """Run an approved plan for real, storing each task event and the result.
 
@@ -244,12 +254,7 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             plan_id,
         )
         if claimed is None:
-            hint = {
-                "pending_approval": "it has not been approved: `chiffon approve " + plan_id + "`",
-                "rejected": "it was rejected; plan again to try something else",
-                "running": "it is running now",
-            }.get(plan.status, "it already ran; plan again to run it again")
-            raise PlanStateError(f"plan {plan_id} is {plan.status}: {hint}")
+            raise not_runnable(plan)
         await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
     started = asyncio.get_running_loop().time()
 
