@@ -50,7 +50,7 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -158,7 +158,7 @@ def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, start
     if as_json:
         out.print_json(json.dumps(_summary(plan, status, result, started)))
     if note:
-        err.print(note, highlight=False)
+        err.print(note, highlight=False, soft_wrap=True)
     return code
 
 
@@ -257,7 +257,7 @@ def audit_cmd(
         entries = AuditLog(settings.audit_dir).query(
             since=parse_since(since) if since else None, failed=failed, service=service, plan_id=plan, limit=limit)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         out.print_json(json.dumps({"records": [e.as_dict() for e in entries]}, default=str))

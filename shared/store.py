@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     import pgserver  # imported lazily: only the embedded mode needs it
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
+    with warnings.catch_warnings():  # platformdirs warns on hosts without XDG_RUNTIME_DIR; harmless here
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
     return server, server.get_uri()
 
 

@@ -1,0 +1,91 @@
+"""The `chiffon` command line, as a user runs it (no TTY)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import yaml
+
+from tests.conftest import KUMA_REQUEST
+
+CHIFFON = str(Path(sys.executable).parent / "chiffon")
+
+
+def chiffon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CHIFFON, *args], env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def test_run_with_approve_deploys_kuma_with_one_monitor_per_portal(
+    cli_env: dict[str, str], repo: Path, home: Path, tmp_path: Path
+) -> None:
+    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
+    proc = chiffon(env, "run", KUMA_REQUEST, "--repo", str(repo), "--approve", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    portals = yaml.safe_load((repo / "group_vars" / "all.yml").read_text())["portals"]
+    assert out["playbook"] == "deploy-uptime-kuma.yml" and out["status"] == "succeeded"
+    assert out["monitors"] == [p["name"] for p in portals]
+    assert git.Repo(home / "audit").commit(out["audit_commit"]).hexsha == out["audit_commit"]
+    monitors = json.loads((tmp_path / "east" / "uptime-kuma" / "monitors.json").read_text())["monitorList"]
+    assert [m["url"] for m in monitors] == [p["url"] for p in portals]
+    assert (tmp_path / "east" / "uptime-kuma" / "compose.yaml").is_file()
+
+    audit = chiffon(env, "audit", "--json", "--service", "uptime-kuma")
+    records = json.loads(audit.stdout)["records"]
+    assert any(r["kind"] == "run" and r["plan_id"] == out["plan_id"] for r in records)
+
+
+def test_run_without_approve_and_without_tty_exits_3_and_changes_nothing(
+    cli_env: dict[str, str], repo: Path, tmp_path: Path
+) -> None:
+    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
+    proc = chiffon(env, "run", KUMA_REQUEST, "--repo", str(repo), "--json")
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "awaiting_approval" and out["plan_id"].startswith("plan-")
+    assert f"chiffon approve {out['plan_id']}" in proc.stderr.replace("\n", " ")
+    assert not (tmp_path / "east").exists()
+
+
+def test_approve_then_execute_out_of_band(cli_env: dict[str, str], repo: Path, tmp_path: Path) -> None:
+    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
+    plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
+    assert chiffon(env, "approve", plan_id, "--reason", "maintenance window").returncode == 0
+    again = chiffon(env, "approve", plan_id)
+    assert again.returncode == 2 and "only a pending plan" in again.stderr
+    done = chiffon(env, "execute", plan_id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert (tmp_path / "east" / "redis" / "redis.conf").is_file()
+
+
+def test_request_that_matches_nothing_exits_2_naming_the_closest(cli_env: dict[str, str], repo: Path) -> None:
+    proc = chiffon(cli_env, "run", "bake a chocolate cake", "--repo", str(repo), "--approve")
+    assert proc.returncode == 2
+    assert "no playbook matches" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_postgres_is_a_clear_message_not_a_traceback(cli_env: dict[str, str], repo: Path) -> None:
+    env = {**cli_env, "CHIFFON_DATABASE_URL": "postgresql://chiffon:pw@127.0.0.1:1/chiffon"}
+    proc = chiffon(env, "run", "deploy redis", "--repo", str(repo), "--approve")
+    assert proc.returncode == 2
+    assert "PostgreSQL at postgresql://chiffon:***REDACTED***@127.0.0.1:1/chiffon is unreachable" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+
+
+def test_repo_that_is_not_a_git_repo_is_refused(cli_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    proc = chiffon(cli_env, "run", "deploy redis", "--repo", str(tmp_path), "--approve")
+    assert proc.returncode == 2 and "not a git repository" in proc.stderr
+
+
+def test_doctor_reports_every_part(cli_env: dict[str, str]) -> None:
+    proc = chiffon(cli_env, "doctor", "--json")
+    parts = {r["service"]: r["status"] for r in json.loads(proc.stdout)}
+    assert set(parts) == {"postgresql", "redis", "audit", "iac-repo", "ansible", "docker"}
+    assert parts["postgresql"] in ("ok", "healthy") and parts["redis"] in ("ok", "healthy")

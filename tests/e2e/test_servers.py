@@ -1,0 +1,61 @@
+"""Servers started as subprocesses and driven by real clients over stdio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from shared.config import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+INSPECTOR = PROJECT_ROOT / "node_modules" / ".bin" / "mcp-inspector"
+
+
+async def test_chiffon_serve_over_stdio_lists_and_calls_tools(cli_env: dict[str, str], repo: Path) -> None:
+    transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", "--repo", str(repo)], env=cli_env,
+                               cwd=str(PROJECT_ROOT))
+    async with Client(transport) as client:
+        names = {t.name for t in await client.list_tools()}
+        listed = await client.call_tool("ansible_list_playbooks", {})
+    assert {"plan_request", "execute_plan", "ansible_list_playbooks"} <= names
+    assert "deploy-uptime-kuma.yml" in {p["name"] for p in listed.structured_content["result"]}
+
+
+async def test_chiffon_ansible_runs_alone_over_stdio(cli_env: dict[str, str], repo: Path) -> None:
+    transport = StdioTransport(command=str(BIN / "chiffon-ansible"), args=["--repo", str(repo)], env=cli_env)
+    async with Client(transport) as client:
+        found = await client.call_tool("find_playbooks", {"request": "install redis", "k": 1})
+    assert found.structured_content["result"][0]["playbook"] == "deploy-redis.yml"
+
+
+def inspector(cli_env: dict[str, str], repo: Path, *args: str) -> dict:
+    if not INSPECTOR.exists():
+        pytest.fail("MCP Inspector missing: run `npm install` (the README's test command does)")
+    proc = subprocess.run(
+        [str(INSPECTOR), "--cli", str(BIN / "chiffon"), "serve", "--repo", str(repo), *args],
+        env={**cli_env, "PATH": f"{BIN}:{cli_env['PATH']}"}, capture_output=True, text=True, timeout=240,
+        cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_mcp_inspector_lists_the_orchestrator_tools(cli_env: dict[str, str], repo: Path) -> None:
+    tools = {t["name"] for t in inspector(cli_env, repo, "--method", "tools/list")["tools"]}
+    assert {"plan_request", "execute_plan", "plan_status", "audit_query", "ansible_list_playbooks"} <= tools
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_mcp_inspector_calls_ansible_list_playbooks(cli_env: dict[str, str], repo: Path) -> None:
+    result = inspector(cli_env, repo, "--method", "tools/call", "--tool-name", "ansible_list_playbooks")
+    assert result.get("isError") is not True
+    names = {p["name"] for p in result["structuredContent"]["result"]}
+    assert {"deploy-uptime-kuma.yml", "deploy-redis.yml", "backup-postgres.yml", "cleanup-disk.yml"} <= names
