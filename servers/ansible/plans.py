@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import re
 import secrets
 from datetime import datetime
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, Field
 
 from servers.ansible.catalog import Catalog
@@ -88,10 +90,6 @@ def validate_extra_vars(extra_vars: dict[str, Any] | None) -> dict[str, Any]:
     Raises:
         InvalidInput: a key is not a valid Ansible variable name, or the mapping is too large.
     """
-    import re
-
-    import yaml
-
     extra_vars = extra_vars or {}
     for key in extra_vars:
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -303,7 +301,12 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
 
 
 async def run_events(rt: Runtime, run_id: str, *, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:
-    """Stored task events of ``run_id`` after ``after_seq``, in order. Raises NotFound-style InvalidInput."""
+    """Stored task events of ``run_id`` after ``after_seq``, in order.
+
+    Raises:
+        InvalidInput: limit outside 1..5000.
+        PlanNotFound: no run with that id.
+    """
     if limit <= 0 or limit > 5000:
         raise InvalidInput("limit", "must be between 1 and 5000")
     if await rt.store.pool.fetchval("SELECT 1 FROM runs WHERE id=$1", run_id) is None:

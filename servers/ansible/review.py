@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from servers.ansible.catalog import Catalog, Playbook
-from servers.ansible.risk import _COMMAND_MODULES
+from servers.ansible.risk import COMMAND_MODULES
 
 
 class Finding(BaseModel):
@@ -47,7 +47,7 @@ def chiffon_findings(catalog: Catalog, playbook: Playbook) -> list[Finding]:
         found.append(Finding(source="chiffon", rule="untagged-play", severity="info", path=playbook.name,
                              message="tag the play so it can be run or skipped with --tags"))
     for task in playbook.tasks:
-        if task.module in _COMMAND_MODULES and not ({"changed_when"} & task.keywords) \
+        if task.module in COMMAND_MODULES and not ({"changed_when"} & task.keywords) \
                 and not ({"creates", "removes"} & set(task.args)):
             found.append(Finding(source="chiffon", rule="command-without-changed-when", severity="major",
                                  path=playbook.name, message=f"task {task.name!r}: add changed_when, creates or removes"))

@@ -13,7 +13,7 @@ from servers.ansible.catalog import Playbook
 from servers.ansible.runner import Outcome
 
 _DESTRUCTIVE_CMD = re.compile(r"\b(rm\s+-|prune|drop\s+(database|table)|truncate|mkfs|dd\s+if=|wipefs|userdel)\b", re.I)
-_COMMAND_MODULES = {"command", "shell", "raw", "script", "ansible.builtin.command", "ansible.builtin.shell",
+COMMAND_MODULES = {"command", "shell", "raw", "script", "ansible.builtin.command", "ansible.builtin.shell",
                     "ansible.builtin.raw", "ansible.builtin.script"}
 LEVELS = ("low", "medium", "high")
 
@@ -40,7 +40,7 @@ def assess(playbook: Playbook, check: Outcome) -> tuple[str, list[str]]:
                 add(2, f"{task.name!r} would delete files or resources (state: absent)")
             else:
                 add(1, f"{task.name!r} can delete (state: absent); check mode predicts nothing to delete now")
-        if task.module in _COMMAND_MODULES and _DESTRUCTIVE_CMD.search(raw):
+        if task.module in COMMAND_MODULES and _DESTRUCTIVE_CMD.search(raw):
             add(2, f"{task.name!r} runs a destructive command: {raw.strip()[:80]}")
     unpreviewed = [e.task for e in check.events if e.status == "skipped" and "check mode" in e.message.lower()]
     if unpreviewed:
