@@ -19,8 +19,9 @@ import os
 import socket
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +78,74 @@ class HostConfig(BaseModel):
     runs: list[str] = Field(default_factory=list, description="Services this host runs.")
 
 
+TierName = Literal["quick", "local", "local-large", "external"]
+TIER_NAMES: tuple[TierName, ...] = ("quick", "local", "local-large", "external")
+
+
+class LLMBackendConfig(BaseModel):
+    """One inference endpoint: a llama.cpp server, an Ollama daemon, the Anthropic API, or in-process llama.cpp."""
+
+    kind: Literal["llamacpp", "ollama", "anthropic", "llamacpp-inprocess"]
+    url: str = Field("", description="Base URL (llama.cpp: http://host:8080, Ollama: http://host:11434); "
+                                     "Anthropic: empty for https://api.anthropic.com.")
+    host: str | None = Field(None, description="Homelab host it runs on; its heartbeat says busy/offline.")
+    slots: int = Field(1, ge=1, le=64, description="Requests it serves at once (llama.cpp --parallel, "
+                                                   "OLLAMA_NUM_PARALLEL); more wait in chiffon's priority queue.")
+    max_queue: int = Field(32, ge=0, le=10_000, description="Requests allowed to wait; beyond it the router falls back.")
+    timeout_s: float = Field(120.0, gt=0, description="Whole-request limit, seconds.")
+    connect_timeout_s: float = Field(3.0, gt=0, description="TCP connect limit, seconds.")
+    api_key_env: str = Field("ANTHROPIC_API_KEY", description="Environment variable holding the API key (anthropic).")
+    model_path: str | None = Field(None, description="GGUF file (llamacpp-inprocess).")
+    n_ctx: int = Field(4096, gt=0, description="Context size to load the model with (llamacpp-inprocess).")
+    n_threads: int | None = Field(None, gt=0, description="CPU threads (llamacpp-inprocess).")
+
+
+class LLMTierConfig(BaseModel):
+    """A tier: which backend and model answer it, and its limits."""
+
+    backend: str = Field(description="Key in llm.backends.")
+    model: str = Field(description="Model name as the backend knows it (qwen2.5:3b, claude-sonnet-4-5...).")
+    context_window: int = Field(4096, gt=0, description="Tokens the model accepts, prompt plus completion.")
+    fallback: list[TierName] = Field(default_factory=list, description="Tiers to try next, in order, on error.")
+    daily_token_quota: int | None = Field(
+        None, gt=0, description="Local quota: tokens (in + out) per UTC day; unset means unlimited.")
+
+
+class LLMPrice(BaseModel):
+    """Price of one model in USD per million tokens."""
+
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+
+
+class LLMSettings(BaseModel):
+    """LLM routing: backends, tiers, prices, budget and reliability knobs. No tiers means no LLM."""
+
+    backends: dict[str, LLMBackendConfig] = Field(default_factory=dict)
+    tiers: dict[TierName, LLMTierConfig] = Field(default_factory=dict)
+    embeddings: dict[str, str] = Field(
+        default_factory=dict, description="Default embedding model: {backend: <key>, model: <name>}.")
+    prices: dict[str, LLMPrice] = Field(default_factory=dict, description="Per model; unlisted models cost 0.")
+    prices_source: str = Field("", description="Where the price table comes from, with the date it was read.")
+    monthly_budget_usd: float = Field(0.0, ge=0, description="External (paid) spend allowed per calendar month, USD.")
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failures that open a backend's circuit.")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="Seconds an open circuit waits before one probe.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a transient error on the same backend.")
+    retry_backoff_s: float = Field(0.25, ge=0, description="First retry delay; doubles each time (jittered).")
+    assume_hosts_available: bool = Field(
+        True, description="A host without a heartbeat key counts as available (until host daemons report).")
+    planner: bool = Field(True, description="Let plan_request ask the quick tier to choose and explain.")
+
+    @model_validator(mode="after")
+    def _tiers_name_backends(self) -> "LLMSettings":
+        for tier, cfg in self.tiers.items():
+            if cfg.backend not in self.backends:
+                raise ValueError(f"tier {tier!r} names backend {cfg.backend!r}, which llm.backends does not define")
+        if self.embeddings and self.embeddings.get("backend") not in self.backends:
+            raise ValueError(f"llm.embeddings names backend {self.embeddings.get('backend')!r}, not in llm.backends")
+        return self
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
@@ -101,6 +170,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings, description="Approval policy.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
     worker_in_process: bool = Field(
         True, description="Run the infra worker inside the orchestrator process (embedded mode)."
     )

@@ -8,6 +8,7 @@ bug. Third-party errors are translated at the boundary with ``raise ... from``.
 
     ChiffonError
     ├── ConfigError              configuration file or setting is invalid
+    │   └── MissingCredential    a secret (an API key) is not in the environment; names the variable
     ├── InvalidInput             an argument is wrong; names the field and what is allowed
     │   ├── PathOutsideRepo      a path escapes the IaC repo (.., absolute, symlink)
     │   └── NoMatch              a request matched no playbook; lists the closest
@@ -18,7 +19,10 @@ bug. Third-party errors are translated at the boundary with ``raise ... from``.
     ├── PlanStateError           the plan is not in a state that allows this action
     ├── ServiceUnavailable       a backing service cannot be reached; names its URL
     │   ├── StoreUnavailable     PostgreSQL
-    │   └── BusUnavailable       Redis
+    │   ├── BusUnavailable       Redis
+    │   └── NoBackendAvailable   no LLM tier could answer; says why for each one tried
+    ├── BackendError             an LLM backend failed (transient or not); the router falls back
+    │   └── ContextOverflow      the prompt plus max_tokens exceed the model's context window
     ├── AnsibleError             ansible-runner could not run a playbook at all
     └── AuditError               the audit repository could not be written or read
 """
@@ -44,6 +48,14 @@ class InvalidInput(ChiffonError, ValueError):
 
 class PathOutsideRepo(InvalidInput):
     """A path points outside the IaC repo (``..``, an absolute path, a symlink out)."""
+
+
+class MissingCredential(ConfigError):
+    """A required secret is not set; the message names the environment variable."""
+
+    def __init__(self, variable: str, purpose: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable} is not set: {purpose} needs it. Export it in the server's environment.")
 
 
 class NoMatch(InvalidInput):
@@ -89,6 +101,27 @@ class StoreUnavailable(ServiceUnavailable):
 
 class BusUnavailable(ServiceUnavailable):
     """Redis cannot be reached or refused the connection."""
+
+
+class NoBackendAvailable(ServiceUnavailable):
+    """No LLM tier could answer: every candidate was unavailable or failed."""
+
+    def __init__(self, attempts: list[str]) -> None:
+        self.attempts = attempts
+        super().__init__("no LLM backend could answer: " + "; ".join(attempts or ["no tier is configured (llm.tiers)"]))
+
+
+class BackendError(ChiffonError):
+    """An LLM backend failed. ``transient`` errors (connection, timeout, 429, 5xx) are retried."""
+
+    def __init__(self, backend: str, message: str, *, transient: bool = False) -> None:
+        self.backend = backend
+        self.transient = transient
+        super().__init__(f"{backend}: {message}")
+
+
+class ContextOverflow(BackendError):
+    """The prompt plus max_tokens do not fit the model's context window."""
 
 
 class AnsibleError(ChiffonError):

@@ -1,0 +1,1 @@
+"""``chiffon-llm``: route each request to the right model across llama.cpp, Ollama and Claude."""

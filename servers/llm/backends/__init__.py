@@ -1,0 +1,85 @@
+"""LLM backends behind one protocol, one module each.
+
+=====================  =========================================  ============
+kind                   module                                     health probe
+=====================  =========================================  ============
+``llamacpp``           :mod:`.llamacpp` (OpenAI API over httpx)   GET /v1/models
+``ollama``             :mod:`.ollama` (the ``ollama`` client)     GET /api/tags
+``anthropic``          :mod:`.anthropic` (the ``anthropic`` SDK)  GET /v1/models
+``llamacpp-inprocess`` :mod:`.inprocess` (llama-cpp-python)       model loaded
+=====================  =========================================  ============
+
+Every backend streams (:meth:`Backend.stream` yields :class:`~servers.llm.types.Delta`
+then exactly one :class:`~servers.llm.types.Done`); a stream that ends without
+``Done`` is broken and the router discards what it got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from servers.llm.types import BackendHealth, Chunk, Message
+from shared.config import LLMBackendConfig
+from shared.errors import BackendError, ConfigError, ContextOverflow
+
+# Substrings of the error bodies llama.cpp, llama-cpp-python, Ollama and Anthropic send when a prompt
+# does not fit: "exceed context window", "exceeds the available context size", "prompt is too long".
+_OVERFLOW_MARKERS = ("context window", "context size", "context length", "prompt is too long", "too many tokens")
+
+
+class Backend(Protocol):
+    """What the router needs from an inference endpoint."""
+
+    name: str
+    kind: str
+
+    def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
+        """Stream a chat completion. Raises BackendError (transient or not) or ContextOverflow."""
+        ...
+
+    async def health(self) -> BackendHealth:
+        """A cheap probe that never generates."""
+        ...
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """One vector per text. Raises BackendError."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and models."""
+        ...
+
+
+def status_error(backend: str, status: int, body: str) -> BackendError:
+    """Classify an HTTP error: 408/429/5xx (and Anthropic's 529) are transient; overflow is its own kind."""
+    text = body[:300].strip()
+    if status in (400, 413, 422) and any(m in text.lower() for m in _OVERFLOW_MARKERS):
+        return ContextOverflow(backend, f"HTTP {status}: {text}")
+    transient = status in (408, 409, 425, 429) or status >= 500
+    return BackendError(backend, f"HTTP {status}: {text}", transient=transient)
+
+
+def make_backend(name: str, cfg: LLMBackendConfig) -> Backend:
+    """Build the backend ``cfg.kind`` names.
+
+    Raises:
+        ConfigError: a missing URL or model path, or llama-cpp-python not installed for llamacpp-inprocess.
+    """
+    if cfg.kind in ("llamacpp", "ollama") and not cfg.url:
+        raise ConfigError(f"llm.backends.{name}.url is required for kind {cfg.kind}")
+    if cfg.kind == "llamacpp":
+        from servers.llm.backends.llamacpp import LlamaCppServer
+
+        return LlamaCppServer(name, cfg)
+    if cfg.kind == "ollama":
+        from servers.llm.backends.ollama import OllamaBackend
+
+        return OllamaBackend(name, cfg)
+    if cfg.kind == "anthropic":
+        from servers.llm.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(name, cfg)
+    from servers.llm.backends.inprocess import InProcessLlama
+
+    return InProcessLlama(name, cfg)
