@@ -10,6 +10,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -28,7 +30,7 @@ from shared.audit import parse_since
 from shared.config import Settings, load_settings
 from shared.errors import ChiffonError, InvalidInput
 from shared.logs import setup_logging
-from shared.runtime import open_runtime
+from shared.runtime import Runtime, open_runtime
 
 EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
 
@@ -119,6 +121,18 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plan
     return result
 
 
+@asynccontextmanager
+async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
+    """The LLM router when the quick tier is configured for planning, else None (retrieval only)."""
+    if not (rt.settings.llm.planner and "quick" in rt.settings.llm.tiers):
+        yield None
+        return
+    from servers.llm.router import open_router
+
+    async with open_router(rt) as router:
+        yield router
+
+
 async def _run_request(settings: Settings, request: str, repo: Path | None, approve: bool, as_json: bool,
                        limit: str | None, extra_vars: dict[str, Any]) -> int:
     started = time.perf_counter()
@@ -131,7 +145,9 @@ async def _run_request(settings: Settings, request: str, repo: Path | None, appr
                 async def on_check(event: TaskEvent) -> None:
                     bar.update(task, completed=event.seq, description=f"check: {event.task[:50]} [{event.host}]")
 
-                plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars, on_event=on_check)
+                async with _planner_router(rt) as router:
+                    plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars,
+                                              on_event=on_check, router=router)
             if not as_json:
                 show_plan(plan)
             if approve:
@@ -293,8 +309,10 @@ def serve_cmd(
     async def go() -> None:
         async with open_runtime(settings) as rt:
             svc = AnsibleService.for_runtime(rt, repo)
-            async with running_worker(svc, settings.worker_in_process):
-                await serve(create_orchestrator(svc), settings, transport, host, port)  # type: ignore[arg-type]
+            from servers.llm.router import open_router
+
+            async with running_worker(svc, settings.worker_in_process), open_router(rt) as router:
+                await serve(create_orchestrator(svc, router), settings, transport, host, port)  # type: ignore[arg-type]
 
     try:
         _run(go())

@@ -4,17 +4,85 @@ Matching is retrieval over the playbook catalog (``servers.ansible.matching``);
 the best candidate above :data:`~servers.ansible.matching.MIN_SCORE` is
 previewed in check mode and stored as a plan awaiting approval. A request that
 matches nothing is refused with the closest playbooks named.
+
+When an LLM router is configured (``llm.tiers.quick`` and ``llm.planner``), the
+quick tier picks among the top matches and explains the plan in one paragraph
+(``prompts/planner.md``). Its answer must be JSON naming one of the candidates;
+anything else, or no answer, leaves the retrieval result in place.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, ValidationError
 
 from servers.ansible import matching, plans
 from servers.ansible.runner import EventCallback
 from servers.ansible.service import AnsibleService
-from shared.errors import NoMatch
+from shared.config import PROJECT_ROOT
+from shared.errors import ChiffonError, NoMatch
+
+if TYPE_CHECKING:
+    from servers.llm.router import Router
+
+log = logging.getLogger(__name__)
+
+PLANNER_PROMPT = PROJECT_ROOT / "prompts" / "planner.md"
+CANDIDATES = 3
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+class PlannerAnswer(BaseModel):
+    """The structured output the planner prompt asks for."""
+
+    playbook: str = Field(min_length=1)
+    explanation: str = Field(min_length=20, max_length=2000)
+
+
+def parse_answer(text: str, names: list[str]) -> PlannerAnswer:
+    """Validate the model's answer: one JSON object naming one of ``names``.
+
+    Raises:
+        ValueError: no JSON object, wrong fields, or a playbook that is not a candidate.
+    """
+    found = _JSON_OBJECT.search(text)
+    if not found:
+        raise ValueError("no JSON object in the answer")
+    try:
+        answer = PlannerAnswer.model_validate(json.loads(found.group(0)))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ValueError(f"invalid JSON answer: {exc}") from exc
+    if answer.playbook not in names:
+        raise ValueError(f"{answer.playbook!r} is not a candidate ({', '.join(names)})")
+    return answer
+
+
+async def choose_with_llm(router: Router, request: str, candidates: list[matching.Match]) -> tuple[matching.Match, dict[str, Any]]:
+    """Ask the quick tier to choose among ``candidates``; returns the choice and a note for the plan.
+
+    Never raises for the model's sake: on any failure the first candidate (retrieval's best) is kept and
+    the note says why.
+    """
+    from servers.llm.router import build_messages
+    from servers.llm.types import Hints
+
+    listing = "\n".join(f"- {m.playbook.name}: {m.playbook.description} (score {m.score:.2f})" for m in candidates)
+    prompt = PLANNER_PROMPT.read_text().replace("{request}", request).replace("{candidates}", listing)
+    try:
+        result = await router.chat(build_messages(prompt, None), Hints(tier="quick", caller="planner", local_only=True),
+                                   max_tokens=300, temperature=0.0)
+        answer = parse_answer(result.text, [m.playbook.name for m in candidates])
+    except (ChiffonError, ValueError) as exc:
+        log.info("planner LLM not used: %s", exc)
+        return candidates[0], {"chosen_by": "retrieval", "llm_error": str(exc)[:300]}
+    chosen = next(m for m in candidates if m.playbook.name == answer.playbook)
+    return chosen, {"chosen_by": "llm", "model": result.answered_by.model, "tier": result.answered_by.tier,
+                    "explanation": answer.explanation}
 
 
 async def plan_request(
@@ -25,8 +93,12 @@ async def plan_request(
     limit: str | None = None,
     extra_vars: dict[str, Any] | None = None,
     on_event: EventCallback | None = None,
+    router: Router | None = None,
 ) -> plans.Plan:
     """Match ``request`` to a playbook, run it in check mode and store the plan.
+
+    ``router``: when given and its quick tier is configured, the LLM chooses among the top matches
+    above MIN_SCORE and explains the plan (``plan.match["planner"]``).
 
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
@@ -39,7 +111,12 @@ async def plan_request(
     best = ranked[0]
     if best.score < matching.MIN_SCORE:
         raise NoMatch(request, [f"{m.playbook.name} ({m.score:.2f})" for m in ranked[:3]])
+    note: dict[str, Any] = {"chosen_by": "retrieval"}
+    if router is not None and router.settings.planner and router.has_tier("quick"):
+        candidates = [m for m in ranked[:CANDIDATES] if m.score >= matching.MIN_SCORE]
+        best, note = await choose_with_llm(router, request, candidates)
+    alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
     return await plans.create_plan(
-        svc.rt, catalog, best.playbook.name, request=request, match=best, alternatives=ranked[1:3],
-        limit=limit, extra_vars=extra_vars, on_event=on_event,
+        svc.rt, catalog, best.playbook.name, request=request, match=best, alternatives=alternatives,
+        planner=note, limit=limit, extra_vars=extra_vars, on_event=on_event,
     )

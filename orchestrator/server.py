@@ -1,14 +1,15 @@
 """MCP server ``chiffon``: plan a request, get a human's approval, run it, audit it.
 
 Mounts ``chiffon-ansible`` under the namespace ``ansible`` (its tools appear as
-``ansible_list_playbooks``...) and adds the orchestration tools.
+``ansible_list_playbooks``...) and ``chiffon-llm`` under ``llm`` (``llm_chat``,
+``llm_route``...), and adds the orchestration tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastmcp import Context, FastMCP
 from mcp_types import InputRequiredResult, ToolAnnotations
@@ -23,6 +24,9 @@ from servers.ansible.service import AnsibleService, progress_reporter
 from shared.audit import parse_since
 from shared.errors import InvalidInput
 from shared.mcp import ChiffonErrors
+
+if TYPE_CHECKING:
+    from servers.llm.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,9 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
-def create_orchestrator(svc: AnsibleService) -> FastMCP:
-    """The ``chiffon`` server: the ansible server mounted as ``ansible`` plus orchestration tools."""
+def create_orchestrator(svc: AnsibleService, router: Router | None = None) -> FastMCP:
+    """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
+    mounted as ``llm`` (when given), plus the orchestration tools."""
     rt = svc.rt
     mcp = FastMCP(
         "chiffon",
@@ -66,6 +71,10 @@ def create_orchestrator(svc: AnsibleService) -> FastMCP:
     )
     mcp.add_middleware(ChiffonErrors())
     mcp.mount(create_ansible_server(svc), namespace="ansible")
+    if router is not None:
+        from servers.llm.server import create_llm_server
+
+        mcp.mount(create_llm_server(router), namespace="llm")
 
     @mcp.tool(annotations=CHECK)
     async def plan_request(
@@ -80,7 +89,7 @@ def create_orchestrator(svc: AnsibleService) -> FastMCP:
         pending_approval; hand its id to execute_plan.
         """
         return await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
-                               on_event=progress_reporter(ctx, None, "check"))
+                               on_event=progress_reporter(ctx, None, "check"), router=router)
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def execute_plan(

@@ -115,11 +115,15 @@ async def create_plan(
     request: str | None = None,
     match: Match | None = None,
     alternatives: list[Match] | None = None,
+    planner: dict[str, Any] | None = None,
     limit: str | None = None,
     extra_vars: dict[str, Any] | None = None,
     on_event: EventCallback | None = None,
 ) -> Plan:
     """Check-mode run of a playbook, stored as a plan awaiting approval, with an audit commit.
+
+    ``planner`` (how the playbook was chosen: retrieval or the LLM, its explanation) is kept in
+    ``plan.match["planner"]``.
 
     Raises:
         PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, limit or extra_vars.
@@ -138,6 +142,8 @@ async def create_plan(
     match_info = None
     if match is not None:
         match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
+        if planner is not None:
+            match_info["planner"] = planner
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
                               extra_vars, match, check_result, diff, risk, risk_reasons, status)

@@ -5,27 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from servers.llm.router import Router
+from servers.llm.router import open_router
 from servers.llm.server import create_llm_server
 from shared.config import Settings, load_settings
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
 from shared.mcp import serve as serve_transport
-from shared.runtime import Runtime, open_runtime
-
-
-@asynccontextmanager
-async def open_router(rt: Runtime) -> AsyncIterator[Router]:
-    """A router over ``rt.settings.llm`` with its ledger in ``rt.store`` and heartbeats from ``rt.bus``."""
-    router = await Router.open(rt.settings.llm, store=rt.store, bus=rt.bus)
-    try:
-        yield router
-    finally:
-        await router.aclose()
+from shared.runtime import open_runtime
 
 
 async def serve(settings: Settings, transport: str, host: str | None, port: int | None) -> None:

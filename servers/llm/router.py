@@ -13,7 +13,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -391,3 +392,14 @@ class Router:
         if self.ledger is None:
             return []
         return await self.ledger.usage(since, group_by)
+
+
+@asynccontextmanager
+async def open_router(rt: Any) -> AsyncIterator[Router]:
+    """A router over ``rt.settings.llm`` (a :class:`shared.runtime.Runtime`): ledger in ``rt.store``,
+    host heartbeats from ``rt.bus``; flushed and closed on exit."""
+    router = await Router.open(rt.settings.llm, store=rt.store, bus=rt.bus)
+    try:
+        yield router
+    finally:
+        await router.aclose()
