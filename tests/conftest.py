@@ -15,6 +15,9 @@ import pytest_asyncio
 from shared.config import PROJECT_ROOT, Settings, load_settings
 from shared.runtime import Runtime, open_runtime, stop_embedded
 
+# Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
+os.environ["CHIFFON_HOST"] = "pytest"
+
 EXAMPLE = PROJECT_ROOT / "examples" / "homelab-infra"
 KUMA_REQUEST = "Deploy Uptime Kuma and add the existing portals to its config"
 

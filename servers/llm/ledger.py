@@ -2,8 +2,9 @@
 
 :meth:`Ledger.record` appends to a buffer and updates the in-memory totals the
 router's budget and quota checks read; a background task writes the buffer in
-one ``COPY`` every ``flush_interval_s`` and re-reads the totals, so several
-processes sharing one database converge within that interval.
+one ``COPY`` every ``flush_interval_s`` and re-reads the totals every
+``reload_interval_s``, so several processes sharing one database converge within
+that interval.
 
 Cost in USD = tokens_in / 1e6 x input price + tokens_out / 1e6 x output price,
 prices per million tokens from ``llm.prices`` (see ``llm.prices_source``).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -72,9 +74,11 @@ def _day_start(now: datetime) -> datetime:
 class Ledger:
     """Buffered writer plus the running totals: external spend this month, local tokens today per tier."""
 
-    def __init__(self, store: Store, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, store: Store, flush_interval_s: float = 0.5, reload_interval_s: float = 5.0) -> None:
         self.store = store
         self.flush_interval_s = flush_interval_s
+        self.reload_interval_s = reload_interval_s
+        self._reloaded_at = 0.0
         self._pending: list[Entry] = []
         self.external_spent_usd = 0.0
         self.tokens_today: dict[str, int] = {}
@@ -90,7 +94,9 @@ class Ledger:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             try:
-                await self.flush()
+                stale = time.monotonic() - self._reloaded_at >= self.reload_interval_s
+                if self._pending or stale:
+                    await self.flush(reload=stale)
             except Exception:  # keep the buffer; the next round retries
                 log.exception("llm ledger flush failed; %d entries kept", len(self._pending))
 
@@ -102,8 +108,8 @@ class Ledger:
         else:
             self.tokens_today[entry.tier] = self.tokens_today.get(entry.tier, 0) + entry.tokens_in + entry.tokens_out
 
-    async def flush(self) -> None:
-        """Write what is buffered and refresh the totals from the database."""
+    async def flush(self, reload: bool = True) -> None:
+        """Write what is buffered; with ``reload``, refresh the totals from the database."""
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
@@ -116,9 +122,11 @@ class Ledger:
                 except Exception:
                     self._pending[:0] = batch
                     raise
-            await self._reload()
+            if reload:
+                await self._reload()
 
     async def _reload(self) -> None:
+        self._reloaded_at = time.monotonic()
         now = datetime.now(UTC)
         row = await self.store.pool.fetchrow(
             "SELECT coalesce(sum(cost_usd), 0) AS spent FROM llm_requests WHERE external AND at >= $1",

@@ -317,7 +317,8 @@ class Router:
             try:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self.settings.retries + 1), reraise=True,
-                    wait=wait_exponential_jitter(multiplier=self.settings.retry_backoff_s, max=10),
+                    wait=wait_exponential_jitter(multiplier=self.settings.retry_backoff_s, max=10,
+                                                jitter=self.settings.retry_backoff_s),
                     retry=retry_if_exception(transient),
                 ):
                     with attempt:

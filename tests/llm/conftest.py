@@ -32,7 +32,7 @@ class LlamaServer:
     def start(self) -> LlamaServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", self.alias,
-             "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(self.port)],
+             "--n_ctx", str(N_CTX), "--n_threads", "1", "--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -231,3 +231,10 @@ def test_config_rejects_a_tier_without_its_backend(tmp_path) -> None:  # type: i
     cfg.write_text("llm:\n  tiers:\n    huge: {backend: b, model: m}\n  backends:\n    b: {kind: ollama, url: http://x}\n")
     with pytest.raises(ConfigError, match="huge"):
         load_settings(cfg)
+
+
+def test_shipped_homelab_config_has_four_tiers() -> None:
+    settings = load_settings(host="ai")
+    assert list(settings.llm.tiers) == ["quick", "local", "local-large", "external"]
+    assert settings.llm.tiers["external"].model in settings.llm.prices
+    assert load_settings(host="desktop").llm.tiers == {}  # elsewhere: no LLM unless configured
