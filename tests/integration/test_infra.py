@@ -14,11 +14,11 @@ from shared.bus import Bus
 from shared.errors import BusUnavailable, InvalidInput, StoreUnavailable
 from shared.redact import REDACTED
 from shared.runtime import Runtime
-from shared.store import Migration, Store
+from shared.store import Migration, Store, load_migrations
 
 async def test_migrations_are_recorded_and_not_reapplied(rt: Runtime) -> None:
     versions = [r["version"] for r in await rt.store.pool.fetch("SELECT version FROM schema_migrations")]
-    assert versions == [1]
+    assert versions == [m.version for m in load_migrations()] == [1, 2]
     assert await rt.store.migrate() == []
 
 

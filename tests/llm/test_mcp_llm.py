@@ -40,7 +40,8 @@ async def test_chat_streams_progress_and_reports_the_route(router: Router, rt: R
 
     server = create_orchestrator(AnsibleService.for_runtime(rt, repo), router)
     async with Client(server, progress_handler=progress) as c:
-        out = (await c.call_tool("llm_chat", {"prompt": "status of kuma?", "max_tokens": 20})).structured_content
+        out = (await c.call_tool("llm_chat", {"prompt": "What port does Redis use?", "max_tokens": 20,
+                                          "temperature": 0.0})).structured_content
     assert out["answered_by"]["tier"] == "quick" and out["route"]["reasons"]
     assert out["tokens_out"] >= 0 and out["latency_ms"] > 0 and "ttft_ms" in out
     assert seen and "quick (tiny-quick)" in (seen[0][2] or "")
