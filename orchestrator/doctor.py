@@ -49,8 +49,21 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return ("ok", "Docker engine reachable") if proc.returncode == 0 else (
             "degraded", "docker CLI present but no engine: containers are not started")
 
+    async def llm() -> tuple[Status, str]:
+        if not settings.llm.tiers:
+            return "ok", "no tiers configured (llm.tiers): planning uses retrieval only"
+        from servers.llm.router import open_router
+
+        async with open_router(rt) as router:
+            report = await router.models()
+        down = [f"{t.tier}: {t.why_unavailable}" for t in report.tiers if not t.available]
+        summary = ", ".join(f"{t.tier}={t.model}" for t in report.tiers)
+        if down:
+            return ("failed" if len(down) == len(report.tiers) else "degraded"), f"{summary}; " + "; ".join(down)
+        return "ok", f"{summary}; external budget left ${report.external_budget_left_usd:.2f}"
+
     names = {"postgresql": postgres, "redis": redis, "audit": audit, "iac-repo": repo,
-             "ansible": ansible, "docker": docker}
+             "ansible": ansible, "docker": docker, "llm": llm}
     return list(await asyncio.gather(*(probe(n, c) for n, c in names.items())))
 
 

@@ -223,3 +223,23 @@ async def test_embeddings_and_usage_ledger(router: Router) -> None:
 def test_homelab_llm_helper_validates() -> None:
     with pytest.raises(ValueError):
         homelab_llm("http://a", "http://b", "http://c", "http://d", tiers={"quick": {"backend": "nope", "model": "m"}})
+
+
+async def test_in_process_llama_cpp_backend(gguf_models: tuple) -> None:
+    settings = LLMSettings.model_validate({
+        "backends": {"gpu": {"kind": "llamacpp-inprocess", "model_path": str(gguf_models[0]), "n_ctx": 256,
+                             "n_threads": 1}},
+        "tiers": {"quick": {"backend": "gpu", "model": "tiny-quick", "context_window": 256}},
+        "retries": 0,
+    })
+    router = await Router.open(settings)
+    try:
+        health = (await router.models()).tiers[0]
+        assert health.healthy and "loads on first use" in health.health
+        result = await router.chat(HI, max_tokens=8, temperature=0.0)
+        assert result.answered_by.backend == "gpu" and result.finish_reason in ("length", "stop")
+        # 360 characters: ~90 tokens by the estimate, ~360 byte tokens for real, > n_ctx 256.
+        with pytest.raises(NoBackendAvailable, match="context window"):
+            await router.chat(build_messages("ab " * 120, None), max_tokens=8)
+    finally:
+        await router.aclose()
