@@ -146,6 +146,19 @@ class LLMSettings(BaseModel):
         return self
 
 
+class MemorySettings(BaseModel):
+    """chiffon-memory: embeddings, dedup and retention."""
+
+    embedder: Literal["local", "ollama"] = Field(
+        "local", description="local: all-MiniLM-L6-v2 in-process (no network); ollama: ollama_model on ollama_url.")
+    ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama for embedder=ollama.")
+    ollama_model: str = Field("nomic-embed-text", description="Ollama embedding model.")
+    dedup_threshold: float = Field(0.92, gt=0, le=1, description="Cosine similarity at or above which a new "
+                                                                 "memory updates the existing one (same scope).")
+    retention_days: int | None = Field(90, gt=0, description="Chat history older than this is purged; unset keeps all.")
+    max_text_chars: int = Field(20_000, gt=0, description="Longest memory or message accepted, characters.")
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
@@ -171,6 +184,9 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
+    chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "
+                                                     "in CHIFFON_HOME/chroma.")
+    memory: MemorySettings = Field(default_factory=MemorySettings, description="chiffon-memory.")
     worker_in_process: bool = Field(
         True, description="Run the infra worker inside the orchestrator process (embedded mode)."
     )

@@ -8,7 +8,8 @@ bug. Third-party errors are translated at the boundary with ``raise ... from``.
 
     ChiffonError
     ├── ConfigError              configuration file or setting is invalid
-    │   └── MissingCredential    a secret (an API key) is not in the environment; names the variable
+    │   ├── MissingCredential    a secret (an API key) is not in the environment; names the variable
+    │   └── EmbeddingMismatch    a collection was embedded with another model or dimension
     ├── InvalidInput             an argument is wrong; names the field and what is allowed
     │   ├── PathOutsideRepo      a path escapes the IaC repo (.., absolute, symlink)
     │   └── NoMatch              a request matched no playbook; lists the closest
@@ -56,6 +57,10 @@ class MissingCredential(ConfigError):
     def __init__(self, variable: str, purpose: str) -> None:
         self.variable = variable
         super().__init__(f"{variable} is not set: {purpose} needs it. Export it in the server's environment.")
+
+
+class EmbeddingMismatch(ConfigError):
+    """A vector collection holds embeddings of another model or dimension than the configured embedder."""
 
 
 class NoMatch(InvalidInput):
