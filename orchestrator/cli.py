@@ -310,9 +310,11 @@ def serve_cmd(
         async with open_runtime(settings) as rt:
             svc = AnsibleService.for_runtime(rt, repo)
             from servers.llm.router import open_router
+            from servers.memory.service import open_memory
 
-            async with running_worker(svc, settings.worker_in_process), open_router(rt) as router:
-                await serve(create_orchestrator(svc, router), settings, transport, host, port)  # type: ignore[arg-type]
+            async with running_worker(svc, settings.worker_in_process), open_router(rt) as router, \
+                    open_memory(rt) as memory:
+                await serve(create_orchestrator(svc, router, memory), settings, transport, host, port)  # type: ignore[arg-type]
 
     try:
         _run(go())

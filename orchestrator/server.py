@@ -27,6 +27,7 @@ from shared.mcp import ChiffonErrors
 
 if TYPE_CHECKING:
     from servers.llm.router import Router
+    from servers.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
-def create_orchestrator(svc: AnsibleService, router: Router | None = None) -> FastMCP:
+def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None) -> FastMCP:
     """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
-    mounted as ``llm`` (when given), plus the orchestration tools."""
+    as ``llm`` and ``chiffon-memory`` as ``memory`` (each when given), plus the orchestration tools."""
     rt = svc.rt
     mcp = FastMCP(
         "chiffon",
@@ -75,6 +76,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None) -> Fa
         from servers.llm.server import create_llm_server
 
         mcp.mount(create_llm_server(router), namespace="llm")
+    if memory is not None:
+        from servers.memory.server import create_memory_server
+
+        mcp.mount(create_memory_server(memory), namespace="memory")
 
     @mcp.tool(annotations=CHECK)
     async def plan_request(

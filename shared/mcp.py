@@ -9,8 +9,13 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import ipaddress
 import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from fastmcp import FastMCP
@@ -74,3 +79,37 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
         )
     log.info("serving %s over streamable HTTP on http://%s:%s/mcp", server.name, host, port)
     await server.run_async("http", show_banner=False, host=host, port=port)
+
+
+def server_main(
+    prog: str,
+    description: str | None,
+    serve_fn: Callable[[Settings, argparse.Namespace], Awaitable[None]],
+    argv: list[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """The shared ``main()`` of every ``chiffon-*`` server: flags, stderr logging, settings, clean errors.
+
+    ``serve_fn(settings, args)`` runs the server; ``args`` has transport, host, port, config, verbose and
+    whatever ``add_arguments`` added. A ChiffonError exits 2 with its message on stderr.
+    """
+    from shared.config import load_settings
+    from shared.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    if add_arguments is not None:
+        add_arguments(parser)
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8765)")
+    parser.add_argument("--config", type=Path, help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        asyncio.run(serve_fn(load_settings(args.config), args))
+    except ChiffonError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        raise SystemExit(2) from exc
+    except KeyboardInterrupt:
+        pass

@@ -3,45 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from pathlib import Path
 
 from servers.ansible.server import create_ansible_server
 from servers.ansible.service import AnsibleService
-from shared.config import Settings, load_settings
-from shared.errors import ChiffonError
-from shared.logs import setup_logging
-from shared.mcp import serve as serve_transport
+from shared.config import Settings
+from shared.mcp import serve, server_main
 from shared.runtime import open_runtime
 
 
-async def serve(settings: Settings, repo: Path | None, transport: str, host: str | None, port: int | None) -> None:
-    """Open the runtime and serve ``chiffon-ansible`` until interrupted."""
+async def run(settings: Settings, args: argparse.Namespace) -> None:
+    """Open the runtime and serve ``chiffon-ansible`` over ``args.repo`` until interrupted."""
     async with open_runtime(settings) as rt:
-        server = create_ansible_server(AnsibleService.for_runtime(rt, repo))
-        await serve_transport(server, settings, transport, host, port)  # type: ignore[arg-type]
+        server = create_ansible_server(AnsibleService.for_runtime(rt, args.repo))
+        await serve(server, settings, args.transport, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse flags, set up logging (stderr), build settings and serve."""
-    parser = argparse.ArgumentParser(prog="chiffon-ansible", description=__doc__)
-    parser.add_argument("--repo", type=Path, help="IaC repo (default: CHIFFON_REPO or the bundled example)")
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="HTTP port (default 8765)")
-    parser.add_argument("--config", type=Path, help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        settings = load_settings(args.config)
-        asyncio.run(serve(settings, args.repo, args.transport, args.host, args.port))
-    except ChiffonError as exc:
-        sys.stderr.write(f"chiffon-ansible: {exc}\n")
-        raise SystemExit(2) from exc
-    except KeyboardInterrupt:
-        pass
+    """Entry point of the ``chiffon-ansible`` script."""
+    server_main("chiffon-ansible", __doc__, run, argv, lambda p: p.add_argument(
+        "--repo", type=Path, help="IaC repo (default: CHIFFON_REPO or the bundled example)"))
 
 
 if __name__ == "__main__":

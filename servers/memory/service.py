@@ -1,0 +1,28 @@
+"""What the memory tools need: the runtime's store and the vector memory, opened once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from servers.memory.embedders import make_embedder
+from servers.memory.vectors import VectorMemory, open_client
+
+
+@dataclass
+class MemoryService:
+    """PostgreSQL store (chat history) + vector memory (Chroma)."""
+
+    rt: Any  # shared.runtime.Runtime
+    vectors: VectorMemory
+
+
+@asynccontextmanager
+async def open_memory(rt: Any) -> AsyncIterator[MemoryService]:
+    """Open Chroma (embedded in ``CHIFFON_HOME/chroma`` unless ``chroma_url``) for ``rt``."""
+    settings = rt.settings
+    client = await asyncio.to_thread(open_client, settings.home, settings.chroma_url)
+    yield MemoryService(rt, VectorMemory(client, make_embedder(settings.memory), settings.memory))

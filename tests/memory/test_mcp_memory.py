@@ -1,0 +1,50 @@
+"""chiffon-memory's tools through the orchestrator (mounted as ``memory``), and the server over stdio."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+from fastmcp.exceptions import ToolError
+
+from orchestrator.server import create_orchestrator
+from servers.ansible.service import AnsibleService
+from servers.memory.embedders import LocalEmbedder
+from servers.memory.service import MemoryService
+from servers.memory.vectors import VectorMemory, open_client
+from shared.config import PROJECT_ROOT, MemorySettings
+from shared.runtime import Runtime
+
+BIN = Path(sys.executable).parent
+
+
+async def test_memory_tools_through_the_orchestrator(rt: Runtime, repo: Path, tmp_path: Path) -> None:
+    memory = MemoryService(rt, VectorMemory(open_client(tmp_path, None), LocalEmbedder(), MemorySettings()))
+    async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), memory=memory)) as c:
+        names = {t.name for t in await c.list_tools()}
+        assert {"memory_remember", "memory_recall", "memory_history", "memory_append_message", "memory_forget",
+                "memory_collections"} <= names
+        added = (await c.call_tool("memory_remember", {"text": "Kuma listens on port 3001", "scope": "shared",
+                                                       "metadata": {"source": "runbook"}})).structured_content
+        hits = (await c.call_tool("memory_recall", {"query": "which port does uptime kuma use?", "k": 1,
+                                                    "session_id": "s1"})).structured_content["result"]
+        await c.call_tool("memory_append_message", {"session_id": "mcp-s1", "role": "user", "content": "hello"})
+        chat = (await c.call_tool("memory_history", {"session_id": "mcp-s1"})).structured_content["result"]
+        forgotten = (await c.call_tool("memory_forget", {"ids": [added["id"]]})).structured_content
+        with pytest.raises(ToolError, match="scope needs session_id"):
+            await c.call_tool("memory_remember", {"text": "private", "scope": "session"})
+        with pytest.raises(ToolError, match="filters.colour"):
+            await c.call_tool("memory_recall", {"query": "x", "filters": {"colour": "red"}})
+    assert added["action"] == "added"
+    assert hits[0]["id"] == added["id"] and hits[0]["source"] == "runbook" and hits[0]["score"] > 0.5
+    assert chat[0]["content"] == "hello" and forgotten == {"deleted": 1}
+
+
+async def test_chiffon_memory_serves_over_stdio(cli_env: dict[str, str]) -> None:
+    transport = StdioTransport(command=str(BIN / "chiffon-memory"), args=[], env=cli_env, cwd=str(PROJECT_ROOT))
+    async with Client(transport) as client:
+        listing = (await client.call_tool("collections", {})).structured_content["result"]
+    assert {c["name"] for c in listing} == {"conversations", "codebase", "documentation"}
