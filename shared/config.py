@@ -157,6 +157,9 @@ class MemorySettings(BaseModel):
                                                                  "memory updates the existing one (same scope).")
     retention_days: int | None = Field(90, gt=0, description="Chat history older than this is purged; unset keeps all.")
     max_text_chars: int = Field(20_000, gt=0, description="Longest memory or message accepted, characters.")
+    index_roots: list[Path] = Field(
+        default_factory=lambda: [Path.home(), PROJECT_ROOT],
+        description="Directories index_repo may read (with everything below them); CHIFFON_REPO is always allowed.")
 
 
 class Settings(BaseSettings):

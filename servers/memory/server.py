@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from servers.memory import history as chat
 from servers.memory.history import ChatMessage
+from servers.memory.indexer import IndexReport, index_directory
 from servers.memory.service import MemoryService
 from servers.memory.vectors import Hit, Identity, Remembered
 from shared.mcp import ChiffonErrors
@@ -95,6 +96,39 @@ def create_memory_server(svc: MemoryService) -> FastMCP:
     ) -> dict[str, int]:
         """Delete memories by ids, by filter, or all of a collection; returns how many."""
         return {"deleted": await vectors.forget(collection, ids=ids, filters=filters, everything=all)}
+
+    @mcp.tool(annotations=WRITES)
+    async def index_repo(
+        ctx: Context,
+        path: str = Field(description="Directory to index (inside memory.index_roots or CHIFFON_REPO)."),
+        collection: Literal["codebase", "documentation"] = Field("codebase"),
+    ) -> IndexReport:
+        """Chunk a repo by structure (Python defs/classes, Markdown sections, YAML plays and tasks) and embed
+        it; a re-run embeds only changed files and drops deleted ones. Progress: chunks embedded."""
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await index_directory(vectors, path, collection, svc.index_roots, progress)
+
+    @mcp.tool(annotations=READS)
+    async def search_code(
+        query: str = Field(description="What the code does, in plain language."),
+        path_glob: str | None = Field(None, description="Only paths matching this glob, e.g. '*.yml' or 'roles/*'."),
+        k: int = Field(5, description="How many, 1 to 50."),
+    ) -> list[Hit]:
+        """Indexed chunks (codebase and documentation) closest to the query, with path and lines."""
+        from fnmatch import fnmatch
+
+        from shared.errors import InvalidInput
+
+        if not 1 <= k <= 50:
+            raise InvalidInput("k", f"must be within 1..50, got {k}")
+        hits = await vectors.recall(query, Identity(), scopes=["shared"], k=50 if path_glob else k,
+                                    filters={"kind": "chunk"}, collections=["codebase", "documentation"])
+        if path_glob:
+            hits = [h for h in hits if fnmatch(str(h.metadata.get("path", "")), path_glob)]
+        return hits[:k]
 
     @mcp.tool(annotations=READS)
     async def collections() -> list[dict[str, Any]]:

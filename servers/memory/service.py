@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from servers.memory.embedders import make_embedder
@@ -18,6 +19,12 @@ class MemoryService:
 
     rt: Any  # shared.runtime.Runtime
     vectors: VectorMemory
+
+    @property
+    def index_roots(self) -> list[Path]:
+        """Where index_repo may read: ``memory.index_roots`` plus the configured IaC repo."""
+        roots = list(self.rt.settings.memory.index_roots)
+        return roots + ([self.rt.settings.repo] if self.rt.settings.repo else [])
 
 
 @asynccontextmanager

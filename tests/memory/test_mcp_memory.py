@@ -48,3 +48,27 @@ async def test_chiffon_memory_serves_over_stdio(cli_env: dict[str, str]) -> None
     async with Client(transport) as client:
         listing = (await client.call_tool("collections", {})).structured_content["result"]
     assert {c["name"] for c in listing} == {"conversations", "codebase", "documentation"}
+
+
+async def test_index_repo_and_search_code_tools(rt: Runtime, repo: Path, tmp_path: Path) -> None:
+    memory = MemoryService(rt, VectorMemory(open_client(tmp_path, None), LocalEmbedder(), MemorySettings()))
+    rt.settings.memory.index_roots.append(repo.parent)
+    seen: list[float] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append(done)
+
+    try:
+        server = create_orchestrator(AnsibleService.for_runtime(rt, repo), memory=memory)
+        async with Client(server, progress_handler=progress) as c:
+            report = (await c.call_tool("memory_index_repo", {"path": str(repo), "collection": "documentation"})
+                      ).structured_content
+            hits = (await c.call_tool("memory_search_code", {"query": "start the redis container",
+                                                             "path_glob": "*.yml", "k": 3})).structured_content["result"]
+            with pytest.raises(ToolError, match="outside the allowed roots"):
+                await c.call_tool("memory_index_repo", {"path": "/etc"})
+    finally:
+        rt.settings.memory.index_roots.remove(repo.parent)
+    assert report["files_indexed"] >= 10 and seen
+    assert hits and all(h["metadata"]["path"].endswith(".yml") for h in hits)
+    assert hits[0]["metadata"]["path"] == "deploy-redis.yml"
