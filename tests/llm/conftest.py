@@ -22,7 +22,12 @@ N_CTX = 512
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` on one GGUF file; stop and start it again on the same port."""
+    """``python -m llama_cpp.server`` on one GGUF file; stop and start it again on the same port.
+
+    Default ``--interrupt_requests`` (True): with False, a streamed request that overflows the context
+    raises inside the server's generator and leaves its model lock held, so every later request hangs
+    (llama-cpp-python 0.3.36). Tests never send it concurrent requests, so interruption never happens.
+    """
 
     def __init__(self, model: Path, alias: str, port: int | None = None) -> None:
         self.model, self.alias, self.port = model, alias, port or free_port()
@@ -32,7 +37,7 @@ class LlamaServer:
     def start(self) -> LlamaServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", self.alias,
-             "--n_ctx", str(N_CTX), "--n_threads", "1", "--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(self.port)],
+             "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
