@@ -22,7 +22,7 @@ from servers.ansible import plans
 from servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
 from servers.ansible.service import AnsibleService, progress_reporter
 from shared.audit import parse_since
-from shared.errors import InvalidInput
+from shared.errors import ChiffonError, InvalidInput
 from shared.mcp import ChiffonErrors
 
 if TYPE_CHECKING:
@@ -81,6 +81,18 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
 
         mcp.mount(create_memory_server(memory), namespace="memory")
 
+    async def record(text: str, kind: str, plan_id: str) -> None:
+        """Keep the request, plan or result in the shared ``conversations`` memory (best effort)."""
+        if memory is None:
+            return
+        from servers.memory.vectors import Identity
+
+        try:
+            await memory.vectors.remember(text, "shared", Identity(), metadata={"kind": kind, "plan_id": plan_id,
+                                                                                "source": f"orchestrator:{kind}"})
+        except ChiffonError as exc:  # memory down must not stop infrastructure work
+            log.warning("could not record %s %s in memory: %s", kind, plan_id, exc)
+
     @mcp.tool(annotations=CHECK)
     async def plan_request(
         ctx: Context,
@@ -93,8 +105,11 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         Changes nothing. Returns the plan (playbook, hosts, vars, diff, risk, match reason) with status
         pending_approval; hand its id to execute_plan.
         """
-        return await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
+        plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
                                on_event=progress_reporter(ctx, None, "check"), router=router)
+        await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook} on "
+                     f"{', '.join(plan.hosts) or 'no hosts'}, risk {plan.risk}.", "plan", plan.id)
+        return plan
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def execute_plan(
@@ -131,6 +146,9 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
                                       f"run: {event['task']} on {event['host']}: {event['status']}")
 
         result = await dispatch_run(rt, plan_id, on_event=relay)
+        await record(f"Plan {plan_id} ({result.playbook}) {result.status} on {', '.join(result.hosts)}: "
+                     f"{result.changed} change(s)" + (f"; failed: {result.failure}" if result.failure else "."),
+                     "run", plan_id)
         return ExecuteResult(plan_id=plan_id, status=result.status, run=result,
                              message=f"{result.playbook} {result.status} on {', '.join(result.hosts)}: "
                                      f"{result.changed} change(s); audit commit {result.audit_commit}.")

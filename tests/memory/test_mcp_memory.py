@@ -72,3 +72,24 @@ async def test_index_repo_and_search_code_tools(rt: Runtime, repo: Path, tmp_pat
     assert report["files_indexed"] >= 10 and seen
     assert hits and all(h["metadata"]["path"].endswith(".yml") for h in hits)
     assert hits[0]["metadata"]["path"] == "deploy-redis.yml"
+
+
+async def test_orchestrator_records_plans_and_runs_in_memory(rt: Runtime, repo: Path, tmp_path: Path) -> None:
+    from orchestrator.dispatch import running_worker
+    from servers.memory.vectors import Identity
+
+    memory = MemoryService(rt, VectorMemory(open_client(tmp_path, None), LocalEmbedder(), MemorySettings()))
+    svc = AnsibleService.for_runtime(rt, repo)
+
+    async def approve(message, response_type, params, context):  # type: ignore[no-untyped-def]
+        return {"approve": True, "reason": "test"}
+
+    async with running_worker(svc), Client(create_orchestrator(svc, memory=memory), mode="legacy",
+                                           elicitation_handler=approve) as c:
+        plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
+        await c.call_tool("execute_plan", {"plan_id": plan["id"]})
+    hits = await memory.vectors.recall("what happened to the redis deployment?", Identity(),
+                                       filters={"plan_id": plan["id"]}, k=5)
+    kinds = {h.metadata["kind"]: h.text for h in hits}
+    assert set(kinds) == {"plan", "run"}
+    assert "deploy-redis.yml" in kinds["plan"] and "succeeded" in kinds["run"]
