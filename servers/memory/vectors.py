@@ -104,6 +104,7 @@ class VectorMemory:
         self.embedder = embedder
         self.settings = settings
         self._locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
+        self._checked: dict[str, Any] = {}  # collections whose model was verified in this process
 
     async def collection(self, name: str) -> Any:
         """The Chroma collection ``name``, created for this embedder on first use.
@@ -114,6 +115,8 @@ class VectorMemory:
         """
         if name not in COLLECTIONS:
             raise InvalidInput("collection", f"{name!r} is not one of {', '.join(COLLECTIONS)}")
+        if name in self._checked:
+            return self._checked[name]
         dimension = await self.embedder.dimension()
         meta = {"hnsw:space": "cosine", "embedding_model": self.embedder.name, "dimension": dimension}
         try:
@@ -127,6 +130,7 @@ class VectorMemory:
                 f"collection {name!r} holds {have.get('embedding_model')} vectors ({have.get('dimension')}-d) but the "
                 f"embedder is {self.embedder.name} ({dimension}-d). Set memory.embedder back, or re-embed: "
                 f"forget everything in {name!r} (forget with collection={name!r}, all=true) and remember/index again.")
+        self._checked[name] = col
         return col
 
     def _owner_clause(self, scope: str, who: Identity, field: str = "scopes") -> dict[str, Any]:
@@ -248,6 +252,7 @@ class VectorMemory:
             col = await asyncio.to_thread(self.client.get_collection, collection)
             count = await asyncio.to_thread(col.count)
             await asyncio.to_thread(self.client.delete_collection, collection)
+            self._checked.pop(collection, None)
             return int(count)
         col = await self.collection(collection)
         if ids:
