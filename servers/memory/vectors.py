@@ -30,6 +30,7 @@ SCOPES = ("session", "agent", "user", "role", "shared")
 OWNER_FIELD = {"session": "session_id", "agent": "agent", "user": "user_id", "role": "role"}
 FILTER_FIELDS = ("source", "kind", "path", "language", "agent", "role", "session_id", "user_id", "plan_id")
 MAX_K = 50
+OVERFETCH = 4  # unfiltered candidates per requested hit before falling back to a filtered search
 
 Scope = Literal["session", "agent", "user", "role", "shared"]
 
@@ -183,7 +184,7 @@ class VectorMemory:
             await asyncio.to_thread(col.add, ids=[rid], embeddings=[vector], documents=[text], metadatas=[record])
         return Remembered(id=rid, collection=collection, action="added", similarity=None)
 
-    def _visible(self, scopes: list[str] | None, who: Identity) -> dict[str, Any]:
+    def _scopes(self, scopes: list[str] | None, who: Identity) -> list[str]:
         if scopes is None:  # everything this caller may see
             scopes = ["shared"] + [s for s in SCOPES if s != "shared" and who.owner(s)]
         if not scopes:
@@ -191,8 +192,16 @@ class VectorMemory:
         for s in scopes:
             if s not in SCOPES:
                 raise InvalidInput("scopes", f"{s!r} is not one of {', '.join(SCOPES)}")
-        clauses = [self._owner_clause(s, who) for s in dict.fromkeys(scopes)]
+        return list(dict.fromkeys(scopes))
+
+    def _visible(self, scopes: list[str] | None, who: Identity) -> dict[str, Any]:
+        """The Chroma ``where`` clause of what the caller may see."""
+        clauses = [self._owner_clause(s, who) for s in self._scopes(scopes, who)]
         return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+    def _allowed(self, scopes: list[str] | None, who: Identity) -> list[tuple[str, str | None]]:
+        """The same rule as :meth:`_visible`, as (scope, owner) pairs for filtering in Python."""
+        return [(s, who.owner(s)) for s in self._scopes(scopes, who)]
 
     @staticmethod
     def _filters(filters: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -218,18 +227,36 @@ class VectorMemory:
         if not 1 <= k <= MAX_K:
             raise InvalidInput("k", f"must be within 1..{MAX_K}, got {k}")
         where = _all([self._visible(scopes, who), *self._filters(filters)])
+        allowed = self._allowed(scopes, who)
         names = collections or list(COLLECTIONS)
         cols = [await self.collection(n) for n in dict.fromkeys(names)]
         vector = (await self.embedder.embed([query]))[0].tolist()
+        include = ["documents", "metadatas", "distances"]
+
+        def visible(meta: dict[str, Any]) -> bool:
+            owner_ok = any(meta.get("scope") == scope and (owner is None or meta.get(OWNER_FIELD[scope]) == owner)
+                           for scope, owner in allowed)
+            return owner_ok and all(meta.get(key) == value for key, value in (filters or {}).items())
+
+        def rows(found: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], float]]:
+            return [(i, doc or "", dict(m or {}), float(d)) for i, doc, m, d in
+                    zip(found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0])]
+
+        def query(col: Any) -> list[tuple[str, str, dict[str, Any], float]]:
+            # Fast path: Chroma's metadata-filtered search scans far more than its plain ANN search, so
+            # over-fetch without the filter and apply the same rule here; when too few of those are
+            # visible (a mostly private collection), run the filtered search.
+            fetch = k * OVERFETCH
+            found = rows(col.query(query_embeddings=[vector], n_results=fetch, include=include))
+            seen = [r for r in found if visible(r[2])]
+            if len(seen) >= k or len(found) < fetch:
+                return seen[:k]
+            return rows(col.query(query_embeddings=[vector], n_results=k, where=where, include=include))
 
         async def search(col: Any) -> list[Hit]:
-            found = await asyncio.to_thread(col.query, query_embeddings=[vector], n_results=k, where=where,
-                                            include=["documents", "metadatas", "distances"])
-            return [Hit(id=i, collection=col.name, score=round(1.0 - float(d), 4), text=doc or "",
-                        scope=(m or {}).get("scope", "?"), source=(m or {}).get("source") or (m or {}).get("path"),
-                        metadata=dict(m or {}))
-                    for i, doc, m, d in zip(found["ids"][0], found["documents"][0], found["metadatas"][0],
-                                            found["distances"][0])]
+            return [Hit(id=i, collection=col.name, score=round(1.0 - d, 4), text=doc, scope=m.get("scope", "?"),
+                        source=m.get("source") or m.get("path"), metadata=m)
+                    for i, doc, m, d in await asyncio.to_thread(query, col)]
 
         hits = [h for batch in await asyncio.gather(*(search(c) for c in cols)) for h in batch]
         return sorted(hits, key=lambda h: h.score, reverse=True)[:k]

@@ -135,3 +135,11 @@ async def test_chat_history_per_session_and_agent(rt: Runtime) -> None:
     assert await history.purge(rt.store, 1, now=datetime.now(UTC) + timedelta(days=2)) >= 2
     with pytest.raises(NotFound):
         await history.history(rt.store, "s-hist")
+
+
+async def test_recall_in_a_mostly_private_collection_falls_back_to_the_filtered_search(memory: VectorMemory) -> None:
+    for i in range(30):
+        await memory.remember(f"bob's backup job {i} copies the postgres dump to the NAS share {i}", "session", BOB)
+    await memory.remember("alice: the postgres dump is copied to the NAS nightly", "session", ALICE)
+    hits = await memory.recall("postgres dump copied to the NAS", ALICE, scopes=["session"], k=1)
+    assert [h.metadata["session_id"] for h in hits] == ["s-alice"]
