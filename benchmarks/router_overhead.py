@@ -38,7 +38,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.llm.router import Router, build_messages  # noqa: E402
+from servers.llm.router import Router  # noqa: E402
+from servers.llm.types import build_messages  # noqa: E402
 from servers.llm.tiny_model import write_tiny_llama  # noqa: E402
 from servers.llm.types import Hints  # noqa: E402
 from shared.config import LLMSettings, load_settings  # noqa: E402

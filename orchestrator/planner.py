@@ -68,7 +68,7 @@ async def choose_with_llm(router: Router, request: str, candidates: list[matchin
     Never raises for the model's sake: on any failure the first candidate (retrieval's best) is kept and
     the note says why.
     """
-    from servers.llm.router import build_messages
+    from servers.llm.types import build_messages
     from servers.llm.types import Hints
 
     listing = "\n".join(f"- {m.playbook.name}: {m.playbook.description} (score {m.score:.2f})" for m in candidates)

@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from servers.llm.backends import Backend, make_backend
@@ -27,94 +26,17 @@ from servers.llm.hosts import HostStatus
 from servers.llm.ledger import Entry, Ledger, cost_usd
 from servers.llm.policy import TierState, decide
 from servers.llm.queue import PriorityGate, QueueFull
-from servers.llm.types import Candidate, ChatResult, Delta, Done, Hints, Message, RouteDecision
+from servers.llm.types import (
+    Candidate, ChatResult, Delta, Done, EmbedResult, Hints, Message, ModelsReport, RouteDecision, TierStatus,
+)
 from shared.config import TIER_NAMES, LLMSettings
 from shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
-MAX_MESSAGES = 200
 MAX_EMBED_TEXTS = 256
 PROGRESS_EVERY = 16  # stream pieces between progress notifications
-
-
-def build_messages(prompt: str | None, messages: list[dict[str, Any]] | list[Message] | None,
-                   system: str | None = None) -> list[Message]:
-    """Validate the conversation: exactly one of ``prompt`` or ``messages``.
-
-    Raises:
-        InvalidInput: both or neither given, an empty prompt or message, an unknown role, no user message.
-    """
-    if (prompt is None) == (messages is None):
-        raise InvalidInput("prompt", "give either prompt or messages, not both or neither")
-    out: list[Message] = []
-    if system is not None and system.strip():
-        out.append(Message(role="system", content=system))
-    if prompt is not None:
-        if not prompt.strip():
-            raise InvalidInput("prompt", "is empty")
-        out.append(Message(role="user", content=prompt))
-        return out
-    if not messages:
-        raise InvalidInput("messages", "is empty")
-    if len(messages) > MAX_MESSAGES:
-        raise InvalidInput("messages", f"{len(messages)} messages; at most {MAX_MESSAGES}")
-    for i, raw in enumerate(messages):
-        item = raw.model_dump() if isinstance(raw, Message) else raw
-        if not isinstance(item, dict):
-            raise InvalidInput(f"messages[{i}]", "must be an object {role, content}")
-        role, content = item.get("role"), item.get("content")
-        if role not in ("system", "user", "assistant"):
-            raise InvalidInput(f"messages[{i}].role", f"{role!r} is not one of system, user, assistant")
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidInput(f"messages[{i}].content", "must be non-empty text")
-        out.append(Message(role=role, content=content))
-    if not any(m.role == "user" for m in out):
-        raise InvalidInput("messages", "needs at least one user message")
-    return out
-
-
-class TierStatus(BaseModel):
-    """One tier as ``models()`` reports it."""
-
-    tier: str
-    backend: str
-    kind: str
-    model: str
-    host: str | None
-    host_status: str
-    healthy: bool
-    health: str = Field(description="Probe result: /v1/models, /api/tags or the API key check.")
-    breaker: str = Field(description="closed, open or half_open.")
-    breaker_retry_in_s: float
-    slots: int
-    in_use: int
-    queue_depth: int
-    available: bool = Field(description="Would the router send it a request now?")
-    why_unavailable: str | None
-    quota_tokens_per_day: int | None
-    quota_left: float | None = Field(description="Fraction of the daily local quota left; null: unlimited.")
-    context_window: int
-
-
-class ModelsReport(BaseModel):
-    """Every tier's state plus the external budget."""
-
-    tiers: list[TierStatus]
-    monthly_budget_usd: float
-    external_spent_usd: float
-    external_budget_left_usd: float
-    embeddings: dict[str, str]
-
-
-class EmbedResult(BaseModel):
-    """Vectors, one per input text, in order."""
-
-    backend: str
-    model: str
-    dimensions: int
-    vectors: list[list[float]]
 
 
 class Router:

@@ -14,8 +14,8 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from servers.llm.ledger import GROUP_COLUMNS
-from servers.llm.router import EmbedResult, ModelsReport, Router, build_messages
-from servers.llm.types import ChatResult, Hints, RouteDecision
+from servers.llm.router import Router
+from servers.llm.types import ChatResult, EmbedResult, Hints, ModelsReport, RouteDecision, build_messages
 from shared.audit import parse_since
 from shared.errors import InvalidInput
 from shared.mcp import ChiffonErrors

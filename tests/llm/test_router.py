@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from servers.llm.backends import status_error
-from servers.llm.router import Router, build_messages
+from servers.llm.router import Router
+from servers.llm.types import build_messages
 from servers.llm.types import Hints
 from shared.config import LLMSettings
 from shared.errors import ContextOverflow, InvalidInput, MissingCredential, NoBackendAvailable

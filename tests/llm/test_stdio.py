@@ -10,7 +10,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from shared.config import PROJECT_ROOT
-from tests.llm.fakes import API_KEY, FakeState
+from tests.llm.fakes import FakeState
 
 BIN = Path(sys.executable).parent
 
