@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from typing import Any, Literal
 
 from fastmcp import Context, FastMCP
@@ -13,6 +14,7 @@ from servers.memory.history import ChatMessage
 from servers.memory.indexer import IndexReport, index_directory
 from servers.memory.service import MemoryService
 from servers.memory.vectors import Hit, Identity, Remembered
+from shared.errors import InvalidInput
 from shared.mcp import ChiffonErrors
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -118,10 +120,6 @@ def create_memory_server(svc: MemoryService) -> FastMCP:
         k: int = Field(5, description="How many, 1 to 50."),
     ) -> list[Hit]:
         """Indexed chunks (codebase and documentation) closest to the query, with path and lines."""
-        from fnmatch import fnmatch
-
-        from shared.errors import InvalidInput
-
         if not 1 <= k <= 50:
             raise InvalidInput("k", f"must be within 1..50, got {k}")
         hits = await vectors.recall(query, Identity(), scopes=["shared"], k=50 if path_glob else k,

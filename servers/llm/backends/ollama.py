@@ -60,4 +60,4 @@ class OllamaBackend:
         return [list(v) for v in response.embeddings]
 
     async def aclose(self) -> None:
-        await self._client._client.aclose()
+        await self._client.close()
