@@ -309,12 +309,15 @@ def serve_cmd(
     async def go() -> None:
         async with open_runtime(settings) as rt:
             svc = AnsibleService.for_runtime(rt, repo)
+            from orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from servers.llm.router import open_router
             from servers.memory.service import open_memory
 
             async with running_worker(svc, settings.worker_in_process), open_router(rt) as router, \
                     open_memory(rt) as memory:
+                indexing = asyncio.create_task(index_in_background(PlaybookIndex(memory.vectors), svc.catalog))
                 await serve(create_orchestrator(svc, router, memory), settings, transport, host, port)  # type: ignore[arg-type]
+                indexing.cancel()
 
     try:
         _run(go())

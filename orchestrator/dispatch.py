@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "infra"
 KIND_RUN = "ansible.run"
+SHUTDOWN_GRACE_S = 10.0
 
 
 class InfraWorker:
@@ -112,8 +113,9 @@ async def running_worker(svc: AnsibleService, enabled: bool = True):  # type: ig
         yield worker
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # bounded: a worker stuck on a dead connection must not keep the command from exiting
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, SHUTDOWN_GRACE_S)
         await worker.close()
 
 

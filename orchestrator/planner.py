@@ -5,6 +5,11 @@ the best candidate above :data:`~servers.ansible.matching.MIN_SCORE` is
 previewed in check mode and stored as a plan awaiting approval. A request that
 matches nothing is refused with the closest playbooks named.
 
+With vector memory, the catalog's cards in ``documentation``
+(:mod:`orchestrator.playbook_memory`) add a meaning score to the word score
+(:func:`~servers.ansible.matching.blend`); memory that is down leaves the word
+score alone, with a note in ``plan.match["planner"]``.
+
 When an LLM router is configured (``llm.tiers.quick`` and ``llm.planner``), the
 quick tier picks among the top matches and explains the plan in one paragraph
 (``prompts/planner.md``). Its answer must be JSON naming one of the candidates;
@@ -28,6 +33,7 @@ from shared.config import PROJECT_ROOT
 from shared.errors import ChiffonError, NoMatch
 
 if TYPE_CHECKING:
+    from orchestrator.playbook_memory import PlaybookIndex
     from servers.llm.router import Router
 
 log = logging.getLogger(__name__)
@@ -94,11 +100,13 @@ async def plan_request(
     extra_vars: dict[str, Any] | None = None,
     on_event: EventCallback | None = None,
     router: Router | None = None,
+    playbooks: PlaybookIndex | None = None,
 ) -> plans.Plan:
     """Match ``request`` to a playbook, run it in check mode and store the plan.
 
     ``router``: when given and its quick tier is configured, the LLM chooses among the top matches
-    above MIN_SCORE and explains the plan (``plan.match["planner"]``).
+    above MIN_SCORE and explains the plan (``plan.match["planner"]``). ``playbooks``: when given, the
+    request is also scored by meaning against the catalog's cards in vector memory.
 
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
@@ -108,13 +116,21 @@ async def plan_request(
     request = matching.validate_request(request)
     catalog = await svc.catalog(repo)
     ranked = matching.rank(catalog, request)
+    note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
+    if playbooks is not None:
+        try:
+            ranked = matching.blend(ranked, await playbooks.similarities(catalog, request))
+            note["scoring"] = "words+meaning"
+        except ChiffonError as exc:  # memory down must not stop planning: words alone still rank
+            log.warning("playbook memory unavailable, matching by words only: %s", exc)
+            note["memory_error"] = str(exc)[:300]
     best = ranked[0]
     if best.score < matching.MIN_SCORE:
         raise NoMatch(request, [f"{m.playbook.name} ({m.score:.2f})" for m in ranked[:3]])
-    note: dict[str, Any] = {"chosen_by": "retrieval"}
     if router is not None and router.settings.planner and router.has_tier("quick"):
         candidates = [m for m in ranked[:CANDIDATES] if m.score >= matching.MIN_SCORE]
-        best, note = await choose_with_llm(router, request, candidates)
+        best, chosen = await choose_with_llm(router, request, candidates)
+        note.update(chosen)
     alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
     return await plans.create_plan(
         svc.rt, catalog, best.playbook.name, request=request, match=best, alternatives=alternatives,

@@ -76,10 +76,13 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         from servers.llm.server import create_llm_server
 
         mcp.mount(create_llm_server(router), namespace="llm")
+    playbooks = None
     if memory is not None:
+        from orchestrator.playbook_memory import PlaybookIndex
         from servers.memory.server import create_memory_server
 
         mcp.mount(create_memory_server(memory), namespace="memory")
+        playbooks = PlaybookIndex(memory.vectors)
 
     async def record(text: str, kind: str, plan_id: str) -> None:
         """Keep the request, plan or result in the shared ``conversations`` memory (best effort)."""
@@ -100,13 +103,14 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         limit: str | None = Field(None, description="--limit host/group pattern."),
         extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
     ) -> plans.Plan:
-        """Match the request to a playbook, preview it in check mode with --diff, store the plan.
+        """Match the request to a playbook (by words, and by meaning when memory is on), preview it in
+        check mode with --diff, store the plan.
 
         Changes nothing. Returns the plan (playbook, hosts, vars, diff, risk, match reason) with status
         pending_approval; hand its id to execute_plan.
         """
         plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
-                               on_event=progress_reporter(ctx, None, "check"), router=router)
+                               on_event=progress_reporter(ctx, None, "check"), router=router, playbooks=playbooks)
         await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook} on "
                      f"{', '.join(plan.hosts) or 'no hosts'}, risk {plan.risk}.", "plan", plan.id)
         return plan

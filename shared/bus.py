@@ -43,6 +43,7 @@ RUN_PROGRESS = "run_progress"
 NOTIFICATIONS = "notifications"
 
 STREAM_MAXLEN = 10_000  # approximate trim per stream (XADD MAXLEN ~)
+SOCKET_TIMEOUT_S = 30.0  # a reply slower than this is a dead connection; blocking reads wait at most a few seconds
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Bus:
         if embedded:
             sock = embedded_socket(home)
             url = f"unix://{sock}"
-            client = aioredis.Redis(unix_socket_path=str(sock), decode_responses=True)
+            client = aioredis.Redis(unix_socket_path=str(sock), decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S)
             try:
                 await client.ping()
             except (RedisError, OSError):
@@ -124,7 +125,8 @@ class Bus:
                         "Set CHIFFON_REDIS_URL to use an existing server."
                     ) from exc
         else:
-            client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+            client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                             socket_timeout=SOCKET_TIMEOUT_S)
         try:
             await client.ping()
         except (RedisError, OSError) as exc:

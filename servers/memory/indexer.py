@@ -117,7 +117,7 @@ async def index_directory(memory: VectorMemory, path: str | Path, collection: st
         raise InvalidInput("collection", "index into codebase or documentation")
     started = time.perf_counter()
     root = resolve_root(path, allowed)
-    col = await memory.collection(collection)
+    col = await memory.collection(collection, fresh=True)
     names = await asyncio.to_thread(list_files, root)
     files, skipped = await asyncio.to_thread(_read, root, names)
     existing = await asyncio.to_thread(col.get, where={"root": str(root)}, include=["metadatas"])

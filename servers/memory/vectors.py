@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +33,7 @@ FILTER_FIELDS = ("source", "kind", "path", "language", "agent", "role", "session
 MAX_K = 50
 OVERFETCH = 4  # unfiltered candidates per requested hit before falling back to a filtered search
 
+T = TypeVar("T")
 Scope = Literal["session", "agent", "user", "role", "shared"]
 
 
@@ -107,8 +109,11 @@ class VectorMemory:
         self._locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
         self._checked: dict[str, Any] = {}  # collections whose model was verified in this process
 
-    async def collection(self, name: str) -> Any:
+    async def collection(self, name: str, *, fresh: bool = False) -> Any:
         """The Chroma collection ``name``, created for this embedder on first use.
+
+        Handles are cached per process; ``fresh`` looks the collection up again (long operations do, since
+        another process may have dropped and re-created it).
 
         Raises:
             InvalidInput: not one of conversations, codebase, documentation.
@@ -116,7 +121,7 @@ class VectorMemory:
         """
         if name not in COLLECTIONS:
             raise InvalidInput("collection", f"{name!r} is not one of {', '.join(COLLECTIONS)}")
-        if name in self._checked:
+        if name in self._checked and not fresh:
             return self._checked[name]
         dimension = await self.embedder.dimension()
         meta = {"hnsw:space": "cosine", "embedding_model": self.embedder.name, "dimension": dimension}
@@ -133,6 +138,18 @@ class VectorMemory:
                 f"forget everything in {name!r} (forget with collection={name!r}, all=true) and remember/index again.")
         self._checked[name] = col
         return col
+
+    async def _on(self, name: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(collection)`` in a worker thread; a handle made stale by another process (the
+        collection was dropped and re-created there) is looked up again and ``work`` retried once."""
+        from chromadb.errors import NotFoundError  # chromadb is loaded by now: a client exists
+
+        col = await self.collection(name)
+        try:
+            return await asyncio.to_thread(work, col)
+        except NotFoundError:
+            self._checked.pop(name, None)
+            return await asyncio.to_thread(work, await self.collection(name))
 
     def _owner_clause(self, scope: str, who: Identity, field: str = "scopes") -> dict[str, Any]:
         if scope == "shared":
@@ -159,7 +176,7 @@ class VectorMemory:
         for key, value in extra.items():
             if not isinstance(value, (str, int, float, bool)):
                 raise InvalidInput(f"metadata.{key}", "values must be text, numbers or booleans")
-        col = await self.collection(collection)
+        await self.collection(collection)  # validates the name and the model before embedding
         vector = (await self.embedder.embed([text]))[0].tolist()
         now = datetime.now(UTC).isoformat()
         record = {**extra, "scope": scope, "created_at": now, "updated_at": now}
@@ -168,21 +185,22 @@ class VectorMemory:
         for field in ("session_id", "agent", "user_id", "role"):
             if getattr(who, field) and field not in record:
                 record[field] = getattr(who, field)
-        key = (collection, scope, who.owner(scope))
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            found = await asyncio.to_thread(col.query, query_embeddings=[vector], n_results=1, where=clause,
-                                            include=["distances", "metadatas"])
+
+        def upsert(col: Any) -> Remembered:
+            found = col.query(query_embeddings=[vector], n_results=1, where=clause, include=["distances", "metadatas"])
             if found["ids"][0]:
                 similarity = 1.0 - float(found["distances"][0][0])
                 if similarity >= self.settings.dedup_threshold:
                     rid = found["ids"][0][0]
                     record["created_at"] = (found["metadatas"][0][0] or {}).get("created_at", now)
-                    await asyncio.to_thread(col.update, ids=[rid], embeddings=[vector], documents=[text],
-                                            metadatas=[record])
+                    col.update(ids=[rid], embeddings=[vector], documents=[text], metadatas=[record])
                     return Remembered(id=rid, collection=collection, action="updated", similarity=round(similarity, 4))
             rid = f"mem-{uuid.uuid4().hex[:16]}"
-            await asyncio.to_thread(col.add, ids=[rid], embeddings=[vector], documents=[text], metadatas=[record])
-        return Remembered(id=rid, collection=collection, action="added", similarity=None)
+            col.add(ids=[rid], embeddings=[vector], documents=[text], metadatas=[record])
+            return Remembered(id=rid, collection=collection, action="added", similarity=None)
+
+        async with self._locks.setdefault((collection, scope, who.owner(scope)), asyncio.Lock()):
+            return await self._on(collection, upsert)
 
     def _scopes(self, scopes: list[str] | None, who: Identity) -> list[str]:
         if scopes is None:  # everything this caller may see
@@ -228,8 +246,9 @@ class VectorMemory:
             raise InvalidInput("k", f"must be within 1..{MAX_K}, got {k}")
         where = _all([self._visible(scopes, who), *self._filters(filters)])
         allowed = self._allowed(scopes, who)
-        names = collections or list(COLLECTIONS)
-        cols = [await self.collection(n) for n in dict.fromkeys(names)]
+        names = list(dict.fromkeys(collections or COLLECTIONS))
+        for n in names:
+            await self.collection(n)
         vector = (await self.embedder.embed([query]))[0].tolist()
         include = ["documents", "metadatas", "distances"]
 
@@ -253,12 +272,12 @@ class VectorMemory:
                 return seen[:k]
             return rows(col.query(query_embeddings=[vector], n_results=k, where=where, include=include))
 
-        async def search(col: Any) -> list[Hit]:
-            return [Hit(id=i, collection=col.name, score=round(1.0 - d, 4), text=doc, scope=m.get("scope", "?"),
+        async def search(name: str) -> list[Hit]:
+            return [Hit(id=i, collection=name, score=round(1.0 - d, 4), text=doc, scope=m.get("scope", "?"),
                         source=m.get("source") or m.get("path"), metadata=m)
-                    for i, doc, m, d in await asyncio.to_thread(query, col)]
+                    for i, doc, m, d in await self._on(name, query)]
 
-        hits = [h for batch in await asyncio.gather(*(search(c) for c in cols)) for h in batch]
+        hits = [h for batch in await asyncio.gather(*(search(n) for n in names)) for h in batch]
         return sorted(hits, key=lambda h: h.score, reverse=True)[:k]
 
     async def forget(self, collection: str, *, ids: list[str] | None = None, filters: dict[str, Any] | None = None,
@@ -281,16 +300,15 @@ class VectorMemory:
             await asyncio.to_thread(self.client.delete_collection, collection)
             self._checked.pop(collection, None)
             return int(count)
-        col = await self.collection(collection)
-        if ids:
-            found = await asyncio.to_thread(col.get, ids=list(ids), include=[])
-            await asyncio.to_thread(col.delete, ids=found["ids"]) if found["ids"] else None
+        where = None if ids else _all(self._filters(filters))
+
+        def delete(col: Any) -> int:
+            found = col.get(ids=list(ids), include=[]) if ids else col.get(where=where, include=[])
+            if found["ids"]:
+                col.delete(ids=found["ids"])
             return len(found["ids"])
-        where = _all(self._filters(filters))
-        found = await asyncio.to_thread(col.get, where=where, include=[])
-        if found["ids"]:
-            await asyncio.to_thread(col.delete, ids=found["ids"])
-        return len(found["ids"])
+
+        return await self._on(collection, delete)
 
     async def collections(self) -> list[dict[str, Any]]:
         """Each collection: count, embedding model, dimension, last index time (null until indexed)."""

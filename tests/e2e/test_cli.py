@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import git
+import pytest
 import yaml
 
 from tests.conftest import KUMA_REQUEST
@@ -16,8 +18,16 @@ CHIFFON = str(Path(sys.executable).parent / "chiffon")
 
 
 def chiffon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CHIFFON, *args], env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL, check=False)
+    """Run ``chiffon ARGS``; a hang fails the test with the process's Python tracebacks."""
+    proc = subprocess.Popen([CHIFFON, *args], env={**env, "PYTHONFAULTHANDLER": "1"}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack to stderr
+        stdout, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"chiffon {' '.join(args)} hung for 300 s; its stacks:\n{stderr[-6000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_run_with_approve_deploys_kuma_with_one_monitor_per_portal(

@@ -101,8 +101,8 @@ async def test_planner_takes_the_llms_choice_and_explanation(
         ollama_fake[0].reply = FakeState().reply
         await router.aclose()
     assert plan["playbook"] == "deploy-uptime-kuma.yml"
-    assert plan["match"]["planner"] == {"chosen_by": "llm", "model": "qwen2.5:7b", "tier": "quick",
-                                        "explanation": explanation}
+    assert plan["match"]["planner"] == {"chosen_by": "llm", "scoring": "words", "model": "qwen2.5:7b",
+                                        "tier": "quick", "explanation": explanation}
     prompt = ollama_fake[0].requests[-1]["messages"][-1]["content"]
     assert KUMA_REQUEST in prompt and "deploy-uptime-kuma.yml" in prompt
 

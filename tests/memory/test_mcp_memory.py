@@ -10,11 +10,12 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
+from orchestrator.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible.service import AnsibleService
 from servers.memory.embedders import LocalEmbedder
 from servers.memory.service import MemoryService
-from servers.memory.vectors import VectorMemory, open_client
+from servers.memory.vectors import Identity, VectorMemory, open_client
 from shared.config import PROJECT_ROOT, MemorySettings
 from shared.runtime import Runtime
 
@@ -74,9 +75,9 @@ async def test_index_repo_and_search_code_tools(rt: Runtime, repo: Path, tmp_pat
     assert hits[0]["metadata"]["path"] == "deploy-redis.yml"
 
 
-async def test_orchestrator_records_plans_and_runs_in_memory(rt: Runtime, repo: Path, tmp_path: Path) -> None:
-    from orchestrator.dispatch import running_worker
-    from servers.memory.vectors import Identity
+async def test_orchestrator_records_plans_and_runs_in_memory(rt: Runtime, repo: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMELAB_ROOT", str(tmp_path / "targets"))  # deploy here, not into the session's targets
 
     memory = MemoryService(rt, VectorMemory(open_client(tmp_path, None), LocalEmbedder(), MemorySettings()))
     svc = AnsibleService.for_runtime(rt, repo)

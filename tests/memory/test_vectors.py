@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +131,10 @@ async def test_chat_history_per_session_and_agent(rt: Runtime) -> None:
         await history.history(rt.store, "s-hist", limit=0)
     with pytest.raises(NotFound):
         await history.history(rt.store, "s-nobody")
-    assert await history.purge(rt.store, 1, now=datetime.now(UTC) + timedelta(days=2)) >= 2
+    # age only this session's messages, so the purge leaves other tests' history in the shared database alone
+    await rt.store.pool.execute("UPDATE chat_messages SET at = at - interval '400 days' WHERE session_id = 's-hist'")
+    await rt.store.pool.execute("UPDATE chat_sessions SET last_at = last_at - interval '400 days' WHERE id = 's-hist'")
+    assert await history.purge(rt.store, 365) == 2
     with pytest.raises(NotFound):
         await history.history(rt.store, "s-hist")
 
@@ -143,3 +145,14 @@ async def test_recall_in_a_mostly_private_collection_falls_back_to_the_filtered_
     await memory.remember("alice: the postgres dump is copied to the NAS nightly", "session", ALICE)
     hits = await memory.recall("postgres dump copied to the NAS", ALICE, scopes=["session"], k=1)
     assert [h.metadata["session_id"] for h in hits] == ["s-alice"]
+
+
+async def test_a_collection_recreated_elsewhere_is_looked_up_again(tmp_path: Path) -> None:
+    client = open_client(tmp_path, None)
+    server, other = (VectorMemory(client, LocalEmbedder(), MemorySettings()) for _ in range(2))
+    await server.remember("old note about the NAS", "shared", ALICE)  # caches the collection handle
+    assert await other.forget("conversations", everything=True) == 1  # drops and ...
+    await other.remember("kuma listens on port 3001", "shared", BOB)  # ... re-creates it
+    hits = await server.recall("which port does kuma use", ALICE, k=5)
+    added = await server.remember("redis keeps an AOF every second", "shared", ALICE)
+    assert [h.text for h in hits] == ["kuma listens on port 3001"] and added.action == "added"

@@ -1,0 +1,132 @@
+"""The IaC repo's playbook catalog in vector memory, and meaning-based match scores.
+
+Each playbook becomes one card in the ``documentation`` collection (scope
+``shared``, ``kind: playbook``): its description, name, service, tags, hosts and
+play and task names. Agents find the cards with ``recall``; ``plan_request``
+uses their vectors to score a request by meaning as well as by words
+(:func:`servers.ansible.matching.blend`).
+
+Sync is incremental: a card is re-embedded only when its text changes (its
+SHA-256 is stored with it) and removed when its playbook is gone. Scoring reads
+the stored vectors back, so a request costs one query embedding and a dot
+product per playbook: exact cosine, no approximate search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from servers.ansible.catalog import Catalog, Playbook
+from shared.errors import ChiffonError
+
+if TYPE_CHECKING:
+    from servers.memory.vectors import VectorMemory
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "documentation"
+KIND = "playbook"
+MAX_TASK_NAMES = 40  # MiniLM reads 256 word pieces; the description comes first so it always counts
+
+
+def card(pb: Playbook) -> str:
+    """The text embedded for ``pb``: what it does first, then what it touches."""
+    parts = [pb.description or pb.name, f"Playbook {pb.name}, service {pb.service}."]
+    if pb.tags:
+        parts.append("Tags: " + ", ".join(pb.tags) + ".")
+    if pb.host_patterns:
+        parts.append("Hosts: " + ", ".join(pb.host_patterns) + ".")
+    names = [*pb.play_names, *(t.name for t in pb.tasks if t.name)][:MAX_TASK_NAMES]
+    if names:
+        parts.append("Steps: " + "; ".join(names) + ".")
+    return " ".join(parts)
+
+
+def _record_id(root: str, name: str) -> str:
+    return f"playbook:{hashlib.sha1(root.encode()).hexdigest()[:12]}:{name}"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a catalog sync changed in ``documentation``."""
+
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+
+
+class PlaybookIndex:
+    """Keeps the catalog's cards in ``documentation`` and scores requests against them."""
+
+    def __init__(self, vectors: VectorMemory) -> None:
+        self.vectors = vectors
+        self._lock = asyncio.Lock()
+
+    async def sync(self, catalog: Catalog) -> tuple[SyncReport, dict[str, np.ndarray]]:
+        """Bring the cards of ``catalog`` up to date: embed new and changed ones, drop removed playbooks.
+
+        Returns the report and each playbook's unit vector (name -> float32 array). The stored cards are
+        read on every call (one small ``get``), so edits by other processes are seen.
+
+        Raises:
+            EmbeddingMismatch: ``documentation`` was built with another embedding model.
+            ServiceUnavailable: the embedder or ChromaDB is down (nothing is written).
+        """
+        root = str(catalog.root)
+        cards = {}
+        for name, pb in catalog.playbooks.items():
+            text = card(pb)
+            cards[_record_id(root, name)] = (name, text, hashlib.sha256(text.encode()).hexdigest())
+        async with self._lock:
+            col = await self.vectors.collection(COLLECTION, fresh=True)
+            stored = await asyncio.to_thread(col.get, where={"$and": [{"kind": KIND}, {"root": root}]},
+                                             include=["metadatas", "embeddings"])
+            have = {rid: ((meta or {}).get("card_sha256"), vec)
+                    for rid, meta, vec in zip(stored["ids"], stored["metadatas"], stored["embeddings"])}
+            todo = [rid for rid, (_, _, digest) in cards.items() if have.get(rid, (None, None))[0] != digest]
+            gone = [rid for rid in have if rid not in cards]
+            fresh = await self.vectors.embedder.embed([cards[rid][1] for rid in todo]) if todo else []
+            if todo:
+                now = datetime.now(UTC).isoformat()
+                await asyncio.to_thread(
+                    col.upsert, ids=todo, embeddings=[v.tolist() for v in fresh],
+                    documents=[cards[rid][1] for rid in todo],
+                    metadatas=[{"scope": "shared", "kind": KIND, "root": root, "path": cards[rid][0],
+                                "source": f"{cards[rid][0]} (playbook)", "commit": catalog.commit or "",
+                                "card_sha256": cards[rid][2], "created_at": now} for rid in todo])
+            if gone:
+                await asyncio.to_thread(col.delete, ids=gone)
+        vectors = {cards[rid][0]: np.asarray(vec, dtype=np.float32) for rid, (_, vec) in have.items() if rid in cards}
+        vectors.update({cards[rid][0]: np.asarray(vec, dtype=np.float32) for rid, vec in zip(todo, fresh)})
+        added = sum(rid not in have for rid in todo)
+        report = SyncReport(added=added, updated=len(todo) - added, deleted=len(gone), unchanged=len(cards) - len(todo))
+        if todo or gone:
+            log.debug("playbook catalog of %s in %s: %s", root, COLLECTION, report)
+        return report, vectors
+
+    async def similarities(self, catalog: Catalog, request: str) -> dict[str, float]:
+        """Cosine similarity of ``request`` to each playbook's card: ``{playbook name: [-1, 1]}``.
+
+        Syncs the catalog first (no embedding when nothing changed). Raises as :meth:`sync`.
+        """
+        _, vectors = await self.sync(catalog)
+        query = (await self.vectors.embedder.embed([request]))[0]
+        return {name: float(vec @ query) for name, vec in vectors.items()}
+
+
+async def index_in_background(index: PlaybookIndex, catalog_loader: Any) -> None:
+    """Sync the catalog once at server start so agents can recall playbooks before any plan (best effort)."""
+    try:
+        report, _ = await index.sync(await catalog_loader())
+    except ChiffonError as exc:
+        log.warning("playbook catalog not indexed into %s: %s", COLLECTION, exc)
+        return
+    log.info("playbook catalog in %s: %s", COLLECTION, report)
