@@ -162,6 +162,31 @@ class MemorySettings(BaseModel):
         description="Directories index_repo may read (with everything below them); CHIFFON_REPO is always allowed.")
 
 
+class VoiceSettings(BaseModel):
+    """Speech: what chiffon-hostd serves on this host and how chiffon-voice reaches it."""
+
+    hostd_url: str | None = Field(
+        None, description="chiffon-hostd for chiffon-voice, e.g. http://ai:8770; unset runs the engines in-process.")
+    hostd_token: SecretStr | None = Field(
+        None, description="Bearer token hostd requires (CHIFFON_VOICE__HOSTD_TOKEN); needed to bind beyond loopback.")
+    bind: str = Field("127.0.0.1", description="Address chiffon-hostd listens on.")
+    port: int = Field(8770, ge=1, le=65535, description="Port chiffon-hostd listens on.")
+    stt_models: list[str] = Field(["tiny.en"], min_length=1, description="Whisper models served; the first is the default.")
+    tts_engine: Literal["kokoro", "piper"] = Field("kokoro", description="Default TTS engine.")
+    piper_voices: list[str] = Field(["en_US-joe-medium"], description="Piper voices served.")
+    default_voice: str | None = Field(None, description="Voice when a request names none; unset: the engine's first "
+                                                        "preferred voice that is present.")
+    compute_type: str = Field("int8", description="CTranslate2 compute type for Whisper (int8 on CPU).")
+    vocabulary_prompt: str = Field(
+        "Homelab commands: deploy, restart, back up, Redis, Postgres, Uptime Kuma, Ansible, Jellyfin, Grafana, "
+        "Pi-hole, the east server, the desktop, the ai host.",
+        description="Whisper initial prompt biasing it toward homelab names; empty disables it.")
+    idle_unload_s: float = Field(600, gt=0, description="A model unused this long is unloaded.")
+    max_audio_s: float = Field(300, gt=0, description="Longest audio transcribed, seconds.")
+    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest upload (OpenAI's limit: 25 MB).")
+    max_tts_chars: int = Field(4096, gt=0, description="Longest text spoken (OpenAI's limit: 4096 characters).")
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
@@ -190,6 +215,7 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "
                                                      "in CHIFFON_HOME/chroma.")
     memory: MemorySettings = Field(default_factory=MemorySettings, description="chiffon-memory.")
+    voice: VoiceSettings = Field(default_factory=VoiceSettings, description="chiffon-hostd speech and chiffon-voice.")
     worker_in_process: bool = Field(
         True, description="Run the infra worker inside the orchestrator process (embedded mode)."
     )
@@ -215,6 +241,11 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         """ansible-runner private data dirs, one per check or run."""
         return self.home / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Speech models fetched by ``chiffon models pull``."""
+        return self.home / "models"
 
 
 def config_files(config_file: Path | None = None, host: str | None = None) -> list[Path]:

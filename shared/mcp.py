@@ -47,7 +47,8 @@ class ChiffonErrors(Middleware):
             raise ToolError(str(cause)) from cause
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -72,7 +73,7 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
         from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 
         server.auth = StaticTokenVerifier({token.get_secret_value(): {"client_id": "chiffon-operator", "scopes": []}})
-    elif not _is_loopback(host):
+    elif not is_loopback(host):
         raise ConfigError(
             f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
             "or bind to 127.0.0.1"
