@@ -312,11 +312,12 @@ def serve_cmd(
             from orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from servers.llm.router import open_router
             from servers.memory.service import open_memory
+            from servers.voice.service import open_voice
 
             async with running_worker(svc, settings.worker_in_process), open_router(rt) as router, \
-                    open_memory(rt) as memory:
+                    open_memory(rt) as memory, open_voice(rt, router) as voice:
                 indexing = asyncio.create_task(index_in_background(PlaybookIndex(memory.vectors), svc.catalog))
-                await serve(create_orchestrator(svc, router, memory), settings, transport, host, port)  # type: ignore[arg-type]
+                await serve(create_orchestrator(svc, router, memory, voice), settings, transport, host, port)  # type: ignore[arg-type]
                 indexing.cancel()
 
     try:
@@ -358,10 +359,6 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
-
-
 memory_app = typer.Typer(help="Vector memory: index repos and docs for recall and code search.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
 
@@ -396,3 +393,9 @@ def memory_index(
               f"{len(report.skipped)} skipped, {report.seconds:.1f} s")
     for line in report.skipped:
         out.print(f"  skipped {line}", highlight=False)
+
+
+from orchestrator import cli_voice  # noqa: E402,F401  (registers say, transcribe, hostd, models)
+
+if __name__ == "__main__":
+    main()

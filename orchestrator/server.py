@@ -28,6 +28,7 @@ from shared.mcp import ChiffonErrors
 if TYPE_CHECKING:
     from servers.llm.router import Router
     from servers.memory.service import MemoryService
+    from servers.voice.service import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
-def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None) -> FastMCP:
+def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None,
+                        voice: VoiceService | None = None) -> FastMCP:
     """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
-    as ``llm`` and ``chiffon-memory`` as ``memory`` (each when given), plus the orchestration tools."""
+    as ``llm``, ``chiffon-memory`` as ``memory`` and ``chiffon-voice`` as ``voice`` (each when given), plus the
+    orchestration tools."""
     rt = svc.rt
     mcp = FastMCP(
         "chiffon",
@@ -76,6 +79,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         from servers.llm.server import create_llm_server
 
         mcp.mount(create_llm_server(router), namespace="llm")
+    if voice is not None:
+        from servers.voice.server import create_voice_server
+
+        mcp.mount(create_voice_server(voice), namespace="voice")
     playbooks = None
     if memory is not None:
         from orchestrator.playbook_memory import PlaybookIndex

@@ -6,6 +6,7 @@ lazily, runs them in worker threads and unloads them when idle.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Protocol
@@ -17,6 +18,8 @@ from servers.hostd import models
 from servers.hostd.audio import WHISPER_RATE, sentences
 from shared.config import Settings
 from shared.errors import ConfigError, InvalidInput
+
+logging.getLogger("phonemizer").setLevel(logging.ERROR)  # it warns on every sentence it splits differently
 
 KOKORO_PREFERRED = ("af_heart", "am_michael", "af_bella", "jm_kumo")  # first present is the default voice
 

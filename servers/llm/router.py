@@ -35,6 +35,7 @@ from shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackend
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
+TextSink = Callable[[str | None], Awaitable[None]]  # a streamed piece of the answer; None: start over
 MAX_EMBED_TEXTS = 256
 PROGRESS_EVERY = 16  # stream pieces between progress notifications
 
@@ -135,11 +136,14 @@ class Router:
         return decide(text, max_tokens, hints, await self._tier_states(), self.budget_left_usd)
 
     async def chat(self, messages: list[Message], hints: Hints | None = None, *, max_tokens: int = 512,
-                   temperature: float = 0.2, on_progress: Progress | None = None) -> ChatResult:
+                   temperature: float = 0.2, on_progress: Progress | None = None,
+                   on_text: TextSink | None = None) -> ChatResult:
         """Answer ``messages`` with the first tier of the chain that completes.
 
         ``on_progress(progress, total, message)`` gets queue positions while waiting and the count of
-        streamed pieces (progress) against ``max_tokens`` (total) while generating.
+        streamed pieces (progress) against ``max_tokens`` (total) while generating. ``on_text(piece)`` gets
+        each streamed piece of text as it arrives, and ``on_text(None)`` when an attempt starts (a retry or a
+        fallback starts the answer over: drop what was streamed before).
 
         Raises:
             InvalidInput: bad messages, hints or max_tokens (nothing is sent anywhere).
@@ -158,7 +162,7 @@ class Router:
                 failures.append(f"{candidate.tier}: circuit open")
                 continue
             try:
-                result = await self._attempt(candidate, messages, max_tokens, temperature, hints, on_progress)
+                result = await self._attempt(candidate, messages, max_tokens, temperature, hints, on_progress, on_text)
             except ContextOverflow as exc:
                 breaker.release_probe()
                 failures.append(f"{candidate.tier}: {exc}")
@@ -202,7 +206,8 @@ class Router:
                                      candidate.tier == "external", "error", 0, 0, None, None, None, 0.0, str(exc)[:500]))
 
     async def _attempt(self, candidate: Candidate, messages: list[Message], max_tokens: int, temperature: float,
-                       hints: Hints, on_progress: Progress | None) -> tuple[str, Done, float, float | None, float | None]:
+                       hints: Hints, on_progress: Progress | None, on_text: TextSink | None = None,
+                       ) -> tuple[str, Done, float, float | None, float | None]:
         backend = self.backends[candidate.backend]
         cfg = self.settings.backends[candidate.backend]
 
@@ -214,12 +219,16 @@ class Router:
             started = time.perf_counter()
             first: float | None = None
             parts: list[str] = []
+            if on_text is not None:
+                await on_text(None)
             async with asyncio.timeout(cfg.timeout_s):
                 async for chunk in backend.stream(candidate.model, messages, max_tokens, temperature):
                     if isinstance(chunk, Delta):
                         if first is None:
                             first = time.perf_counter()
                         parts.append(chunk.text)
+                        if on_text is not None:
+                            await on_text(chunk.text)
                         if on_progress is not None and len(parts) % PROGRESS_EVERY == 1:
                             await on_progress(len(parts), max_tokens,
                                               f"{candidate.tier} ({candidate.model}): {len(parts)} pieces")

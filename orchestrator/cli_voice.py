@@ -1,0 +1,145 @@
+"""``chiffon say``, ``chiffon transcribe``, ``chiffon hostd`` and ``chiffon models``: speech from the terminal.
+
+``say`` and ``transcribe`` go through the same client as the voice MCP server:
+chiffon-hostd at ``voice.hostd_url``, or the engines in this process when unset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _progress, _run, _settings, app, err, out
+from shared.logs import setup_logging
+
+models_app = typer.Typer(help="Speech models: what this host has, and fetching them.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+async def _voice(config: Path | None) -> Any:
+    from servers.voice.client import HostdClient
+    from servers.voice.service import VoiceService
+
+    settings = _settings(config)
+    return VoiceService(settings, HostdClient(settings))
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="wav file to write.")] = Path("speech.wav"),
+    voice: Annotated[Optional[str], typer.Option(help="Voice (chiffon models list / the voices tool).")] = None,
+    speed: Annotated[float, typer.Option(help="0.25 to 4.0.")] = 1.0,
+    engine: Annotated[Optional[str], typer.Option(help="kokoro or piper (default voice.tts_engine).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Speak TEXT into a wav file (Kokoro by default)."""
+    setup_logging()
+
+    async def go() -> Any:
+        svc = await _voice(config)
+        try:
+            with _progress() as bar:
+                bar.add_task("speaking", total=None)
+                speech = await svc.speak(text, voice, speed, engine)
+        finally:
+            await svc.hostd.aclose()
+        output.write_bytes(Path(speech.path).read_bytes())
+        Path(speech.path).unlink(missing_ok=True)
+        return speech
+
+    speech = _run(go())
+    out.print(f"wrote {output}: {speech.duration_s:.1f} s, voice {speech.voice}, {speech.sample_rate} Hz")
+
+
+@app.command()
+def transcribe(
+    file: Annotated[Path, typer.Argument(help="Audio file: wav, flac, mp3, ogg, webm, m4a.")],
+    language: Annotated[Optional[str], typer.Option(help="ISO 639-1 code; default: detect (en for *.en).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Transcribe FILE with faster-whisper; prints the text (or JSON with segments and real-time factor)."""
+    setup_logging()
+    if not file.is_file():
+        err.print(f"[bold red]error:[/] {file}: no such file")
+        raise typer.Exit(EXIT_ERROR)
+
+    async def go() -> Any:
+        svc = await _voice(config)
+        try:
+            with _progress() as bar:
+                bar.add_task(f"transcribing {file.name}", total=None)
+                return await svc.transcribe(str(file), language)
+        finally:
+            await svc.hostd.aclose()
+
+    result = _run(go())
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        out.print(result.text or "[dim](no speech)[/]")
+        err.print(f"{result.duration_s:.1f} s of {result.language} audio, real-time factor {result.rtf:.2f} "
+                  f"({result.model})", highlight=False)
+
+
+@app.command("hostd")
+def hostd_cmd(
+    host: Annotated[Optional[str], typer.Option(help="This host's name (selects deploy/config/hosts/<name>.yaml).")] = None,
+    bind: Annotated[Optional[str], typer.Option(help="Listen address (default voice.bind: 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Listen port (default voice.port: 8770).")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Run chiffon-hostd: the speech endpoints of this host (OpenAI-compatible), until interrupted."""
+    from servers.hostd.__main__ import serve_hostd
+    from shared.config import load_settings
+
+    setup_logging(verbose)
+    try:
+        _run(serve_hostd(load_settings(None, host=host), bind, port))
+    except KeyboardInterrupt:
+        pass
+
+
+@models_app.command("list")
+def models_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The speech models this host is configured for: present or not, where from, size."""
+    from servers.hostd.models import inventory
+
+    rows = inventory(_settings(config))
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("engine", "model", "present", "source", "MiB", "path")
+    for r in rows:
+        table.add_row(str(r["engine"]), str(r["name"]), "yes" if r["present"] else "[red]no[/]", str(r["source"] or "-"),
+                      str(r["size_mb"] or "-"), str(r["path"] or "-"))
+    out.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    engine: Annotated[list[str], typer.Option(help="whisper, kokoro, piper (repeatable; default all).")] = [],  # noqa: B006
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch the configured speech models into CHIFFON_HOME/models (needs a network)."""
+    import asyncio
+
+    from servers.hostd.models import pull
+
+    settings = _settings(config)
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"downloading {name}", total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        got = _run(asyncio.to_thread(pull, settings, engine or ["whisper", "kokoro", "piper"], progress))
+    for m in got:
+        out.print(f"[green]ready[/] {m.engine} {m.name} ({m.source}): {m.paths[0]}")
