@@ -103,9 +103,10 @@ def create_app(settings: Settings, pool: EnginePool | None = None) -> Starlette:
             fmt = fields.get("response_format") or "json"
             if fmt not in TRANSCRIPTION_FORMATS:
                 raise InvalidInput("response_format", f"{fmt!r} is not one of {', '.join(TRANSCRIPTION_FORMATS)}")
+            model = pool.stt_name(fields.get("model"))  # cheap checks before decoding
             samples = decode(data, max_seconds=voice.max_audio_s)
             prompt = fields.get("prompt") or voice.vocabulary_prompt or None
-            result = await pool.transcribe(fields.get("model"), samples, fields.get("language") or None, prompt)
+            result = await pool.transcribe(model, samples, fields.get("language") or None, prompt)
         except ChiffonError as exc:
             return _as_response(exc)
         if fmt == "text":
