@@ -87,7 +87,11 @@ def read_audio(audio: str, max_bytes: int) -> tuple[bytes, str]:
     if not audio or not audio.strip():
         raise InvalidInput("audio", "is empty: give a file path or base64-encoded audio")
     candidate = Path(audio).expanduser() if len(audio) < 4096 and "\n" not in audio else None
-    if candidate is not None and candidate.is_file():
+    try:
+        is_file = candidate is not None and candidate.is_file()
+    except OSError:  # a long base64 string is not a valid file name
+        is_file = False
+    if candidate is not None and is_file:
         if candidate.stat().st_size > max_bytes:
             raise InvalidInput("audio", f"{candidate} is larger than {max_bytes} bytes (voice.max_upload_bytes)")
         return candidate.read_bytes(), candidate.name
