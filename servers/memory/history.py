@@ -39,14 +39,17 @@ async def append_message(store: Store, session_id: str, role: str, content: str,
                          max_chars: int = 20_000) -> ChatMessage:
     """Store one message (creating its session on first use).
 
+    NUL characters, which PostgreSQL text cannot hold (model output sometimes has them), become U+FFFD.
+
     Raises:
         InvalidInput: empty or over-long content, unknown role, bad session id, negative tokens.
     """
     session_id = _ident("session_id", session_id)
     if role not in ROLES:
         raise InvalidInput("role", f"{role!r} is not one of {', '.join(ROLES)}")
-    if not content or not content.strip():
+    if not content or not content.strip("\x00 \t\r\n"):
         raise InvalidInput("content", "is empty")
+    content = content.replace("\x00", "\ufffd")
     if len(content) > max_chars:
         raise InvalidInput("content", f"{len(content)} characters; at most {max_chars} (memory.max_text_chars)")
     if tokens is not None and tokens < 0:

@@ -156,3 +156,10 @@ async def test_a_collection_recreated_elsewhere_is_looked_up_again(tmp_path: Pat
     hits = await server.recall("which port does kuma use", ALICE, k=5)
     added = await server.remember("redis keeps an AOF every second", "shared", ALICE)
     assert [h.text for h in hits] == ["kuma listens on port 3001"] and added.action == "added"
+
+
+async def test_nul_characters_from_model_output_are_stored_replaced(rt: Runtime) -> None:
+    stored = await history.append_message(rt.store, "s-nul", "assistant", "ok\x00done")
+    assert stored.content == "ok\ufffddone"
+    with pytest.raises(InvalidInput, match="content"):
+        await history.append_message(rt.store, "s-nul", "assistant", "\x00\x00")
