@@ -74,3 +74,16 @@ async def test_converse_without_llm_tiers_says_how_to_configure(settings: Settin
     with pytest.raises(ConfigError, match="llm.tiers"):
         await voice.converse("x", "s1")
     await voice.hostd.aclose()
+
+
+async def test_chiffon_voice_serves_over_stdio(cli_env: dict[str, str], hostd: str) -> None:
+    import sys
+
+    from fastmcp.client.transports import StdioTransport
+
+    bin_dir = Path(sys.executable).parent
+    env = {**cli_env, "CHIFFON_VOICE__HOSTD_URL": hostd}
+    async with Client(StdioTransport(command=str(bin_dir / "chiffon-voice"), args=[], env=env)) as c:
+        names = {t.name for t in await c.list_tools()}
+        voices = (await c.call_tool("voices", {})).structured_content
+    assert names == {"transcribe", "speak", "converse", "voices"} and VOICE in voices["voices"]["kokoro"]
