@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(serve_hostd(settings, args.bind, args.port))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         pass
