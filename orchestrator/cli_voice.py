@@ -20,7 +20,7 @@ models_app = typer.Typer(help="Speech models: what this host has, and fetching t
 app.add_typer(models_app, name="models")
 
 
-async def _voice(config: Path | None) -> Any:
+def _voice(config: Path | None) -> Any:
     from servers.voice.client import HostdClient
     from servers.voice.service import VoiceService
 
@@ -41,7 +41,7 @@ def say(
     setup_logging()
 
     async def go() -> Any:
-        svc = await _voice(config)
+        svc = _voice(config)
         try:
             with _progress() as bar:
                 bar.add_task("speaking", total=None)
@@ -70,7 +70,7 @@ def transcribe(
         raise typer.Exit(EXIT_ERROR)
 
     async def go() -> Any:
-        svc = await _voice(config)
+        svc = _voice(config)
         try:
             with _progress() as bar:
                 bar.add_task(f"transcribing {file.name}", total=None)

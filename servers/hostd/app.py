@@ -77,12 +77,7 @@ def create_app(settings: Settings, pool: EnginePool | None = None) -> Starlette:
         return JSONResponse({"object": "list", "data": data})
 
     async def voices(request: Request) -> JSONResponse:
-        out: dict[str, list[str]] = {}
-        for name in TTS_ENGINES:
-            try:
-                out[name] = (await pool.tts(name)).voices()
-            except ConfigError:
-                out[name] = []
+        out = {name: models.voice_names(settings, name) for name in TTS_ENGINES}  # no model is loaded to list them
         return JSONResponse({"voices": out, "default_engine": voice.tts_engine})
 
     async def transcriptions(request: Request) -> Response:

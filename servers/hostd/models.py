@@ -117,6 +117,19 @@ def inventory(settings: Settings) -> list[dict[str, object]]:
              "path": str(found.paths[0]) if found else None} for engine, name, found in wanted]
 
 
+def voice_names(settings: Settings, engine: str) -> list[str]:
+    """Voices ``engine`` (kokoro or piper) can speak here, read from the files without loading a model."""
+    if engine == "kokoro":
+        found = kokoro(settings)
+        if found is None:
+            return []
+        import numpy as np
+
+        with np.load(found.paths[1]) as voices:  # an npz archive, one array per voice (what kokoro-onnx loads)
+            return sorted(voices.files)
+    return [v for v in settings.voice.piper_voices if piper(settings, v) is not None]
+
+
 Progress = Callable[[str, int, int | None], None]  # (file, bytes so far, total bytes or None)
 
 
