@@ -312,12 +312,15 @@ def serve_cmd(
             from orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from servers.llm.router import open_router
             from servers.memory.service import open_memory
+            from servers.tasks.service import open_tasks
             from servers.voice.service import open_voice
 
             async with running_worker(svc, settings.worker_in_process), open_router(rt) as router, \
-                    open_memory(rt) as memory, open_voice(rt, router) as voice:
+                    open_memory(rt) as memory, open_voice(rt, router) as voice, \
+                    open_tasks(rt, router, memory, repo=repo) as tasks:
                 indexing = asyncio.create_task(index_in_background(PlaybookIndex(memory.vectors), svc.catalog))
-                await serve(create_orchestrator(svc, router, memory, voice), settings, transport, host, port)  # type: ignore[arg-type]
+                await serve(create_orchestrator(svc, router, memory, voice, tasks), settings, transport, host,  # type: ignore[arg-type]
+                            port)
                 indexing.cancel()
 
     try:
@@ -359,7 +362,7 @@ def main() -> None:
     app()
 
 
-from orchestrator import cli_memory, cli_voice  # noqa: E402,F401  (register memory, say, transcribe, hostd, models)
+from orchestrator import cli_memory, cli_tasks, cli_voice  # noqa: E402,F401  (register memory, task, worker, inbox, say...)
 
 if __name__ == "__main__":
     main()

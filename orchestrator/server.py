@@ -28,6 +28,7 @@ from shared.mcp import ChiffonErrors
 if TYPE_CHECKING:
     from servers.llm.router import Router
     from servers.memory.service import MemoryService
+    from servers.tasks.service import TasksService
     from servers.voice.service import VoiceService
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,10 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
 
 
 def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None,
-                        voice: VoiceService | None = None) -> FastMCP:
+                        voice: VoiceService | None = None, tasks: TasksService | None = None) -> FastMCP:
     """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
-    as ``llm``, ``chiffon-memory`` as ``memory`` and ``chiffon-voice`` as ``voice`` (each when given), plus the
-    orchestration tools."""
+    as ``llm``, ``chiffon-memory`` as ``memory``, ``chiffon-voice`` as ``voice`` and ``chiffon-tasks`` as
+    ``tasks`` (each when given), plus the orchestration tools."""
     rt = svc.rt
     mcp = FastMCP(
         "chiffon",
@@ -83,6 +84,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         from servers.voice.server import create_voice_server
 
         mcp.mount(create_voice_server(voice), namespace="voice")
+    if tasks is not None:
+        from servers.tasks.server import create_tasks_server
+
+        mcp.mount(create_tasks_server(tasks), namespace="tasks")
     playbooks = None
     if memory is not None:
         from orchestrator.playbook_memory import PlaybookIndex
@@ -185,7 +190,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         failed: bool = Field(False, description="Only failed runs."),
         service: str | None = Field(None, description="Only records about this service, e.g. uptime-kuma."),
         plan_id: str | None = Field(None, description="Only records of this plan."),
-        kind: Literal["plan", "approval", "rejection", "run"] | None = Field(None),
+        kind: Literal["plan", "approval", "rejection", "run", "denial", "escalation"] | None = Field(None),
         limit: int = Field(50, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
         """Audit records (git commits), newest first: 'all failures in the last week', 'all changes to X'."""

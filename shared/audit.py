@@ -5,11 +5,11 @@ Each record is a commit whose message is::
     <subject line>
 
     chiffon-audit: 1
-    kind: plan | approval | rejection | run
-    plan_id: ...
+    kind: plan | approval | rejection | run | denial | escalation
+    plan_id: ...             (task_id for agent tasks' records)
     ...                      (YAML; secrets redacted)
 
-and which adds the same YAML as ``records/<plan_id>/<n>-<kind>.yaml``, so the
+and which adds the same YAML as ``records/<plan_id or task_id>/<n>-<kind>.yaml``, so the
 trail can be read with ``git log``, grepped in the tree, or queried with
 :meth:`AuditLog.query` (``chiffon audit``).
 """
@@ -77,7 +77,7 @@ class AuditLog:
         """
         clean = redact({"kind": kind, **body, "recorded_at": datetime.now(timezone.utc).isoformat()})
         text = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
-        plan_id = str(clean.get("plan_id") or "misc")
+        plan_id = str(clean.get("plan_id") or clean.get("task_id") or "misc")
         with self._lock, self._file_lock:
             repo = self._open()
             folder = self.path / "records" / plan_id
@@ -116,7 +116,7 @@ class AuditLog:
 
         Args:
             since: only records committed at or after this time (timezone-aware).
-            kind: ``plan``, ``approval``, ``rejection`` or ``run``.
+            kind: ``plan``, ``approval``, ``rejection``, ``run``; agent tasks add ``denial`` and ``escalation``.
             failed: only runs whose status is ``failed``.
             service: only records about this service (exact, case-insensitive).
             plan_id: only records of this plan.

@@ -187,6 +187,24 @@ class VoiceSettings(BaseModel):
     max_tts_chars: int = Field(4096, gt=0, description="Longest text spoken (OpenAI's limit: 4096 characters).")
 
 
+class TaskSettings(BaseModel):
+    """Agent tasks (chiffon-tasks): the queue, its workers and the agent loop."""
+
+    max_goal_chars: int = Field(4000, gt=0, description="Longest goal accepted, characters.")
+    concurrency: int = Field(4, ge=1, le=256, description="Tasks one worker runs at once.")
+    reclaim_idle_s: float = Field(
+        60.0, gt=0, description="A task pending this long without a keepalive is taken over (XAUTOCLAIM); "
+                                "live workers re-claim their tasks every third of it.")
+    malformed_retries: int = Field(2, ge=0, le=10, description="Re-asks after a reply that is not one valid JSON "
+                                                               "action; then the step fails.")
+    tool_result_chars: int = Field(2000, ge=200, description="Longest tool result shown to the model, characters.")
+    test_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of repo_run_tests, seconds.")
+    role_tiers: dict[str, TierName] = Field(default_factory=dict, description="Per-role tier overrides, e.g. "
+                                                                          "{qa: external}; default: the role file's.")
+    result_ttl_s: int = Field(7 * 86400, gt=0, description="How long the once-only result marker of a task lives "
+                                                           "in Redis, seconds.")
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
@@ -216,8 +234,9 @@ class Settings(BaseSettings):
                                                      "in CHIFFON_HOME/chroma.")
     memory: MemorySettings = Field(default_factory=MemorySettings, description="chiffon-memory.")
     voice: VoiceSettings = Field(default_factory=VoiceSettings, description="chiffon-hostd speech and chiffon-voice.")
+    tasks: TaskSettings = Field(default_factory=TaskSettings, description="Agent tasks (chiffon-tasks).")
     worker_in_process: bool = Field(
-        True, description="Run the infra worker inside the orchestrator process (embedded mode)."
+        True, description="Run the infra and agent workers inside the orchestrator process (embedded mode)."
     )
 
     @classmethod

@@ -96,6 +96,10 @@ class PlanStateError(ChiffonError):
     """The plan's state does not allow the action (unapproved, rejected, already run)."""
 
 
+class TaskStateError(ChiffonError):
+    """The agent task's state does not allow the action (cancel of a finished task...)."""
+
+
 class ServiceUnavailable(ChiffonError):
     """A backing service cannot be reached. The message names the URL that failed."""
 

@@ -137,13 +137,15 @@ class Router:
 
     async def chat(self, messages: list[Message], hints: Hints | None = None, *, max_tokens: int = 512,
                    temperature: float = 0.2, on_progress: Progress | None = None,
-                   on_text: TextSink | None = None) -> ChatResult:
+                   on_text: TextSink | None = None, json_schema: dict[str, Any] | None = None) -> ChatResult:
         """Answer ``messages`` with the first tier of the chain that completes.
 
         ``on_progress(progress, total, message)`` gets queue positions while waiting and the count of
         streamed pieces (progress) against ``max_tokens`` (total) while generating. ``on_text(piece)`` gets
         each streamed piece of text as it arrives, and ``on_text(None)`` when an attempt starts (a retry or a
-        fallback starts the answer over: drop what was streamed before).
+        fallback starts the answer over: drop what was streamed before). ``json_schema`` asks for one JSON
+        value of that schema: enforced by grammar on llama.cpp and Ollama, asked for in the system prompt on
+        Anthropic; the caller validates the text either way.
 
         Raises:
             InvalidInput: bad messages, hints or max_tokens (nothing is sent anywhere).
@@ -162,7 +164,8 @@ class Router:
                 failures.append(f"{candidate.tier}: circuit open")
                 continue
             try:
-                result = await self._attempt(candidate, messages, max_tokens, temperature, hints, on_progress, on_text)
+                result = await self._attempt(candidate, messages, max_tokens, temperature, hints, on_progress, on_text,
+                                             json_schema)
             except ContextOverflow as exc:
                 breaker.release_probe()
                 failures.append(f"{candidate.tier}: {exc}")
@@ -207,6 +210,7 @@ class Router:
 
     async def _attempt(self, candidate: Candidate, messages: list[Message], max_tokens: int, temperature: float,
                        hints: Hints, on_progress: Progress | None, on_text: TextSink | None = None,
+                       json_schema: dict[str, Any] | None = None,
                        ) -> tuple[str, Done, float, float | None, float | None]:
         backend = self.backends[candidate.backend]
         cfg = self.settings.backends[candidate.backend]
@@ -222,7 +226,8 @@ class Router:
             if on_text is not None:
                 await on_text(None)
             async with asyncio.timeout(cfg.timeout_s):
-                async for chunk in backend.stream(candidate.model, messages, max_tokens, temperature):
+                async for chunk in backend.stream(candidate.model, messages, max_tokens, temperature,
+                                                  **({"json_schema": json_schema} if json_schema else {})):
                     if isinstance(chunk, Delta):
                         if first is None:
                             first = time.perf_counter()

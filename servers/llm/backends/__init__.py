@@ -17,7 +17,7 @@ then exactly one :class:`~servers.llm.types.Done`); a stream that ends without
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from servers.llm.types import BackendHealth, Chunk, Message
 from shared.config import LLMBackendConfig
@@ -34,8 +34,14 @@ class Backend(Protocol):
     name: str
     kind: str
 
-    def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
-        """Stream a chat completion. Raises BackendError (transient or not) or ContextOverflow."""
+    def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
+               json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+        """Stream a chat completion. Raises BackendError (transient or not) or ContextOverflow.
+
+        ``json_schema``: the reply must be one JSON value of this schema. Backends with constrained decoding
+        enforce it (llama.cpp: ``response_format`` grammar; Ollama: ``format``); the others get it as an
+        instruction, and the caller validates.
+        """
         ...
 
     async def health(self) -> BackendHealth:
@@ -49,6 +55,14 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections and models."""
         ...
+
+
+def schema_instruction(json_schema: dict[str, Any]) -> str:
+    """The system-prompt line that asks a backend without constrained decoding for schema-shaped JSON."""
+    import json
+
+    return ("Reply with exactly one JSON value, no prose and no code fence, matching this JSON Schema: "
+            + json.dumps(json_schema, separators=(",", ":")))
 
 
 def status_error(backend: str, status: int, body: str) -> BackendError:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 
-from servers.llm.backends import status_error
+from servers.llm.backends import schema_instruction, status_error
 from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
 from shared.config import LLMBackendConfig
 from shared.errors import BackendError, MissingCredential
@@ -44,9 +45,11 @@ class AnthropicBackend:
             return status_error(self.name, exc.status_code, str(exc.message))
         return BackendError(self.name, f"{type(exc).__name__}: {exc}", transient=True)
 
-    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
+    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
+                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
         client = self._require()
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        system = "\n\n".join([m.content for m in messages if m.role == "system"]
+                             + ([schema_instruction(json_schema)] if json_schema is not None else []))
         turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
         extra = {"system": system} if system else {}
         stopped = False

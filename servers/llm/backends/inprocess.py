@@ -48,7 +48,9 @@ class InProcessLlama:
                                     embedding=False, verbose=False)
             return self._llama
 
-    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
+    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
+                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+        fmt = {"type": "json_object", "schema": json_schema} if json_schema is not None else None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -57,7 +59,7 @@ class InProcessLlama:
                 llama = self._model()
                 for part in llama.create_chat_completion(
                     messages=[m.model_dump() for m in messages], max_tokens=max_tokens,
-                    temperature=temperature, stream=True,
+                    temperature=temperature, stream=True, response_format=fmt,
                 ):
                     loop.call_soon_threadsafe(queue.put_nowait, part)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -27,8 +28,9 @@ class LlamaCppServer:
             limits=httpx.Limits(max_connections=max(cfg.slots * 2, 4), max_keepalive_connections=cfg.slots * 2),
         )
 
-    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
-        body = {
+    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
+                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+        body: dict[str, Any] = {
             "model": model,
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens,
@@ -36,6 +38,8 @@ class LlamaCppServer:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if json_schema is not None:  # llama-server and llama_cpp.server turn this into a grammar
+            body["response_format"] = {"type": "json_object", "schema": json_schema}
         pieces = 0
         finish: str | None = None
         usage: dict | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import ollama
@@ -28,11 +29,13 @@ class OllamaBackend:
             return status_error(self.name, exc.status_code, exc.error)
         return BackendError(self.name, f"{type(exc).__name__}: {exc}", transient=True)
 
-    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float) -> AsyncIterator[Chunk]:
+    async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
+                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
         try:
             parts = await self._client.chat(
                 model=model, messages=[m.model_dump() for m in messages], stream=True,
                 options={"num_predict": max_tokens, "temperature": temperature},
+                **({"format": json_schema} if json_schema is not None else {}),  # structured outputs
             )
             async for part in parts:
                 if part.message and part.message.content:

@@ -1,0 +1,187 @@
+"""``chiffon worker``, ``chiffon task ...`` and ``chiffon inbox``: agent tasks from the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli import ConfigOpt, JsonOpt, _parse_vars, _run, _settings, app, err, out
+from shared.logs import setup_logging
+from shared.runtime import open_runtime
+
+task_app = typer.Typer(help="Agent tasks: submit, follow, cancel.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+
+
+@app.command("worker")
+def worker_cmd(
+    roles: Annotated[Optional[str], typer.Option(help="Comma-separated roles to serve (default: all, and pipeline).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, max=256, help="Tasks at once (default tasks.concurrency).")] = None,
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Run agent tasks from the queue until interrupted (SIGINT/SIGTERM finish the tasks in hand)."""
+    setup_logging(verbose)
+    from servers.tasks.roles import load_roles
+    from servers.tasks.service import check_roles, open_team, running_task_worker
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        all_roles = load_roles()
+        wanted = check_roles(all_roles, roles.split(",")) if roles else None
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with open_runtime(settings) as rt:
+            if wanted is not None and set(wanted) <= {"noop"}:
+                async with running_task_worker(rt, None, wanted, concurrency=concurrency) as worker:
+                    err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}")  # type: ignore[union-attr]
+                    await stop.wait()
+                return
+            from servers.llm.router import open_router
+            from servers.memory.service import open_memory
+
+            async with open_router(rt) as router, open_memory(rt) as memory, \
+                    open_team(rt, all_roles, router, memory) as team, \
+                    running_task_worker(rt, team, wanted, concurrency=concurrency) as worker:
+                err.print(f"worker {worker.name}: serving {', '.join(worker.roles)} "  # type: ignore[union-attr]
+                          f"({worker.concurrency} at once)")  # type: ignore[union-attr]
+                await stop.wait()
+
+    _run(go())
+
+
+def _queue(rt: Any) -> Any:
+    """The queue over ``rt``, knowing the role files (an unknown role is refused at submit)."""
+    from servers.tasks.queue import TaskQueue
+    from servers.tasks.roles import PIPELINE, load_roles
+
+    return TaskQueue(rt, [*load_roles(), PIPELINE])
+
+
+@task_app.command("submit")
+def task_submit(
+    role: Annotated[str, typer.Argument(help="Role name or 'pipeline'.")],
+    goal: Annotated[str, typer.Argument(help="What to achieve.")],
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help="KEY=VALUE context (repo=PATH, test_command=...).")] = [],  # noqa: B006
+    priority: Annotated[str, typer.Option(help="high, normal or low.")] = "normal",
+    wait: Annotated[float, typer.Option(help="Wait up to this many seconds for the result.")] = 0.0,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue a task (workers run it: `chiffon worker`, or `chiffon serve` in embedded mode)."""
+    setup_logging()
+    from servers.tasks.roles import PIPELINE
+
+    async def go() -> Any:
+        async with open_runtime(_settings(config)) as rt:
+            queue = _queue(rt)
+            task = await queue.submit(role, goal, _parse_vars(inputs), priority,
+                                      kind="pipeline" if role == PIPELINE else "agent")
+            return await queue.wait(task.id, wait) if wait > 0 else task
+
+    task = _run(go())
+    if as_json:
+        out.print_json(task.model_dump_json())
+    else:
+        out.print(f"{task.id}: {task.status}" + (f" ({task.error})" if task.error else ""))
+
+
+@task_app.command("show")
+def task_show(task_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """A task and its step log."""
+    setup_logging()
+
+    async def go() -> Any:
+        async with open_runtime(_settings(config)) as rt:
+            queue = _queue(rt)
+            return await queue.get(task_id), await queue.steps(task_id)
+
+    task, steps = _run(go())
+    if as_json:
+        out.print_json(json.dumps({"task": task.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]}))
+        return
+    out.print(f"[bold]{task.id}[/] {task.role} {task.status} (attempts {task.attempts}, tokens {task.tokens_used})")
+    out.print(f"goal: {task.goal}", highlight=False)
+    table = Table("seq", "role", "kind", "content")
+    for s in steps:
+        table.add_row(str(s.seq), s.role, s.kind, json.dumps(s.content, default=str)[:160])
+    out.print(table)
+    if task.error:
+        out.print(f"[yellow]{task.error}[/]", highlight=False)
+
+
+@task_app.command("list")
+def task_list(status: Annotated[Optional[str], typer.Option(help="queued, running, succeeded, failed, escalated, cancelled.")] = None,
+              role: Annotated[Optional[str], typer.Option()] = None, limit: int = 20, as_json: JsonOpt = False,
+              config: ConfigOpt = None) -> None:
+    """Recent tasks, newest first."""
+    setup_logging()
+
+    async def go() -> Any:
+        async with open_runtime(_settings(config)) as rt:
+            return await _queue(rt).list(status=status, role=role, limit=limit)
+
+    tasks = _run(go())
+    if as_json:
+        out.print_json(json.dumps([t.model_dump(mode="json") for t in tasks]))
+        return
+    table = Table("id", "role", "status", "priority", "created", "goal")
+    for t in tasks:
+        table.add_row(t.id, t.role, t.status, t.priority, t.created_at.strftime("%Y-%m-%d %H:%M"), t.goal[:60])
+    out.print(table)
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: str, config: ConfigOpt = None) -> None:
+    """Cancel a queued or running task."""
+    setup_logging()
+
+    async def go() -> Any:
+        async with open_runtime(_settings(config)) as rt:
+            return await _queue(rt).cancel(task_id)
+
+    task = _run(go())
+    out.print(f"{task.id}: {task.status}")
+
+
+@app.command("inbox")
+def inbox_cmd(
+    show_all: Annotated[bool, typer.Option("--all", help="Also messages already read.")] = False,
+    read: Annotated[Optional[int], typer.Option("--read", help="Mark this message read.")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """What agents handed to a human: escalations, newest first."""
+    setup_logging()
+
+    async def go() -> Any:
+        async with open_runtime(_settings(config)) as rt:
+            if read is not None:
+                done = await rt.store.pool.fetchval(
+                    "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 RETURNING id", read)
+                if done is None:
+                    from shared.errors import NotFound
+
+                    raise NotFound(f"no inbox message {read}")
+            return await rt.store.pool.fetch(
+                "SELECT id, kind, task_id, title, body, created_at, read_at FROM notifications "
+                "WHERE $1 OR read_at IS NULL ORDER BY created_at DESC LIMIT 100", show_all)
+
+    rows = [dict(r) for r in _run(go())]
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    if not rows:
+        out.print("inbox empty")
+        return
+    table = Table("id", "kind", "task", "when", "title")
+    for r in rows:
+        table.add_row(str(r["id"]), r["kind"], r["task_id"] or "-", r["created_at"].strftime("%Y-%m-%d %H:%M"), r["title"])
+    out.print(table)

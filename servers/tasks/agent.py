@@ -1,0 +1,226 @@
+"""The agent loop: one role, one goal, tool calls through the router until a final answer.
+
+Each step asks the ``llm`` router for exactly one JSON action (the strict JSON
+protocol), constrained by a JSON Schema built from the tools the role may call:
+
+    {"tool": "repo_read_file", "arguments": {"path": "site.yml"}}
+    {"final": "what the agent hands back"}          (or the caller's final schema)
+
+On llama.cpp and Ollama the schema becomes a decoding grammar, so even a small
+local model emits well-formed actions; other backends get the schema in the
+system prompt, and every reply is validated here either way. A reply that is not
+one valid action is shown back to the model with the reason, up to
+``tasks.malformed_retries`` times; then the step fails (:class:`MalformedReplies`).
+
+Limits: the role's ``max_steps`` (the last step may only answer) and
+``max_tokens`` (completion tokens over all steps; when fewer than
+:data:`MIN_STEP_TOKENS` are left the next step must answer). Every reply, call,
+result, refusal and answer is a step in ``agent_state``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from servers.llm.router import Router
+from servers.llm.types import Hints, Message
+from servers.tasks.queue import TaskContext
+from servers.tasks.roles import Role
+from servers.tasks.tools import ScopedTools
+from shared.errors import ChiffonError
+
+STEP_MAX_TOKENS = 512  # completion tokens one step may use
+MIN_STEP_TOKENS = 64  # below this budget left, the next step must be the final answer
+KEEP_TURNS = 8  # messages kept after the goal (older tool exchanges are dropped from the prompt, not the log)
+FINAL_TEXT: dict[str, Any] = {"type": "object", "properties": {"final": {"type": "string", "maxLength": 4000}},
+                              "required": ["final"], "additionalProperties": False}
+VERDICT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"verdict": {"enum": ["approve", "reject"]}, "feedback": {"type": "string", "maxLength": 1500}},
+    "required": ["verdict", "feedback"], "additionalProperties": False,
+}
+
+
+class MalformedReplies(ChiffonError):
+    """The model gave no valid action within the retry limit; the step (and the task) fails."""
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How an agent finished: its final object, steps and completion tokens used, and why it stopped."""
+
+    final: dict[str, Any]
+    steps: int
+    tokens: int
+    stopped: str  # answered | max_steps | budget
+
+
+def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
+    """A tool's input schema in the subset llama.cpp's and Ollama's grammar converters handle well.
+
+    ``$ref`` is inlined, ``anyOf [X, null]`` becomes X, strings get a ``maxLength`` (an unbounded string is
+    where a small model rambles), arrays get ``maxItems``; anything else becomes a short string.
+    """
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        schema = options[0] if len(options) == 1 else {"type": "string"}
+    if "enum" in schema:
+        return {"enum": schema["enum"]}
+    kind = schema.get("type")
+    if kind == "string":
+        return {"type": "string", "maxLength": int(schema.get("maxLength", 2000))}
+    if kind in ("integer", "number", "boolean"):
+        return {"type": kind}
+    if kind == "array" and depth < 2:
+        return {"type": "array", "items": simplify(schema.get("items", {"type": "string"}), defs, depth + 1),
+                "maxItems": 20}
+    if kind == "object" and depth < 2 and schema.get("properties"):
+        props = {k: simplify(v, defs, depth + 1) for k, v in schema["properties"].items()}
+        return {"type": "object", "properties": props, "required": [r for r in schema.get("required", []) if r in props],
+                "additionalProperties": False}
+    if kind == "object":
+        return {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}}
+    return {"type": "string", "maxLength": 200}
+
+
+def action_schema(tools: ScopedTools, final_schema: dict[str, Any], final_only: bool) -> dict[str, Any]:
+    """One call of a visible tool with its arguments, or the final answer."""
+    if final_only:
+        return final_schema
+    calls = [{"type": "object", "properties": {"tool": {"enum": [name]}, "arguments": simplify(tools.schema_for(name))},
+              "required": ["tool", "arguments"], "additionalProperties": False} for name in sorted(tools.visible())]
+    return {"anyOf": [*calls, final_schema]}
+
+
+def tool_catalog(tools: ScopedTools) -> str:
+    """``name(arg, optional?): first line of the description`` per visible tool."""
+    lines = []
+    for name, tool in sorted(tools.visible().items()):
+        schema = tools.schema_for(name)
+        required = set(schema.get("required", []))
+        args = ", ".join(a if a in required else f"{a}?" for a in schema.get("properties", {}))
+        lines.append(f"- {name}({args}): {(tool.description or '').strip().splitlines()[0][:160] if tool.description else ''}")
+    return "\n".join(lines) or "(none: answer directly)"
+
+
+def parse_action(text: str, allowed: set[str], final_keys: set[str]) -> tuple[str, dict[str, Any]]:
+    """``("tool", {"tool": name, "arguments": {...}})`` or ``("final", {...})``.
+
+    Raises:
+        ValueError: not one JSON object, an unknown key set, or a tool outside ``allowed``; the message says which.
+    """
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise ValueError("the reply must be a JSON object")
+    if "tool" in value:
+        name, args = value.get("tool"), value.get("arguments", {})
+        if not isinstance(name, str) or name not in allowed:
+            raise ValueError(f"tool {name!r} is not one of yours: {', '.join(sorted(allowed)) or 'none'}")
+        if not isinstance(args, dict):
+            raise ValueError("arguments must be a JSON object")
+        return "tool", {"tool": name, "arguments": args}
+    if final_keys <= set(value):
+        return "final", value
+    raise ValueError(f"expected keys tool+arguments or {'+'.join(sorted(final_keys))}, got {', '.join(value) or 'none'}")
+
+
+class Agent:
+    """One role working on one task's goal."""
+
+    def __init__(self, role: Role, router: Router, tools: ScopedTools, ctx: TaskContext) -> None:
+        self.role = role
+        self.router = router
+        self.tools = tools
+        self.ctx = ctx
+        self.retries = ctx.rt.settings.tasks.malformed_retries
+        self.result_chars = ctx.rt.settings.tasks.tool_result_chars
+        self.tier = ctx.rt.settings.tasks.role_tiers.get(role.name, role.tier)
+
+    def _system(self, final_schema: dict[str, Any]) -> str:
+        final_keys = ", ".join(final_schema.get("required", []))
+        return (f"{self.role.prompt}\n\n## How you act\nEach reply is exactly one JSON object and nothing else: either a "
+                f'tool call {{"tool": NAME, "arguments": {{...}}}} or your final answer (keys: {final_keys}). '
+                f"You get each tool's result in the next message. At most {self.role.max_steps} replies.\n\n"
+                f"## Your tools\n{tool_catalog(self.tools)}")
+
+    async def run(self, goal: str, context: str = "", final_schema: dict[str, Any] = FINAL_TEXT) -> AgentResult:
+        """Work on ``goal`` until a final answer, the step limit or the token budget.
+
+        Raises:
+            MalformedReplies: a step got no valid action within the retry limit.
+            NoBackendAvailable: the router could not answer (every tier failed).
+            TaskCancelled: the task was cancelled (checked before each step).
+        """
+        head = [Message(role="system", content=self._system(final_schema)),
+                Message(role="user", content=goal + (f"\n\n{context}" if context else ""))]
+        turns: list[Message] = []
+        allowed = set(self.tools.visible())
+        final_keys = set(final_schema.get("required", []))
+        used = 0
+        await self.ctx.step(self.role.name, "note", {"text": f"{self.role.title} starts", "goal": goal[:2000]})
+        for step in range(1, self.role.max_steps + 1):
+            await self.ctx.check_cancelled()
+            left = self.role.max_tokens - used
+            forced = "budget" if left < MIN_STEP_TOKENS * 2 else "max_steps" if step == self.role.max_steps else None
+            final_only = forced is not None or not allowed
+            schema = action_schema(self.tools, final_schema, final_only)
+            if forced and allowed:
+                turns.append(Message(role="user", content="This is your last reply: give your final answer now."))
+            kind, action, spent = await self._ask(head + turns[-KEEP_TURNS:], schema, set() if final_only else allowed,
+                                                  final_keys, max(MIN_STEP_TOKENS, min(STEP_MAX_TOKENS, left)), step)
+            used += spent
+            turns.append(Message(role="assistant", content=json.dumps(action)))
+            if kind == "final":
+                await self.ctx.step(self.role.name, "final", action)
+                return AgentResult(action, step, used, forced or "answered")
+            started = time.perf_counter()
+            outcome = await self.tools.call(action["tool"], action["arguments"])
+            shown = outcome.text[: self.result_chars]
+            await self.ctx.step(self.role.name, "denied" if outcome.denied else "tool_result" if outcome.ok else "error", {
+                "tool": action["tool"], "ok": outcome.ok, "text": shown,
+                "ms": round((time.perf_counter() - started) * 1000, 1)})
+            label = "Result" if outcome.ok else "Error"
+            turns.append(Message(role="user", content=f"{label} of {action['tool']}: {shown or '(empty)'}"))
+        raise AssertionError("unreachable: the last step may only answer")
+
+    async def _ask(self, messages: list[Message], schema: dict[str, Any], allowed: set[str], final_keys: set[str],
+                   max_tokens: int, step: int) -> tuple[str, dict[str, Any], int]:
+        spent = 0
+        extra: list[Message] = []
+        reason = ""
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            reply = await self.router.chat(
+                messages + extra, Hints(tier=self.tier, priority="background", caller=f"agent:{self.role.name}"),
+                max_tokens=max_tokens, temperature=0.0, json_schema=schema)
+            spent += reply.tokens_out
+            await self.ctx.step(self.role.name, "llm", {
+                "step": step, "attempt": attempt + 1, "text": reply.text[:4000], "tier": reply.answered_by.tier,
+                "model": reply.answered_by.model, "s": round(time.perf_counter() - started, 3),
+                "finish_reason": reply.finish_reason}, tokens=reply.tokens_out)
+            try:
+                kind, action = parse_action(reply.text, allowed, final_keys)
+            except ValueError as exc:
+                reason = str(exc)
+                await self.ctx.step(self.role.name, "error", {"step": step, "malformed": reason})
+                extra = [Message(role="assistant", content=reply.text[:1000] or "(empty)"),
+                         Message(role="user", content=f"That reply was not valid: {reason}. Reply with exactly one "
+                                                      "JSON object as described, nothing else.")]
+                continue
+            if kind == "tool":
+                await self.ctx.step(self.role.name, "tool_call", action)
+            return kind, action, spent
+        raise MalformedReplies(f"{self.role.name}, step {step}: no valid action in {self.retries + 1} replies "
+                               f"(last: {reason})")

@@ -1,0 +1,434 @@
+"""The durable agent task queue: rows in PostgreSQL, delivery through Redis Streams.
+
+A submitted task is a row in ``agent_tasks`` (status ``queued``) and an entry
+``{task_id}`` on the stream ``agent_tasks:<role>:<priority>``; workers read the
+streams of the roles they serve through the consumer group ``agents``, high
+priority first. Delivery is at-least-once; completion is exactly-once:
+
+* a worker claims a task by moving its row to ``running`` (a redelivered task
+  still ``running`` is a crashed attempt and runs again as attempt n+1);
+* it finishes with one guarded UPDATE (``WHERE status = 'running'``), so a task
+  cancelled meanwhile, or finished by another worker, is never finished twice;
+* the result goes on ``agent_results`` and the stream entry is acked in one Lua
+  script that publishes only if the task's once-only marker is new;
+* while a task runs, its worker re-claims the entry every third of
+  ``tasks.reclaim_idle_s`` (XCLAIM to itself resets the idle time); entries of a
+  dead worker go idle and a live worker takes them over with XAUTOCLAIM.
+
+The stream ``agent_tasks`` itself carries infra runs (:mod:`orchestrator.dispatch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.bus import AGENT_RESULTS, AGENT_TASKS, STREAM_MAXLEN, Message
+from shared.errors import ChiffonError, InvalidInput, NotFound, TaskStateError
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+GROUP = "agents"
+PRIORITIES = ("high", "normal", "low")
+Priority = Literal["high", "normal", "low"]
+Kind = Literal["agent", "pipeline", "noop"]
+Status = Literal["queued", "running", "succeeded", "failed", "escalated", "cancelled"]
+TERMINAL = frozenset({"succeeded", "failed", "escalated", "cancelled"})
+NOOP = "noop"  # the queue's own probe: no LLM, sleeps inputs.sleep_s (at most MAX_NOOP_S)
+MAX_NOOP_S = 60.0
+_COLUMNS = ("id, kind, role, goal, inputs, priority, session_id, idempotency_key, status, result, error, attempts, "
+            "completions, worker, tokens_used, created_at, started_at, finished_at")
+
+# KEYS: once-marker, results stream, task stream. ARGV: result json, entry id ('' = none), ttl s, maxlen, group.
+_FINISH_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[1])
+end
+if ARGV[2] ~= '' then
+  redis.call('XACK', KEYS[3], ARGV[5], ARGV[2])
+end
+return 1
+"""
+
+
+def stream_for(role: str, priority: str) -> str:
+    """The stream a task of ``role`` at ``priority`` goes on: ``agent_tasks:<role>:<priority>``."""
+    return f"{AGENT_TASKS}:{role}:{priority}"
+
+
+def new_task_id() -> str:
+    """``task-`` plus 12 random hex digits."""
+    return f"task-{secrets.token_hex(6)}"
+
+
+class TaskRecord(BaseModel):
+    """One agent task as stored."""
+
+    id: str
+    kind: Kind
+    role: str
+    goal: str
+    inputs: dict[str, Any]
+    priority: Priority
+    session_id: str = Field(description="Memory and history of the task's agents are scoped to this session.")
+    idempotency_key: str | None
+    status: Status
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int = Field(description="Deliveries that started running it (more than 1 after a reclaim).")
+    completions: int = Field(description="Times it was finished: 0 or 1.")
+    worker: str | None
+    tokens_used: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        """Finished one way or another (succeeded, failed, escalated, cancelled)."""
+        return self.status in TERMINAL
+
+
+class Step(BaseModel):
+    """One stored step of a task (``agent_state``)."""
+
+    seq: int
+    attempt: int
+    role: str
+    kind: str = Field(description="llm, tool_call, tool_result, denied, error, final, review, escalation, note.")
+    content: dict[str, Any]
+    tokens: int | None
+    at: datetime
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(**dict(row))
+
+
+class TaskQueue:
+    """Submit, inspect and cancel agent tasks. Cheap to build; holds no connection of its own."""
+
+    def __init__(self, rt: Runtime, role_names: Iterable[str] = ()) -> None:
+        self.rt = rt
+        self.role_names = frozenset(role_names)
+
+    async def submit(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
+                     kind: Kind = "agent", idempotency_key: str | None = None,
+                     session_id: str | None = None) -> TaskRecord:
+        """Store a task and put it on its stream.
+
+        A second submit with the same ``idempotency_key`` returns the first task instead of adding one.
+
+        Raises:
+            InvalidInput: empty or too long goal, unknown priority, inputs that are not a JSON object, an
+                idempotency key over 200 characters, or an unknown role (the roles are listed).
+        """
+        limit = self.rt.settings.tasks.max_goal_chars
+        if not isinstance(goal, str) or not goal.strip():
+            raise InvalidInput("goal", "is empty; say what the agent should achieve")
+        if len(goal) > limit:
+            raise InvalidInput("goal", f"{len(goal)} characters; at most {limit} (tasks.max_goal_chars)")
+        if priority not in PRIORITIES:
+            raise InvalidInput("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}")
+        if inputs is not None and not isinstance(inputs, dict):
+            raise InvalidInput("inputs", "must be a JSON object")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+            raise InvalidInput("idempotency_key", "must be 1 to 200 characters")
+        if kind != NOOP and self.role_names and role not in self.role_names:
+            raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(self.role_names))}")
+        try:
+            encoded = json.loads(json.dumps(inputs or {}))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("inputs", f"is not JSON-serialisable: {exc}") from exc
+        task_id = new_task_id()
+        row = await self.rt.store.pool.fetchrow(
+            f"INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
+            f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued') ON CONFLICT (idempotency_key) DO NOTHING "
+            f"RETURNING {_COLUMNS}",
+            task_id, kind, role, goal, encoded, priority, session_id or task_id, idempotency_key)
+        if row is None:  # the key was used: that task is the answer
+            row = await self.rt.store.pool.fetchrow(
+                f"SELECT {_COLUMNS} FROM agent_tasks WHERE idempotency_key = $1", idempotency_key)
+            return _record(row)
+        await self.rt.bus.publish(stream_for(role, priority), {"task_id": task_id})
+        return _record(row)
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """The task. Raises NotFound."""
+        row = await self.rt.store.pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1", task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id!r}; list_tasks shows the recent ones")
+        return _record(row)
+
+    async def steps(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Step]:
+        """Stored steps of the task, oldest first, ``seq`` greater than ``after``. Raises NotFound."""
+        await self.get(task_id)
+        rows = await self.rt.store.pool.fetch(
+            "SELECT seq, attempt, role, kind, content, tokens, at FROM agent_state "
+            "WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", task_id, after, limit)
+        return [Step(**dict(r)) for r in rows]
+
+    async def list(self, *, status: str | None = None, role: str | None = None, session_id: str | None = None,
+                   limit: int = 50) -> list[TaskRecord]:
+        """Tasks, newest first, filtered by status, role and session.
+
+        Raises:
+            InvalidInput: unknown status or a limit outside 1..1000.
+        """
+        if status is not None and status not in (*TERMINAL, "queued", "running"):
+            raise InvalidInput("status", f"{status!r} is not one of queued, running, {', '.join(sorted(TERMINAL))}")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", f"must be within 1..1000, got {limit}")
+        rows = await self.rt.store.pool.fetch(
+            f"SELECT {_COLUMNS} FROM agent_tasks WHERE ($1::text IS NULL OR status = $1) "
+            f"AND ($2::text IS NULL OR role = $2) AND ($3::text IS NULL OR session_id = $3) "
+            f"ORDER BY created_at DESC, id LIMIT $4", status, role, session_id, limit)
+        return [_record(r) for r in rows]
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by the user") -> TaskRecord:
+        """Cancel a queued or running task; a running one stops before its next step.
+
+        Raises:
+            NotFound: no such task.
+            TaskStateError: the task already finished (its status is named).
+        """
+        row = await self.rt.store.pool.fetchrow(
+            f"UPDATE agent_tasks SET status = 'cancelled', error = $2, finished_at = now() "
+            f"WHERE id = $1 AND status IN ('queued', 'running') RETURNING {_COLUMNS}", task_id, reason)
+        if row is None:
+            task = await self.get(task_id)
+            raise TaskStateError(f"task {task_id} already {task.status}; only queued or running tasks can be cancelled")
+        task = _record(row)
+        await publish_result(self.rt, task, entry=None)
+        return task
+
+    async def wait(self, task_id: str, timeout_s: float, *, poll_s: float = 0.25) -> TaskRecord:
+        """The task once it is finished, or as it stands after ``timeout_s``. Raises NotFound."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            task = await self.get(task_id)
+            if task.done or asyncio.get_running_loop().time() >= deadline:
+                return task
+            await asyncio.sleep(poll_s)
+
+
+async def publish_result(rt: Runtime, task: TaskRecord, entry: Message | None) -> None:
+    """Put the finished task on ``agent_results`` (once per task, ever) and ack its stream entry, atomically."""
+    payload = {"task_id": task.id, "status": task.status, "role": task.role, "error": task.error}
+    await rt.bus.redis.eval(
+        _FINISH_SCRIPT, 3, f"chiffon:task-done:{task.id}", AGENT_RESULTS,
+        entry.stream if entry else stream_for(task.role, task.priority),
+        json.dumps(payload), entry.id if entry else "", rt.settings.tasks.result_ttl_s, STREAM_MAXLEN, GROUP)
+
+
+class TaskCancelled(Exception):
+    """Raised inside a handler when its task was cancelled; the worker stops it quietly."""
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets: the task, and ways to record steps and notice a cancel."""
+
+    task: TaskRecord
+    rt: Runtime
+    _seq: int = 0
+    tokens: int = 0
+    _listeners: list[Callable[[Step], Awaitable[None]]] = field(default_factory=list)
+
+    async def step(self, role: str, kind: str, content: dict[str, Any], tokens: int | None = None) -> None:
+        """Store one step in ``agent_state`` (numbered across attempts)."""
+        if self._seq == 0:
+            self._seq = await self.rt.store.pool.fetchval(
+                "SELECT coalesce(max(seq), 0) FROM agent_state WHERE task_id = $1", self.task.id)
+        self._seq += 1
+        self.tokens += tokens or 0
+        await self.rt.store.pool.execute(
+            "INSERT INTO agent_state (task_id, attempt, seq, role, kind, content, tokens) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)", self.task.id, self.task.attempts, self._seq, role, kind,
+            json.loads(json.dumps(content, default=str)), tokens)
+
+    async def check_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` when the task was cancelled (one indexed read)."""
+        status = await self.rt.store.pool.fetchval("SELECT status FROM agent_tasks WHERE id = $1", self.task.id)
+        if status == "cancelled":
+            raise TaskCancelled(self.task.id)
+
+
+class Outcome(BaseModel):
+    """What a handler returns: the final status and the result or error."""
+
+    status: Literal["succeeded", "failed", "escalated"]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+Handler = Callable[[TaskContext], Awaitable[Outcome]]
+
+
+async def run_noop(ctx: TaskContext) -> Outcome:
+    """The queue's probe task: sleep ``inputs.sleep_s`` seconds (0 to 60), then succeed."""
+    delay = float(ctx.task.inputs.get("sleep_s", 0) or 0)
+    await asyncio.sleep(min(max(delay, 0.0), MAX_NOOP_S))
+    return Outcome(status="succeeded", result={"slept_s": delay})
+
+
+class TaskWorker:
+    """Reads the task streams of ``roles`` in group ``agents`` and runs tasks through ``handlers`` (by kind).
+
+    ``chiffon worker`` runs one; ``chiffon serve`` runs one in-process in embedded mode.
+    """
+
+    def __init__(self, rt: Runtime, handlers: dict[str, Handler], roles: Iterable[str], *, name: str | None = None,
+                 concurrency: int | None = None, reclaim_idle_s: float | None = None) -> None:
+        self.rt = rt
+        self.handlers = {NOOP: run_noop, **handlers}
+        self.roles = sorted({*roles, NOOP})
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.concurrency = concurrency or rt.settings.tasks.concurrency
+        self.reclaim_idle_ms = int((reclaim_idle_s or rt.settings.tasks.reclaim_idle_s) * 1000)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self.streams = {p: [stream_for(r, p) for r in self.roles] for p in PRIORITIES}
+        self.handled = 0
+
+    async def run_forever(self) -> None:
+        """Take over stale tasks, then read and run new ones until cancelled."""
+        bus = self.rt.bus
+        for streams in self.streams.values():
+            for stream in streams:
+                await bus.ensure_group(stream, GROUP)
+        last_reclaim = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            self._slots.release()
+            if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
+                last_reclaim = loop.time()
+                for msg in await self._reclaim():
+                    await self._spawn(msg)
+            for msg in await self._read():
+                await self._spawn(msg)
+
+    async def _reclaim(self) -> list[Message]:
+        found: list[Message] = []
+        for streams in self.streams.values():
+            for stream in streams:
+                found += await self.rt.bus.claim_stale(stream, GROUP, self.name, min_idle_ms=self.reclaim_idle_ms,
+                                                       count=self.concurrency)
+        if found:
+            log.info("worker %s took over %d stale task(s)", self.name, len(found))
+        return found
+
+    async def _read(self) -> list[Message]:
+        """Highest priority first without waiting; then block on every stream for a second."""
+        free = max(1, self._slots._value)  # noqa: SLF001  (asyncio.Semaphore has no public reading)
+        redis = self.rt.bus.redis
+        for priority in PRIORITIES:
+            reply = await redis.xreadgroup(GROUP, self.name, {s: ">" for s in self.streams[priority]}, count=free)
+            if reply:
+                return _decoded(reply)
+        everything = {s: ">" for p in PRIORITIES for s in self.streams[p]}
+        return _decoded(await redis.xreadgroup(GROUP, self.name, everything, count=1, block=1000))
+
+    async def _spawn(self, msg: Message) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._guarded(msg))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _guarded(self, msg: Message) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:
+            log.exception("task %s failed in worker %s; it stays pending for reclaim", msg.data.get("task_id"),
+                          self.name)
+        finally:
+            self._slots.release()
+
+    async def handle(self, msg: Message) -> None:
+        """Claim, run, finish and ack one stream entry (see the module docstring)."""
+        pool = self.rt.store.pool
+        row = await pool.fetchrow(
+            f"UPDATE agent_tasks SET status = 'running', attempts = attempts + 1, worker = $2, "
+            f"started_at = coalesce(started_at, now()) WHERE id = $1 AND status IN ('queued', 'running') "
+            f"RETURNING {_COLUMNS}", msg.data.get("task_id"), self.name)
+        if row is None:  # finished or cancelled already (a redelivery): publish once, ack, done
+            existing = await pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1", msg.data.get("task_id"))
+            if existing is not None:
+                await publish_result(self.rt, _record(existing), msg)
+            else:
+                await self.rt.bus.ack(msg.stream, GROUP, msg.id)
+            return
+        task = _record(row)
+        keepalive = asyncio.create_task(self._keepalive(msg))
+        ctx = TaskContext(task, self.rt)
+        try:
+            outcome = await self._run(ctx)
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+        if outcome is not None:
+            finished = await pool.fetchrow(
+                f"UPDATE agent_tasks SET status = $2, result = $3, error = $4, finished_at = now(), "
+                f"completions = completions + 1, tokens_used = tokens_used + $5 "
+                f"WHERE id = $1 AND status = 'running' RETURNING {_COLUMNS}",
+                task.id, outcome.status, outcome.result, outcome.error, ctx.tokens)
+            if finished is not None:
+                task = _record(finished)
+            else:
+                task = await TaskQueue(self.rt).get(task.id)
+        else:
+            task = await TaskQueue(self.rt).get(task.id)
+        await publish_result(self.rt, task, msg)
+        self.handled += 1
+
+    async def _run(self, ctx: TaskContext) -> Outcome | None:
+        handler = self.handlers.get(ctx.task.kind)
+        if handler is None:
+            return Outcome(status="failed", error=f"worker {self.name} has no handler for kind {ctx.task.kind!r}")
+        try:
+            return await handler(ctx)
+        except TaskCancelled:
+            await ctx.step(ctx.task.role, "note", {"text": "cancelled; stopped before the next step"})
+            return None
+        except ChiffonError as exc:
+            return Outcome(status="failed", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must fail the task, not leave it to be redelivered forever
+            log.exception("task %s: handler crashed", ctx.task.id)
+            return Outcome(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _keepalive(self, msg: Message) -> None:
+        """Re-claim our own entry so its idle time stays far below the reclaim threshold."""
+        while True:
+            await asyncio.sleep(self.reclaim_idle_ms / 3000)
+            try:
+                await self.rt.bus.redis.xclaim(msg.stream, GROUP, self.name, 0, [msg.id], justid=True)
+            except Exception as exc:  # a transient Redis error: the next beat tries again
+                log.warning("keepalive of %s failed: %s", msg.data.get("task_id"), exc)
+
+    async def close(self) -> None:
+        """Wait for the tasks in hand to finish."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _decoded(reply: Any) -> list[Message]:
+    out = []
+    for stream, entries in reply or []:
+        for msg_id, fields in entries:
+            if fields:
+                out.append(Message(stream, msg_id, json.loads(fields["data"])))
+    return out

@@ -1,0 +1,104 @@
+"""What the tasks server and ``chiffon worker`` need, opened once: roles, queue, team and workers.
+
+The agents' tools are the orchestrator's own (ansible, memory, plans) plus the
+repo tools, served in-process by one FastMCP server that agents reach only
+through :class:`~servers.tasks.tools.ScopedTools`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from servers.tasks.queue import NOOP, TaskQueue, TaskWorker
+from servers.tasks.repo import Workspaces, create_repo_server
+from servers.tasks.roles import PIPELINE, Role, load_roles
+from servers.tasks.team import Team
+from servers.tasks.tools import Toolbox
+from shared.errors import InvalidInput
+from shared.runtime import Runtime
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+@dataclass
+class TasksService:
+    """Roles and the queue (always); the team, when this process runs agents."""
+
+    rt: Runtime
+    roles: dict[str, Role]
+    queue: TaskQueue
+    team: Team | None = None
+
+
+def check_roles(roles: dict[str, Role], wanted: Iterable[str]) -> list[str]:
+    """``wanted`` validated against the role files (plus ``pipeline`` and ``noop``).
+
+    Raises:
+        InvalidInput: an unknown role; the known ones are listed.
+    """
+    known = {*roles, PIPELINE, NOOP}
+    names = [w.strip() for w in wanted if w.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInput("roles", f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(sorted(known))}")
+    return names
+
+
+@contextlib.asynccontextmanager
+async def open_team(rt: Runtime, roles: dict[str, Role], router: Any, memory: Any = None,
+                    repo: Any = None) -> AsyncIterator[Team]:
+    """The team over an in-process tool server (orchestrator tools + repo tools); closed on exit."""
+    from orchestrator.server import create_orchestrator
+    from servers.ansible.service import AnsibleService
+
+    svc = AnsibleService.for_runtime(rt, repo)
+    server = create_orchestrator(svc, None, memory)
+    workspaces = Workspaces(rt.settings.home / "worktrees")
+    server.mount(create_repo_server(workspaces, rt.settings.tasks.test_timeout_s), namespace="repo")
+    toolbox = await Toolbox(server).start()
+    try:
+        yield Team(router, toolbox, roles, workspaces)
+    finally:
+        await toolbox.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_task_worker(rt: Runtime, team: Team | None, roles: Iterable[str] | None = None, *,
+                              concurrency: int | None = None, enabled: bool = True) -> AsyncIterator[TaskWorker | None]:
+    """Run a :class:`TaskWorker` for the block (embedded mode, ``chiffon worker``); bounded shutdown."""
+    if not enabled:
+        yield None
+        return
+    handlers = team.handlers() if team is not None else {}
+    serve = list(roles) if roles is not None else ([*team.roles, PIPELINE] if team is not None else [])
+    worker = TaskWorker(rt, handlers, serve, concurrency=concurrency)
+    task = asyncio.create_task(worker.run_forever(), name="chiffon-task-worker")
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, SHUTDOWN_GRACE_S)
+        await worker.close()
+
+
+@contextlib.asynccontextmanager
+async def open_tasks(rt: Runtime, router: Any = None, memory: Any = None, *, worker: bool | None = None,
+                     repo: Any = None) -> AsyncIterator[TasksService]:
+    """Roles and queue; with a router and ``worker`` (default: ``worker_in_process``), an in-process worker.
+
+    Raises:
+        ConfigError: a bad role file (named, with the field).
+    """
+    roles = load_roles()
+    queue = TaskQueue(rt, [*roles, PIPELINE])
+    run_worker = rt.settings.worker_in_process if worker is None else worker
+    if router is None or not run_worker:
+        yield TasksService(rt, roles, queue)
+        return
+    async with open_team(rt, roles, router, memory, repo) as team, running_task_worker(rt, team):
+        yield TasksService(rt, roles, queue, team)
