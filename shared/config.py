@@ -199,6 +199,9 @@ class TaskSettings(BaseModel):
                                                                "action; then the step fails.")
     tool_result_chars: int = Field(2000, ge=200, description="Longest tool result shown to the model, characters.")
     test_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of repo_run_tests, seconds.")
+    grammar_max_chars: int | None = Field(
+        None, ge=8, le=1000, description="Cap on every string of an agent's action grammar, characters; unset: no "
+                                         "cap. Set it for weak local models that ramble inside strings.")
     role_tiers: dict[str, TierName] = Field(default_factory=dict, description="Per-role tier overrides, e.g. "
                                                                           "{qa: external}; default: the role file's.")
     result_ttl_s: int = Field(7 * 86400, gt=0, description="How long the once-only result marker of a task lives "

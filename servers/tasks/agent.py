@@ -35,11 +35,11 @@ from shared.errors import ChiffonError
 STEP_MAX_TOKENS = 512  # completion tokens one step may use
 MIN_STEP_TOKENS = 64  # below this budget left, the next step must be the final answer
 KEEP_TURNS = 8  # messages kept after the goal (older tool exchanges are dropped from the prompt, not the log)
-FINAL_TEXT: dict[str, Any] = {"type": "object", "properties": {"final": {"type": "string", "maxLength": 4000}},
+FINAL_TEXT: dict[str, Any] = {"type": "object", "properties": {"final": {"type": "string"}},
                               "required": ["final"], "additionalProperties": False}
 VERDICT: dict[str, Any] = {
     "type": "object",
-    "properties": {"verdict": {"enum": ["approve", "reject"]}, "feedback": {"type": "string", "maxLength": 1500}},
+    "properties": {"verdict": {"enum": ["approve", "reject"]}, "feedback": {"type": "string"}},
     "required": ["verdict", "feedback"], "additionalProperties": False,
 }
 
@@ -58,11 +58,33 @@ class AgentResult:
     stopped: str  # answered | max_steps | budget
 
 
+def cap_strings(schema: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    """``schema`` with every string limited to ``cap`` characters (None: unchanged).
+
+    A cap keeps a weak model from rambling inside a string until its token limit. llama-cpp-python's
+    grammar converter unrolls ``maxLength`` into nested rules, so caps beyond about a thousand characters
+    fail to compile there; llama-server (C++) and Ollama take any cap.
+    """
+    if cap is None:
+        return schema
+    if schema.get("type") == "string":
+        return {**schema, "maxLength": min(int(schema.get("maxLength", cap)), cap)}
+    out = dict(schema)
+    for key in ("properties",):
+        if key in out:
+            out[key] = {k: cap_strings(v, cap) for k, v in out[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = cap_strings(out[key], cap)
+    if "anyOf" in out:
+        out["anyOf"] = [cap_strings(o, cap) for o in out["anyOf"]]
+    return out
+
+
 def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
     """A tool's input schema in the subset llama.cpp's and Ollama's grammar converters handle well.
 
-    ``$ref`` is inlined, ``anyOf [X, null]`` becomes X, strings get a ``maxLength`` (an unbounded string is
-    where a small model rambles), arrays get ``maxItems``; anything else becomes a short string.
+    ``$ref`` is inlined, ``anyOf [X, null]`` becomes X, arrays get ``maxItems``; anything else becomes a string.
     """
     defs = defs if defs is not None else schema.get("$defs", {})
     if "$ref" in schema:
@@ -74,7 +96,7 @@ def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: 
         return {"enum": schema["enum"]}
     kind = schema.get("type")
     if kind == "string":
-        return {"type": "string", "maxLength": int(schema.get("maxLength", 2000))}
+        return {"type": "string", **({"maxLength": schema["maxLength"]} if "maxLength" in schema else {})}
     if kind in ("integer", "number", "boolean"):
         return {"type": kind}
     if kind == "array" and depth < 2:
@@ -85,17 +107,18 @@ def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: 
         return {"type": "object", "properties": props, "required": [r for r in schema.get("required", []) if r in props],
                 "additionalProperties": False}
     if kind == "object":
-        return {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}}
-    return {"type": "string", "maxLength": 200}
+        return {"type": "object", "additionalProperties": {"type": "string"}}
+    return {"type": "string"}
 
 
-def action_schema(tools: ScopedTools, final_schema: dict[str, Any], final_only: bool) -> dict[str, Any]:
-    """One call of a visible tool with its arguments, or the final answer."""
+def action_schema(tools: ScopedTools, final_schema: dict[str, Any], final_only: bool,
+                  cap: int | None = None) -> dict[str, Any]:
+    """One call of a visible tool with its arguments, or the final answer; strings capped at ``cap`` chars."""
     if final_only:
-        return final_schema
+        return cap_strings(final_schema, cap)
     calls = [{"type": "object", "properties": {"tool": {"enum": [name]}, "arguments": simplify(tools.schema_for(name))},
               "required": ["tool", "arguments"], "additionalProperties": False} for name in sorted(tools.visible())]
-    return {"anyOf": [*calls, final_schema]}
+    return cap_strings({"anyOf": [*calls, final_schema]}, cap)
 
 
 def tool_catalog(tools: ScopedTools) -> str:
@@ -109,25 +132,30 @@ def tool_catalog(tools: ScopedTools) -> str:
     return "\n".join(lines) or "(none: answer directly)"
 
 
-def parse_action(text: str, allowed: set[str], final_keys: set[str]) -> tuple[str, dict[str, Any]]:
+def parse_action(text: str, tools_allowed: bool, final_keys: set[str]) -> tuple[str, dict[str, Any]]:
     """``("tool", {"tool": name, "arguments": {...}})`` or ``("final", {...})``.
 
+    Only the shape is checked here; whether the role may call the tool is decided where it is dispatched
+    (:class:`~servers.tasks.tools.ScopedTools`), so a call outside the scopes is refused and audited.
+
     Raises:
-        ValueError: not one JSON object, an unknown key set, or a tool outside ``allowed``; the message says which.
+        ValueError: not one JSON object, an unknown key set, or a tool call when only an answer is allowed.
     """
     stripped = text.strip()
     if stripped.startswith("```"):
         stripped = stripped.strip("`").removeprefix("json").strip()
     try:
-        value = json.loads(stripped)
+        value = json.loads(stripped, strict=False)  # raw control characters inside strings are tolerated
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from exc
     if not isinstance(value, dict):
         raise ValueError("the reply must be a JSON object")
     if "tool" in value:
         name, args = value.get("tool"), value.get("arguments", {})
-        if not isinstance(name, str) or name not in allowed:
-            raise ValueError(f"tool {name!r} is not one of yours: {', '.join(sorted(allowed)) or 'none'}")
+        if not tools_allowed:
+            raise ValueError("no more tool calls: give your final answer")
+        if not isinstance(name, str) or not name:
+            raise ValueError("tool must be a tool name")
         if not isinstance(args, dict):
             raise ValueError("arguments must be a JSON object")
         return "tool", {"tool": name, "arguments": args}
@@ -147,6 +175,7 @@ class Agent:
         self.retries = ctx.rt.settings.tasks.malformed_retries
         self.result_chars = ctx.rt.settings.tasks.tool_result_chars
         self.tier = ctx.rt.settings.tasks.role_tiers.get(role.name, role.tier)
+        self.string_cap = ctx.rt.settings.tasks.grammar_max_chars
 
     def _system(self, final_schema: dict[str, Any]) -> str:
         final_keys = ", ".join(final_schema.get("required", []))
@@ -175,7 +204,7 @@ class Agent:
             left = self.role.max_tokens - used
             forced = "budget" if left < MIN_STEP_TOKENS * 2 else "max_steps" if step == self.role.max_steps else None
             final_only = forced is not None or not allowed
-            schema = action_schema(self.tools, final_schema, final_only)
+            schema = action_schema(self.tools, final_schema, final_only, self.string_cap)
             if forced and allowed:
                 turns.append(Message(role="user", content="This is your last reply: give your final answer now."))
             kind, action, spent = await self._ask(head + turns[-KEEP_TURNS:], schema, set() if final_only else allowed,
@@ -211,7 +240,7 @@ class Agent:
                 "model": reply.answered_by.model, "s": round(time.perf_counter() - started, 3),
                 "finish_reason": reply.finish_reason}, tokens=reply.tokens_out)
             try:
-                kind, action = parse_action(reply.text, allowed, final_keys)
+                kind, action = parse_action(reply.text, bool(allowed), final_keys)
             except ValueError as exc:
                 reason = str(exc)
                 await self.ctx.step(self.role.name, "error", {"step": step, "malformed": reason})

@@ -96,7 +96,7 @@ class ScopedTools:
 
     def schema_for(self, name: str) -> dict[str, Any]:
         """The tool's input schema without the hidden identity arguments."""
-        schema = dict(self.toolbox.tools[name].inputSchema)
+        schema = dict(self.toolbox.tools[name].input_schema)
         props = {k: v for k, v in (schema.get("properties") or {}).items() if k not in HIDDEN}
         required = [r for r in schema.get("required") or [] if r not in HIDDEN]
         return {**schema, "properties": props, "required": required}
@@ -114,7 +114,7 @@ class ScopedTools:
             return ToolOutcome(False, f"denied: the {self.role.name} role may not call {name} "
                                       f"(its scopes: {', '.join(self.role.scopes)})", denied=True)
         args = {k: v for k, v in arguments.items() if k not in HIDDEN}
-        params = self.toolbox.tools[name].inputSchema.get("properties") or {}
+        params = self.toolbox.tools[name].input_schema.get("properties") or {}
         if "task_id" in params:
             args["task_id"] = self.task_id
         if name in _MEMORY_SESSION_TOOLS:

@@ -29,15 +29,15 @@ class LlamaServer:
     (llama-cpp-python 0.3.36). Tests never send it concurrent requests, so interruption never happens.
     """
 
-    def __init__(self, model: Path, alias: str, port: int | None = None) -> None:
-        self.model, self.alias, self.port = model, alias, port or free_port()
+    def __init__(self, model: Path, alias: str, port: int | None = None, n_ctx: int = N_CTX) -> None:
+        self.model, self.alias, self.port, self.n_ctx = model, alias, port or free_port(), n_ctx
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LlamaServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", self.alias,
-             "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(self.port)],
+             "--n_ctx", str(self.n_ctx), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
