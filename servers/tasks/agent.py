@@ -201,6 +201,7 @@ class Agent:
         await self.ctx.step(self.role.name, "note", {"text": f"{self.role.title} starts", "goal": goal[:2000]})
         for step in range(1, self.role.max_steps + 1):
             await self.ctx.check_cancelled()
+            step_started = time.perf_counter()
             left = self.role.max_tokens - used
             forced = "budget" if left < MIN_STEP_TOKENS * 2 else "max_steps" if step == self.role.max_steps else None
             final_only = forced is not None or not allowed
@@ -212,14 +213,16 @@ class Agent:
             used += spent
             turns.append(Message(role="assistant", content=json.dumps(action)))
             if kind == "final":
-                await self.ctx.step(self.role.name, "final", action)
+                await self.ctx.step(self.role.name, "final", {
+                    **action, "step_s": round(time.perf_counter() - step_started, 3)})
                 return AgentResult(action, step, used, forced or "answered")
             started = time.perf_counter()
             outcome = await self.tools.call(action["tool"], action["arguments"])
             shown = outcome.text[: self.result_chars]
             await self.ctx.step(self.role.name, "denied" if outcome.denied else "tool_result" if outcome.ok else "error", {
                 "tool": action["tool"], "ok": outcome.ok, "text": shown,
-                "ms": round((time.perf_counter() - started) * 1000, 1)})
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "step_s": round(time.perf_counter() - step_started, 3)})
             label = "Result" if outcome.ok else "Error"
             turns.append(Message(role="user", content=f"{label} of {action['tool']}: {shown or '(empty)'}"))
         raise AssertionError("unreachable: the last step may only answer")

@@ -30,7 +30,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -71,6 +71,19 @@ def stream_for(role: str, priority: str) -> str:
 def new_task_id() -> str:
     """``task-`` plus 12 random hex digits."""
     return f"task-{secrets.token_hex(6)}"
+
+
+class TaskSpec(NamedTuple):
+    """A validated task, not yet stored (:meth:`TaskQueue.spec`); ``inputs`` is JSON text."""
+
+    id: str
+    kind: str
+    role: str
+    goal: str
+    inputs: str
+    priority: str
+    session_id: str
+    idempotency_key: str | None
 
 
 class TaskRecord(BaseModel):
@@ -124,12 +137,9 @@ class TaskQueue:
         self.rt = rt
         self.role_names = frozenset(role_names)
 
-    async def submit(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
-                     kind: Kind = "agent", idempotency_key: str | None = None,
-                     session_id: str | None = None) -> TaskRecord:
-        """Store a task and put it on its stream.
-
-        A second submit with the same ``idempotency_key`` returns the first task instead of adding one.
+    def spec(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
+             kind: Kind = "agent", idempotency_key: str | None = None, session_id: str | None = None) -> TaskSpec:
+        """Validate one task before anything is stored.
 
         Raises:
             InvalidInput: empty or too long goal, unknown priority, inputs that are not a JSON object, an
@@ -149,21 +159,52 @@ class TaskQueue:
         if kind != NOOP and self.role_names and role not in self.role_names:
             raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(self.role_names))}")
         try:
-            encoded = json.loads(json.dumps(inputs or {}))
+            encoded = json.dumps(inputs or {})
         except (TypeError, ValueError) as exc:
             raise InvalidInput("inputs", f"is not JSON-serialisable: {exc}") from exc
         task_id = new_task_id()
-        row = await self.rt.store.pool.fetchrow(
+        return TaskSpec(task_id, kind, role, goal, encoded, priority, session_id or task_id, idempotency_key)
+
+    async def submit(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
+                     kind: Kind = "agent", idempotency_key: str | None = None,
+                     session_id: str | None = None) -> TaskRecord:
+        """Store a task and put it on its stream.
+
+        A second submit with the same ``idempotency_key`` returns the first task instead of adding one.
+
+        Raises:
+            InvalidInput: see :meth:`spec`; nothing is stored.
+        """
+        spec = self.spec(role, goal, inputs, priority, kind=kind, idempotency_key=idempotency_key,
+                         session_id=session_id)
+        return (await self.submit_many([spec]))[0]
+
+    async def submit_many(self, specs: list[TaskSpec]) -> list[TaskRecord]:
+        """Store validated tasks (:meth:`spec`) in one statement and put them on their streams in one pipeline.
+
+        Returns the tasks in order; a task whose idempotency key was used before is that earlier task.
+        """
+        columns = list(zip(*specs)) if specs else [[]] * 8
+        rows = await self.rt.store.pool.fetch(
             f"INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
-            f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued') ON CONFLICT (idempotency_key) DO NOTHING "
-            f"RETURNING {_COLUMNS}",
-            task_id, kind, role, goal, encoded, priority, session_id or task_id, idempotency_key)
-        if row is None:  # the key was used: that task is the answer
-            row = await self.rt.store.pool.fetchrow(
-                f"SELECT {_COLUMNS} FROM agent_tasks WHERE idempotency_key = $1", idempotency_key)
-            return _record(row)
-        await self.rt.bus.publish(stream_for(role, priority), {"task_id": task_id})
-        return _record(row)
+            f"SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
+            f"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+            f"$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "
+            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}", *[list(c) for c in columns])
+        stored = {r["id"]: _record(r) for r in rows}
+        async with self.rt.bus.redis.pipeline(transaction=False) as pipe:
+            for spec in specs:
+                if spec.id in stored:
+                    pipe.xadd(stream_for(spec.role, spec.priority), {"data": json.dumps({"task_id": spec.id})},
+                              maxlen=STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
+        out = []
+        for spec in specs:
+            if spec.id not in stored:  # the key was used: that task is the answer
+                stored[spec.id] = _record(await self.rt.store.pool.fetchrow(
+                    f"SELECT {_COLUMNS} FROM agent_tasks WHERE idempotency_key = $1", spec.idempotency_key))
+            out.append(stored[spec.id])
+        return out
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task. Raises NotFound."""
@@ -224,13 +265,20 @@ class TaskQueue:
             await asyncio.sleep(poll_s)
 
 
+def _publish_on(client: Any, rt: Runtime, task: TaskRecord, entry: Message | None) -> Any:
+    script = getattr(rt.bus, "_finish_script", None)
+    if script is None:  # EVALSHA after the first call (redis-py loads the script on NOSCRIPT)
+        script = rt.bus._finish_script = rt.bus.redis.register_script(_FINISH_SCRIPT)  # type: ignore[attr-defined]
+    payload = {"task_id": task.id, "status": task.status, "role": task.role, "error": task.error}
+    return script(keys=[f"chiffon:task-done:{task.id}", AGENT_RESULTS,
+                        entry.stream if entry else stream_for(task.role, task.priority)],
+                  args=[json.dumps(payload), entry.id if entry else "", rt.settings.tasks.result_ttl_s, STREAM_MAXLEN,
+                        GROUP], client=client)
+
+
 async def publish_result(rt: Runtime, task: TaskRecord, entry: Message | None) -> None:
     """Put the finished task on ``agent_results`` (once per task, ever) and ack its stream entry, atomically."""
-    payload = {"task_id": task.id, "status": task.status, "role": task.role, "error": task.error}
-    await rt.bus.redis.eval(
-        _FINISH_SCRIPT, 3, f"chiffon:task-done:{task.id}", AGENT_RESULTS,
-        entry.stream if entry else stream_for(task.role, task.priority),
-        json.dumps(payload), entry.id if entry else "", rt.settings.tasks.result_ttl_s, STREAM_MAXLEN, GROUP)
+    await _publish_on(rt.bus.redis, rt, task, entry)
 
 
 class TaskCancelled(Exception):
@@ -302,6 +350,7 @@ class TaskWorker:
         self._running: set[asyncio.Task[None]] = set()
         self.streams = {p: [stream_for(r, p) for r in self.roles] for p in PRIORITIES}
         self.handled = 0
+        self._finisher = _Finisher(rt)
 
     async def run_forever(self) -> None:
         """Take over stale tasks, then read and run new ones until cancelled."""
@@ -316,10 +365,8 @@ class TaskWorker:
             self._slots.release()
             if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
                 last_reclaim = loop.time()
-                for msg in await self._reclaim():
-                    await self._spawn(msg)
-            for msg in await self._read():
-                await self._spawn(msg)
+                await self._dispatch(await self._reclaim())
+            await self._dispatch(await self._read())
 
     async def _reclaim(self) -> list[Message]:
         found: list[Message] = []
@@ -342,36 +389,46 @@ class TaskWorker:
         everything = {s: ">" for p in PRIORITIES for s in self.streams[p]}
         return _decoded(await redis.xreadgroup(GROUP, self.name, everything, count=1, block=1000))
 
-    async def _spawn(self, msg: Message) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._guarded(msg))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+    async def _dispatch(self, msgs: list[Message]) -> None:
+        """Claim a batch of entries in one UPDATE (row to ``running``, attempts + 1), then run each claimed task.
 
-    async def _guarded(self, msg: Message) -> None:
+        An entry whose task is already finished or cancelled (a redelivery) is published once and acked.
+        """
+        if not msgs:
+            return
+        rows = await self.rt.store.pool.fetch(
+            f"UPDATE agent_tasks SET status = 'running', attempts = attempts + 1, worker = $2, "
+            f"started_at = coalesce(started_at, now()) WHERE id = ANY($1::text[]) AND status IN ('queued', 'running') "
+            f"RETURNING {_COLUMNS}", [m.data.get("task_id") for m in msgs], self.name)
+        claimed = {r["id"]: _record(r) for r in rows}
+        for msg in msgs:
+            task = claimed.pop(msg.data.get("task_id"), None)  # pop: a task listed twice runs once
+            if task is None:
+                await self._redelivered(msg)
+                continue
+            await self._slots.acquire()
+            running = asyncio.create_task(self._guarded(msg, task))
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
+
+    async def _redelivered(self, msg: Message) -> None:
+        existing = await self.rt.store.pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1",
+                                                     msg.data.get("task_id"))
+        if existing is not None:
+            await publish_result(self.rt, _record(existing), msg)
+        else:
+            await self.rt.bus.ack(msg.stream, GROUP, msg.id)
+
+    async def _guarded(self, msg: Message, task: TaskRecord) -> None:
         try:
-            await self.handle(msg)
+            await self.handle(msg, task)
         except Exception:
-            log.exception("task %s failed in worker %s; it stays pending for reclaim", msg.data.get("task_id"),
-                          self.name)
+            log.exception("task %s failed in worker %s; it stays pending for reclaim", task.id, self.name)
         finally:
             self._slots.release()
 
-    async def handle(self, msg: Message) -> None:
-        """Claim, run, finish and ack one stream entry (see the module docstring)."""
-        pool = self.rt.store.pool
-        row = await pool.fetchrow(
-            f"UPDATE agent_tasks SET status = 'running', attempts = attempts + 1, worker = $2, "
-            f"started_at = coalesce(started_at, now()) WHERE id = $1 AND status IN ('queued', 'running') "
-            f"RETURNING {_COLUMNS}", msg.data.get("task_id"), self.name)
-        if row is None:  # finished or cancelled already (a redelivery): publish once, ack, done
-            existing = await pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1", msg.data.get("task_id"))
-            if existing is not None:
-                await publish_result(self.rt, _record(existing), msg)
-            else:
-                await self.rt.bus.ack(msg.stream, GROUP, msg.id)
-            return
-        task = _record(row)
+    async def handle(self, msg: Message, task: TaskRecord) -> None:
+        """Run one claimed task, finish it (once) and publish-and-ack its entry (see the module docstring)."""
         keepalive = asyncio.create_task(self._keepalive(msg))
         ctx = TaskContext(task, self.rt)
         try:
@@ -380,19 +437,7 @@ class TaskWorker:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
-        if outcome is not None:
-            finished = await pool.fetchrow(
-                f"UPDATE agent_tasks SET status = $2, result = $3, error = $4, finished_at = now(), "
-                f"completions = completions + 1, tokens_used = tokens_used + $5 "
-                f"WHERE id = $1 AND status = 'running' RETURNING {_COLUMNS}",
-                task.id, outcome.status, outcome.result, outcome.error, ctx.tokens)
-            if finished is not None:
-                task = _record(finished)
-            else:
-                task = await TaskQueue(self.rt).get(task.id)
-        else:
-            task = await TaskQueue(self.rt).get(task.id)
-        await publish_result(self.rt, task, msg)
+        await self._finisher.finish(msg, task, outcome, ctx.tokens)
         self.handled += 1
 
     async def _run(self, ctx: TaskContext) -> Outcome | None:
@@ -423,6 +468,64 @@ class TaskWorker:
         """Wait for the tasks in hand to finish."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+class _Finisher:
+    """Group commit of finished tasks: whatever finished while the previous flush ran goes in the next one.
+
+    One flush is one guarded UPDATE over every task in it (``WHERE status = 'running'``: a task cancelled
+    meanwhile keeps its cancel) and one Redis pipeline of publish-and-ack scripts. Alone, a task is flushed
+    at once; under load, batches form by themselves.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._pending: list[tuple[Message, TaskRecord, Outcome | None, int, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def finish(self, msg: Message, task: TaskRecord, outcome: Outcome | None, tokens: int) -> None:
+        """Finish ``task`` (``outcome`` None: it was cancelled, only publish and ack); returns once stored."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((msg, task, outcome, tokens, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_all())
+        await done
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._flush(batch)
+            except Exception as exc:  # every waiter gets the error; its task stays pending for reclaim
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _flush(self, batch: list[tuple[Message, TaskRecord, Outcome | None, int, asyncio.Future[None]]]) -> None:
+        ending = [(task, outcome, tokens) for _, task, outcome, tokens, _ in batch if outcome is not None]
+        finished: dict[str, TaskRecord] = {}
+        if ending:
+            rows = await self.rt.store.pool.fetch(
+                f"UPDATE agent_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
+                f"finished_at = now(), completions = t.completions + 1, tokens_used = t.tokens_used + u.tokens "
+                f"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) "
+                f"AS u(id, status, result, error, tokens) WHERE t.id = u.id AND t.status = 'running' "
+                f"RETURNING {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}",
+                [t.id for t, _, _ in ending], [o.status for _, o, _ in ending],  # type: ignore[union-attr]
+                [None if o.result is None else json.dumps(o.result, default=str) for _, o, _ in ending],  # type: ignore[union-attr]
+                [o.error for _, o, _ in ending], [n for _, _, n in ending])  # type: ignore[union-attr]
+            finished = {r["id"]: _record(r) for r in rows}
+        records = []
+        for _, task, _, _, _ in batch:  # not updated: cancelled (or finished elsewhere) meanwhile
+            records.append(finished.get(task.id) or await TaskQueue(self.rt).get(task.id))
+        async with self.rt.bus.redis.pipeline(transaction=False) as pipe:
+            for (msg, *_), record in zip(batch, records):
+                await _publish_on(pipe, self.rt, record, msg)  # queued: runs in execute()
+            await pipe.execute()
 
 
 def _decoded(reply: Any) -> list[Message]:

@@ -20,8 +20,10 @@ CREATE TABLE agent_tasks (
     created_at       timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
     finished_at      timestamptz
-);
-CREATE INDEX agent_tasks_status_idx ON agent_tasks (status, created_at);
+) WITH (fillfactor = 70);  -- room for HOT updates: a task row is updated twice (claim, finish)
+-- No index on status: it changes on every claim and finish, and an index on it would make those updates
+-- non-HOT. Listing by status scans newest-first through agent_tasks_created_idx.
+CREATE INDEX agent_tasks_created_idx ON agent_tasks (created_at);
 CREATE INDEX agent_tasks_role_idx ON agent_tasks (role, created_at);
 
 CREATE TABLE agent_state (
