@@ -246,3 +246,41 @@ async def test_pipeline_runs_pm_architect_developer_qa_and_returns_artifacts(
                               text=True, check=True).stdout
     assert f"chiffon/{task.id}" in branches
 
+
+
+async def test_tasks_tools_through_the_orchestrator(rt: Runtime, llm_settings: LLMSettings, fake: FakeState,
+                                                    repo: Path) -> None:
+    from fastmcp import Client
+    from fastmcp.exceptions import ToolError
+
+    from orchestrator.server import create_orchestrator
+    from servers.ansible.service import AnsibleService
+    from servers.tasks.service import TasksService
+
+    def script(goal: str, last: str) -> dict[str, Any]:
+        return {"verdict": "approve", "feedback": "ok"} if goal.startswith("Review") else {"final": "done: " + goal}
+
+    fake.reply = scripted(script)
+    async with team_runtime(rt, llm_settings, everyone_on("external")) as (trt, q):
+        tasks = TasksService(trt, ROLES, q)
+        server = create_orchestrator(AnsibleService.for_runtime(trt, repo), tasks=tasks)
+        async with Client(server, mode="legacy") as client:
+            names = {t.name for t in await client.list_tools()}
+            assert {"tasks_submit_task", "tasks_task_status", "tasks_task_result", "tasks_list_tasks",
+                    "tasks_cancel_task", "tasks_roles"} <= names
+            roles = (await client.call_tool("tasks_roles", {})).structured_content["result"]
+            assert {r["name"] for r in roles} >= {"developer", "qa", PIPELINE}
+            with pytest.raises(ToolError, match="unknown role 'wizard'"):
+                await client.call_tool("tasks_submit_task", {"role": "wizard", "goal": "x"})
+            with pytest.raises(ToolError, match="goal: is empty"):
+                await client.call_tool("tasks_submit_task", {"role": "developer", "goal": " "})
+            task = (await client.call_tool("tasks_submit_task", {"role": "developer", "goal": "Rename add to plus",
+                                                                 "priority": "high"})).structured_content
+            done = (await client.call_tool("tasks_task_result", {"task_id": task["id"], "wait_s": 60})).structured_content
+            assert done["status"] == "succeeded" and done["result"]["output"]["final"].startswith("done: ")
+            status = (await client.call_tool("tasks_task_status", {"task_id": task["id"]})).structured_content
+            assert [s["kind"] for s in status["steps"]].count("review") == 1
+            listed = (await client.call_tool("tasks_list_tasks", {"status": "succeeded", "role": "developer"}))
+            assert any(t["id"] == task["id"] for t in listed.structured_content["result"])
+            with pytest.raises(ToolError, match="already succeeded"):
+                await client.call_tool("tasks_cancel_task", {"task_id": task["id"]})
