@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from servers.llm.router import Router  # noqa: E402
 from servers.llm.tiny_model import write_tiny_llama  # noqa: E402
-from servers.tasks.queue import TaskQueue, TaskWorker  # noqa: E402
+from servers.tasks.queue import TaskQueue  # noqa: E402
+from servers.tasks.worker import TaskWorker  # noqa: E402
 from servers.tasks.roles import Role  # noqa: E402
 from servers.tasks.service import open_team, running_task_worker  # noqa: E402
 from shared.config import LLMSettings, TaskSettings, load_settings  # noqa: E402

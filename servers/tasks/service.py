@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from servers.tasks.queue import NOOP, TaskQueue, TaskWorker
+from servers.tasks.queue import NOOP, TaskQueue
+from servers.tasks.worker import TaskWorker
 from servers.tasks.repo import Workspaces, create_repo_server
 from servers.tasks.roles import PIPELINE, Role, load_roles
 from servers.tasks.team import Team

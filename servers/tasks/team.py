@@ -66,7 +66,7 @@ class Team:
         self.workspaces = workspaces
 
     def handlers(self) -> dict[str, Any]:
-        """``{kind: handler}`` for :class:`~servers.tasks.queue.TaskWorker`."""
+        """``{kind: handler}`` for :class:`~servers.tasks.worker.TaskWorker`."""
         return {"agent": self.run_role_task, "pipeline": self.run_pipeline}
 
     def _agent(self, role: Role, ctx: TaskContext) -> Agent:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.tasks.queue import TaskQueue, TaskWorker
+from servers.tasks.queue import TaskQueue
+from servers.tasks.worker import TaskWorker
 from servers.tasks.roles import PIPELINE, load_roles
 from shared.bus import AGENT_RESULTS
 from shared.errors import InvalidInput, NotFound, TaskStateError
