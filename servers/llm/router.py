@@ -27,7 +27,7 @@ from servers.llm.ledger import Entry, Ledger, cost_usd
 from servers.llm.policy import TierState, decide
 from servers.llm.queue import PriorityGate, QueueFull
 from servers.llm.types import (
-    Candidate, ChatResult, Delta, Done, EmbedResult, Hints, Message, ModelsReport, RouteDecision, TierStatus,
+    Candidate, ChatResult, Delta, Done, EmbedResult, Hints, Message, ModelsReport, RouteDecision, TierStatus, ToolCall,
 )
 from shared.config import TIER_NAMES, LLMSettings
 from shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
@@ -137,7 +137,8 @@ class Router:
 
     async def chat(self, messages: list[Message], hints: Hints | None = None, *, max_tokens: int = 512,
                    temperature: float = 0.2, on_progress: Progress | None = None,
-                   on_text: TextSink | None = None, json_schema: dict[str, Any] | None = None) -> ChatResult:
+                   on_text: TextSink | None = None, json_schema: dict[str, Any] | None = None,
+                   tools: list[dict[str, Any]] | None = None) -> ChatResult:
         """Answer ``messages`` with the first tier of the chain that completes.
 
         ``on_progress(progress, total, message)`` gets queue positions while waiting and the count of
@@ -145,7 +146,9 @@ class Router:
         each streamed piece of text as it arrives, and ``on_text(None)`` when an attempt starts (a retry or a
         fallback starts the answer over: drop what was streamed before). ``json_schema`` asks for one JSON
         value of that schema: enforced by grammar on llama.cpp and Ollama, asked for in the system prompt on
-        Anthropic; the caller validates the text either way.
+        Anthropic; the caller validates the text either way. ``tools`` (``[{name, description, input_schema}]``)
+        go to backends with native tool use (Anthropic), whose calls come back in ``tool_calls``; the
+        other backends answer ``json_schema`` in text.
 
         Raises:
             InvalidInput: bad messages, hints or max_tokens (nothing is sent anywhere).
@@ -165,7 +168,7 @@ class Router:
                 continue
             try:
                 result = await self._attempt(candidate, messages, max_tokens, temperature, hints, on_progress, on_text,
-                                             json_schema)
+                                             json_schema, tools)
             except ContextOverflow as exc:
                 breaker.release_probe()
                 failures.append(f"{candidate.tier}: {exc}")
@@ -185,7 +188,7 @@ class Router:
                 breaker.release_probe()
                 raise
             breaker.success()
-            text, done, latency_ms, ttft_ms, tps = result
+            text, done, latency_ms, ttft_ms, tps, calls = result
             tokens_in = done.tokens_in if done.tokens_in is not None else decision.estimated_tokens_in
             tokens_out = done.tokens_out or 0
             price = self.settings.prices.get(candidate.model)
@@ -200,7 +203,8 @@ class Router:
                               tokens_out=tokens_out, cost_usd=round(cost, 6), latency_ms=round(latency_ms, 1),
                               ttft_ms=None if ttft_ms is None else round(ttft_ms, 1),
                               tokens_per_s=None if tps is None else round(tps, 1),
-                              finish_reason=done.finish_reason, notes=notes)
+                              finish_reason=done.finish_reason, notes=notes,
+                              tool_calls=[{"name": c.name, "arguments": c.arguments} for c in calls])
         raise NoBackendAvailable(failures)
 
     def _record_error(self, request_id: str, hints: Hints, candidate: Candidate, exc: Exception) -> None:
@@ -210,8 +214,8 @@ class Router:
 
     async def _attempt(self, candidate: Candidate, messages: list[Message], max_tokens: int, temperature: float,
                        hints: Hints, on_progress: Progress | None, on_text: TextSink | None = None,
-                       json_schema: dict[str, Any] | None = None,
-                       ) -> tuple[str, Done, float, float | None, float | None]:
+                       json_schema: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None,
+                       ) -> tuple[str, Done, float, float | None, float | None, list[ToolCall]]:
         backend = self.backends[candidate.backend]
         cfg = self.settings.backends[candidate.backend]
 
@@ -219,15 +223,20 @@ class Router:
             if on_progress is not None:
                 await on_progress(0, None, f"waiting for {candidate.backend}: position {n} in its queue")
 
-        async def once() -> tuple[str, Done, float, float | None, float | None]:
+        native = tools if tools and getattr(backend, "native_tools", False) else None
+        extra: dict[str, Any] = {"json_schema": json_schema} if json_schema else {}
+        if native:
+            extra["tools"] = native
+
+        async def once() -> tuple[str, Done, float, float | None, float | None, list[ToolCall]]:
             started = time.perf_counter()
             first: float | None = None
             parts: list[str] = []
+            calls: list[ToolCall] = []
             if on_text is not None:
                 await on_text(None)
             async with asyncio.timeout(cfg.timeout_s):
-                async for chunk in backend.stream(candidate.model, messages, max_tokens, temperature,
-                                                  **({"json_schema": json_schema} if json_schema else {})):
+                async for chunk in backend.stream(candidate.model, messages, max_tokens, temperature, **extra):
                     if isinstance(chunk, Delta):
                         if first is None:
                             first = time.perf_counter()
@@ -237,13 +246,15 @@ class Router:
                         if on_progress is not None and len(parts) % PROGRESS_EVERY == 1:
                             await on_progress(len(parts), max_tokens,
                                               f"{candidate.tier} ({candidate.model}): {len(parts)} pieces")
+                    elif isinstance(chunk, ToolCall):
+                        calls.append(chunk)
                     elif isinstance(chunk, Done):
                         end = time.perf_counter()
                         ttft = None if first is None else (first - started) * 1000
                         tps = None
                         if first is not None and (chunk.tokens_out or 0) > 1 and end > first:
                             tps = ((chunk.tokens_out or 0) - 1) / (end - first)
-                        return "".join(parts), chunk, (end - started) * 1000, ttft, tps
+                        return "".join(parts), chunk, (end - started) * 1000, ttft, tps, calls
             raise BackendError(candidate.backend, "stream ended without a completion", transient=True)
 
         def transient(exc: BaseException) -> bool:

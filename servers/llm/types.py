@@ -41,6 +41,14 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A native tool call the model made (backends with tool use: Anthropic). ``arguments`` is the parsed input."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Done:
     """End of a stream: token counts (None when the backend does not report them) and why it stopped."""
 
@@ -49,7 +57,7 @@ class Done:
     finish_reason: str
 
 
-Chunk = Delta | Done
+Chunk = Delta | ToolCall | Done
 
 
 @dataclass
@@ -97,6 +105,9 @@ class ChatResult(BaseModel):
     tokens_per_s: float | None = Field(description="Completion tokens per second after the first token.")
     finish_reason: str
     notes: list[str] = Field(default_factory=list, description="Fallbacks, budget or quota notes.")
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list, description="Native tool calls, in order: "
+                                                                             "[{name, arguments}] (tools= given and "
+                                                                             "the backend has tool use).")
 
 
 class TierStatus(BaseModel):

@@ -1,14 +1,19 @@
 """The agent loop: one role, one goal, tool calls through the router until a final answer.
 
-Each step asks the ``llm`` router for exactly one JSON action (the strict JSON
-protocol), constrained by a JSON Schema built from the tools the role may call:
+Each step asks the ``llm`` router for exactly one action, offered two ways:
 
-    {"tool": "repo_read_file", "arguments": {"path": "site.yml"}}
-    {"final": "what the agent hands back"}          (or the caller's final schema)
+* native tool use where the backend has it (Anthropic, with ``tool_choice: any``):
+  the role's tools plus :data:`FINAL_TOOL`, whose input is the final answer;
+* the strict JSON protocol everywhere else, constrained by a JSON Schema built
+  from the same tools, which llama.cpp and Ollama turn into a decoding grammar
+  (so even a small local model emits well-formed actions):
 
-On llama.cpp and Ollama the schema becomes a decoding grammar, so even a small
-local model emits well-formed actions; other backends get the schema in the
-system prompt, and every reply is validated here either way. A reply that is not
+      {"tool": "repo_read_file", "arguments": {"path": "site.yml"}}
+      {"final": "what the agent hands back"}          (or the caller's final schema)
+
+A native call is put in the JSON shape and both are validated by one parser
+(:func:`parse_action`); whether the role may call the tool is decided where it is
+dispatched (:class:`~servers.tasks.tools.ScopedTools`). A reply that is not
 one valid action is shown back to the model with the reason, up to
 ``tasks.malformed_retries`` times; then the step fails (:class:`MalformedReplies`).
 
@@ -42,6 +47,9 @@ VERDICT: dict[str, Any] = {
     "properties": {"verdict": {"enum": ["approve", "reject"]}, "feedback": {"type": "string"}},
     "required": ["verdict", "feedback"], "additionalProperties": False,
 }
+
+
+FINAL_TOOL = "final_answer"  # with native tool use, the final answer is a tool call too (tool_choice: any)
 
 
 class MalformedReplies(ChiffonError):
@@ -121,6 +129,17 @@ def action_schema(tools: ScopedTools, final_schema: dict[str, Any], final_only: 
     return cap_strings({"anyOf": [*calls, final_schema]}, cap)
 
 
+def native_tools(tools: ScopedTools, final_schema: dict[str, Any], final_only: bool) -> list[dict[str, Any]]:
+    """The same actions as native tool definitions (``[{name, description, input_schema}]``), the final answer
+    last as :data:`FINAL_TOOL`; for backends with tool use."""
+    specs = [] if final_only else [
+        {"name": name, "description": (tool.description or name)[:1000], "input_schema": tools.schema_for(name)}
+        for name, tool in sorted(tools.visible().items())]
+    specs.append({"name": FINAL_TOOL, "description": "Give your final answer; this ends your work.",
+                  "input_schema": final_schema})
+    return specs
+
+
 def tool_catalog(tools: ScopedTools) -> str:
     """``name(arg, optional?): first line of the description`` per visible tool."""
     lines = []
@@ -164,6 +183,13 @@ def parse_action(text: str, tools_allowed: bool, final_keys: set[str]) -> tuple[
     raise ValueError(f"expected keys tool+arguments or {'+'.join(sorted(final_keys))}, got {', '.join(value) or 'none'}")
 
 
+def _as_action(call: dict[str, Any]) -> dict[str, Any]:
+    """A native tool call in the JSON protocol's shape, so one parser checks both."""
+    if call["name"] == FINAL_TOOL:
+        return dict(call["arguments"])
+    return {"tool": call["name"], "arguments": call["arguments"]}
+
+
 class Agent:
     """One role working on one task's goal."""
 
@@ -179,9 +205,10 @@ class Agent:
 
     def _system(self, final_schema: dict[str, Any]) -> str:
         final_keys = ", ".join(final_schema.get("required", []))
-        return (f"{self.role.prompt}\n\n## How you act\nEach reply is exactly one JSON object and nothing else: either a "
-                f'tool call {{"tool": NAME, "arguments": {{...}}}} or your final answer (keys: {final_keys}). '
-                f"You get each tool's result in the next message. At most {self.role.max_steps} replies.\n\n"
+        return (f"{self.role.prompt}\n\n## How you act\nEach reply is exactly one action: a tool call "
+                f'(as JSON, {{"tool": NAME, "arguments": {{...}}}}, unless you are given native tools) or your final '
+                f"answer (keys: {final_keys}; with native tools, call {FINAL_TOOL}). You get each tool's result in "
+                f"the next message. At most {self.role.max_steps} replies.\n\n"
                 f"## Your tools\n{tool_catalog(self.tools)}")
 
     async def run(self, goal: str, context: str = "", final_schema: dict[str, Any] = FINAL_TEXT) -> AgentResult:
@@ -208,7 +235,8 @@ class Agent:
             schema = action_schema(self.tools, final_schema, final_only, self.string_cap)
             if forced and allowed:
                 turns.append(Message(role="user", content="This is your last reply: give your final answer now."))
-            kind, action, spent = await self._ask(head + turns[-KEEP_TURNS:], schema, set() if final_only else allowed,
+            specs = native_tools(self.tools, final_schema, final_only)
+            kind, action, spent = await self._ask(head + turns[-KEEP_TURNS:], schema, specs, set() if final_only else allowed,
                                                   final_keys, max(MIN_STEP_TOKENS, min(STEP_MAX_TOKENS, left)), step)
             used += spent
             turns.append(Message(role="assistant", content=json.dumps(action)))
@@ -227,8 +255,9 @@ class Agent:
             turns.append(Message(role="user", content=f"{label} of {action['tool']}: {shown or '(empty)'}"))
         raise AssertionError("unreachable: the last step may only answer")
 
-    async def _ask(self, messages: list[Message], schema: dict[str, Any], allowed: set[str], final_keys: set[str],
-                   max_tokens: int, step: int) -> tuple[str, dict[str, Any], int]:
+    async def _ask(self, messages: list[Message], schema: dict[str, Any], specs: list[dict[str, Any]],
+                   allowed: set[str], final_keys: set[str], max_tokens: int,
+                   step: int) -> tuple[str, dict[str, Any], int]:
         spent = 0
         extra: list[Message] = []
         reason = ""
@@ -236,18 +265,21 @@ class Agent:
             started = time.perf_counter()
             reply = await self.router.chat(
                 messages + extra, Hints(tier=self.tier, priority="background", caller=f"agent:{self.role.name}"),
-                max_tokens=max_tokens, temperature=0.0, json_schema=schema)
+                max_tokens=max_tokens, temperature=0.0, json_schema=schema, tools=specs)
             spent += reply.tokens_out
+            native = bool(reply.tool_calls)
+            text = json.dumps(_as_action(reply.tool_calls[0])) if native else reply.text
             await self.ctx.step(self.role.name, "llm", {
-                "step": step, "attempt": attempt + 1, "text": reply.text[:4000], "tier": reply.answered_by.tier,
-                "model": reply.answered_by.model, "s": round(time.perf_counter() - started, 3),
-                "finish_reason": reply.finish_reason}, tokens=reply.tokens_out)
+                "step": step, "attempt": attempt + 1, "text": text[:4000], "native": native,
+                "tier": reply.answered_by.tier, "model": reply.answered_by.model,
+                "s": round(time.perf_counter() - started, 3), "finish_reason": reply.finish_reason},
+                tokens=reply.tokens_out)
             try:
-                kind, action = parse_action(reply.text, bool(allowed), final_keys)
+                kind, action = parse_action(text, bool(allowed), final_keys)
             except ValueError as exc:
                 reason = str(exc)
                 await self.ctx.step(self.role.name, "error", {"step": step, "malformed": reason})
-                extra = [Message(role="assistant", content=reply.text[:1000] or "(empty)"),
+                extra = [Message(role="assistant", content=text[:1000] or "(empty)"),
                          Message(role="user", content=f"That reply was not valid: {reason}. Reply with exactly one "
                                                       "JSON object as described, nothing else.")]
                 continue

@@ -118,6 +118,9 @@ def anthropic_app(state: FakeState) -> Starlette:
         text = state.reply(body["messages"])
         words = _words(text)
         tokens_in = sum(len(m["content"]) for m in body["messages"]) // 4 + 1
+        use = _tool_use(text, body.get("tools") or [])
+        if use is not None:
+            return StreamingResponse(_tool_use_events(body["model"], tokens_in, *use), media_type="text/event-stream")
 
         async def events() -> Any:
             yield _sse("message_start", {"type": "message_start", "message": {
@@ -141,6 +144,39 @@ def anthropic_app(state: FakeState) -> Starlette:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/models", models), Route("/v1/messages", messages, methods=["POST"])])
+
+
+def _tool_use(text: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """With tools offered, a scripted JSON reply becomes a tool_use: ``{"tool", "arguments"}`` calls that tool;
+    any other object is the input of the one tool that is not a repo/memory/ansible tool (the final answer)."""
+    if not tools:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # plain text: the model ignored the tools
+    if not isinstance(value, dict):
+        return None
+    if "tool" in value:
+        return str(value["tool"]), dict(value.get("arguments") or {})
+    return tools[-1]["name"], value
+
+
+async def _tool_use_events(model: str, tokens_in: int, name: str, arguments: dict[str, Any]) -> Any:
+    """The Messages API's event stream for one tool_use block, its input streamed as input_json_delta."""
+    yield _sse("message_start", {"type": "message_start", "message": {
+        "id": "msg_01faketool", "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": tokens_in, "output_tokens": 1}}})
+    yield _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+        "type": "tool_use", "id": "toolu_01fake", "name": name, "input": {}}})
+    raw = json.dumps(arguments)
+    for i in range(0, len(raw), 16):
+        yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                           "delta": {"type": "input_json_delta", "partial_json": raw[i:i + 16]}})
+    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                 "usage": {"output_tokens": len(raw) // 4 + 1}})
+    yield _sse("message_stop", {"type": "message_stop"})
 
 
 def free_port() -> int:

@@ -110,6 +110,9 @@ async def test_developer_calling_ansible_run_is_denied_and_audited(rt: Runtime, 
     denied = [s for s in steps if s.kind == "denied"]
     assert denied and denied[0].content["tool"] == "ansible_run" and "may not call ansible_run" in denied[0].content["text"]
     assert await rt.store.pool.fetchval("SELECT count(*) FROM runs") == runs_before
+    assert all(s.content["native"] for s in steps if s.kind == "llm")  # Claude: real tool use, not JSON text
+    sent = fake.requests[-1]
+    assert sent["tool_choice"] == {"type": "any"} and sent["tools"][-1]["name"] == "final_answer"
     records = await asyncio.to_thread(rt.audit.query, kind="denial", limit=20)
     assert any(r.body.get("task_id") == task.id and r.body.get("tool") == "ansible_run" for r in records)
 
@@ -241,7 +244,8 @@ async def test_pipeline_runs_pm_architect_developer_qa_and_returns_artifacts(
     order = [s.role for s in steps if s.kind == "note" and s.content["text"].endswith("starts")]
     assert order[0] == "product-manager" and order[-1] == "qa"
     assert order.index("architect-systems") < order.index("developer")
-    assert {s.content["tier"] for s in steps if s.kind == "llm" and s.role == "developer"} == {"quick"}
+    developer = [s.content for s in steps if s.kind == "llm" and s.role == "developer"]
+    assert {c["tier"] for c in developer} == {"quick"} and not any(c["native"] for c in developer)  # grammar JSON
     branches = subprocess.run(["git", "-C", str(target_repo), "branch", "--list", "chiffon/*"], capture_output=True,
                               text=True, check=True).stdout
     assert f"chiffon/{task.id}" in branches

@@ -33,14 +33,18 @@ class Backend(Protocol):
 
     name: str
     kind: str
+    native_tools: bool  # honours ``tools`` with real tool use
 
     def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
-               json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+               json_schema: dict[str, Any] | None = None,
+               tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         """Stream a chat completion. Raises BackendError (transient or not) or ContextOverflow.
 
         ``json_schema``: the reply must be one JSON value of this schema. Backends with constrained decoding
         enforce it (llama.cpp: ``response_format`` grammar; Ollama: ``format``); the others get it as an
-        instruction, and the caller validates.
+        instruction, and the caller validates. ``tools`` (``[{name, description, input_schema}]``): a
+        backend with native tool use (``native_tools``) must call one of them and yields
+        :class:`~servers.llm.types.ToolCall` chunks, ignoring ``json_schema``; the others ignore ``tools``.
         """
         ...
 

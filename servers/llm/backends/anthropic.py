@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 
 from servers.llm.backends import schema_instruction, status_error
-from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
+from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message, ToolCall
 from shared.config import LLMBackendConfig
 from shared.errors import BackendError, MissingCredential
 
@@ -21,6 +21,7 @@ class AnthropicBackend:
     """
 
     kind = "anthropic"
+    native_tools = True
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         self.name = name
@@ -46,12 +47,15 @@ class AnthropicBackend:
         return BackendError(self.name, f"{type(exc).__name__}: {exc}", transient=True)
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
-                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+                     json_schema: dict[str, Any] | None = None,
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         client = self._require()
-        system = "\n\n".join([m.content for m in messages if m.role == "system"]
-                             + ([schema_instruction(json_schema)] if json_schema is not None else []))
+        instruction = [schema_instruction(json_schema)] if json_schema is not None and not tools else []
+        system = "\n\n".join([m.content for m in messages if m.role == "system"] + instruction)
         turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
-        extra = {"system": system} if system else {}
+        extra: dict[str, Any] = {"system": system} if system else {}
+        if tools:  # native tool use; "any": the model must call one of them
+            extra.update(tools=tools, tool_choice={"type": "any"})
         stopped = False
         try:
             # SDK 2.x takes no sampling parameters (current Claude models fix them): temperature is not sent.
@@ -66,6 +70,9 @@ class AnthropicBackend:
                 final = await stream.get_final_message()
         except anthropic.APIError as exc:  # the SDK wraps transport errors in APIConnectionError
             raise self._error(exc) from exc
+        for block in final.content:
+            if block.type == "tool_use":
+                yield ToolCall(block.name, dict(block.input) if isinstance(block.input, dict) else {})
         yield Done(final.usage.input_tokens, final.usage.output_tokens, final.stop_reason or "end_turn")
 
     async def health(self) -> BackendHealth:

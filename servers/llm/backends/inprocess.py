@@ -24,6 +24,7 @@ class InProcessLlama:
     """A GGUF model loaded lazily on first use."""
 
     kind = "llamacpp-inprocess"
+    native_tools = False  # actions come as grammar-constrained JSON (json_schema)
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         if not cfg.model_path:
@@ -49,7 +50,8 @@ class InProcessLlama:
             return self._llama
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
-                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+                     json_schema: dict[str, Any] | None = None,
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         fmt = {"type": "json_object", "schema": json_schema} if json_schema is not None else None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -18,6 +18,7 @@ class LlamaCppServer:
     """Streams ``POST /v1/chat/completions`` (server-sent events); probes ``GET /v1/models``."""
 
     kind = "llamacpp"
+    native_tools = False  # actions come as grammar-constrained JSON (json_schema)
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         self.name = name
@@ -29,7 +30,8 @@ class LlamaCppServer:
         )
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
-                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+                     json_schema: dict[str, Any] | None = None,
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
             "model": model,
             "messages": [m.model_dump() for m in messages],

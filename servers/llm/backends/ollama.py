@@ -18,6 +18,7 @@ class OllamaBackend:
     """Streams ``POST /api/chat`` (NDJSON); probes ``GET /api/tags``, never a generate."""
 
     kind = "ollama"
+    native_tools = False  # actions come as grammar-constrained JSON (json_schema)
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         self.name = name
@@ -30,7 +31,8 @@ class OllamaBackend:
         return BackendError(self.name, f"{type(exc).__name__}: {exc}", transient=True)
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
-                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+                     json_schema: dict[str, Any] | None = None,
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         try:
             parts = await self._client.chat(
                 model=model, messages=[m.model_dump() for m in messages], stream=True,
