@@ -100,3 +100,16 @@ def test_doctor_reports_every_part(cli_env: dict[str, str]) -> None:
     assert set(parts) == {"postgresql", "redis", "audit", "iac-repo", "ansible", "docker", "llm"}
     assert parts["llm"] == "ok"  # no tiers configured: retrieval-only planning is a valid setup
     assert parts["postgresql"] in ("ok", "healthy") and parts["redis"] in ("ok", "healthy")
+
+
+def test_task_commands_refuse_bad_input_and_list(cli_env: dict[str, str]) -> None:
+    bad = chiffon(cli_env, "task", "submit", "wizard", "conjure a cluster")
+    assert bad.returncode == 2 and "unknown role 'wizard'" in bad.stderr and "developer" in bad.stderr
+    empty = chiffon(cli_env, "task", "submit", "developer", "  ")
+    assert empty.returncode == 2 and "goal: is empty" in empty.stderr
+    listed = chiffon(cli_env, "task", "list", "--json")
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
+    missing = chiffon(cli_env, "task", "cancel", "task-000000000000")
+    assert missing.returncode == 2 and "no task" in missing.stderr
+    workers = chiffon(cli_env, "worker", "--roles", "wizard")
+    assert workers.returncode == 2 and "unknown role(s) wizard" in workers.stderr

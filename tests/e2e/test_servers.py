@@ -59,3 +59,14 @@ def test_mcp_inspector_calls_ansible_list_playbooks(cli_env: dict[str, str], rep
     assert result.get("isError") is not True
     names = {p["name"] for p in result["structuredContent"]["result"]}
     assert {"deploy-uptime-kuma.yml", "deploy-redis.yml", "backup-postgres.yml", "cleanup-disk.yml"} <= names
+
+
+async def test_chiffon_tasks_runs_alone_over_stdio(cli_env: dict[str, str]) -> None:
+    from fastmcp.exceptions import ToolError
+
+    transport = StdioTransport(command=str(BIN / "chiffon-tasks"), args=[], env=cli_env)
+    async with Client(transport) as client:
+        roles = (await client.call_tool("roles", {})).structured_content["result"]
+        with pytest.raises(ToolError, match="unknown role 'wizard'"):
+            await client.call_tool("submit_task", {"role": "wizard", "goal": "conjure a cluster"})
+    assert {r["name"] for r in roles} >= {"product-manager", "developer", "qa", "pipeline"}
