@@ -10,7 +10,6 @@ publish-and-ack scripts for whatever finished while the previous flush ran.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ class TaskWorker:
         self.streams = {p: [stream_for(r, p) for r in self.roles] for p in PRIORITIES}
         self.handled = 0
         self._finisher = _Finisher(rt)
+        self._held: dict[str, set[str]] = {}  # stream -> entry ids of the tasks running here
 
     async def run_forever(self) -> None:
         """Take over stale tasks, then read and run new ones until cancelled."""
@@ -57,13 +57,17 @@ class TaskWorker:
                 await bus.ensure_group(stream, GROUP)
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
-        while True:
-            await self._slots.acquire()
-            self._slots.release()
-            if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
-                last_reclaim = loop.time()
-                await self._dispatch(await self._reclaim())
-            await self._dispatch(await self._read())
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            while True:
+                await self._slots.acquire()
+                self._slots.release()
+                if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
+                    last_reclaim = loop.time()
+                    await self._dispatch(await self._reclaim())
+                await self._dispatch(await self._read())
+        finally:
+            keepalive.cancel()
 
     async def _reclaim(self) -> list[Message]:
         found: list[Message] = []
@@ -126,14 +130,13 @@ class TaskWorker:
 
     async def handle(self, msg: Message, task: TaskRecord) -> None:
         """Run one claimed task, finish it (once) and publish-and-ack its entry (see the module docstring)."""
-        keepalive = asyncio.create_task(self._keepalive(msg))
+        held = self._held.setdefault(msg.stream, set())
+        held.add(msg.id)
         ctx = TaskContext(task, self.rt)
         try:
             outcome = await self._run(ctx)
         finally:
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+            held.discard(msg.id)
         await self._finisher.finish(msg, task, outcome, ctx.tokens)
         self.handled += 1
 
@@ -152,14 +155,18 @@ class TaskWorker:
             log.exception("task %s: handler crashed", ctx.task.id)
             return Outcome(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
 
-    async def _keepalive(self, msg: Message) -> None:
-        """Re-claim our own entry so its idle time stays far below the reclaim threshold."""
+    async def _keepalive(self) -> None:
+        """Every third of the reclaim time, re-claim every entry in hand (XCLAIM to ourselves, one command per
+        stream): their idle time stays far below the threshold at which another worker would take them."""
         while True:
             await asyncio.sleep(self.reclaim_idle_ms / 3000)
-            try:
-                await self.rt.bus.redis.xclaim(msg.stream, GROUP, self.name, 0, [msg.id], justid=True)
-            except Exception as exc:  # a transient Redis error: the next beat tries again
-                log.warning("keepalive of %s failed: %s", msg.data.get("task_id"), exc)
+            for stream, ids in list(self._held.items()):
+                if not ids:
+                    continue
+                try:
+                    await self.rt.bus.redis.xclaim(stream, GROUP, self.name, 0, list(ids), justid=True)
+                except Exception as exc:  # a transient Redis error: the next beat tries again
+                    log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
     async def close(self) -> None:
         """Wait for the tasks in hand to finish."""
@@ -210,12 +217,13 @@ class _Finisher:
                 f"UPDATE agent_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
                 f"finished_at = now(), completions = t.completions + 1, tokens_used = t.tokens_used + u.tokens "
                 f"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) "
-                f"AS u(id, status, result, error, tokens) WHERE t.id = u.id AND t.status = 'running' "
-                f"RETURNING {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}",
+                f"AS u(id, status, result, error, tokens) WHERE t.id = u.id AND t.status = 'running' RETURNING t.id",
                 [t.id for t, _, _ in ending], [o.status for _, o, _ in ending],  # type: ignore[union-attr]
                 [None if o.result is None else json.dumps(o.result, default=str) for _, o, _ in ending],  # type: ignore[union-attr]
                 [o.error for _, o, _ in ending], [n for _, _, n in ending])  # type: ignore[union-attr]
-            finished = {r["id"]: _record(r) for r in rows}
+            updated = {r["id"] for r in rows}
+            finished = {t.id: t.model_copy(update={"status": o.status, "error": o.error})  # type: ignore[union-attr]
+                        for t, o, _ in ending if t.id in updated}
         records = []
         for _, task, _, _, _ in batch:  # not updated: cancelled (or finished elsewhere) meanwhile
             records.append(finished.get(task.id) or await TaskQueue(self.rt).get(task.id))
