@@ -1,16 +1,19 @@
-"""``chiffon worker``, ``chiffon task ...`` and ``chiffon inbox``: agent tasks from the terminal."""
+"""``chiffon worker``, ``chiffon task ...``, ``chiffon inbox``: agent tasks from the terminal; ``chiffon install``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
 from orchestrator.cli import ConfigOpt, JsonOpt, _parse_vars, _run, _settings, app, err, out
+from shared.errors import ChiffonError
 from shared.logs import setup_logging
 from shared.runtime import open_runtime
 
@@ -185,3 +188,24 @@ def inbox_cmd(
     for r in rows:
         table.add_row(str(r["id"]), r["kind"], r["task_id"] or "-", r["created_at"].strftime("%Y-%m-%d %H:%M"), r["title"])
     out.print(table)
+
+
+@app.command("install")
+def install_cmd(
+    client: Annotated[str, typer.Argument(help="claude-desktop, claude-code, cursor, vscode, trae or antigravity.")],
+    print_only: Annotated[bool, typer.Option("--print", help="Show the merged config; write nothing.")] = False,
+    path: Annotated[Optional[Path], typer.Option(help="The client's config file (default: where the client reads it).")] = None,
+) -> None:
+    """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first)."""
+    setup_logging()
+    from orchestrator.clients import install
+
+    try:
+        target, config, backup = install(client, path=path, dry_run=print_only)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if print_only:
+        sys.stdout.write(json.dumps(config, indent=2) + "\n")
+        return
+    err.print(f"wrote {target}" + (f" (backup: {backup})" if backup else "") + f"; restart {client} to load chiffon")
