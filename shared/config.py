@@ -76,6 +76,8 @@ class HostConfig(BaseModel):
     address: str = Field("", description="DNS name or IP the other hosts use.")
     hardware: str = Field("", description="Free-text hardware summary (CPU, RAM, GPU).")
     runs: list[str] = Field(default_factory=list, description="Services this host runs.")
+    chiffon: list[Literal["orchestrator", "worker", "hostd"]] = Field(
+        default_factory=list, description="chiffon services on this host (systemd units from `chiffon deploy systemd`).")
 
 
 TierName = Literal["quick", "local", "local-large", "external"]
