@@ -362,7 +362,7 @@ def main() -> None:
     app()
 
 
-from orchestrator import cli_memory, cli_tasks, cli_voice  # noqa: E402,F401  (register memory, task, worker, inbox, say...)
+from orchestrator import cli_memory, cli_ops, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
     main()

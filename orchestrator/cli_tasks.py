@@ -1,19 +1,16 @@
-"""``chiffon worker``, ``chiffon task ...``, ``chiffon inbox``: agent tasks from the terminal; ``chiffon install``."""
+"""``chiffon worker``, ``chiffon task ...`` and ``chiffon inbox``: agent tasks from the terminal."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
-import sys
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
 from orchestrator.cli import ConfigOpt, JsonOpt, _parse_vars, _run, _settings, app, err, out
-from shared.errors import ChiffonError
 from shared.logs import setup_logging
 from shared.runtime import open_runtime
 
@@ -189,55 +186,3 @@ def inbox_cmd(
         table.add_row(str(r["id"]), r["kind"], r["task_id"] or "-", r["created_at"].strftime("%Y-%m-%d %H:%M"), r["title"])
     out.print(table)
 
-
-@app.command("install")
-def install_cmd(
-    client: Annotated[str, typer.Argument(help="claude-desktop, claude-code, cursor, vscode, trae or antigravity.")],
-    print_only: Annotated[bool, typer.Option("--print", help="Show the merged config; write nothing.")] = False,
-    path: Annotated[Optional[Path], typer.Option(help="The client's config file (default: where the client reads it).")] = None,
-) -> None:
-    """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first)."""
-    setup_logging()
-    from orchestrator.clients import install
-
-    try:
-        target, config, backup = install(client, path=path, dry_run=print_only)
-    except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    if print_only:
-        sys.stdout.write(json.dumps(config, indent=2) + "\n")
-        return
-    err.print(f"wrote {target}" + (f" (backup: {backup})" if backup else "") + f"; restart {client} to load chiffon")
-
-
-deploy_app = typer.Typer(help="Deploy kit: systemd units for the homelab's hosts.", no_args_is_help=True)
-app.add_typer(deploy_app, name="deploy")
-
-
-@deploy_app.command("systemd")
-def deploy_systemd(
-    host: Annotated[str, typer.Option(help="Host name from the config's hosts (ai, desktop, east...).")],
-    out: Annotated[Optional[Path], typer.Option(help="Write the units here (e.g. /etc/systemd/system); default: print.")] = None,
-    install_dir: Annotated[Path, typer.Option(help="Where chiffon is installed (its .venv inside).")] = Path("/opt/chiffon"),
-    home: Annotated[Path, typer.Option(help="CHIFFON_HOME of the services.")] = Path("/var/lib/chiffon"),
-    user: Annotated[str, typer.Option(help="Unprivileged user the services run as.")] = "chiffon",
-    config: ConfigOpt = None,
-) -> None:
-    """Generate the systemd units of HOST's chiffon services (restart on failure, non-root, env file for secrets)."""
-    setup_logging()
-    from orchestrator.deploy import systemd_units
-
-    try:
-        units = systemd_units(_settings(config), host, install_dir=install_dir, home=home, user=user)
-    except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    if out is None:
-        for name, text in units.items():
-            sys.stdout.write(f"### {name}\n{text}\n")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in units.items():
-        (out / name).write_text(text)
-    err.print(f"wrote {', '.join(units) or 'nothing (no chiffon services for this host)'} to {out}")

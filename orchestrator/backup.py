@@ -1,0 +1,152 @@
+"""Backups of chiffon's state, and restoring them into an empty ``CHIFFON_HOME``.
+
+``chiffon backup`` writes one dated folder (``CHIFFON_HOME/backups/YYYYmmdd-HHMMSS``
+unless ``--dest``) holding:
+
+* ``postgres.dump``: ``pg_dump --format=custom`` of the state (plans, approvals,
+  runs, ledger, chat history, agent tasks), with the ``pg_dump`` of the embedded
+  server's own PostgreSQL 16 (the ``pgserver`` wheel) or the one on the PATH;
+* ``chroma/``: a copy of the embedded ChromaDB directory, its SQLite file copied
+  through SQLite's online backup API so a concurrent writer cannot tear it (a
+  Chroma *server*, ``chroma_url``, is backed up with its own volume: noted);
+* ``audit.bundle``: ``git bundle --all`` of the audit repository;
+* ``manifest.json``: what is in it, sizes, and when.
+
+Folders older than ``keep_days`` (7) in the same parent are deleted after a
+successful backup. ``chiffon restore FOLDER`` refuses a home that already holds
+state unless ``--force``; it restores with ``pg_restore --clean --if-exists``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings
+from shared.errors import ChiffonError, InvalidInput
+
+KEEP_DAYS = 7
+_STAMP = "%Y%m%d-%H%M%S"
+STATE_DIRS = ("postgres", "chroma", "audit")
+
+
+class BackupError(ChiffonError):
+    """A backup or restore step failed; the message names the step and the tool's error."""
+
+
+def _pg_tool(name: str) -> str:
+    try:
+        import pgserver
+
+        candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+        if candidate.is_file():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(f"{name} not found: install the PostgreSQL client tools (postgresql-client-16)")
+    return found
+
+
+def _run(step: str, args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise BackupError(f"{step} failed: {done.stderr.strip()[-800:] or done.stdout.strip()[-800:]}")
+
+
+def _copy_chroma(source: Path, dest: Path) -> None:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("chroma.sqlite3*"))
+    db = source / "chroma.sqlite3"
+    if db.exists():
+        with sqlite3.connect(db) as src, sqlite3.connect(dest / "chroma.sqlite3") as out:
+            src.backup(out)
+
+
+def backup(settings: Settings, database_url: str, dest: Path | None = None, keep_days: int = KEEP_DAYS,
+           now: datetime | None = None) -> dict[str, Any]:
+    """Write a backup folder; returns its manifest (``folder`` added). Old folders beyond ``keep_days`` go.
+
+    ``database_url`` is the store's URL (``Store.url``: the embedded server's socket URL when embedded).
+
+    Raises:
+        BackupError: pg_dump, the Chroma copy or git bundle failed (the half-written folder is removed).
+    """
+    now = now or datetime.now(timezone.utc)
+    parent = dest or settings.home / "backups"
+    folder = parent / now.strftime(_STAMP)
+    folder.mkdir(parents=True, exist_ok=False)
+    manifest: dict[str, Any] = {"created_at": now.isoformat(), "chiffon_home": str(settings.home), "parts": {}}
+    try:
+        _run("pg_dump", [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(folder / "postgres.dump"),
+                         database_url])
+        manifest["parts"]["postgres"] = {"file": "postgres.dump", "bytes": (folder / "postgres.dump").stat().st_size}
+        chroma = settings.home / "chroma"
+        if settings.chroma_url:
+            manifest["parts"]["chroma"] = {"skipped": f"Chroma server at {settings.chroma_url}: back up its volume"}
+        elif chroma.exists():
+            _copy_chroma(chroma, folder / "chroma")
+            manifest["parts"]["chroma"] = {"dir": "chroma"}
+        audit = settings.audit_dir
+        if (audit / ".git").exists():
+            _run("git bundle", ["git", "-C", str(audit), "bundle", "create", str(folder / "audit.bundle"), "--all"])
+            manifest["parts"]["audit"] = {"file": "audit.bundle"}
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest["folder"] = str(folder)
+    manifest["deleted"] = prune(parent, keep_days, now)
+    return manifest
+
+
+def prune(parent: Path, keep_days: int, now: datetime) -> list[str]:
+    """Delete backup folders in ``parent`` older than ``keep_days``; returns their names."""
+    cutoff = now - timedelta(days=keep_days)
+    gone = []
+    for child in sorted(parent.iterdir()):
+        try:
+            made = datetime.strptime(child.name, _STAMP).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue  # not ours
+        if child.is_dir() and (child / "manifest.json").exists() and made < cutoff:
+            shutil.rmtree(child)
+            gone.append(child.name)
+    return gone
+
+
+def check_restorable(settings: Settings, folder: Path, force: bool) -> dict[str, Any]:
+    """The folder's manifest, once the folder and the target home are fit for a restore.
+
+    Raises:
+        InvalidInput: not a backup folder, or a home that already holds state (without ``force``).
+    """
+    manifest_file = folder / "manifest.json"
+    if not manifest_file.is_file():
+        raise InvalidInput("folder", f"{folder} is not a chiffon backup (no manifest.json)")
+    present = [d for d in STATE_DIRS if (settings.home / d).exists() and any((settings.home / d).iterdir())]
+    if present and not force:
+        raise InvalidInput("home", f"{settings.home} already holds {', '.join(present)}; restore into an empty "
+                                   "CHIFFON_HOME, or pass --force to replace it")
+    return json.loads(manifest_file.read_text())
+
+
+def restore_files(settings: Settings, folder: Path, manifest: dict[str, Any]) -> None:
+    """Put back Chroma's directory and the audit repository (the database is restored by :func:`restore_db`)."""
+    if "dir" in manifest["parts"].get("chroma", {}):
+        shutil.rmtree(settings.home / "chroma", ignore_errors=True)
+        shutil.copytree(folder / "chroma", settings.home / "chroma")
+    if "file" in manifest["parts"].get("audit", {}):
+        shutil.rmtree(settings.audit_dir, ignore_errors=True)
+        _run("git clone", ["git", "clone", "-q", str(folder / "audit.bundle"), str(settings.audit_dir)])
+
+
+def restore_db(folder: Path, database_url: str) -> None:
+    """``pg_restore --clean --if-exists`` of ``postgres.dump`` into ``database_url``."""
+    _run("pg_restore", [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                        "--dbname", database_url, str(folder / "postgres.dump")])
