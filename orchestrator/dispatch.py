@@ -26,13 +26,12 @@ from servers.ansible.runner import TaskEvent
 from servers.ansible.service import AnsibleService
 from shared.bus import AGENT_RESULTS, AGENT_TASKS, RUN_PROGRESS, Message
 from shared.errors import ChiffonError, PlanStateError
-from shared.runtime import Runtime
+from shared.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
 
 GROUP = "infra"
 KIND_RUN = "ansible.run"
-SHUTDOWN_GRACE_S = 10.0
 
 
 class InfraWorker:
@@ -107,16 +106,8 @@ async def running_worker(svc: AnsibleService, enabled: bool = True):  # type: ig
     if not enabled:
         yield None
         return
-    worker = InfraWorker(svc)
-    task = asyncio.create_task(worker.run_forever(), name="chiffon-infra-worker")
-    try:
+    async with running(InfraWorker(svc), "chiffon-infra-worker") as worker:
         yield worker
-    finally:
-        task.cancel()
-        # bounded: a worker stuck on a dead connection must not keep the command from exiting
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, SHUTDOWN_GRACE_S)
-        await worker.close()
 
 
 async def dispatch_run(

@@ -8,9 +8,11 @@ closes them in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from shared.audit import AuditLog
 from shared.bus import Bus, embedded_socket
@@ -59,6 +61,24 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     finally:
         await bus.close()
         await store.close()
+
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+@asynccontextmanager
+async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> AsyncIterator[Any]:
+    """Run ``worker.run_forever()`` as a background task for the block; on exit cancel it (waiting at most
+    ``grace_s``: a worker stuck on a dead connection must not keep the command from exiting), then
+    ``await worker.close()`` to let the tasks in hand finish."""
+    task = asyncio.create_task(worker.run_forever(), name=name)
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, grace_s)
+        await worker.close()
 
 
 async def stop_embedded(settings: Settings) -> list[str]:

@@ -7,7 +7,6 @@ through :class:`~servers.tasks.tools.ScopedTools`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -20,10 +19,7 @@ from servers.tasks.roles import PIPELINE, Role, load_roles
 from servers.tasks.team import Team
 from servers.tasks.tools import Toolbox
 from shared.errors import InvalidInput
-from shared.runtime import Runtime
-
-SHUTDOWN_GRACE_S = 10.0
-
+from shared.runtime import Runtime, running
 
 @dataclass
 class TasksService:
@@ -76,15 +72,8 @@ async def running_task_worker(rt: Runtime, team: Team | None, roles: Iterable[st
         return
     handlers = team.handlers() if team is not None else {}
     serve = list(roles) if roles is not None else ([*team.roles, PIPELINE] if team is not None else [])
-    worker = TaskWorker(rt, handlers, serve, concurrency=concurrency)
-    task = asyncio.create_task(worker.run_forever(), name="chiffon-task-worker")
-    try:
+    async with running(TaskWorker(rt, handlers, serve, concurrency=concurrency), "chiffon-task-worker") as worker:
         yield worker
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, SHUTDOWN_GRACE_S)
-        await worker.close()
 
 
 @contextlib.asynccontextmanager
