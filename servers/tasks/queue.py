@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -290,7 +290,6 @@ class TaskContext:
     rt: Runtime
     _seq: int = 0
     tokens: int = 0
-    _listeners: list[Callable[[Step], Awaitable[None]]] = field(default_factory=list)
 
     async def step(self, role: str, kind: str, content: dict[str, Any], tokens: int | None = None) -> None:
         """Store one step in ``agent_state`` (numbered across attempts)."""

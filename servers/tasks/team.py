@@ -26,7 +26,7 @@ from servers.llm.router import Router
 from servers.tasks.agent import VERDICT, Agent, AgentResult
 from servers.tasks.queue import Outcome, TaskContext
 from servers.tasks.repo import Workspaces
-from servers.tasks.roles import PIPELINE, Role
+from servers.tasks.roles import Role
 from servers.tasks.tools import ScopedTools, Toolbox
 from shared.bus import NOTIFICATIONS
 from shared.config import PROJECT_ROOT
@@ -191,9 +191,3 @@ def _inputs_context(inputs: dict[str, Any]) -> str:
     """The task's inputs other than repo plumbing, as context for the first agent."""
     shown = {k: v for k, v in inputs.items() if k not in ("repo", "test_command")}
     return f"Inputs: {json.dumps(shown, default=str)[:4000]}" if shown else ""
-
-
-def known_roles(roles: dict[str, Role]) -> list[str]:
-    """Role names a task may name, with ``pipeline``."""
-    return [*sorted(roles), PIPELINE]
-
