@@ -9,8 +9,8 @@ step is one model reply plus its tool call (or the final answer); its time is
 
 Part 2, queue: a burst of ``--burst`` no-op tasks submitted in batches of 32
 (``submit_many``: one INSERT, one XADD pipeline) while an in-process worker
-drains them (one claim UPDATE per read batch; per task a finish UPDATE and the
-publish-and-ack script), against the same count through bare Redis Streams on
+drains them (one claim UPDATE per read batch; finished tasks group-committed: one
+UPDATE and one pipeline of publish-and-ack scripts per flush), against the same count through bare Redis Streams on
 one stream and one consumer group: XADD pipelined 32 at a time, XREADGROUP
 COUNT 32, one XACK per batch. ``queue_ratio = queue_tasks_per_s / raw_tasks_per_s``.
 
@@ -33,13 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from servers.llm.router import Router  # noqa: E402
-from servers.llm.tiny_model import write_tiny_llama  # noqa: E402
+from servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
 from servers.tasks.queue import TaskQueue  # noqa: E402
 from servers.tasks.worker import TaskWorker  # noqa: E402
 from servers.tasks.roles import Role  # noqa: E402
@@ -54,22 +53,6 @@ BATCH = 32  # tasks in flight in both queue paths
 BENCH_ROLE = Role(name="bench-agent", title="Benchmark agent", description="Three steps over a small repo.",
                   scopes=("repo.read",), tier="quick", max_steps=3, max_tokens=3000,
                   prompt="You look around the repository you are given and report what it contains, briefly.")
-
-
-def start_llama(model: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny", "--n_ctx", "4096",
-         "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not start within 90 s")
 
 
 def p95(values: list[float]) -> float:
@@ -161,7 +144,7 @@ async def main(burst: int, sizes: list[int]) -> dict[str, object]:
         root = Path(tmp)
         model = write_tiny_llama(root / "tiny.gguf", seed=0)
         port = 18000 + int(time.time()) % 1000
-        llama = start_llama(model, port)
+        llama = serve_tiny(model, port, n_ctx=4096)
         settings = load_settings(home=root / "home")
         settings = settings.model_copy(update={"tasks": TaskSettings(grammar_max_chars=60, tool_result_chars=300)})
         llm = LLMSettings.model_validate({

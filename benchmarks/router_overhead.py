@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from servers.llm.router import Router  # noqa: E402
 from servers.llm.types import build_messages  # noqa: E402
-from servers.llm.tiny_model import write_tiny_llama  # noqa: E402
+from servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
 from servers.llm.types import Hints  # noqa: E402
 from shared.config import LLMSettings, load_settings  # noqa: E402
 from shared.runtime import open_runtime, stop_embedded  # noqa: E402
@@ -52,19 +52,7 @@ MAX_TOKENS = 4
 
 
 def start_server(model: Path, port: int, slots: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny", "--n_ctx", "512",
-         "--n_threads", "1", "--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not start within 90 s")
+    return serve_tiny(model, port, n_ctx=512, extra=("--interrupt_requests", "False"))
 
 
 def pct(values: list[float], q: float) -> float:

@@ -101,6 +101,14 @@ class Bus:
         self.redis = client
         self.url = url
         self._embedded = embedded
+        self._scripts: dict[str, Any] = {}
+
+    def script(self, source: str) -> Any:
+        """A registered Lua script for ``source`` (one per bus): called with ``keys``, ``args`` and optionally
+        ``client`` (a pipeline); it runs with EVALSHA, loading the script on NOSCRIPT."""
+        if source not in self._scripts:
+            self._scripts[source] = self.redis.register_script(source)
+        return self._scripts[source]
 
     @classmethod
     async def open(cls, url: str | None, home: Path) -> Bus:

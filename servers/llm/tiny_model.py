@@ -8,6 +8,9 @@ without fetching weights. Needs the ``gguf`` package (a dev dependency).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 N_VOCAB = 300
@@ -81,3 +84,28 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def serve_tiny(model: Path, port: int, *, n_ctx: int = 512, extra: tuple[str, ...] = (),
+               timeout_s: float = 90) -> subprocess.Popen[bytes]:
+    """Start ``python -m llama_cpp.server`` on ``model`` (alias ``tiny``) at 127.0.0.1:``port``, one thread;
+    returns once ``GET /v1/models`` answers. For benchmarks; the caller kills the process.
+
+    Raises:
+        RuntimeError: the server did not answer within ``timeout_s`` (it is killed).
+    """
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny", "--n_ctx",
+         str(n_ctx), "--n_threads", "1", *extra, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"llama_cpp.server did not start within {timeout_s:g} s")

@@ -263,9 +263,7 @@ class TaskQueue:
 
 
 def _publish_on(client: Any, rt: Runtime, task: TaskRecord, entry: Message | None) -> Any:
-    script = getattr(rt.bus, "_finish_script", None)
-    if script is None:  # EVALSHA after the first call (redis-py loads the script on NOSCRIPT)
-        script = rt.bus._finish_script = rt.bus.redis.register_script(_FINISH_SCRIPT)  # type: ignore[attr-defined]
+    script = rt.bus.script(_FINISH_SCRIPT)
     payload = {"task_id": task.id, "status": task.status, "role": task.role, "error": task.error}
     return script(keys=[f"chiffon:task-done:{task.id}", AGENT_RESULTS,
                         entry.stream if entry else stream_for(task.role, task.priority)],
