@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import os
 import socket
+import typing
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+import yaml
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,7 +40,13 @@ DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"
 _yaml_files: ContextVar[list[Path]] = ContextVar("chiffon_yaml_files", default=[])
 
 
-class AnsibleSettings(BaseModel):
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnsibleSettings(Section):
     """How chiffon runs Ansible against the IaC repo."""
 
     inventory: str = Field(
@@ -50,7 +59,7 @@ class AnsibleSettings(BaseModel):
     lint: bool = Field(True, description="Run ansible-lint in suggest_improvements.")
 
 
-class ApprovalSettings(BaseModel):
+class ApprovalSettings(Section):
     """Who may approve a plan. Approval is human-only unless an operator says otherwise."""
 
     allow_tool_approval: bool = Field(
@@ -62,7 +71,7 @@ class ApprovalSettings(BaseModel):
     )
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     """Streamable HTTP transport of the MCP servers."""
 
     host: str = Field("127.0.0.1", description="Bind address; anything but loopback needs a bearer token.")
@@ -70,21 +79,28 @@ class HttpSettings(BaseModel):
     bearer_token: SecretStr | None = Field(None, description="Token clients must send; set it through CHIFFON_HTTP__BEARER_TOKEN.")
 
 
-class HostConfig(BaseModel):
+class HostConfig(Section):
     """One machine of the homelab, as the deploy kit and the scheduler see it."""
 
     address: str = Field("", description="DNS name or IP the other hosts use.")
     hardware: str = Field("", description="Free-text hardware summary (CPU, RAM, GPU).")
     runs: list[str] = Field(default_factory=list, description="Services this host runs.")
     chiffon: list[Literal["orchestrator", "worker", "hostd"]] = Field(
-        default_factory=list, description="chiffon services on this host (systemd units from `chiffon deploy systemd`).")
+        default_factory=list, description="chiffon services on this host (systemd units from `chiffon deploy systemd`, "
+                                          "processes from `chiffon up`).")
+    gpu: Literal["auto", "nvidia", "amd", "none"] = Field(
+        "auto", description="How hostd reads the GPU: NVML (nvidia), amdgpu sysfs (amd), auto-detect, or none.")
+    vram_budget_percent: float = Field(
+        90.0, gt=0, le=100, description="Share of the card's VRAM chiffon may fill with models, percent.")
+    vram_hard_limit_mb: int | None = Field(None, gt=0, description="Absolute cap on chiffon's VRAM use, MB.")
+    vram_reserve_mb: int = Field(256, ge=0, description="Emergency reserve always left free for the desktop, MB.")
 
 
 TierName = Literal["quick", "local", "local-large", "external"]
 TIER_NAMES: tuple[TierName, ...] = ("quick", "local", "local-large", "external")
 
 
-class LLMBackendConfig(BaseModel):
+class LLMBackendConfig(Section):
     """One inference endpoint: a llama.cpp server, an Ollama daemon, the Anthropic API, or in-process llama.cpp."""
 
     kind: Literal["llamacpp", "ollama", "anthropic", "llamacpp-inprocess"]
@@ -102,7 +118,7 @@ class LLMBackendConfig(BaseModel):
     n_threads: int | None = Field(None, gt=0, description="CPU threads (llamacpp-inprocess).")
 
 
-class LLMTierConfig(BaseModel):
+class LLMTierConfig(Section):
     """A tier: which backend and model answer it, and its limits."""
 
     backend: str = Field(description="Key in llm.backends.")
@@ -113,14 +129,14 @@ class LLMTierConfig(BaseModel):
         None, gt=0, description="Local quota: tokens (in + out) per UTC day; unset means unlimited.")
 
 
-class LLMPrice(BaseModel):
+class LLMPrice(Section):
     """Price of one model in USD per million tokens."""
 
     input_usd_per_mtok: float = Field(ge=0)
     output_usd_per_mtok: float = Field(ge=0)
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(Section):
     """LLM routing: backends, tiers, prices, budget and reliability knobs. No tiers means no LLM."""
 
     backends: dict[str, LLMBackendConfig] = Field(default_factory=dict)
@@ -148,7 +164,7 @@ class LLMSettings(BaseModel):
         return self
 
 
-class MemorySettings(BaseModel):
+class MemorySettings(Section):
     """chiffon-memory: embeddings, dedup and retention."""
 
     embedder: Literal["local", "ollama"] = Field(
@@ -164,7 +180,7 @@ class MemorySettings(BaseModel):
         description="Directories index_repo may read (with everything below them); CHIFFON_REPO is always allowed.")
 
 
-class VoiceSettings(BaseModel):
+class VoiceSettings(Section):
     """Speech: what chiffon-hostd serves on this host and how chiffon-voice reaches it."""
 
     hostd_url: str | None = Field(
@@ -189,7 +205,7 @@ class VoiceSettings(BaseModel):
     max_tts_chars: int = Field(4096, gt=0, description="Longest text spoken (OpenAI's limit: 4096 characters).")
 
 
-class TaskSettings(BaseModel):
+class TaskSettings(Section):
     """Agent tasks (chiffon-tasks): the queue, its workers and the agent loop."""
 
     max_goal_chars: int = Field(4000, gt=0, description="Longest goal accepted, characters.")
@@ -210,10 +226,38 @@ class TaskSettings(BaseModel):
                                                            "in Redis, seconds.")
 
 
+class HostdSettings(Section):
+    """chiffon-hostd's resource reporting: heartbeats, the busy signal and model capacity."""
+
+    heartbeat_s: float = Field(5.0, gt=0, description="Seconds between heartbeats.")
+    heartbeat_ttl_s: float = Field(15.0, gt=0, description="A heartbeat key lives this long; a host whose key "
+                                                           "expired is offline.")
+    busy_gpu_percent: float = Field(50.0, ge=0, le=100, description="GPU busy percent above which, with no chiffon "
+                                                                    "process on the card, the host is in use.")
+    busy_foreign_vram_mb: int = Field(1024, ge=0, description="VRAM held by processes other than chiffon's above "
+                                                              "which the host is in use (a game), MB.")
+    busy_after_s: float = Field(30.0, ge=0, description="How long the in-use condition must hold to go busy.")
+    free_after_s: float = Field(60.0, ge=0, description="How long it must be gone to go back to available.")
+    own_processes: list[str] = Field(
+        ["llama-server", "ollama", "chiffon-hostd"], description="Process names whose GPU use counts as chiffon's.")
+    gpu_replay: Path | None = Field(None, description="Replay GPU readings from this recording (`chiffon host "
+                                                      "record`) instead of reading the hardware.")
+    model_vram_mb: dict[str, int] = Field(
+        default_factory=dict, description="VRAM each model needs loaded (weights plus KV cache at its context), MB; "
+                                          "GET /capacity?model= answers from it.")
+
+    @model_validator(mode="after")
+    def _ttl_outlives_beat(self) -> "HostdSettings":
+        if self.heartbeat_ttl_s <= self.heartbeat_s:
+            raise ValueError(f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must exceed heartbeat_s ({self.heartbeat_s}), "
+                             "or every host flaps offline between beats")
+        return self
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
-    model_config = SettingsConfigDict(env_prefix="CHIFFON_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CHIFFON_", env_nested_delimiter="__", extra="forbid")
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "chiffon",
@@ -240,6 +284,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings, description="chiffon-memory.")
     voice: VoiceSettings = Field(default_factory=VoiceSettings, description="chiffon-hostd speech and chiffon-voice.")
     tasks: TaskSettings = Field(default_factory=TaskSettings, description="Agent tasks (chiffon-tasks).")
+    hostd: HostdSettings = Field(default_factory=HostdSettings, description="Host resource reporting (chiffon-hostd).")
     worker_in_process: bool = Field(
         True, description="Run the infra and agent workers inside the orchestrator process (embedded mode)."
     )
@@ -298,7 +343,9 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
         overrides: field values that win over every other source (None values are ignored).
 
     Raises:
-        ConfigError: a file is missing or a value fails validation (the field is named).
+        ConfigError: a file is missing; a value fails validation or a key is unknown (each problem names the
+            file or environment variable it came from, the dotted key and what was expected); a host override
+            file names a host that ``hosts:`` does not define.
     """
     files = config_files(config_file, host)
     token = _yaml_files.set(files)
@@ -306,9 +353,66 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
         kwargs = {k: v for k, v in overrides.items() if v is not None}
         if host:
             kwargs["host"] = host
-        return Settings(**kwargs)
+        settings = Settings(**kwargs)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid configuration ({', '.join(map(str, files)) or 'defaults'}): {problems}") from exc
+        problems = "; ".join(_describe(e, files) for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc
     finally:
         _yaml_files.reset(token)
+    if len(files) > 1 and settings.hosts and settings.host not in settings.hosts:
+        raise ConfigError(f"{files[1]}: overrides host {settings.host!r}, which `hosts:` in {files[0]} does not "
+                          f"define (known: {', '.join(sorted(settings.hosts))})")
+    return settings
+
+
+def _describe(error: Any, files: list[Path]) -> str:
+    """One validation error as ``<source>: <dotted.key>: <problem>``."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    source = _source_of(loc, files)
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = f"; known keys here: {', '.join(known)}" if known else ""
+        return f"{source}: {key}: unknown key{hint}"
+    given = error.get("input")
+    shown = f" (got {given!r})" if not isinstance(given, dict) else ""
+    return f"{source}: {key}: {error['msg']}{shown}"
+
+
+def _source_of(loc: list[str], files: list[Path]) -> str:
+    """Where the value at ``loc`` came from: the last YAML file holding it, else the environment."""
+    for path in reversed(files):
+        try:
+            node: Any = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in loc:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return str(path)
+    variable = "CHIFFON_" + "__".join(part.upper() for part in loc)
+    for name in os.environ:
+        if variable.startswith(name.upper()) and name.upper().startswith("CHIFFON_"):
+            return f"environment {name}"
+    return "arguments" if loc else "configuration"
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    """The field names of the section at ``loc`` (empty when it is not a fixed section, e.g. a free mapping)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            model = field.annotation if field else None
+        elif typing.get_origin(model) is dict:  # dict[str, Model]: the loc goes through the key
+            model = typing.get_args(model)[-1]
+        else:
+            return []
+        sections = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if typing.get_origin(model) is not dict and sections:  # Model | None
+            model = sections[0]
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []
