@@ -44,7 +44,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
-    return load_settings(config, **overrides)
+    """Load settings; a bad configuration is a one-line message (file, key, expected) and exit code 2."""
+    try:
+        return load_settings(config, **overrides)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 def _run(coro: Any) -> Any:
@@ -362,7 +367,7 @@ def main() -> None:
     app()
 
 
-from orchestrator import cli_memory, cli_ops, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
+from orchestrator import cli_hosts, cli_memory, cli_ops, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
     main()

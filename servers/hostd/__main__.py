@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
 from shared.config import Settings, load_settings
-from shared.errors import ConfigError
+from shared.errors import ChiffonError, ConfigError
 from shared.logs import setup_logging
 from shared.mcp import is_loopback
 
@@ -23,27 +24,44 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     import uvicorn
 
     from servers.hostd.app import create_app
+    from servers.hostd.heartbeat import Heartbeat
     from servers.hostd.pool import EnginePool
+    from servers.hostd.resources import open_gpu_reader
+    from shared.bus import Bus
+    from shared.config import HostConfig
+    from shared.errors import BusUnavailable
+    from shared.hosts import HEARTBEAT_KEY
 
     bind = bind or settings.voice.bind
     port = port or settings.voice.port
     if not is_loopback(bind) and settings.voice.hostd_token is None:
         raise ConfigError(f"refusing to listen on {bind} without a token: set CHIFFON_VOICE__HOSTD_TOKEN "
                           "(clients send it as 'Authorization: Bearer <token>'), or bind 127.0.0.1")
-    pool = EnginePool(settings)
-    config = uvicorn.Config(create_app(settings, pool), host=bind, port=port, log_level="warning",
+    reader = open_gpu_reader(settings.hosts.get(settings.host, HostConfig()).gpu, settings.hostd)
+    try:
+        bus: Bus | None = await Bus.open(settings.redis_url.get_secret_value() if settings.redis_url else None,
+                                         settings.home)
+    except BusUnavailable as exc:
+        log.warning("no heartbeats: %s", exc)  # speech still works; the orchestrator will see this host offline
+        bus = None
+    heartbeat = Heartbeat(settings, reader, bus)
+    pool = EnginePool(settings, admit=heartbeat.admit)
+    config = uvicorn.Config(create_app(settings, pool, heartbeat), host=bind, port=port, log_level="warning",
                             log_config=None, lifespan="off")
-    log.info("chiffon-hostd for host %s on http://%s:%d", settings.host, bind, port)
+    log.info("chiffon-hostd for host %s on http://%s:%d (GPU reader: %s)", settings.host, bind, port, reader.kind)
+    beating = asyncio.create_task(heartbeat.run_forever(), name="chiffon-hostd-heartbeat")
     try:
         await uvicorn.Server(config).serve()
     finally:
+        beating.cancel()
         await pool.close()
+        if bus is not None:  # a clean stop is offline at once, not after the TTL
+            await bus.redis.delete(HEARTBEAT_KEY.format(host=settings.host))
+            await bus.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``chiffon-hostd`` script."""
-    import asyncio
-
     parser = argparse.ArgumentParser(prog="chiffon-hostd", description=__doc__)
     parser.add_argument("--host", help="This host's name (selects deploy/config/hosts/<name>.yaml).")
     parser.add_argument("--bind", help="Listen address (default voice.bind, 127.0.0.1).")
@@ -51,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    settings = load_settings(None, host=args.host)
     try:
+        settings = load_settings(None, host=args.host)
         asyncio.run(serve_hostd(settings, args.bind, args.port))
-    except ConfigError as exc:
+    except ChiffonError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
     except KeyboardInterrupt:

@@ -5,10 +5,12 @@
     GET  /v1/audio/voices           {"voices": {"kokoro": [...], "piper": [...]}}
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format json|text|verbose_json
     POST /v1/audio/speech           JSON: model, input, voice, response_format wav|pcm, speed; streamed per sentence
+    GET  /capacity                  this host's last snapshot; ?model=NAME or ?need_mb=N adds whether it fits now
+    GET  /metrics                   Prometheus text format: host, GPU and VRAM gauges, request latencies
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, so
 the OpenAI SDK raises them as ``BadRequestError`` and the like. When a token is
-configured every route but ``/health`` needs ``Authorization: Bearer <token>``.
+configured every route but ``/health`` and ``/metrics`` needs ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -28,14 +31,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from servers.hostd import models
+from servers.hostd.heartbeat import Heartbeat
 from servers.hostd.audio import SUPPORTED_OUTPUT, decode, to_pcm16, wav_header
 from servers.hostd.pool import STT_ALIASES, TTS_ALIASES, TTS_ENGINES, EnginePool
+from shared import metrics
 from shared.config import Settings
 from shared.errors import ChiffonError, ConfigError, InvalidInput
 
 log = logging.getLogger(__name__)
 SERVICE = "chiffon-hostd"
 TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
+ROUTES = ("/health", "/v1/models", "/v1/audio/voices", "/v1/audio/transcriptions", "/v1/audio/speech", "/capacity",
+          "/metrics")
 
 
 def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error") -> JSONResponse:
@@ -51,8 +58,9 @@ def _as_response(exc: ChiffonError) -> JSONResponse:
     return error(500, str(exc), None, "server_error")
 
 
-def create_app(settings: Settings, pool: EnginePool | None = None) -> Starlette:
-    """The hostd ASGI app over ``pool`` (a new :class:`EnginePool` for ``settings`` when None)."""
+def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: Heartbeat | None = None) -> Starlette:
+    """The hostd ASGI app over ``pool`` (a new :class:`EnginePool` for ``settings`` when None) and ``heartbeat``
+    (``/capacity`` answers 503 without one)."""
     pool = pool or EnginePool(settings)
     voice = settings.voice
     token = voice.hostd_token.get_secret_value() if voice.hostd_token else None
@@ -145,23 +153,74 @@ def create_app(settings: Settings, pool: EnginePool | None = None) -> Starlette:
         return StreamingResponse(stream(), media_type=media,
                                  headers={"X-Sample-Rate": str(rate), "X-Voice": chosen, "Cache-Control": "no-store"})
 
+    async def capacity(request: Request) -> JSONResponse:
+        if heartbeat is None:
+            return error(503, "resource reporting is off in this process", None, "unavailable")
+        model, need = request.query_params.get("model"), request.query_params.get("need_mb")
+        try:
+            fit = None
+            if model or need:
+                if need is not None and not need.strip().isdigit():
+                    raise InvalidInput("need_mb", f"must be a positive whole number of MB, got {need!r}")
+                fit = await heartbeat.fit(model, int(need) if need is not None else None)
+            snapshot = heartbeat.latest or await heartbeat.beat()
+        except ChiffonError as exc:
+            return _as_response(exc)
+        body: dict[str, Any] = {"host": settings.host, "snapshot": json.loads(snapshot.model_dump_json())}
+        if fit is not None:
+            body.update(fit.model_dump())
+        return JSONResponse(body)
+
+    async def metrics_route(request: Request) -> Response:
+        if heartbeat is not None and heartbeat.latest is None:
+            await heartbeat.beat()
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     return Starlette(
         routes=[Route("/health", health), Route("/v1/models", list_models), Route("/v1/audio/voices", voices),
                 Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
-                Route("/v1/audio/speech", speech, methods=["POST"])],
-        middleware=[Middleware(BearerAuth, token=token)] if token else [],
+                Route("/v1/audio/speech", speech, methods=["POST"]),
+                Route("/capacity", capacity), Route("/metrics", metrics_route)],
+        middleware=[Middleware(Measured), *([Middleware(BearerAuth, token=token)] if token else [])],
     )
 
 
+class Measured:
+    """ASGI middleware: count and time every request (``chiffon_http_*`` metrics, labelled by route path)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, code = time.perf_counter(), 500
+
+        async def sending(message: Any) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTES else "other"  # bounded label values
+            metrics.HTTP_REQUESTS.labels(SERVICE, route, str(code)).inc()
+            metrics.HTTP_SECONDS.labels(SERVICE, route).observe(time.perf_counter() - started)
+
+
 class BearerAuth:
-    """ASGI middleware: every HTTP route but ``/health`` needs ``Authorization: Bearer <token>``."""
+    """ASGI middleware: every HTTP route but ``/health`` and ``/metrics`` needs ``Authorization: Bearer <token>``."""
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
+        if scope["type"] == "http" and scope["path"] not in ("/health", "/metrics"):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 await error(401, "missing or wrong bearer token", None, "authentication_error")(scope, receive, send)

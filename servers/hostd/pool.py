@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,8 +32,10 @@ TTS_ENGINES = ("kokoro", "piper")
 class EnginePool:
     """The host's speech engines, keyed ``stt:<model>`` and ``tts:<engine>``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, admit: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """``admit(key)`` runs before a model loads and may refuse it (hostd's VRAM budget)."""
         self.settings = settings
+        self._admit = admit
         self._engines: dict[str, Any] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._use_locks: dict[str, asyncio.Lock] = {}
@@ -61,6 +63,8 @@ class EnginePool:
         if key not in self._engines:
             async with self._load_locks.setdefault(key, asyncio.Lock()):
                 if key not in self._engines:
+                    if self._admit is not None:
+                        await self._admit(key)
                     started = time.perf_counter()
                     self._engines[key] = await asyncio.to_thread(load)
                     log.info("loaded %s in %.1f s", key, time.perf_counter() - started)

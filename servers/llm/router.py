@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from servers.llm.backends import Backend, make_backend
 from servers.llm.breaker import CircuitBreaker
-from servers.llm.hosts import HostStatus
+from shared.hosts import HostStatus
 from servers.llm.ledger import Entry, Ledger, cost_usd
 from servers.llm.policy import TierState, decide
 from servers.llm.queue import PriorityGate, QueueFull

@@ -1,0 +1,118 @@
+"""Which homelab hosts can take work now, from the host daemons' heartbeats.
+
+Keys in Redis:
+
+* ``chiffon:host:<name>``: the last heartbeat of ``chiffon-hostd`` on that host, a JSON
+  :class:`~servers.hostd.resources.HostSnapshot` (``status`` available or busy), written every
+  ``hostd.heartbeat_s`` with a TTL of ``hostd.heartbeat_ttl_s``;
+* ``chiffon:hosts:seen``: the set of hosts that ever sent a heartbeat;
+* ``chiffon:host-override:<name>``: the operator's word (``chiffon host busy|free``), no TTL.
+
+A host is ``busy`` when the operator says so or its heartbeat does; ``offline`` when it sent
+heartbeats once and its key has expired; a host that never reported counts as available while
+``llm.assume_hosts_available`` is on (before any daemon runs), else offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from shared.bus import Bus
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "chiffon:host:{host}"
+OVERRIDE_KEY = "chiffon:host-override:{host}"
+SEEN_KEY = "chiffon:hosts:seen"
+HostState = Literal["available", "busy", "offline"]
+
+
+async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dict[str, dict[str, Any]]:
+    """``{host: {"status", "reason", "heartbeat"}}`` for ``hosts`` from one round trip.
+
+    ``heartbeat`` is the host's last snapshot (None when its key is gone).
+    """
+    pipe = bus.redis.pipeline(transaction=False)
+    pipe.mget([HEARTBEAT_KEY.format(host=h) for h in hosts])
+    pipe.mget([OVERRIDE_KEY.format(host=h) for h in hosts])
+    pipe.smembers(SEEN_KEY)
+    beats, overrides, seen = await pipe.execute() if hosts else ([], [], set())
+    out: dict[str, dict[str, Any]] = {}
+    for host, raw, override in zip(hosts, beats, overrides):
+        beat = _json(raw)
+        said = _json(override)
+        if said:
+            status, reason = "busy", _operator_reason(said)
+        elif beat is not None:
+            status, reason = str(beat.get("status", "available")), str(beat.get("reason", ""))
+        elif host in seen or not assume_available:
+            status, reason = "offline", "no heartbeat within its TTL" if host in seen else "never sent a heartbeat"
+        else:
+            status, reason = "available", "no heartbeat yet (llm.assume_hosts_available)"
+        out[host] = {"status": status, "reason": reason, "heartbeat": beat}
+    return out
+
+
+async def set_operator_busy(bus: Bus, host: str, busy: bool, reason: str = "", by: str = "") -> None:
+    """``chiffon host busy|free``: set or clear the operator's busy flag; readers see it at once (it wins over
+    the heartbeat), and hostd reports it in its next heartbeat."""
+    key = OVERRIDE_KEY.format(host=host)
+    if busy:
+        await bus.redis.set(key, json.dumps({"reason": reason, "by": by, "at": datetime.now(UTC).isoformat()}))
+    else:
+        await bus.redis.delete(key)
+
+
+async def operator_flag(bus: Bus, host: str) -> str | None:
+    """The operator's busy reason for ``host`` (``chiffon host busy``), or None when it is not flagged."""
+    said = _json(await bus.redis.get(OVERRIDE_KEY.format(host=host)))
+    return None if said is None else _operator_reason(said)
+
+
+def _operator_reason(said: dict[str, Any]) -> str:
+    return f"operator: {said.get('reason') or 'marked busy'} ({said.get('by') or '?'})"
+
+
+def _json(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class HostStatus:
+    """Cached view of :func:`host_states` for the router: routing costs no Redis round trip per request."""
+
+    def __init__(self, bus: Bus | None, assume_available: bool, ttl_s: float = 2.0) -> None:
+        self.bus = bus
+        self.assume_available = assume_available
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    def cached(self, host: str | None) -> str:
+        """Last known status of ``host``: available, busy, offline (None host: available)."""
+        if host is None:
+            return "available"
+        hit = self._cache.get(host)
+        return hit[1] if hit else ("available" if self.assume_available else "offline")
+
+    async def refresh(self, hosts: set[str]) -> None:
+        """Re-read the state of ``hosts`` whose cache entry is older than ``ttl_s``."""
+        now = time.monotonic()
+        stale = sorted(h for h in hosts if now - self._cache.get(h, (-1e9, ""))[0] >= self.ttl_s)
+        if not stale or self.bus is None:
+            return
+        try:
+            states = await host_states(self.bus, stale, self.assume_available)
+        except Exception as exc:  # Redis down must not stop routing: keep the last known state
+            log.warning("host heartbeats unreadable (%s); keeping last known state", exc)
+            return
+        for host, state in states.items():
+            self._cache[host] = (now, state["status"])

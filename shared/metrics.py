@@ -1,0 +1,111 @@
+"""Prometheus metrics of a chiffon process, served at ``GET /metrics`` (text exposition format 0.0.4).
+
+Every process has its own default registry (prometheus_client's). Counters and histograms are
+updated where the work happens; gauges that describe shared state (queue depth, Redis memory,
+host heartbeats) are refreshed from Redis just before each scrape by :func:`refresh_shared`.
+The alert rules in ``deploy/prometheus/alerts.yml`` use these names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from servers.hostd.resources import HostSnapshot
+    from shared.bus import Bus
+
+log = logging.getLogger(__name__)
+
+# Seconds: from 50 ms to 2 min, so that the 5 s voice target and slow model loads both fall inside a bucket.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+HTTP_REQUESTS = Counter("chiffon_http_requests", "HTTP requests served.", ["service", "route", "code"])
+HTTP_SECONDS = Histogram("chiffon_http_request_seconds", "HTTP request latency, seconds.", ["service", "route"],
+                         buckets=LATENCY_BUCKETS)
+TOOL_CALLS = Counter("chiffon_mcp_tool_calls", "MCP tool calls.", ["server", "tool", "outcome"])
+TOOL_SECONDS = Histogram("chiffon_mcp_tool_seconds", "MCP tool call latency, seconds.", ["server", "tool"],
+                         buckets=LATENCY_BUCKETS)
+LLM_REQUESTS = Counter("chiffon_llm_requests", "LLM requests by tier and outcome.", ["tier", "status"])
+LLM_TOKENS = Counter("chiffon_llm_tokens", "LLM tokens by tier and direction.", ["tier", "direction"])
+LLM_COST = Counter("chiffon_llm_cost_usd", "Spend on paid LLM tiers, USD.", ["tier"])
+QUEUE_DEPTH = Gauge("chiffon_queue_depth", "Entries waiting or pending on a stream.", ["stream", "state"])
+REDIS_MEMORY = Gauge("chiffon_redis_used_memory_bytes", "Redis used_memory (INFO memory), bytes.")
+HOST_ONLINE = Gauge("chiffon_host_online", "1 while the host's heartbeat key is alive.", ["host"])
+HOST_BUSY = Gauge("chiffon_host_busy", "1 while the host is busy (in use, or marked by the operator).", ["host"])
+CPU_PERCENT = Gauge("chiffon_host_cpu_percent", "CPU use since the last heartbeat, percent.", ["host"])
+LOAD_1M = Gauge("chiffon_host_load1", "1-minute load average.", ["host"])
+CPU_CORES = Gauge("chiffon_host_cpu_cores", "Logical CPU cores.", ["host"])
+RAM_AVAILABLE = Gauge("chiffon_host_ram_available_bytes", "Available RAM, bytes.", ["host"])
+DISK_USED = Gauge("chiffon_host_disk_used_percent", "Use of the filesystem holding CHIFFON_HOME, percent.", ["host"])
+GPU_VRAM_USED = Gauge("chiffon_gpu_vram_used_bytes", "VRAM in use, bytes.", ["host", "gpu", "name"])
+GPU_VRAM_TOTAL = Gauge("chiffon_gpu_vram_total_bytes", "VRAM size, bytes.", ["host", "gpu", "name"])
+GPU_VRAM_CHIFFON = Gauge("chiffon_gpu_vram_chiffon_bytes", "VRAM held by chiffon's processes, bytes.",
+                         ["host", "gpu", "name"])
+GPU_BUSY = Gauge("chiffon_gpu_busy_percent", "GPU busy, percent.", ["host", "gpu", "name"])
+PROCESS_RSS = Gauge("chiffon_process_resident_bytes", "Resident memory of a watched process (hostd.own_processes), "
+                                                      "bytes.", ["host", "process"])
+
+MB = 1024 * 1024
+
+
+def exposition() -> tuple[bytes, str]:
+    """(body, content type) of the process's metrics."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def observe_snapshot(snapshot: HostSnapshot, rss: dict[str, int]) -> None:
+    """Set the host and GPU gauges from one heartbeat; ``rss`` is resident bytes per watched process name."""
+    host = snapshot.host
+    HOST_ONLINE.labels(host).set(1)
+    HOST_BUSY.labels(host).set(1 if snapshot.status == "busy" else 0)
+    CPU_PERCENT.labels(host).set(snapshot.cpu_percent)
+    LOAD_1M.labels(host).set(snapshot.load_1m)
+    CPU_CORES.labels(host).set(snapshot.cpu_cores)
+    RAM_AVAILABLE.labels(host).set(snapshot.ram_available_mb * MB)
+    DISK_USED.labels(host).set(snapshot.disk_used_percent)
+    for g in snapshot.gpus:
+        labels = (host, str(g.index), g.name)
+        GPU_VRAM_USED.labels(*labels).set(g.vram_used_mb * MB)
+        GPU_VRAM_TOTAL.labels(*labels).set(g.vram_total_mb * MB)
+        GPU_VRAM_CHIFFON.labels(*labels).set(g.chiffon_vram_mb * MB)
+        if g.busy_percent is not None:
+            GPU_BUSY.labels(*labels).set(g.busy_percent)
+    for name, value in rss.items():
+        PROCESS_RSS.labels(host, name).set(value)
+
+
+async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], hosts: list[str],
+                         assume_available: bool) -> None:
+    """Refresh the gauges that live in Redis: stream length and pending entries, used memory, host states.
+
+    ``groups`` maps a stream to the consumer group whose pending count is reported. Errors are logged,
+    never raised: a scrape must answer even while Redis restarts.
+    """
+    from shared.hosts import host_states
+
+    try:
+        pipe = bus.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xlen(stream)
+        for stream, group in groups.items():
+            pipe.xpending(stream, group)
+        pipe.info("memory")
+        replies = await pipe.execute(raise_on_error=False)
+        for stream, length in zip(streams, replies):
+            if isinstance(length, int):
+                QUEUE_DEPTH.labels(stream, "length").set(length)
+        for (stream, _), pending in zip(groups.items(), replies[len(streams):]):
+            if isinstance(pending, dict):
+                QUEUE_DEPTH.labels(stream, "pending").set(pending.get("pending", 0))
+        memory = replies[-1]
+        if isinstance(memory, dict):
+            REDIS_MEMORY.set(memory.get("used_memory", 0))
+        if hosts:
+            for host, state in (await host_states(bus, hosts, assume_available)).items():
+                HOST_ONLINE.labels(host).set(0 if state["status"] == "offline" else 1)
+                HOST_BUSY.labels(host).set(1 if state["status"] == "busy" else 0)
+    except Exception as exc:  # a scrape reports what it can
+        log.warning("metrics refresh from Redis failed: %s", exc)
