@@ -256,7 +256,7 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
 
     plan = _run(go())
     show_plan(plan)
-    out.print(f"status: [bold]{plan.status}[/]")
+    out.print(f"status: [bold]{plan.status}[/]" + (f" (waiting: {plan.paused_reason})" if plan.paused_reason else ""))
 
 
 @app.command("audit")

@@ -8,6 +8,12 @@ only after the result is stored and published. Delivery is at-least-once, so
 handling is idempotent: a plan that already ran answers with its stored result
 instead of running again; tasks a crashed worker left pending longer than
 ``reclaim_idle_ms`` are taken over with XAUTOCLAIM.
+
+Before a run the worker asks the host heartbeats (:mod:`shared.hosts`) about the
+plan's target hosts that the config knows (``hosts:``). While one is busy or
+offline the plan is ``paused`` (its reason visible in ``plan_status`` and
+``chiffon status``, a progress event sent to whoever waits); it resumes by itself
+when they are all available again.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from servers.ansible.runner import TaskEvent
 from servers.ansible.service import AnsibleService
 from shared.bus import AGENT_RESULTS, AGENT_TASKS, RUN_PROGRESS, Message
 from shared.errors import ChiffonError, PlanStateError
+from shared.hosts import host_states
 from shared.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,8 @@ class InfraWorker:
 
         try:
             plan = await plans.get_plan(self.rt, plan_id)
+            if plan.status in ("approved", "paused"):
+                await wait_for_hosts(self.rt, plan, progress)
             catalog = await self.svc.catalog(Path(plan.repo))
             result = await plans.execute(self.rt, catalog, plan_id, on_event=progress)
         except ChiffonError as exc:
@@ -98,6 +107,40 @@ class InfraWorker:
         """Wait for the tasks in hand to finish."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+async def wait_for_hosts(rt: Runtime, plan: plans.Plan, on_event: Callable[[TaskEvent], Awaitable[None]]) -> None:
+    """Return once every configured target host of ``plan`` is available, pausing the plan meanwhile.
+
+    The targets are the hosts check mode touched that ``hosts:`` names; the state is re-read every
+    ``hostd.heartbeat_s``. Each pause, change of reason and resume is a progress event and an audit record.
+    """
+    targets = [h for h in plan.hosts if h in rt.settings.hosts]
+    reason = ""
+    while targets:
+        states = await host_states(rt.bus, targets, rt.settings.llm.assume_hosts_available)
+        blocked = {h: s for h, s in states.items() if s["status"] != "available"}
+        if not blocked:
+            break
+        now = "; ".join(f"{h} is {s['status']}: {s['reason']}" for h, s in blocked.items())
+        if now != reason:
+            if await plans.pause(rt, plan.id, now):
+                log.info("plan %s paused: %s", plan.id, now)
+                await _note(rt, plan, "pause", now, on_event, ",".join(blocked))
+            reason = now
+        await asyncio.sleep(rt.settings.hostd.heartbeat_s)
+    if reason and await plans.resume(rt, plan.id):
+        log.info("plan %s resumed: %s available", plan.id, ", ".join(targets))
+        await _note(rt, plan, "resume", f"{', '.join(targets)} available again", on_event, ",".join(targets))
+
+
+async def _note(rt: Runtime, plan: plans.Plan, kind: str, why: str,
+                on_event: Callable[[TaskEvent], Awaitable[None]], hosts: str) -> None:
+    """A pause or resume as an audit record and a progress event (TaskEvent-shaped, so every client shows it)."""
+    await asyncio.to_thread(rt.audit.record, kind, f"{plan.id} {kind}d: {why}",
+                            {"plan_id": plan.id, "playbook": plan.playbook, "reason": why})
+    await on_event(TaskEvent(seq=0, event=f"chiffon_{kind}", status="paused" if kind == "pause" else "resumed",
+                             host=hosts, task=f"{kind}d: {why}"[:200], module="", changed=False, message=why))
 
 
 @contextlib.asynccontextmanager

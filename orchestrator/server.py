@@ -190,7 +190,8 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         failed: bool = Field(False, description="Only failed runs."),
         service: str | None = Field(None, description="Only records about this service, e.g. uptime-kuma."),
         plan_id: str | None = Field(None, description="Only records of this plan."),
-        kind: Literal["plan", "approval", "rejection", "run", "denial", "escalation"] | None = Field(None),
+        kind: Literal["plan", "approval", "rejection", "run", "pause", "resume", "denial", "escalation"] | None = Field(
+            None),
         limit: int = Field(50, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
         """Audit records (git commits), newest first: 'all failures in the last week', 'all changes to X'."""

@@ -3,7 +3,9 @@
 Life of a plan (``plans.status``)::
 
     pending_approval ──approve──▶ approved ──execute──▶ running ──▶ succeeded | failed
-            └────────reject────▶ rejected
+            └────────reject────▶ rejected   │  ▲
+                                  pause ▼  │ resume   (a target host is busy or offline: dispatch waits)
+                                         paused
 
 Every transition is a PostgreSQL update guarded by the expected current status,
 so two executors cannot both run a plan, and every decision or result is an
@@ -34,7 +36,7 @@ from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-PlanStatus = Literal["pending_approval", "approved", "rejected", "running", "succeeded", "failed"]
+PlanStatus = Literal["pending_approval", "approved", "paused", "rejected", "running", "succeeded", "failed"]
 MAX_EXTRA_VARS_BYTES = 64 * 1024
 
 
@@ -56,7 +58,9 @@ class Plan(BaseModel):
     diff: str = Field(description="Unified diff predicted by check mode.")
     risk: str = Field(description="low, medium or high.")
     risk_reasons: list[str] = Field(description="Why the risk is what it is.")
-    status: PlanStatus = Field(description="pending_approval, approved, rejected, running, succeeded or failed.")
+    status: PlanStatus = Field(description="pending_approval, approved, paused, rejected, running, succeeded or "
+                                           "failed.")
+    paused_reason: str | None = Field(None, description="While paused: which target hosts are busy or offline.")
     audit_commit: str | None = Field(description="Audit commit recording the plan.")
     created_at: datetime
     updated_at: datetime
@@ -233,12 +237,28 @@ async def existing_run(rt: Runtime, plan_id: str) -> RunResult | None:
     )
 
 
+async def pause(rt: Runtime, plan_id: str, reason: str) -> bool:
+    """Approved → paused (or a paused plan's reason updated); False when the plan is in neither status."""
+    paused = await rt.store.pool.fetchval(
+        "UPDATE plans SET status='paused', paused_reason=$2, updated_at=now() "
+        "WHERE id=$1 AND status IN ('approved','paused') RETURNING id", plan_id, reason)
+    return paused is not None
+
+
+async def resume(rt: Runtime, plan_id: str) -> bool:
+    """Paused → approved; False when the plan was not paused."""
+    return await rt.store.pool.fetchval(
+        "UPDATE plans SET status='approved', paused_reason=NULL, updated_at=now() "
+        "WHERE id=$1 AND status='paused' RETURNING id", plan_id) is not None
+
+
 def not_runnable(plan: Plan) -> PlanStateError:
     """The error for running ``plan`` in its current (non-approved) status."""
     hint = {
         "pending_approval": f"it has not been approved: `chiffon approve {plan.id}`",
         "rejected": "it was rejected; plan again to try something else",
         "running": "it is running now",
+        "paused": f"it waits for its hosts ({plan.paused_reason}); it runs by itself when they are free",
     }.get(plan.status, "it already ran; plan again to run it again")
     return PlanStateError(f"plan {plan.id} is {plan.status}: {hint}")
 
