@@ -346,20 +346,27 @@ def down_cmd(config: ConfigOpt = None) -> None:
 
 @app.command("doctor")
 def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Check PostgreSQL, Redis, the audit repo, the IaC repo, Ansible and Docker."""
+    """Check every part: store, bus, Chroma, audit and IaC repos, Ansible, Docker, speech, LLM backends, hosts.
+
+    Exit 0 when the suite is ok, healthy or degraded (it works, partly), 2 when it failed.
+    """
     setup_logging()
-    from orchestrator.doctor import run_doctor
+    from orchestrator.doctor import run_doctor, summarize
 
     results = _run(run_doctor(_settings(config)))
+    overall = summarize(results)
     if as_json:
-        out.print_json(json.dumps([r.model_dump() for r in results]))
+        out.print_json(json.dumps({**overall.model_dump(), "parts": [r.model_dump() for r in results]}))
     else:
         table = Table("part", "status", "detail", "ms")
         colours = {"ok": "green", "healthy": "green", "degraded": "yellow", "failed": "red"}
         for r in results:
             table.add_row(r.service, f"[{colours[r.status]}]{r.status}[/]", r.detail, str(r.latency_ms or ""))
         out.print(table)
-    raise typer.Exit(EXIT_ERROR if any(r.status == "failed" for r in results) else 0)
+        out.print(f"chiffon: [{colours[overall.status]}]{overall.status}[/] ({overall.detail})")
+        for issue in overall.issues:
+            out.print(f"  - {issue}", highlight=False)
+    raise typer.Exit(EXIT_ERROR if overall.status == "failed" else 0)
 
 
 def main() -> None:

@@ -1,4 +1,11 @@
-"""``chiffon doctor``: check every configured part and say what is wrong."""
+"""``chiffon doctor``: check every configured part and say what is wrong.
+
+Parts: PostgreSQL, Redis, ChromaDB, the audit repo, the IaC repo, Ansible, Docker, speech
+(hostd or the in-process engines), each LLM backend (with its circuit breaker) and each
+configured host (its heartbeat). :func:`summarize` folds them into one health answer for the
+suite: ``failed`` when the store or the bus is down (nothing works without them), ``degraded``
+naming every other part that is not fine, else ``healthy`` or ``ok``.
+"""
 
 from __future__ import annotations
 
@@ -49,22 +56,106 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return ("ok", "Docker engine reachable") if proc.returncode == 0 else (
             "degraded", "docker CLI present but no engine: containers are not started")
 
-    async def llm() -> tuple[Status, str]:
-        if not settings.llm.tiers:
-            return "ok", "no tiers configured (llm.tiers): planning uses retrieval only"
-        from servers.llm.router import open_router
+    async def chroma() -> tuple[Status, str]:
+        from servers.memory.vectors import open_client
 
+        client = await asyncio.to_thread(open_client, settings.home, settings.chroma_url)
+        await asyncio.to_thread(client.heartbeat)
+        count = len(await asyncio.to_thread(client.list_collections))
+        where = settings.chroma_url or f"embedded in {settings.home / 'chroma'}"
+        return ("ok" if settings.chroma_url else "healthy"), f"ChromaDB {where}, {count} collection(s)"
+
+    async def voice() -> tuple[Status, str]:
+        if settings.voice.hostd_url:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=10) as client:
+                body = (await client.get(f"{settings.voice.hostd_url.rstrip('/')}/health")).json()
+            status = "ok" if body.get("status") == "ok" else "degraded"
+            return status, f"chiffon-hostd at {settings.voice.hostd_url}: " + ("; ".join(body.get("issues", [])) or "ok")
+        from servers.hostd import models
+
+        missing = [f"{m['engine']} {m['name']}" for m in await asyncio.to_thread(models.inventory, settings)
+                   if not m["present"]]
+        if missing:
+            return "degraded", f"in-process engines; missing {', '.join(missing)} (chiffon models pull)"
+        return "ok", "in-process engines; every configured model is present"
+
+    names = {"postgresql": postgres, "redis": redis, "chromadb": chroma, "audit": audit, "iac-repo": repo,
+             "ansible": ansible, "docker": docker, "voice": voice}
+    checks = [probe(n, c) for n, c in names.items()]
+    return [*await asyncio.gather(*checks), *await _llm_parts(rt), *await _host_parts(rt)]
+
+
+async def _llm_parts(rt: Runtime) -> list[Health]:
+    """One part per LLM backend: its health probe, circuit breaker, host and the tiers it serves."""
+    settings = rt.settings
+    if not settings.llm.tiers:
+        return [Health(service="llm", status="ok", detail="no tiers configured (llm.tiers): planning uses retrieval "
+                                                            "only")]
+    from servers.llm.router import open_router
+
+    try:
         async with open_router(rt) as router:
             report = await router.models()
-        down = [f"{t.tier}: {t.why_unavailable}" for t in report.tiers if not t.available]
-        summary = ", ".join(f"{t.tier}={t.model}" for t in report.tiers)
-        if down:
-            return ("failed" if len(down) == len(report.tiers) else "degraded"), f"{summary}; " + "; ".join(down)
-        return "ok", f"{summary}; external budget left ${report.external_budget_left_usd:.2f}"
+    except ChiffonError as exc:
+        return [Health(service="llm", status="failed", issues=[str(exc)], detail=str(exc))]
+    parts = []
+    for backend in sorted({t.backend for t in report.tiers}):
+        tiers = [t for t in report.tiers if t.backend == backend]
+        first = tiers[0]
+        detail = (f"{first.kind}, tiers {', '.join(f'{t.tier}={t.model}' for t in tiers)}; breaker {first.breaker}"
+                  + (f" (probe in {first.breaker_retry_in_s:.0f} s)" if first.breaker == "open" else "")
+                  + (f"; host {first.host} {first.host_status}" if first.host else "") + f"; {first.health}")
+        down = [t.why_unavailable for t in tiers if not t.available and t.why_unavailable]
+        parts.append(Health(service=f"llm:{backend}", status="degraded" if down else "ok", issues=down[:1],
+                            detail=detail, data={"breaker": first.breaker, "host_status": first.host_status,
+                                                 "tiers": [t.tier for t in tiers]}))
+    return parts
 
-    names = {"postgresql": postgres, "redis": redis, "audit": audit, "iac-repo": repo,
-             "ansible": ansible, "docker": docker, "llm": llm}
-    return list(await asyncio.gather(*(probe(n, c) for n, c in names.items())))
+
+async def _host_parts(rt: Runtime) -> list[Health]:
+    """One part per configured host, from its heartbeat: busy or offline is ``degraded`` (work for it waits)."""
+    from shared.hosts import host_states
+
+    settings = rt.settings
+    names = sorted(settings.hosts)
+    try:
+        states = await host_states(rt.bus, names, settings.llm.assume_hosts_available)
+    except Exception as exc:  # Redis trouble is reported by the redis part
+        return [Health(service=f"host:{h}", status="failed", issues=[str(exc)], detail=str(exc)) for h in names]
+    parts = []
+    for host, state in states.items():
+        beat = state["heartbeat"]
+        figures = (f"CPU {beat['cpu_percent']:.0f}% of {beat['cpu_cores']}, RAM free {beat['ram_available_mb']} MB, "
+                   f"disk {beat['disk_used_percent']:.0f}% used, GPUs {len(beat['gpus'])}") if beat else ""
+        if state["status"] == "available":
+            status: Status = "ok" if beat else "healthy"
+            detail = figures or state["reason"]
+        else:
+            status, detail = "degraded", f"{state['status']}: {state['reason']}" + (f"; {figures}" if figures else "")
+        parts.append(Health(service=f"host:{host}", status=status, detail=detail,
+                            issues=[] if state["status"] == "available" else [f"{state['status']}: {state['reason']}"],
+                            data={"state": state["status"]}))
+    return parts
+
+
+CORE = ("postgresql", "redis", "runtime")
+
+
+def summarize(parts: list[Health]) -> Health:
+    """The suite's health from its parts: ``failed`` when a core part failed, ``degraded`` naming each part that
+    is not fine, else ``healthy`` (some part is embedded or not yet reporting) or ``ok``."""
+    bad = [p for p in parts if p.status in ("degraded", "failed")]
+    issues = [f"{p.service} {p.status}: {p.issues[0] if p.issues else p.detail}" for p in bad]
+    if any(p.service in CORE and p.status == "failed" for p in parts):
+        status: Status = "failed"
+    elif bad:
+        status = "degraded"
+    else:
+        status = "healthy" if any(p.status == "healthy" for p in parts) else "ok"
+    return Health(service="chiffon", status=status, issues=issues,
+                  detail=f"{len(parts) - len(bad)} of {len(parts)} parts fine")
 
 
 async def run_doctor(settings: Settings) -> list[Health]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,7 @@ class Health(BaseModel):
     issues: list[str] = Field(default_factory=list)
     detail: str = ""
     latency_ms: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict, description="Machine-readable facts (breaker state...).")
     timestamp: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
 

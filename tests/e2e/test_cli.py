@@ -96,10 +96,30 @@ def test_repo_that_is_not_a_git_repo_is_refused(cli_env: dict[str, str], tmp_pat
 
 def test_doctor_reports_every_part(cli_env: dict[str, str]) -> None:
     proc = chiffon(cli_env, "doctor", "--json")
-    parts = {r["service"]: r["status"] for r in json.loads(proc.stdout)}
-    assert set(parts) == {"postgresql", "redis", "audit", "iac-repo", "ansible", "docker", "llm"}
+    report = json.loads(proc.stdout)
+    parts = {r["service"]: r["status"] for r in report["parts"]}
+    assert set(parts) == {"postgresql", "redis", "chromadb", "audit", "iac-repo", "ansible", "docker", "voice", "llm",
+                          "host:ai", "host:desktop", "host:east"}
     assert parts["llm"] == "ok"  # no tiers configured: retrieval-only planning is a valid setup
     assert parts["postgresql"] in ("ok", "healthy") and parts["redis"] in ("ok", "healthy")
+    assert report["service"] == "chiffon" and report["status"] in ("ok", "healthy", "degraded")
+    assert proc.returncode == 0
+
+
+def test_doctor_names_the_part_that_is_down(cli_env: dict[str, str]) -> None:
+    proc = chiffon({**cli_env, "CHIFFON_CHROMA_URL": "http://127.0.0.1:9"}, "doctor", "--json")
+    report = json.loads(proc.stdout)
+    assert report["status"] == "degraded" and proc.returncode == 0  # the suite works partly
+    chroma = next(p for p in report["parts"] if p["service"] == "chromadb")
+    assert chroma["status"] == "failed"
+    assert any(issue.startswith("chromadb failed:") for issue in report["issues"])
+
+
+def test_doctor_fails_when_the_store_is_down(cli_env: dict[str, str]) -> None:
+    proc = chiffon({**cli_env, "CHIFFON_DATABASE_URL": "postgresql://chiffon@127.0.0.1:9/chiffon"}, "doctor", "--json")
+    report = json.loads(proc.stdout)
+    assert report["status"] == "failed" and proc.returncode == 2
+    assert "127.0.0.1:9" in " ".join(report["issues"])
 
 
 def test_task_commands_refuse_bad_input_and_list(cli_env: dict[str, str]) -> None:
