@@ -4,7 +4,9 @@
   tool into a ``ToolError`` whose message reaches the model; servers are built
   with ``mask_error_details=True``, so anything else becomes a generic error.
 * :func:`serve` runs a server over stdio or streamable HTTP; HTTP binds to
-  loopback unless a bearer token is configured.
+  loopback unless a bearer token is configured, and adds ``GET /health`` (the health
+  protocol) and ``GET /metrics`` (Prometheus; tool calls and latencies by :class:`Measured`)
+  beside ``/mcp``. Both are unauthenticated, like every Prometheus target: they carry no secrets.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +25,7 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
+from shared import metrics
 from shared.config import Settings
 from shared.errors import ChiffonError, ConfigError
 
@@ -47,6 +51,24 @@ class ChiffonErrors(Middleware):
             raise ToolError(str(cause)) from cause
 
 
+class Measured(Middleware):
+    """Count and time every tool call (``chiffon_mcp_tool_*`` metrics), labelled by server and tool."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+
+    async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        tool = str(getattr(context.message, "name", "?"))
+        started, outcome = time.perf_counter(), "error"
+        try:
+            result = await call_next(context)
+            outcome = "ok"
+            return result
+        finally:
+            metrics.TOOL_CALLS.labels(self.server, tool, outcome).inc()
+            metrics.TOOL_SECONDS.labels(self.server, tool).observe(time.perf_counter() - started)
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -57,8 +79,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None) -> None:
-    """Run ``server`` until cancelled.
+async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None,
+                refresh: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run ``server`` until cancelled. Over HTTP, ``refresh()`` runs before each ``/metrics`` scrape (to read
+    gauges that live elsewhere, e.g. queue depth in Redis).
 
     Raises:
         ConfigError: HTTP on a non-loopback address without ``http.bearer_token``.
@@ -78,8 +102,30 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
             f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
             "or bind to 127.0.0.1"
         )
+    add_http_routes(server, refresh)
     log.info("serving %s over streamable HTTP on http://%s:%s/mcp", server.name, host, port)
     await server.run_async("http", show_banner=False, host=host, port=port)
+
+
+def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
+    """``GET /health`` and ``GET /metrics`` beside ``/mcp``, and tool-call metrics on ``server``."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    from shared.health import Health
+
+    server.add_middleware(Measured(server.name))
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(request: Request) -> Response:
+        return JSONResponse(Health(service=server.name, status="ok").model_dump())
+
+    @server.custom_route("/metrics", methods=["GET"])
+    async def metrics_route(request: Request) -> Response:
+        if refresh is not None:
+            await refresh()
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 def server_main(

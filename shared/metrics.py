@@ -56,6 +56,17 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
+def count_llm(tier: str, status: str, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
+    """Count one LLM attempt of ``tier`` (``status`` ok or error) with its tokens and spend."""
+    LLM_REQUESTS.labels(tier, status).inc()
+    if tokens_in:
+        LLM_TOKENS.labels(tier, "in").inc(tokens_in)
+    if tokens_out:
+        LLM_TOKENS.labels(tier, "out").inc(tokens_out)
+    if cost_usd:
+        LLM_COST.labels(tier).inc(cost_usd)
+
+
 def observe_snapshot(snapshot: HostSnapshot, rss: dict[str, int]) -> None:
     """Set the host and GPU gauges from one heartbeat; ``rss`` is resident bytes per watched process name."""
     host = snapshot.host

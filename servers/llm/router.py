@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from servers.llm.backends import Backend, make_backend
 from servers.llm.breaker import CircuitBreaker
+from shared import metrics
 from shared.hosts import HostStatus
 from servers.llm.ledger import Entry, Ledger, cost_usd
 from servers.llm.policy import TierState, decide
@@ -195,6 +196,7 @@ class Router:
             cost = cost_usd(price, tokens_in, tokens_out)
             if failures:
                 notes.append("fell back after " + "; ".join(failures))
+            metrics.count_llm(candidate.tier, "ok", tokens_in, tokens_out, cost)
             if self.ledger is not None:
                 self.ledger.record(Entry(request_id, hints.caller, candidate.tier, candidate.backend, candidate.model,
                                          candidate.tier == "external", "ok", tokens_in, tokens_out, latency_ms,
@@ -208,6 +210,7 @@ class Router:
         raise NoBackendAvailable(failures)
 
     def _record_error(self, request_id: str, hints: Hints, candidate: Candidate, exc: Exception) -> None:
+        metrics.count_llm(candidate.tier, "error", 0, 0, 0.0)
         if self.ledger is not None:
             self.ledger.record(Entry(request_id, hints.caller, candidate.tier, candidate.backend, candidate.model,
                                      candidate.tier == "external", "error", 0, 0, None, None, None, 0.0, str(exc)[:500]))
