@@ -15,7 +15,6 @@ GPU readers share one interface, ``read() -> list[GpuReading]``:
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -298,7 +297,7 @@ def machine(disk_path: Path) -> dict[str, float | int]:
     memory = psutil.virtual_memory()
     disk = psutil.disk_usage(str(disk_path if disk_path.exists() else Path.home()))
     return {"cpu_cores": psutil.cpu_count() or 1, "cpu_percent": psutil.cpu_percent(interval=None),
-            "load_1m": round(os.getloadavg()[0], 2), "ram_total_mb": memory.total // MB,
+            "load_1m": round(psutil.getloadavg()[0], 2), "ram_total_mb": memory.total // MB,
             "ram_available_mb": memory.available // MB, "disk_total_gb": round(disk.total / 1024**3, 1),
             "disk_free_gb": round(disk.free / 1024**3, 1), "disk_used_percent": disk.percent}
 
