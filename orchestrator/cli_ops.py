@@ -1,4 +1,5 @@
-"""Operating chiffon: ``chiffon install`` (IDE clients), ``chiffon deploy systemd``, ``chiffon backup|restore``."""
+"""Operating chiffon: ``chiffon up|down|doctor``, ``chiffon install`` (IDE clients), ``chiffon deploy systemd``,
+``chiffon backup|restore``, and the metrics a served orchestrator refreshes per scrape."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from orchestrator.cli import ConfigOpt, JsonOpt, _run, _settings, app, err, out
+from rich.table import Table
+
+from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _run, _settings, app, err, out
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
+from shared.runtime import Runtime
 
 
 @app.command("install")
@@ -124,3 +128,81 @@ def restore_cmd(
 
     _run(go())
     out.print(f"restored {folder} into {settings.home}")
+
+
+async def refresh_metrics(rt: Runtime) -> None:
+    """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
+    from servers.tasks.queue import PRIORITIES, stream_for
+    from servers.tasks.roles import load_roles
+    from shared import metrics
+    from shared.bus import AGENT_TASKS
+
+    agents = [stream_for(role, p) for role in [*load_roles(), "pipeline"] for p in PRIORITIES]
+    await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
+                                 sorted(rt.settings.hosts), rt.settings.llm.assume_hosts_available)
+
+
+GroupOpt = Annotated[Optional[str], typer.Option("--group", help="store, servers or workers (default: all).")]
+
+
+@app.command("up")
+def up_cmd(group: GroupOpt = None, timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait.")] = 300,
+           as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Start this host's part of the suite in dependency order (store and bus, servers, workers) and report the
+    time to healthy. Exit 2 if a part fails or is not ready within --timeout."""
+    setup_logging()
+    from orchestrator.up import up
+
+    settings = _settings(config)
+    results = _run(up(settings, group, config, timeout))
+    failed = [r for r in results if r.state == "failed"]
+    total = max((r.ready_after_s or 0.0 for r in results), default=0.0)
+    if as_json:
+        out.print_json(json.dumps({"host": settings.host, "healthy": not failed,
+                                   "time_to_healthy_s": None if failed else total,
+                                   "components": [r.model_dump() for r in results]}))
+    else:
+        table = Table("group", "part", "state", "ready after (s)", "pid", "detail")
+        for r in results:
+            colour = "red" if r.state == "failed" else "green"
+            table.add_row(r.group, r.name, f"[{colour}]{r.state}[/]", f"{r.ready_after_s:.1f}" if r.ready_after_s
+                          is not None else "", str(r.pid or ""), r.detail[-200:])
+        out.print(table)
+        out.print(f"[red]not healthy:[/] {', '.join(r.name for r in failed)}" if failed
+                  else f"[green]healthy[/] in {total:.1f} s (host {settings.host})")
+    raise typer.Exit(EXIT_ERROR if failed else 0)
+
+
+@app.command("down")
+def down_cmd(group: GroupOpt = None, config: ConfigOpt = None) -> None:
+    """Stop what `chiffon up` started here, workers first, and the embedded PostgreSQL and Redis."""
+    setup_logging()
+    from orchestrator.up import down
+
+    stopped = _run(down(_settings(config), group))
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Check every part: store, bus, Chroma, audit and IaC repos, Ansible, Docker, speech, LLM backends, hosts.
+
+    Exit 0 when the suite is ok, healthy or degraded (it works, partly), 2 when it failed.
+    """
+    setup_logging()
+    from orchestrator.doctor import run_doctor, summarize
+
+    results = _run(run_doctor(_settings(config)))
+    overall = summarize(results)
+    if as_json:
+        out.print_json(json.dumps({**overall.model_dump(), "parts": [r.model_dump() for r in results]}))
+    else:
+        table = Table("part", "status", "detail", "ms")
+        colours = {"ok": "green", "healthy": "green", "degraded": "yellow", "failed": "red"}
+        for r in results:
+            table.add_row(r.service, f"[{colours[r.status]}]{r.status}[/]", r.detail, str(r.latency_ms or ""))
+        out.print(table)
+        out.print(f"chiffon: [{colours[overall.status]}]{overall.status}[/] ({overall.detail})")
+        for issue in overall.issues:
+            out.print(f"  - {issue}", highlight=False)
+    raise typer.Exit(EXIT_ERROR if overall.status == "failed" else 0)

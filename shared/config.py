@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
-import typing
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -32,6 +29,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from shared.config_errors import describe
 from shared.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -355,7 +353,7 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
             kwargs["host"] = host
         settings = Settings(**kwargs)
     except ValidationError as exc:
-        problems = "; ".join(_describe(e, files) for e in exc.errors())
+        problems = "; ".join(describe(Settings, e, files) for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
     finally:
         _yaml_files.reset(token)
@@ -363,56 +361,3 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
         raise ConfigError(f"{files[1]}: overrides host {settings.host!r}, which `hosts:` in {files[0]} does not "
                           f"define (known: {', '.join(sorted(settings.hosts))})")
     return settings
-
-
-def _describe(error: Any, files: list[Path]) -> str:
-    """One validation error as ``<source>: <dotted.key>: <problem>``."""
-    loc = [str(part) for part in error["loc"]]
-    key = ".".join(loc)
-    source = _source_of(loc, files)
-    if error["type"] == "extra_forbidden":
-        known = _known_keys(loc[:-1])
-        hint = f"; known keys here: {', '.join(known)}" if known else ""
-        return f"{source}: {key}: unknown key{hint}"
-    given = error.get("input")
-    shown = f" (got {given!r})" if not isinstance(given, dict) else ""
-    return f"{source}: {key}: {error['msg']}{shown}"
-
-
-def _source_of(loc: list[str], files: list[Path]) -> str:
-    """Where the value at ``loc`` came from: the last YAML file holding it, else the environment."""
-    for path in reversed(files):
-        try:
-            node: Any = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for part in loc:
-            if not isinstance(node, dict) or part not in node:
-                break
-            node = node[part]
-        else:
-            return str(path)
-    variable = "CHIFFON_" + "__".join(part.upper() for part in loc)
-    for name in os.environ:
-        if variable.startswith(name.upper()) and name.upper().startswith("CHIFFON_"):
-            return f"environment {name}"
-    return "arguments" if loc else "configuration"
-
-
-def _known_keys(loc: list[str]) -> list[str]:
-    """The field names of the section at ``loc`` (empty when it is not a fixed section, e.g. a free mapping)."""
-    model: Any = Settings
-    for part in loc:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            field = model.model_fields.get(part)
-            model = field.annotation if field else None
-        elif typing.get_origin(model) is dict:  # dict[str, Model]: the loc goes through the key
-            model = typing.get_args(model)[-1]
-        else:
-            return []
-        sections = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if typing.get_origin(model) is not dict and sections:  # Model | None
-            model = sections[0]
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted(model.model_fields)
-    return []
