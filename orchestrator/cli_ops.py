@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from pathlib import Path
@@ -130,14 +131,21 @@ def restore_cmd(
     out.print(f"restored {folder} into {settings.home}")
 
 
+@functools.cache
+def _agent_streams() -> tuple[str, ...]:
+    """Every agent work stream (role x priority); the role files are read once per process, like the team's."""
+    from servers.tasks.queue import PRIORITIES, stream_for
+    from servers.tasks.roles import PIPELINE, load_roles
+
+    return tuple(stream_for(role, p) for role in [*load_roles(), PIPELINE] for p in PRIORITIES)
+
+
 async def refresh_metrics(rt: Runtime) -> None:
     """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
-    from servers.tasks.queue import PRIORITIES, stream_for
-    from servers.tasks.roles import load_roles
     from shared import metrics
     from shared.bus import AGENT_TASKS
 
-    agents = [stream_for(role, p) for role in [*load_roles(), "pipeline"] for p in PRIORITIES]
+    agents = _agent_streams()
     await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
                                  sorted(rt.settings.hosts), rt.settings.llm.assume_hosts_available)
 
