@@ -1,16 +1,22 @@
 """The durable agent task queue: rows in PostgreSQL, delivery through Redis Streams.
 
-A submitted task is a row in ``agent_tasks`` (status ``queued``) and an entry
-``{task_id}`` on the stream ``agent_tasks:<role>:<priority>``; workers read the
-streams of the roles they serve through the consumer group ``agents``, high
-priority first. Delivery is at-least-once; completion is exactly-once:
+A submitted task is a row in ``agent_tasks`` (status ``queued``), committed
+first, then an entry ``{task: id, data: the task}`` on the stream
+``agent_tasks:<role>:<priority>``; workers read the streams of the roles they
+serve through the consumer group ``agents``, high priority first. Delivery is
+at-least-once; completion is exactly-once:
 
-* a worker claims a task by moving its row to ``running`` (a redelivered task
-  still ``running`` is a crashed attempt and runs again as attempt n+1);
-* it finishes with one guarded UPDATE (``WHERE status = 'running'``), so a task
+* a read acks unrun the entry of a task whose once-marker exists (finished or
+  cancelled) and counts every other delivery in the hash ``chiffon:task-attempts``;
+* a first delivery runs from the task in its entry; its ``running`` row is
+  written behind (at its finish, or once it has run a moment); a redelivery
+  (a crashed worker's task) is claimed first with a guarded UPDATE that skips a
+  task already finished, and runs again as attempt n+1;
+* it finishes with one guarded UPDATE (``queued`` or ``running`` only), so a task
   cancelled meanwhile, or finished by another worker, is never finished twice;
-* the result goes on ``agent_results`` and the stream entry is acked in one Lua
-  script that publishes only if the task's once-only marker is new;
+* then, in one Lua call, the result goes on ``agent_results`` if the task's
+  once-marker is new, and the entry is acked: an entry is acked only after its
+  result is stored;
 * while a task runs, its worker re-claims the entry every third of
   ``tasks.reclaim_idle_s`` (XCLAIM to itself resets the idle time); entries of a
   dead worker go idle and a live worker takes them over with XAUTOCLAIM.
@@ -45,16 +51,33 @@ Status = Literal["queued", "running", "succeeded", "failed", "escalated", "cance
 TERMINAL = frozenset({"succeeded", "failed", "escalated", "cancelled"})
 NOOP = "noop"  # the queue's own probe: no LLM, sleeps inputs.sleep_s (at most MAX_NOOP_S)
 MAX_NOOP_S = 60.0
+DONE_PREFIX = "chiffon:task-done:"  # + task id: the once-only marker of a finished or cancelled task
+ATTEMPTS_KEY = "chiffon:task-attempts"  # hash: task id -> deliveries that started it, until it finishes
 _COLUMNS = ("id, kind, role, goal, inputs, priority, session_id, idempotency_key, status, result, error, attempts, "
             "completions, worker, tokens_used, created_at, started_at, finished_at")
 
-# KEYS: once-marker, results stream, task stream. ARGV: result json, entry id ('' = none), ttl s, maxlen, group.
-_FINISH_SCRIPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'data', ARGV[1])
+# Queue a batch of stored tasks in one call. KEYS: the task stream of each task. ARGV: maxlen, then per task its id
+# and its entry payload. Each entry is {task: id, data: payload}.
+_SUBMIT_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'task', ARGV[2 * i], 'data', ARGV[2 * i + 1])
 end
-if ARGV[2] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[5], ARGV[2])
+return #KEYS
+"""
+
+# Finish a batch of tasks in one call. KEYS: the results stream, the attempts hash, then per task its once-marker
+# and its task stream. ARGV: ttl s, maxlen, group, then per task its id, its result json and its entry id ('' = no
+# entry to ack). The result is published only when the once-marker is new: once per task, ever.
+_FINISH_SCRIPT = """
+for i = 1, (#KEYS - 2) / 2 do
+  local task, result, entry = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  if redis.call('SET', KEYS[2 * i + 1], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'data', result)
+  end
+  if entry ~= '' then
+    redis.call('XACK', KEYS[2 * i + 2], ARGV[3], entry)
+  end
+  redis.call('HDEL', KEYS[2], task)
 end
 return 1
 """
@@ -127,6 +150,37 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord(**dict(row))
 
 
+def _queued(spec: TaskSpec, created_at: datetime) -> TaskRecord:
+    """The record of a task just inserted from ``spec``."""
+    return TaskRecord(
+        id=spec.id, kind=spec.kind, role=spec.role, goal=spec.goal, inputs=json.loads(spec.inputs),
+        priority=spec.priority, session_id=spec.session_id, idempotency_key=spec.idempotency_key, status="queued",
+        result=None, error=None, attempts=0, completions=0, worker=None, tokens_used=0, created_at=created_at,
+        started_at=None, finished_at=None)
+
+
+def entry_payload(task: TaskRecord) -> str:
+    """The ``data`` field of a task's stream entry: what a worker needs to run it without reading its row.
+
+    JSON ``{task_id, kind, role, goal, inputs, priority, session_id, idempotency_key, created_at}``.
+    """
+    return json.dumps({"task_id": task.id, "kind": task.kind, "role": task.role, "goal": task.goal,
+                       "inputs": task.inputs, "priority": task.priority, "session_id": task.session_id,
+                       "idempotency_key": task.idempotency_key, "created_at": task.created_at.isoformat()})
+
+
+def running_from_entry(data: dict[str, Any], attempts: int, worker: str, started_at: datetime) -> TaskRecord | None:
+    """The record of a task a worker starts from its entry's payload (:func:`entry_payload`); None for an entry
+    that carries only ``task_id`` (written before payloads were), whose row must be read instead."""
+    if "goal" not in data:
+        return None
+    return TaskRecord(
+        id=data["task_id"], kind=data["kind"], role=data["role"], goal=data["goal"], inputs=data["inputs"],
+        priority=data["priority"], session_id=data["session_id"], idempotency_key=data["idempotency_key"],
+        status="running", result=None, error=None, attempts=attempts, completions=0, worker=worker, tokens_used=0,
+        created_at=data["created_at"], started_at=started_at, finished_at=None)
+
+
 class TaskQueue:
     """Submit, inspect and cancel agent tasks. Cheap to build; holds no connection of its own."""
 
@@ -177,24 +231,26 @@ class TaskQueue:
         return (await self.submit_many([spec]))[0]
 
     async def submit_many(self, specs: list[TaskSpec]) -> list[TaskRecord]:
-        """Store validated tasks (:meth:`spec`) in one statement and put them on their streams in one pipeline.
+        """Store validated tasks (:meth:`spec`) in one statement, then put them on their streams in one script call.
 
-        Returns the tasks in order; a task whose idempotency key was used before is that earlier task.
+        Returns the tasks in order; a task whose idempotency key was used before is that earlier task (it is not
+        queued again). The rows are committed before any entry exists, so a worker never sees a task without its row.
         """
         columns = list(zip(*specs)) if specs else [[]] * 8
         rows = await self.rt.store.pool.fetch(
-            f"INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
-            f"SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
-            f"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-            f"$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "
-            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}", *[list(c) for c in columns])
-        stored = {r["id"]: _record(r) for r in rows}
-        async with self.rt.bus.redis.pipeline(transaction=False) as pipe:
-            for spec in specs:
-                if spec.id in stored:
-                    pipe.xadd(stream_for(spec.role, spec.priority), {"data": json.dumps({"task_id": spec.id})},
-                              maxlen=STREAM_MAXLEN, approximate=True)
-            await pipe.execute()
+            "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
+            "SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+            "$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, created_at", *[list(c) for c in columns])
+        created = {r["id"]: r["created_at"] for r in rows}
+        stored = {spec.id: _queued(spec, created[spec.id]) for spec in specs if spec.id in created}
+        if stored:
+            keys, args = [], [STREAM_MAXLEN]
+            for task in stored.values():
+                keys.append(stream_for(task.role, task.priority))
+                args += [task.id, entry_payload(task)]
+            await self.rt.bus.script(_SUBMIT_SCRIPT)(keys=keys, args=args)
         out = []
         for spec in specs:
             if spec.id not in stored:  # the key was used: that task is the answer
@@ -262,18 +318,32 @@ class TaskQueue:
             await asyncio.sleep(poll_s)
 
 
-def _publish_on(client: Any, rt: Runtime, task: TaskRecord, entry: Message | None) -> Any:
-    script = rt.bus.script(_FINISH_SCRIPT)
-    payload = {"task_id": task.id, "status": task.status, "role": task.role, "error": task.error}
-    return script(keys=[f"chiffon:task-done:{task.id}", AGENT_RESULTS,
-                        entry.stream if entry else stream_for(task.role, task.priority)],
-                  args=[json.dumps(payload), entry.id if entry else "", rt.settings.tasks.result_ttl_s, STREAM_MAXLEN,
-                        GROUP], client=client)
+class Finished(NamedTuple):
+    """What :func:`publish_results` needs of a finished task (a :class:`TaskRecord` has these fields too)."""
+
+    id: str
+    status: str
+    role: str
+    priority: str
+    error: str | None
+
+
+async def publish_results(rt: Runtime, finished: list[tuple[Finished | TaskRecord, Message | None]]) -> None:
+    """Put each finished task on ``agent_results`` (once per task, ever), ack its stream entry (None: no entry to
+    ack; the worker that reads it acks it unrun) and forget its delivery count, all in one atomic script call."""
+    if not finished:
+        return
+    keys, args = [AGENT_RESULTS, ATTEMPTS_KEY], [rt.settings.tasks.result_ttl_s, STREAM_MAXLEN, GROUP]
+    for task, entry in finished:
+        keys += [DONE_PREFIX + task.id, entry.stream if entry else stream_for(task.role, task.priority)]
+        args += [task.id, json.dumps({"task_id": task.id, "status": task.status, "role": task.role,
+                                      "error": task.error}), entry.id if entry else ""]
+    await rt.bus.script(_FINISH_SCRIPT)(keys=keys, args=args)
 
 
 async def publish_result(rt: Runtime, task: TaskRecord, entry: Message | None) -> None:
-    """Put the finished task on ``agent_results`` (once per task, ever) and ack its stream entry, atomically."""
-    await _publish_on(rt.bus.redis, rt, task, entry)
+    """:func:`publish_results` for one task."""
+    await publish_results(rt, [(task, entry)])
 
 
 class TaskCancelled(Exception):

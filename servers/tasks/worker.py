@@ -1,31 +1,111 @@
-"""Workers of the agent task queue: read, claim, run, finish, publish and ack (see :mod:`servers.tasks.queue`).
+"""Workers of the agent task queue: read, start, run, finish, publish and ack (see :mod:`servers.tasks.queue`).
 
 A :class:`TaskWorker` serves the streams of its roles in the consumer group
-``agents``. Reads are batched (as many entries as it has free slots), each batch
-is claimed in one UPDATE, and finished tasks are group-committed by
-:class:`_Finisher`: one guarded UPDATE and one Redis pipeline of
-publish-and-ack scripts for whatever finished while the previous flush ran.
+``agents``. Per batch of entries the hot path is three round trips:
+
+1. one Lua call reads up to one entry per free slot, highest priority first,
+   acks unrun the entries of tasks already finished or cancelled (their
+   once-marker exists) and counts a delivery for each of the others;
+2. a first delivery starts at once from the task carried in its entry; a
+   redelivery (a crashed worker's task, or an entry without a payload) is
+   claimed first with a guarded UPDATE, which skips a task already finished;
+3. :class:`_Recorder` group-commits to PostgreSQL: one guarded UPDATE per
+   flush holds the finished tasks and the "running" rows of tasks still
+   running after ``claim_write_delay_s`` (a short task's start and finish are
+   one row write), then one publish-and-ack call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from servers.tasks.queue import (
-    _COLUMNS, GROUP, NOOP, PRIORITIES, Handler, Outcome, TaskCancelled, TaskContext, TaskQueue, TaskRecord, _publish_on,
-    _record, publish_result, run_noop, stream_for,
+    _COLUMNS, ATTEMPTS_KEY, DONE_PREFIX, GROUP, NOOP, PRIORITIES, Finished, Handler, Outcome, TaskCancelled,
+    TaskContext, TaskQueue, TaskRecord, _record, publish_result, publish_results, run_noop, running_from_entry,
+    stream_for,
 )
 from shared.bus import Message
 from shared.errors import ChiffonError
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+BACKLOG_FACTOR = 4  # finished tasks waiting for their row write, per slot, before the worker stops reading
+CLAIM_WRITE_DELAY_S = 0.05
+_RETURNING = ", ".join(f"t.{column.strip()}" for column in _COLUMNS.split(","))  # a task still running this long after its start gets its "running" row written
+
+# admit(stream, id, fields): ack unrun an entry whose task is finished or cancelled (or that has no task), else
+# count one more delivery of its task and return that count and the entry's data. ARGV[1] group, ARGV[2] attempts hash, ARGV[3]
+# once-marker prefix. Entries written before payloads carry only data = {"task_id": ...}.
+_ADMIT_LUA = """
+local function admit(stream, id, fields)
+  local task, data = nil, nil
+  if fields then
+    for i = 1, #fields, 2 do
+      if fields[i] == 'task' then task = fields[i + 1] elseif fields[i] == 'data' then data = fields[i + 1] end
+    end
+  end
+  if not task and data then
+    local ok, decoded = pcall(cjson.decode, data)
+    if ok and type(decoded) == 'table' then task = decoded['task_id'] end
+  end
+  if type(task) ~= 'string' or task == '' or redis.call('EXISTS', ARGV[3] .. task) == 1 then
+    redis.call('XACK', stream, ARGV[1], id)
+    return nil
+  end
+  return redis.call('HINCRBY', ARGV[2], task, 1), data
+end
+"""
+
+# XREADGROUP each stream in KEYS order (highest priority first) until one has new entries and admit them.
+# ARGV: group, attempts hash, marker prefix, consumer, count. Returns flat {stream, id, data, deliveries, ...}.
+_READ_SCRIPT = _ADMIT_LUA + """
+local out = {}
+for _, key in ipairs(KEYS) do
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[4], 'COUNT', ARGV[5], 'STREAMS', key, '>')
+  if reply then
+    for _, entry in ipairs(reply[1][2]) do
+      local n, data = admit(key, entry[1], entry[2])
+      if n then
+        table.insert(out, key); table.insert(out, entry[1]); table.insert(out, data); table.insert(out, n)
+      end
+    end
+    if #out > 0 then
+      return out
+    end
+  end
+end
+return out
+"""
+
+# Admit entries already delivered to this consumer (a blocking read, XAUTOCLAIM). KEYS: the stream of each entry.
+# ARGV: group, attempts hash, marker prefix, then per entry its id, task id and data. Same reply as _READ_SCRIPT.
+_ADMIT_SCRIPT = _ADMIT_LUA + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local id, task, data = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  local n = admit(key, id, {'task', task, 'data', data})
+  if n then
+    table.insert(out, key); table.insert(out, id); table.insert(out, data); table.insert(out, n)
+  end
+end
+return out
+"""
+
+
+class Delivery(NamedTuple):
+    """One admitted entry: the message and how many deliveries of its task started (1: the first)."""
+
+    msg: Message
+    attempts: int
 
 
 class TaskWorker:
@@ -44,22 +124,21 @@ class TaskWorker:
         self.reclaim_idle_ms = int((reclaim_idle_s or rt.settings.tasks.reclaim_idle_s) * 1000)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._running: set[asyncio.Task[None]] = set()
-        self.streams = {p: [stream_for(r, p) for r in self.roles] for p in PRIORITIES}
+        self.streams = [stream_for(r, p) for p in PRIORITIES for r in self.roles]  # highest priority first
         self.handled = 0
-        self._finisher = _Finisher(rt)
+        self._recorder = _Recorder(rt)
         self._held: dict[str, set[str]] = {}  # stream -> entry ids of the tasks running here
 
     async def run_forever(self) -> None:
         """Take over stale tasks, then read and run new ones until cancelled."""
-        bus = self.rt.bus
-        for streams in self.streams.values():
-            for stream in streams:
-                await bus.ensure_group(stream, GROUP)
+        for stream in self.streams:
+            await self.rt.bus.ensure_group(stream, GROUP)
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
         keepalive = asyncio.create_task(self._keepalive())
         try:
             while True:
+                await self._recorder.room(self.concurrency * BACKLOG_FACTOR)
                 await self._slots.acquire()
                 self._slots.release()
                 if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
@@ -68,45 +147,78 @@ class TaskWorker:
                 await self._dispatch(await self._read())
         finally:
             keepalive.cancel()
+            await self._recorder.close()
 
-    async def _reclaim(self) -> list[Message]:
-        found: list[Message] = []
-        for streams in self.streams.values():
-            for stream in streams:
-                found += await self.rt.bus.claim_stale(stream, GROUP, self.name, min_idle_ms=self.reclaim_idle_ms,
+    def _admit_args(self) -> list[Any]:
+        return [GROUP, ATTEMPTS_KEY, DONE_PREFIX]
+
+    async def _admit(self, msgs: list[tuple[str, str, str]]) -> list[Delivery]:
+        """Admit entries already delivered here (``(stream, id, data json)``): see :data:`_ADMIT_SCRIPT`."""
+        if not msgs:
+            return []
+        args = self._admit_args()
+        for _, msg_id, data in msgs:
+            args += [msg_id, json.loads(data).get("task_id", ""), data]
+        reply = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[stream for stream, _, _ in msgs], args=args)
+        return _deliveries(reply)
+
+    async def _reclaim(self) -> list[Delivery]:
+        found: list[tuple[str, str, str]] = []
+        for stream in self.streams:
+            reply = await self.rt.bus.redis.xautoclaim(stream, GROUP, self.name, min_idle_time=self.reclaim_idle_ms,
                                                        count=self.concurrency)
+            found += [(stream, msg_id, fields.get("data", "{}")) for msg_id, fields in reply[1] if fields]
+            gone = [msg_id for msg_id, fields in reply[1] if not fields]  # trimmed away while pending
+            if gone:
+                await self.rt.bus.redis.xack(stream, GROUP, *gone)
         if found:
             log.info("worker %s took over %d stale task(s)", self.name, len(found))
-        return found
+        return await self._admit(found)
 
-    async def _read(self) -> list[Message]:
-        """Highest priority first without waiting; then block on every stream for a second."""
+    async def _read(self) -> list[Delivery]:
+        """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`); when
+        every stream is empty, block on all of them for a second."""
         free = max(1, self._slots._value)  # noqa: SLF001  (asyncio.Semaphore has no public reading)
-        redis = self.rt.bus.redis
-        for priority in PRIORITIES:
-            reply = await redis.xreadgroup(GROUP, self.name, {s: ">" for s in self.streams[priority]}, count=free)
-            if reply:
-                return _decoded(reply)
-        everything = {s: ">" for p in PRIORITIES for s in self.streams[p]}
-        return _decoded(await redis.xreadgroup(GROUP, self.name, everything, count=1, block=1000))
+        reply = await self.rt.bus.script(_READ_SCRIPT)(keys=self.streams,
+                                                       args=[*self._admit_args(), self.name, free])
+        if reply:
+            return _deliveries(reply)
+        blocked = await self.rt.bus.redis.xreadgroup(GROUP, self.name, {s: ">" for s in self.streams}, count=free,
+                                                     block=1000)
+        return await self._admit([(stream, msg_id, fields.get("data", "{}"))
+                                  for stream, entries in blocked or [] for msg_id, fields in entries if fields])
 
-    async def _dispatch(self, msgs: list[Message]) -> None:
-        """Claim a batch of entries in one UPDATE (row to ``running``, attempts + 1), then run each claimed task.
-
-        An entry whose task is already finished or cancelled (a redelivery) is published once and acked.
-        """
-        if not msgs:
+    async def _dispatch(self, deliveries: list[Delivery]) -> None:
+        """Start each admitted task. A first delivery starts from its entry's payload; a redelivery is claimed in
+        one guarded UPDATE (row to ``running``, its delivery count) and, when its task is already finished or
+        cancelled, only published once and acked."""
+        if not deliveries:
             return
-        rows = await self.rt.store.pool.fetch(
-            f"UPDATE agent_tasks SET status = 'running', attempts = attempts + 1, worker = $2, "
-            f"started_at = coalesce(started_at, now()) WHERE id = ANY($1::text[]) AND status IN ('queued', 'running') "
-            f"RETURNING {_COLUMNS}", [m.data.get("task_id") for m in msgs], self.name)
-        claimed = {r["id"]: _record(r) for r in rows}
-        for msg in msgs:
-            task = claimed.pop(msg.data.get("task_id"), None)  # pop: a task listed twice runs once
+        now = datetime.now(timezone.utc)
+        ready: list[tuple[Message, TaskRecord]] = []
+        again: list[Delivery] = []
+        for delivery in deliveries:
+            task = running_from_entry(delivery.msg.data, delivery.attempts, self.name, now) \
+                if delivery.attempts == 1 else None
             if task is None:
-                await self._redelivered(msg)
-                continue
+                again.append(delivery)
+            else:
+                ready.append((delivery.msg, task))
+                self._recorder.started(task)
+        if again:
+            rows = await self.rt.store.pool.fetch(
+                f"UPDATE agent_tasks AS t SET status = 'running', attempts = u.delivery, worker = $3, "
+                f"started_at = coalesce(started_at, now()) FROM unnest($1::text[], $2::int[]) AS u(task, delivery) "
+                f"WHERE t.id = u.task AND t.status IN ('queued', 'running') RETURNING {_RETURNING}",
+                [d.msg.data.get("task_id") for d in again], [d.attempts for d in again], self.name)
+            claimed = {r["id"]: _record(r) for r in rows}
+            for delivery in again:
+                task = claimed.pop(delivery.msg.data.get("task_id"), None)  # pop: a task listed twice runs once
+                if task is None:
+                    await self._redelivered(delivery.msg)
+                else:
+                    ready.append((delivery.msg, task))
+        for msg, task in ready:
             await self._slots.acquire()
             running = asyncio.create_task(self._guarded(msg, task))
             self._running.add(running)
@@ -121,24 +233,22 @@ class TaskWorker:
             await self.rt.bus.ack(msg.stream, GROUP, msg.id)
 
     async def _guarded(self, msg: Message, task: TaskRecord) -> None:
+        """Run one started task in its slot, then finish it (once) and publish-and-ack its entry. The slot is free
+        again as soon as the handler returns; the entry stays in hand (kept alive) until it is acked."""
+        held = self._held.setdefault(msg.stream, set())
+        held.add(msg.id)
         try:
-            await self.handle(msg, task)
+            ctx = TaskContext(task, self.rt)
+            try:
+                outcome = await self._run(ctx)
+            finally:
+                self._slots.release()
+            await self._recorder.finish(msg, task, outcome, ctx.tokens)
+            self.handled += 1
         except Exception:
             log.exception("task %s failed in worker %s; it stays pending for reclaim", task.id, self.name)
         finally:
-            self._slots.release()
-
-    async def handle(self, msg: Message, task: TaskRecord) -> None:
-        """Run one claimed task, finish it (once) and publish-and-ack its entry (see the module docstring)."""
-        held = self._held.setdefault(msg.stream, set())
-        held.add(msg.id)
-        ctx = TaskContext(task, self.rt)
-        try:
-            outcome = await self._run(ctx)
-        finally:
             held.discard(msg.id)
-        await self._finisher.finish(msg, task, outcome, ctx.tokens)
-        self.handled += 1
 
     async def _run(self, ctx: TaskContext) -> Outcome | None:
         handler = self.handlers.get(ctx.task.kind)
@@ -169,74 +279,124 @@ class TaskWorker:
                     log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
     async def close(self) -> None:
-        """Wait for the tasks in hand to finish."""
+        """Wait for the tasks in hand to finish and their rows to be written."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        await self._recorder.close()
 
 
-class _Finisher:
-    """Group commit of finished tasks: whatever finished while the previous flush ran goes in the next one.
+class _Ending(NamedTuple):
+    msg: Message
+    task: TaskRecord
+    outcome: Outcome | None  # None: cancelled while running; only published and acked
+    tokens: int
+    done: asyncio.Future[None]
 
-    One flush is one guarded UPDATE over every task in it (``WHERE status = 'running'``: a task cancelled
-    meanwhile keeps its cancel) and one Redis pipeline of publish-and-ack scripts. Alone, a task is flushed
-    at once; under load, batches form by themselves.
+
+class _Recorder:
+    """Group commit of task rows: whatever started or finished while the previous flush ran goes in the next one.
+
+    One flush is one guarded UPDATE and one call of the publish-and-ack script. A finished task is written from
+    ``queued`` or ``running`` (a task cancelled meanwhile keeps its cancel; one finished elsewhere is not finished
+    twice); a started one is written ``running`` only while still ``queued``, and only once it has run
+    :data:`CLAIM_WRITE_DELAY_S` unfinished, so a short task's start and finish are one row write. A lone finish is
+    flushed at once; under load, batches form by themselves.
     """
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._pending: list[tuple[Message, TaskRecord, Outcome | None, int, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._started: dict[str, TaskRecord] = {}
+        self._ending: list[_Ending] = []
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def room(self, limit: int) -> None:
+        """Wait while more than ``limit`` finished tasks wait for their row write (backpressure on reading)."""
+        while len(self._ending) > limit:
+            self._flushed.clear()
+            await self._flushed.wait()
+
+    def started(self, task: TaskRecord) -> None:
+        """Note that ``task`` started here; its ``running`` row is written by a later flush."""
+        self._started[task.id] = task
+        self._kick()
 
     async def finish(self, msg: Message, task: TaskRecord, outcome: Outcome | None, tokens: int) -> None:
-        """Finish ``task`` (``outcome`` None: it was cancelled, only publish and ack); returns once stored."""
+        """Finish ``task``; returns once its row is stored and its result published and its entry acked."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((msg, task, outcome, tokens, done))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush_all())
+        self._ending.append(_Ending(msg, task, outcome, tokens, done))
+        self._wake.set()
+        self._kick()
         await done
 
+    async def close(self) -> None:
+        """Write what is pending and stop."""
+        if self._flusher is not None and not self._flusher.done():
+            self._wake.set()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all())
+
     async def _flush_all(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
+        while self._ending or self._started:
+            if not self._ending:  # only starts pending: give short tasks the time to finish first
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), CLAIM_WRITE_DELAY_S)
+            self._wake.clear()
+            batch, self._ending = self._ending, []
+            ending_ids = {e.task.id for e in batch}
+            starts = [t for t in self._started.values() if t.id not in ending_ids]
+            self._started = {}
             try:
-                await self._flush(batch)
+                await self._flush(batch, starts)
             except Exception as exc:  # every waiter gets the error; its task stays pending for reclaim
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                log.warning("writing %d task row(s) failed: %s", len(batch) + len(starts), exc)
+                for ending in batch:
+                    if not ending.done.done():
+                        ending.done.set_exception(exc)
             else:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                for ending in batch:
+                    if not ending.done.done():
+                        ending.done.set_result(None)
+            self._flushed.set()
 
-    async def _flush(self, batch: list[tuple[Message, TaskRecord, Outcome | None, int, asyncio.Future[None]]]) -> None:
-        ending = [(task, outcome, tokens) for _, task, outcome, tokens, _ in batch if outcome is not None]
-        finished: dict[str, TaskRecord] = {}
-        if ending:
-            rows = await self.rt.store.pool.fetch(
-                f"UPDATE agent_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
-                f"finished_at = now(), completions = t.completions + 1, tokens_used = t.tokens_used + u.tokens "
-                f"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) "
-                f"AS u(id, status, result, error, tokens) WHERE t.id = u.id AND t.status = 'running' RETURNING t.id",
-                [t.id for t, _, _ in ending], [o.status for _, o, _ in ending],  # type: ignore[union-attr]
-                [None if o.result is None else json.dumps(o.result, default=str) for _, o, _ in ending],  # type: ignore[union-attr]
-                [o.error for _, o, _ in ending], [n for _, _, n in ending])  # type: ignore[union-attr]
-            updated = {r["id"] for r in rows}
-            finished = {t.id: t.model_copy(update={"status": o.status, "error": o.error})  # type: ignore[union-attr]
-                        for t, o, _ in ending if t.id in updated}
-        records = []
-        for _, task, _, _, _ in batch:  # not updated: cancelled (or finished elsewhere) meanwhile
-            records.append(finished.get(task.id) or await TaskQueue(self.rt).get(task.id))
-        async with self.rt.bus.redis.pipeline(transaction=False) as pipe:
-            for (msg, *_), record in zip(batch, records):
-                await _publish_on(pipe, self.rt, record, msg)  # queued: runs in execute()
-            await pipe.execute()
+    async def _flush(self, batch: list[_Ending], starts: list[TaskRecord]) -> None:
+        rows = [(e.task, e.outcome.status, e.outcome.result, e.outcome.error, e.tokens)
+                for e in batch if e.outcome is not None]
+        rows += [(t, "running", None, None, 0) for t in starts]
+        updated: set[str] = set()
+        if rows:
+            updated = {r["id"] for r in await self.rt.store.pool.fetch(
+                "UPDATE agent_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
+                "attempts = greatest(t.attempts, u.attempts), worker = u.worker, "
+                "started_at = coalesce(t.started_at, u.started_at), "
+                "finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE now() END, "
+                "completions = t.completions + (u.status <> 'running')::int, tokens_used = t.tokens_used + u.tokens "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], "
+                "$8::timestamptz[]) AS u(id, status, result, error, tokens, attempts, worker, started_at) "
+                "WHERE t.id = u.id AND (t.status = 'queued' OR (t.status = 'running' AND u.status <> 'running')) "
+                "RETURNING t.id",
+                [t.id for t, *_ in rows], [status for _, status, *_ in rows],
+                [None if result is None else json.dumps(result, default=str) for _, _, result, _, _ in rows],
+                [error for *_, error, _ in rows], [tokens for *_, tokens in rows], [t.attempts for t, *_ in rows],
+                [t.worker for t, *_ in rows], [t.started_at for t, *_ in rows])}
+        published: list[tuple[Finished | TaskRecord, Message | None]] = []
+        for ending in batch:  # not updated: cancelled (or finished elsewhere) meanwhile; publish what the row says
+            if ending.outcome is not None and ending.task.id in updated:
+                task = ending.task
+                published.append((Finished(task.id, ending.outcome.status, task.role, task.priority,
+                                           ending.outcome.error), ending.msg))
+            else:
+                published.append((await TaskQueue(self.rt).get(ending.task.id), ending.msg))
+        await publish_results(self.rt, published)
 
 
-def _decoded(reply: Any) -> list[Message]:
-    out = []
-    for stream, entries in reply or []:
-        for msg_id, fields in entries:
-            if fields:
-                out.append(Message(stream, msg_id, json.loads(fields["data"])))
-    return out
+def _deliveries(reply: list[Any] | None) -> list[Delivery]:
+    """Deliveries from the flat reply of :data:`_READ_SCRIPT` / :data:`_ADMIT_SCRIPT`:
+    ``[stream, id, data json, deliveries, ...]``."""
+    reply = reply or []
+    return [Delivery(Message(reply[i], reply[i + 1], json.loads(reply[i + 2])), int(reply[i + 3]))
+            for i in range(0, len(reply), 4)]
