@@ -65,29 +65,39 @@ local function admit(stream, id, fields)
 end
 """
 
-# XREADGROUP each stream in KEYS order (highest priority first) until one has new entries and admit them.
-# ARGV: group, attempts hash, marker prefix, consumer, count. Returns flat {stream, id, data, deliveries, ...}.
+# Read up to ARGV[5] new entries, highest priority first: XREADGROUP each stream in KEYS order until the count is
+# reached, admitting each entry. ARGV: group, attempts hash, marker prefix, consumer, count. Returns {entries, wake}:
+# entries flat {stream, id, data, deliveries, ...}; wake, when every stream is drained, the newest entry id of each
+# stream ('0-0' if empty), from which a blocking XREAD waits for the next entry without a race.
 _READ_SCRIPT = _ADMIT_LUA + """
-local out = {}
+local out, want = {}, tonumber(ARGV[5])
 for _, key in ipairs(KEYS) do
-  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[4], 'COUNT', ARGV[5], 'STREAMS', key, '>')
+  if want <= 0 then
+    break
+  end
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[4], 'COUNT', want, 'STREAMS', key, '>')
   if reply then
     for _, entry in ipairs(reply[1][2]) do
+      want = want - 1
       local n, data = admit(key, entry[1], entry[2])
       if n then
         table.insert(out, key); table.insert(out, entry[1]); table.insert(out, data); table.insert(out, n)
       end
     end
-    if #out > 0 then
-      return out
-    end
   end
 end
-return out
+local wake = {}
+if want > 0 then
+  for _, key in ipairs(KEYS) do
+    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+    table.insert(wake, newest[1] and newest[1][1] or '0-0')
+  end
+end
+return {out, wake}
 """
 
-# Admit entries already delivered to this consumer (a blocking read, XAUTOCLAIM). KEYS: the stream of each entry.
-# ARGV: group, attempts hash, marker prefix, then per entry its id, task id and data. Same reply as _READ_SCRIPT.
+# Admit entries taken over from a dead worker (XAUTOCLAIM). KEYS: the stream of each entry. ARGV: group, attempts
+# hash, marker prefix, then per entry its id, task id and data. Returns the admitted ones flat, as _READ_SCRIPT.
 _ADMIT_SCRIPT = _ADMIT_LUA + """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -128,6 +138,7 @@ class TaskWorker:
         self.handled = 0
         self._recorder = _Recorder(rt)
         self._held: dict[str, set[str]] = {}  # stream -> entry ids of the tasks running here
+        self._wake_after: list[str] = []  # newest entry id per stream after a read that drained them all
 
     async def run_forever(self) -> None:
         """Take over stale tasks, then read and run new ones until cancelled."""
@@ -153,7 +164,7 @@ class TaskWorker:
         return [GROUP, ATTEMPTS_KEY, DONE_PREFIX]
 
     async def _admit(self, msgs: list[tuple[str, str, str]]) -> list[Delivery]:
-        """Admit entries already delivered here (``(stream, id, data json)``): see :data:`_ADMIT_SCRIPT`."""
+        """Admit entries taken over here (``(stream, id, data json)``): see :data:`_ADMIT_SCRIPT`."""
         if not msgs:
             return []
         args = self._admit_args()
@@ -176,17 +187,14 @@ class TaskWorker:
         return await self._admit(found)
 
     async def _read(self) -> list[Delivery]:
-        """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`); when
-        every stream is empty, block on all of them for a second."""
+        """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`). After
+        a read that drained every stream, first wait (at most a second) for an entry newer than the newest one."""
         free = max(1, self._slots._value)  # noqa: SLF001  (asyncio.Semaphore has no public reading)
-        reply = await self.rt.bus.script(_READ_SCRIPT)(keys=self.streams,
-                                                       args=[*self._admit_args(), self.name, free])
-        if reply:
-            return _deliveries(reply)
-        blocked = await self.rt.bus.redis.xreadgroup(GROUP, self.name, {s: ">" for s in self.streams}, count=free,
-                                                     block=1000)
-        return await self._admit([(stream, msg_id, fields.get("data", "{}"))
-                                  for stream, entries in blocked or [] for msg_id, fields in entries if fields])
+        if self._wake_after:
+            await self.rt.bus.redis.xread(dict(zip(self.streams, self._wake_after)), count=1, block=1000)
+        entries, self._wake_after = await self.rt.bus.script(_READ_SCRIPT)(
+            keys=self.streams, args=[*self._admit_args(), self.name, free])
+        return _deliveries(entries)
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
         """Start each admitted task. A first delivery starts from its entry's payload; a redelivery is claimed in
@@ -395,7 +403,7 @@ class _Recorder:
 
 
 def _deliveries(reply: list[Any] | None) -> list[Delivery]:
-    """Deliveries from the flat reply of :data:`_READ_SCRIPT` / :data:`_ADMIT_SCRIPT`:
+    """Deliveries from the flat entries of :data:`_READ_SCRIPT` / :data:`_ADMIT_SCRIPT`:
     ``[stream, id, data json, deliveries, ...]``."""
     reply = reply or []
     return [Delivery(Message(reply[i], reply[i + 1], json.loads(reply[i + 2])), int(reply[i + 3]))
