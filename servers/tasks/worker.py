@@ -217,7 +217,8 @@ class TaskWorker:
             rows = await self.rt.store.pool.fetch(
                 f"UPDATE agent_tasks AS t SET status = 'running', attempts = u.delivery, worker = $3, "
                 f"started_at = coalesce(started_at, now()) FROM unnest($1::text[], $2::int[]) AS u(task, delivery) "
-                f"WHERE t.id = u.task AND t.status IN ('queued', 'running') RETURNING {_RETURNING}",
+                f"WHERE t.id = u.task AND t.id = ANY($1::text[]) AND t.status IN ('queued', 'running') "
+                f"RETURNING {_RETURNING}",
                 [d.msg.data.get("task_id") for d in again], [d.attempts for d in again], self.name)
             claimed = {r["id"]: _record(r) for r in rows}
             for delivery in again:
@@ -385,7 +386,8 @@ class _Recorder:
                 "completions = t.completions + (u.status <> 'running')::int, tokens_used = t.tokens_used + u.tokens "
                 "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], "
                 "$8::timestamptz[]) AS u(id, status, result, error, tokens, attempts, worker, started_at) "
-                "WHERE t.id = u.id AND (t.status = 'queued' OR (t.status = 'running' AND u.status <> 'running')) "
+                "WHERE t.id = u.id AND t.id = ANY($1::text[]) "  # ANY: a primary-key lookup, not a scan of every task
+                "AND (t.status = 'queued' OR (t.status = 'running' AND u.status <> 'running')) "
                 "RETURNING t.id",
                 [t.id for t, *_ in rows], [status for _, status, *_ in rows],
                 [None if result is None else json.dumps(result, default=str) for _, _, result, _, _ in rows],
