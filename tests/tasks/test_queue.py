@@ -186,3 +186,58 @@ async def test_200_tasks_with_random_worker_kills_none_lost_none_twice(rt: Runti
     assert kills >= 3 and any(r["attempts"] > 1 for r in rows)  # workers died mid-task and others took over
     counts = await results_for(rt, ids)
     assert len(counts) == 200 and set(counts.values()) == {1}
+
+
+async def test_an_entry_without_payload_runs_from_its_row(rt: Runtime) -> None:
+    """Entries queued before entries carried the task (``data = {task_id}``) are claimed from their row and run."""
+    q = queue(rt)
+    spec = q.spec("noop", "queued by an older chiffon", {"sleep_s": 0}, kind="noop")
+    await rt.store.pool.execute(
+        "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, status) "
+        "VALUES ($1, 'noop', 'noop', $2, '{}', 'normal', $1, 'queued')", spec.id, spec.goal)
+    await rt.bus.redis.xadd("agent_tasks:noop:normal", {"data": json.dumps({"task_id": spec.id})})
+    worker = TaskWorker(rt, {}, ["noop"], name="pytest-legacy", concurrency=2)
+    runner = asyncio.create_task(worker.run_forever())
+    try:
+        done = await q.wait(spec.id, 30)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await worker.close()
+    assert done.status == "succeeded" and done.attempts == 1 and done.completions == 1
+    assert done.worker == "pytest-legacy" and done.started_at is not None
+    assert (await results_for(rt, {spec.id}))[spec.id] == 1
+
+
+async def test_rows_are_written_behind_and_delivery_counts_are_cleared(rt: Runtime) -> None:
+    """A task that runs a while shows ``running`` with its worker before it ends; a short one is written once,
+    finished; a cancelled one is acked unrun; no delivery count or pending entry is left behind."""
+    q = queue(rt)
+    slow = await q.submit("noop", "runs a second", {"sleep_s": 1.0}, kind="noop")
+    quick = await q.submit("noop", "returns at once", kind="noop")
+    dropped = await q.submit("noop", "cancelled before any worker", kind="noop")
+    await q.cancel(dropped.id)
+    worker = TaskWorker(rt, {}, ["noop"], name="pytest-behind", concurrency=4)
+    runner = asyncio.create_task(worker.run_forever())
+    try:
+        seen = await q.get(slow.id)
+        for _ in range(80):
+            if seen.status != "queued":
+                break
+            await asyncio.sleep(0.05)
+            seen = await q.get(slow.id)
+        assert seen.status == "running" and seen.worker == "pytest-behind" and seen.attempts == 1
+        done = [await q.wait(t.id, 30) for t in (slow, quick)]
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await worker.close()
+    assert [t.status for t in done] == ["succeeded", "succeeded"]
+    assert all(t.attempts == 1 and t.completions == 1 and t.started_at <= t.finished_at for t in done)
+    assert (await q.get(dropped.id)).attempts == 0
+    for task in (slow, quick, dropped):
+        assert not await rt.bus.redis.hexists("chiffon:task-attempts", task.id)
+    pending = await rt.bus.redis.xpending_range("agent_tasks:noop:normal", "agents", min="-", max="+", count=1000)
+    assert not [p for p in pending if p["consumer"] == "pytest-behind"]
+    counts = await results_for(rt, {slow.id, quick.id, dropped.id})
+    assert counts == Counter({slow.id: 1, quick.id: 1, dropped.id: 1})
