@@ -241,8 +241,9 @@ class TaskQueue:
             "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
             "SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-            "$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, created_at", *[list(c) for c in columns])
+            "$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "  # no key: nothing to conflict
+            + ("ON CONFLICT (idempotency_key) DO NOTHING " if any(spec.idempotency_key for spec in specs) else "")
+            + "RETURNING id, created_at", *[list(c) for c in columns])
         created = {r["id"]: r["created_at"] for r in rows}
         stored = {spec.id: _queued(spec, created[spec.id]) for spec in specs if spec.id in created}
         if stored:
