@@ -38,6 +38,7 @@ from shared.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BACKLOG_FACTOR = 4  # finished tasks waiting for their row write, per slot, before the worker stops reading
+_ADMIT_ARGS = (GROUP, ATTEMPTS_KEY, DONE_PREFIX)  # ARGV[1..3] of the read and admit scripts
 _RETURNING = ", ".join(f"t.{column.strip()}" for column in _COLUMNS.split(","))
 
 # admit(stream, id, fields): ack unrun an entry whose task is finished or cancelled (or that has no task), else
@@ -158,14 +159,11 @@ class TaskWorker:
             keepalive.cancel()
             await self._recorder.close()
 
-    def _admit_args(self) -> list[Any]:
-        return [GROUP, ATTEMPTS_KEY, DONE_PREFIX]
-
     async def _admit(self, msgs: list[tuple[str, str, str]]) -> list[Delivery]:
         """Admit entries taken over here (``(stream, id, data json)``): see :data:`_ADMIT_SCRIPT`."""
         if not msgs:
             return []
-        args = self._admit_args()
+        args: list[Any] = [*_ADMIT_ARGS]
         for _, msg_id, data in msgs:
             args += [msg_id, json.loads(data).get("task_id", ""), data]
         reply = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[stream for stream, _, _ in msgs], args=args)
@@ -191,7 +189,7 @@ class TaskWorker:
         if self._wake_after:
             await self.rt.bus.redis.xread(dict(zip(self.streams, self._wake_after)), count=1, block=1000)
         entries, self._wake_after = await self.rt.bus.script(_READ_SCRIPT)(
-            keys=self.streams, args=[*self._admit_args(), self.name, free])
+            keys=self.streams, args=[*_ADMIT_ARGS, self.name, free])
         return _deliveries(entries)
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
