@@ -167,8 +167,12 @@ class Bus:
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 10
     ) -> list[Message]:
-        """XAUTOCLAIM messages pending longer than ``min_idle_ms`` (a crashed worker's)."""
+        """XAUTOCLAIM messages pending longer than ``min_idle_ms`` (a crashed worker's). Entries trimmed from the
+        stream while pending come back without fields: they are acked, since nobody can ever process them."""
         reply = await self.redis.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
+        gone = [msg_id for msg_id, fields in reply[1] if not fields]
+        if gone:
+            await self.redis.xack(stream, group, *gone)
         return _decode(stream, reply[1])
 
     async def ack(self, stream: str, group: str, msg_id: str) -> None:

@@ -96,15 +96,11 @@ return {out, wake}
 """
 
 # Admit entries taken over from a dead worker (XAUTOCLAIM). KEYS: the stream of each entry. ARGV: group, attempts
-# hash, marker prefix, then per entry its id, task id and data. Returns the admitted ones flat, as _READ_SCRIPT.
+# hash, marker prefix, then per entry its id and task id. Returns per entry its delivery count, or 0 (acked unrun).
 _ADMIT_SCRIPT = _ADMIT_LUA + """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local id, task, data = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
-  local n = admit(key, id, {'task', task, 'data', data})
-  if n then
-    table.insert(out, key); table.insert(out, id); table.insert(out, data); table.insert(out, n)
-  end
+  table.insert(out, admit(key, ARGV[2 * i + 2], {'task', ARGV[2 * i + 3]}) or 0)
 end
 return out
 """
@@ -159,28 +155,20 @@ class TaskWorker:
             keepalive.cancel()
             await self._recorder.close()
 
-    async def _admit(self, msgs: list[tuple[str, str, str]]) -> list[Delivery]:
-        """Admit entries taken over here (``(stream, id, data json)``): see :data:`_ADMIT_SCRIPT`."""
-        if not msgs:
-            return []
-        args: list[Any] = [*_ADMIT_ARGS]
-        for _, msg_id, data in msgs:
-            args += [msg_id, json.loads(data).get("task_id", ""), data]
-        reply = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[stream for stream, _, _ in msgs], args=args)
-        return _deliveries(reply)
-
     async def _reclaim(self) -> list[Delivery]:
-        found: list[tuple[str, str, str]] = []
+        """Take over the entries of dead workers (:meth:`Bus.claim_stale`) and admit them (:data:`_ADMIT_SCRIPT`)."""
+        found: list[Message] = []
         for stream in self.streams:
-            reply = await self.rt.bus.redis.xautoclaim(stream, GROUP, self.name, min_idle_time=self.reclaim_idle_ms,
-                                                       count=self.concurrency)
-            found += [(stream, msg_id, fields.get("data", "{}")) for msg_id, fields in reply[1] if fields]
-            gone = [msg_id for msg_id, fields in reply[1] if not fields]  # trimmed away while pending
-            if gone:
-                await self.rt.bus.redis.xack(stream, GROUP, *gone)
-        if found:
-            log.info("worker %s took over %d stale task(s)", self.name, len(found))
-        return await self._admit(found)
+            found += await self.rt.bus.claim_stale(stream, GROUP, self.name, min_idle_ms=self.reclaim_idle_ms,
+                                                   count=self.concurrency)
+        if not found:
+            return []
+        log.info("worker %s took over %d stale task(s)", self.name, len(found))
+        args: list[Any] = [*_ADMIT_ARGS]
+        for msg in found:
+            args += [msg.id, str(msg.data.get("task_id", ""))]
+        counts = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[msg.stream for msg in found], args=args)
+        return [Delivery(msg, int(n)) for msg, n in zip(found, counts) if int(n) > 0]
 
     async def _read(self) -> list[Delivery]:
         """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`). After
@@ -291,7 +279,7 @@ class TaskWorker:
 
 
 def _deliveries(reply: list[Any] | None) -> list[Delivery]:
-    """Deliveries from the flat entries of :data:`_READ_SCRIPT` / :data:`_ADMIT_SCRIPT`:
+    """Deliveries from the flat entries of :data:`_READ_SCRIPT`:
     ``[stream, id, data json, deliveries, ...]``."""
     reply = reply or []
     return [Delivery(Message(reply[i], reply[i + 1], json.loads(reply[i + 2])), int(reply[i + 3]))
