@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
@@ -48,7 +49,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, **overrides)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -57,7 +58,7 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -71,38 +72,71 @@ def _parse_vars(pairs: list[str]) -> dict[str, Any]:
     return result
 
 
+def _parse_vars_or_exit(pairs: list[str]) -> dict[str, Any]:
+    try:
+        return _parse_vars(pairs)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=True)
 
 
 def show_plan(plan: plans.Plan) -> None:
-    """Print a plan: what, where, risk, why it was chosen, and the check-mode diff."""
-    table = Table(title=f"Plan {plan.id}", show_header=False, title_justify="left")
-    table.add_row("request", plan.request or "-")
-    table.add_row("playbook", plan.playbook)
+    """Print a plan: what, where, risk, why it was chosen, warnings, and the check-mode diff.
+
+    Every string from the repo, the request or Ansible is escaped: a path or task name holding
+    ``[bold]`` or ``[/]`` prints as written and never breaks or restyles the terminal.
+    """
+    table = Table(title=f"Plan {escape(plan.id)}", show_header=False, title_justify="left")
+    table.add_row("request", escape(plan.request or "-"))
+    table.add_row("playbook", escape(plan.playbook))
+    table.add_row("tags", escape(", ".join(plan.tags)) or "- (the whole playbook)")
+    if plan.skip_tags:
+        table.add_row("skip tags", escape(", ".join(plan.skip_tags)))
+    table.add_row("inventory", escape(plan.inventory))
+    if plan.host_limit:
+        table.add_row("limit", escape(plan.host_limit))
     if plan.match:
-        table.add_row("matched", f"score {plan.match['score']}: {plan.match['reason']}")
-    table.add_row("hosts", ", ".join(plan.hosts) or "-")
-    table.add_row("extra vars", json.dumps(plan.extra_vars) if plan.extra_vars else "-")
+        table.add_row("matched", escape(f"score {plan.match['score']}: {plan.match['reason']}"))
+        if (plan.match.get("planner") or {}).get("explanation"):
+            table.add_row("why", escape(plan.match["planner"]["explanation"]))
+    table.add_row("hosts", escape(", ".join(plan.hosts)) or "-")
+    table.add_row("extra vars", escape(json.dumps(plan.extra_vars)) if plan.extra_vars else "-")
     colour = {"low": "green", "medium": "yellow", "high": "red"}[plan.risk]
-    table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + "; ".join(plan.risk_reasons))
+    table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + escape("; ".join(plan.risk_reasons)))
     changed = (plan.check_result or {}).get("changed", 0)
-    table.add_row("check mode", f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted")
+    table.add_row("check mode", escape(f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted"))
+    for warning in plan.warnings:
+        table.add_row("[yellow]warning[/]", escape(warning))
+    if plan.blocked_reason:
+        table.add_row("[red]cannot approve[/]", escape(plan.blocked_reason))
     out.print(table)
     if plan.diff:
         out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
 
 
 def _summary(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float) -> dict[str, Any]:
+    data = result.artifact_data if result else {}
     return {
-        "plan_id": plan.id, "status": status, "playbook": plan.playbook,
+        "plan_id": plan.id, "status": status, "playbook": plan.playbook, "tags": plan.tags,
+        "skip_tags": plan.skip_tags, "limit": plan.host_limit, "inventory": plan.inventory,
         "hosts": result.hosts if result else plan.hosts, "changed": result.changed if result else 0,
         "monitors": result.monitors if result else None,
+        **({"container_started": _truthy(data["container_started"])} if "container_started" in data else {}),
+        "warnings": [*plan.warnings, *(result.warnings if result else [])],
+        **({"blocked_reason": plan.blocked_reason} if plan.blocked_reason else {}),
         "audit_commit": result.audit_commit if result else plan.audit_commit,
         "duration_s": round(time.perf_counter() - started, 3),
         **({"run_id": result.run_id, "failure": result.failure} if result else {}),
     }
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
@@ -111,18 +145,22 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plan
         task = bar.add_task(f"running {plan.playbook}", total=total)
 
         async def on_event(event: dict[str, Any]) -> None:
-            bar.update(task, completed=event["seq"], description=f"{event['task'][:50]} [{event['host']}]")
+            bar.update(task, completed=event["seq"], description=escape(f"{event['task'][:50]} [{event['host']}]"))
 
         result = await dispatch_run(svc.rt, plan.id, on_event=on_event)
     if not as_json:
         colour = "green" if result.status == "succeeded" else "red"
-        out.print(f"[{colour}]{result.status}[/]: {result.playbook} on {', '.join(result.hosts)}, "
-                  f"{result.changed} change(s), audit commit {result.audit_commit[:12] if result.audit_commit else '-'}")
+        target = result.playbook + (f" --tags {','.join(plan.tags)}" if plan.tags else "")
+        out.print(f"[{colour}]{result.status}[/]: " + escape(
+            f"{target} on {', '.join(result.hosts)}, {result.changed} change(s), audit commit "
+            f"{result.audit_commit[:12] if result.audit_commit else '-'}"))
         if result.monitors is not None:
-            out.print(f"monitors: {', '.join(result.monitors)}")
+            out.print(escape(f"monitors rendered: {', '.join(result.monitors)}"))
+        for warning in result.warnings:
+            out.print("[yellow]warning:[/] " + escape(warning))
         if result.failure:
-            out.print(f"[red]failed task[/] {result.failure.get('task')} on {result.failure.get('host')}: "
-                      f"{result.failure.get('message')}")
+            out.print("[red]failed task[/] " + escape(f"{result.failure.get('task')} on {result.failure.get('host')}: "
+                                                      f"{result.failure.get('message')}"))
     return result
 
 
@@ -139,22 +177,27 @@ async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
 
 
 async def _run_request(settings: Settings, request: str, repo: Path | None, approve: bool, as_json: bool,
-                       limit: str | None, extra_vars: dict[str, Any]) -> int:
+                       limit: str | None, extra_vars: dict[str, Any], inventory: str | None) -> int:
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt, repo)
+        svc = AnsibleService.for_runtime(rt, repo, inventory)
         async with running_worker(svc, settings.worker_in_process):
             with _progress() as bar:
                 task = bar.add_task("planning: check mode", total=None)
 
                 async def on_check(event: TaskEvent) -> None:
-                    bar.update(task, completed=event.seq, description=f"check: {event.task[:50]} [{event.host}]")
+                    bar.update(task, completed=event.seq,
+                               description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
                 async with _planner_router(rt) as router:
                     plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars,
                                               on_event=on_check, router=router)
             if not as_json:
                 show_plan(plan)
+            if plan.blocked_reason:
+                return _report(plan, "blocked", None, started, as_json,
+                               f"plan {plan.id} cannot be approved as-is: {plan.blocked_reason}. Nothing changed.",
+                               EXIT_ERROR)
             if approve:
                 plan = await plans.decide(rt, plan.id, "approved", approver=f"{plans.default_approver()} (--approve)",
                                           channel="cli")
@@ -179,24 +222,32 @@ def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, start
     if as_json:
         out.print_json(json.dumps(_summary(plan, status, result, started)))
     if note:
-        err.print(note, highlight=False, soft_wrap=True)
+        err.print(escape(note), highlight=False, soft_wrap=True)
     return code
 
 
 @app.command()
 def run(
     request: Annotated[str, typer.Argument(help="What should happen, in plain language.")],
-    repo: Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the bundled example).")] = None,
+    repo: Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")] = None,
     approve: Annotated[bool, typer.Option("--approve", help="Approve the plan yourself, now, without a prompt.")] = False,
     as_json: JsonOpt = False,
     limit: Annotated[Optional[str], typer.Option(help="--limit host/group pattern.")] = None,
+    inventory: Annotated[Optional[str], typer.Option(
+        help="Inventory: a name from `chiffon services`/`chiffon inventories` (prod, local) or a path in the "
+             "repo. Default: the one ansible.cfg names.")] = None,
+    vault_password_file: Annotated[Optional[Path], typer.Option(
+        help="ansible-vault password file, for repos with encrypted vars.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Plan a request (check mode + diff), get approval, run it, record state and audit."""
     setup_logging(verbose)
-    code = _run(_run_request(_settings(config), request, repo, approve, as_json, limit, _parse_vars(extra_var)))
+    overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
+    settings = _settings(config, **overrides)
+    code = _run(_run_request(settings, request, repo, approve, as_json, limit, _parse_vars_or_exit(extra_var),
+                             inventory))
     raise typer.Exit(code)
 
 
@@ -212,7 +263,8 @@ def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help
     """Approve a pending plan (recorded with your user name and an audit commit)."""
     setup_logging()
     plan = _run(_decide(_settings(config), plan_id, "approved", reason))
-    out.print(f"approved {plan.id} ({plan.playbook} on {', '.join(plan.hosts)}); run it with `chiffon execute {plan.id}`")
+    out.print(escape(f"approved {plan.id} ({plan.playbook}{' --tags ' + ','.join(plan.tags) if plan.tags else ''} "
+                     f"on {', '.join(plan.hosts)}); run it with `chiffon execute {plan.id}`"))
 
 
 @app.command("reject")
@@ -221,7 +273,7 @@ def reject_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help=
     """Reject a pending plan; it can never run."""
     setup_logging()
     plan = _run(_decide(_settings(config), plan_id, "rejected", reason))
-    out.print(f"rejected {plan.id} ({plan.playbook})")
+    out.print(escape(f"rejected {plan.id} ({plan.playbook})"))
 
 
 @app.command("execute")
@@ -256,7 +308,7 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
 
     plan = _run(go())
     show_plan(plan)
-    out.print(f"status: [bold]{plan.status}[/]" + (f" (waiting: {plan.paused_reason})" if plan.paused_reason else ""))
+    out.print(f"status: [bold]{plan.status}[/]" + escape(f" (waiting: {plan.paused_reason})" if plan.paused_reason else ""))
 
 
 @app.command("audit")
@@ -278,7 +330,7 @@ def audit_cmd(
         entries = AuditLog(settings.audit_dir).query(
             since=parse_since(since) if since else None, failed=failed, service=service, plan_id=plan, limit=limit)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         out.print_json(json.dumps({"records": [e.as_dict() for e in entries]}, default=str))
@@ -286,9 +338,9 @@ def audit_cmd(
     table = Table("time", "kind", "plan", "service", "status", "summary", "commit")
     for e in entries:
         b = e.body
-        table.add_row(e.time.strftime("%Y-%m-%d %H:%M:%S"), b.get("kind", ""), b.get("plan_id", ""),
-                      str(b.get("service") or ""), str(b.get("status") or b.get("decision") or ""), e.subject,
-                      e.commit[:10])
+        table.add_row(e.time.strftime("%Y-%m-%d %H:%M:%S"), escape(str(b.get("kind", ""))),
+                      escape(str(b.get("plan_id", ""))), escape(str(b.get("service") or "")),
+                      escape(str(b.get("status") or b.get("decision") or "")), escape(e.subject), e.commit[:10])
     out.print(table)
 
 
@@ -340,7 +392,7 @@ def main() -> None:
     app()
 
 
-from orchestrator import cli_hosts, cli_memory, cli_ops, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
+from orchestrator import cli_hosts, cli_memory, cli_ops, cli_repo, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,11 @@
 """Turn a plain-language request into a stored plan.
 
-Matching is retrieval over the playbook catalog (``servers.ansible.matching``);
-the best candidate above :data:`~servers.ansible.matching.MIN_SCORE` is
-previewed in check mode and stored as a plan awaiting approval. A request that
-matches nothing is refused with the closest playbooks named.
+Matching is retrieval over the repo's units (``servers.ansible.matching``): a
+playbook, or a role or task file a tag selects in it. The best candidate above
+:data:`~servers.ansible.matching.MIN_SCORE` is previewed in check mode
+(``--tags`` when it is a role of a site playbook) and stored as a plan awaiting
+approval. A request that matches nothing is refused with the closest units
+named; one that matches a role no playbook applies is told so plainly.
 
 With vector memory, the catalog's cards in ``documentation``
 (:mod:`orchestrator.playbook_memory`) add a meaning score to the word score
@@ -30,7 +32,7 @@ from servers.ansible import matching, plans
 from servers.ansible.runner import EventCallback
 from servers.ansible.service import AnsibleService
 from shared.config import PROJECT_ROOT
-from shared.errors import ChiffonError, NoMatch
+from shared.errors import ChiffonError, NoMatch, RoleNotApplied
 
 if TYPE_CHECKING:
     from orchestrator.playbook_memory import PlaybookIndex
@@ -77,16 +79,17 @@ async def choose_with_llm(router: Router, request: str, candidates: list[matchin
     from servers.llm.types import build_messages
     from servers.llm.types import Hints
 
-    listing = "\n".join(f"- {m.playbook.name}: {m.playbook.description} (score {m.score:.2f})" for m in candidates)
+    listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} (score {m.score:.2f})"
+                        for m in candidates)
     prompt = PLANNER_PROMPT.read_text().replace("{request}", request).replace("{candidates}", listing)
     try:
         result = await router.chat(build_messages(prompt, None), Hints(tier="quick", caller="planner", local_only=True),
                                    max_tokens=300, temperature=0.0)
-        answer = parse_answer(result.text, [m.playbook.name for m in candidates])
+        answer = parse_answer(result.text, [m.unit.name for m in candidates])
     except (ChiffonError, ValueError) as exc:
         log.info("planner LLM not used: %s", exc)
         return candidates[0], {"chosen_by": "retrieval", "llm_error": str(exc)[:300]}
-    chosen = next(m for m in candidates if m.playbook.name == answer.playbook)
+    chosen = next(m for m in candidates if m.unit.name == answer.playbook)
     return chosen, {"chosen_by": "llm", "model": result.answered_by.model, "tier": result.answered_by.tier,
                     "explanation": answer.explanation}
 
@@ -98,6 +101,7 @@ async def plan_request(
     repo: Path | None = None,
     limit: str | None = None,
     extra_vars: dict[str, Any] | None = None,
+    inventory: str | None = None,
     on_event: EventCallback | None = None,
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
@@ -110,11 +114,12 @@ async def plan_request(
 
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
-        NoMatch: no playbook scores at least MIN_SCORE; the closest are listed.
-        RepoError: the repo is not a git repo or has no playbooks.
+        NoMatch: no unit scores at least MIN_SCORE; the closest are listed.
+        RoleNotApplied: the best match is a role that no playbook applies.
+        RepoError: no repo configured, no playbooks, or no usable inventory.
     """
     request = matching.validate_request(request)
-    catalog = await svc.catalog(repo)
+    catalog = await svc.catalog(repo, inventory)
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
     if playbooks is not None:
@@ -126,13 +131,29 @@ async def plan_request(
             note["memory_error"] = str(exc)[:300]
     best = ranked[0]
     if best.score < matching.MIN_SCORE:
-        raise NoMatch(request, [f"{m.playbook.name} ({m.score:.2f})" for m in ranked[:3]])
+        raise NoMatch(request, [f"{m.unit.name} ({m.score:.2f})" for m in ranked[:3]])
+    if best.unit.kind == "unused-role":
+        groups = await _groups(catalog)
+        raise RoleNotApplied(request, best.unit.role_name or best.unit.service, best.unit.source, groups)
+    ranked = [m for m in ranked if m.unit.kind != "unused-role"]
     if router is not None and router.settings.planner and router.has_tier("quick"):
         candidates = [m for m in ranked[:CANDIDATES] if m.score >= matching.MIN_SCORE]
         best, chosen = await choose_with_llm(router, request, candidates)
         note.update(chosen)
     alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
+    assert best.unit.playbook is not None  # unused roles were handled above
     return await plans.create_plan(
-        svc.rt, catalog, best.playbook.name, request=request, match=best, alternatives=alternatives,
-        planner=note, limit=limit, extra_vars=extra_vars, on_event=on_event,
+        svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
+        planner=note, limit=limit, tags=list(best.unit.tags), extra_vars=extra_vars, on_event=on_event,
     )
+
+
+async def _groups(catalog: Any) -> list[str]:
+    """Inventory groups to offer for a generated playbook (empty when the inventory cannot be read)."""
+    import asyncio
+
+    try:
+        groups = await asyncio.to_thread(catalog.groups)
+    except ChiffonError:
+        return []
+    return sorted(g for g in groups if g not in ("all", "ungrouped"))

@@ -114,16 +114,21 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         request: str = Field(description="What should happen, e.g. 'Deploy Uptime Kuma and add the existing portals'."),
         limit: str | None = Field(None, description="--limit host/group pattern."),
         extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
+        inventory: str | None = Field(None, description="Inventory name (prod, local) or path in the repo; "
+                                                        "default: the one ansible.cfg names."),
     ) -> plans.Plan:
-        """Match the request to a playbook (by words, and by meaning when memory is on), preview it in
-        check mode with --diff, store the plan.
+        """Match the request to a unit of the repo (a playbook, or a role/task file a tag selects in a site
+        playbook; by words, and by meaning when memory is on), preview it in check mode with --diff and
+        --tags, store the plan.
 
-        Changes nothing. Returns the plan (playbook, hosts, vars, diff, risk, match reason) with status
-        pending_approval; hand its id to execute_plan.
+        Changes nothing on the hosts. Returns the plan (playbook, tags, inventory, hosts, vars, diff, risk,
+        warnings, blocked_reason, match reason) with status pending_approval; hand its id to execute_plan.
+        A plan with a blocked_reason (no host matched, every task skipped) cannot be approved.
         """
-        plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars,
+        plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars, inventory=inventory,
                                on_event=progress_reporter(ctx, None, "check"), router=router, playbooks=playbooks)
-        await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook} on "
+        await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook}"
+                     f"{' --tags ' + ','.join(plan.tags) if plan.tags else ''} on "
                      f"{', '.join(plan.hosts) or 'no hosts'}, risk {plan.risk}.", "plan", plan.id)
         return plan
 

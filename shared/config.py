@@ -47,10 +47,13 @@ class Section(BaseModel):
 class AnsibleSettings(Section):
     """How chiffon runs Ansible against the IaC repo."""
 
-    inventory: str = Field(
-        "inventories/local.ini",
-        description="Inventory file or directory, relative to the IaC repo.",
+    inventory: str | None = Field(
+        None,
+        description="Inventory to plan against: a name chiffon found (prod, local) or a path relative to the IaC "
+                    "repo. Unset: the one ansible.cfg names, else the only one in the repo.",
     )
+    vault_password_file: Path | None = Field(
+        None, description="ansible-vault password file for repos with encrypted vars (else ansible.cfg's).")
     check_timeout_s: int = Field(600, gt=0, description="Wall-clock limit of a check-mode run, seconds.")
     run_timeout_s: int = Field(3600, gt=0, description="Wall-clock limit of a real run, seconds.")
     forks: int = Field(5, gt=0, le=100, description="Ansible forks (hosts changed in parallel).")

@@ -13,6 +13,7 @@ bug. Third-party errors are translated at the boundary with ``raise ... from``.
     ├── InvalidInput             an argument is wrong; names the field and what is allowed
     │   ├── PathOutsideRepo      a path escapes the IaC repo (.., absolute, symlink)
     │   └── NoMatch              a request matched no playbook; lists the closest
+    │       └── RoleNotApplied   the request is about a role that no playbook applies
     ├── NotFound                 a named thing does not exist
     │   ├── PlaybookNotFound
     │   └── PlanNotFound
@@ -73,6 +74,20 @@ class NoMatch(InvalidInput):
             "request",
             f"no playbook matches {request!r}.{hint} "
             "Name a playbook with the ansible tools, or rephrase the request.",
+        )
+
+
+class RoleNotApplied(NoMatch):
+    """The request names a role that exists in the repo but that no playbook applies."""
+
+    def __init__(self, request: str, role: str, path: str, groups: list[str]) -> None:
+        self.role, self.path, self.closest = role, path, []
+        InvalidInput.__init__(
+            self, "request",
+            f"role {role} exists in {path} but no playbook applies it, so nothing can deploy it as the repo stands. "
+            f"chiffon can plan a generated playbook that applies it to a group you pick (shown for approval; "
+            f"nothing is written to your checkout): `chiffon run {request!r} --apply-role {role} --hosts GROUP`"
+            + (f" (groups: {', '.join(groups[:12])})" if groups else "") + ".",
         )
 
 

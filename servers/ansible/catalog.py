@@ -1,10 +1,15 @@
-"""The playbook catalog of an IaC repo: what each playbook is, does and touches.
+"""The catalog of an IaC repo: its playbooks, roles, units and inventories.
 
-A playbook is a ``*.yml``/``*.yaml`` file at the repo root or under
-``playbooks/`` whose YAML is a list of plays (mappings with ``hosts`` or
-``import_playbook``). Its description is the first comment line of the file,
-its service the file stem without a leading verb (``deploy-uptime-kuma`` ->
-``uptime-kuma``). Parsing is static: nothing is templated or executed.
+Playbooks are found at any depth in ``*.yml``/``*.yaml`` and recognised by content
+(:mod:`servers.ansible.plays`). The scan skips what cannot hold a playbook: role
+internals, ``group_vars``/``host_vars``, ``molecule/``, ``.github/``, ``collections/``,
+``templates/``, ``files/``, virtualenvs, and everything git ignores (``git ls-files
+--cached --others --exclude-standard``). A folder that is not a git repo is scanned
+read-only, with no commit recorded.
+
+Scans are incremental: :class:`ScanCache` keeps each parsed file (and each role) with
+the ``(mtime_ns, size)`` it was read at, so a rescan re-reads only what changed
+(``benchmarks/repo_understanding.py`` measures full against incremental).
 """
 
 from __future__ import annotations
@@ -14,144 +19,27 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
-import git
-import yaml
-
+from servers.ansible.layout import AnsibleCfg, InventoryChoice, choose_inventory, discover_inventories, read_ansible_cfg
+from servers.ansible.plays import Playbook, Task, load_yaml, parse_playbook, service_of, walk_tasks
+from servers.ansible.roles import Role, parse_role
+from servers.ansible.units import Unit, build_units
 from shared.errors import InvalidInput, PathOutsideRepo, PlaybookNotFound, RepoError
 
-PLAYBOOK_DIRS = (".", "playbooks")
-VERBS = ("deploy", "install", "setup", "configure", "update", "upgrade", "backup", "cleanup", "remove", "restart")
-TASK_KEYWORDS = {
-    "name", "when", "loop", "loop_control", "register", "tags", "become", "become_user", "vars",
-    "notify", "changed_when", "failed_when", "check_mode", "diff", "ignore_errors", "delegate_to",
-    "run_once", "args", "environment", "no_log", "until", "retries", "delay", "with_items",
-    "block", "rescue", "always", "listen", "throttle", "timeout", "any_errors_fatal", "module_defaults",
-}
+__all__ = ["Catalog", "Playbook", "Role", "ScanCache", "Task", "Unit", "parse_playbook", "resolve_in_repo",
+           "service_of"]
+
+SKIP_DIRS = frozenset({".git", "group_vars", "host_vars", "molecule", ".github", ".gitlab", "collections",
+                       "templates", "files", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".cache",
+                       ".terraform", "site-packages", ".serena", "handlers", "library", "filter_plugins",
+                       "lookup_plugins", "module_utils", "callback_plugins", "test_plugins"})
 _LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
-
-
-class _TolerantLoader(yaml.SafeLoader):
-    """SafeLoader that reads Ansible's ``!unsafe`` / ``!vault`` tags as plain values."""
-
-
-_TolerantLoader.add_multi_constructor(
-    "!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
-)
-
-
-@dataclass(frozen=True)
-class Task:
-    """One task as written: its name, module and module arguments (untemplated)."""
-
-    name: str
-    module: str
-    args: dict[str, Any] = field(default_factory=dict)
-    keywords: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Playbook:
-    """One playbook of the catalog. ``name`` is its path relative to the repo root."""
-
-    name: str
-    path: Path
-    description: str
-    service: str
-    tags: tuple[str, ...]
-    host_patterns: tuple[str, ...]
-    play_names: tuple[str, ...]
-    tasks: tuple[Task, ...]
-    variables: tuple[str, ...]
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: name, description, service, tags, hosts, task count."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "service": self.service,
-            "tags": list(self.tags),
-            "hosts": list(self.host_patterns),
-            "tasks": len(self.tasks),
-        }
-
-
-def _first_comment(text: str) -> str:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped in ("", "---"):
-            continue
-        return stripped.lstrip("#").strip() if stripped.startswith("#") else ""
-    return ""
-
-
-def service_of(stem: str) -> str:
-    """``deploy-uptime-kuma`` -> ``uptime-kuma``; a stem with no leading verb is returned as is."""
-    for verb in VERBS:
-        if stem.startswith(verb + "-") or stem.startswith(verb + "_"):
-            return stem[len(verb) + 1 :]
-    return stem
-
-
-def _tasks_of(items: list[Any] | None) -> list[Task]:
-    tasks: list[Task] = []
-    for item in items or []:
-        if not isinstance(item, dict):
-            continue
-        for nested in ("block", "rescue", "always"):
-            if nested in item:
-                tasks.extend(_tasks_of(item[nested]))
-        module = next((k for k in item if k not in TASK_KEYWORDS), "")
-        if not module or module in ("block", "rescue", "always"):
-            continue
-        args = item[module] if isinstance(item[module], dict) else {"_raw": item[module]}
-        tasks.append(Task(str(item.get("name", "")), module, args, frozenset(item)))
-    return tasks
-
-
-def parse_playbook(root: Path, path: Path) -> Playbook | None:
-    """Parse one file; None when it is not a playbook (vars file, compose file...)."""
-    text = path.read_text(errors="replace")
-    try:
-        data = yaml.load(text, Loader=_TolerantLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        return None
-    if not isinstance(data, list) or not data:
-        return None
-    if not all(isinstance(p, dict) and ("hosts" in p or "import_playbook" in p) for p in data):
-        return None
-    tags: list[str] = []
-    hosts: list[str] = []
-    names: list[str] = []
-    tasks: list[Task] = []
-    variables: list[str] = []
-    for play in data:
-        play_tags = play.get("tags") or []
-        tags.extend([play_tags] if isinstance(play_tags, str) else play_tags)
-        if "hosts" in play:
-            hosts.append(str(play["hosts"]))
-        if play.get("name"):
-            names.append(str(play["name"]))
-        if isinstance(play.get("vars"), dict):
-            variables.extend(play["vars"])
-        for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-            tasks.extend(_tasks_of(play.get(section)))
-    name = path.relative_to(root).as_posix()
-    return Playbook(
-        name=name,
-        path=path,
-        description=_first_comment(text),
-        service=service_of(path.stem),
-        tags=tuple(dict.fromkeys(tags)),
-        host_patterns=tuple(dict.fromkeys(hosts)),
-        play_names=tuple(names),
-        tasks=tuple(tasks),
-        variables=tuple(variables),
-    )
+T = TypeVar("T")
 
 
 def resolve_in_repo(root: Path, relative: str, field_name: str) -> Path:
@@ -170,46 +58,280 @@ def resolve_in_repo(root: Path, relative: str, field_name: str) -> Path:
     return resolved
 
 
-class Catalog:
-    """The playbooks and inventory of one IaC repo. Build with :meth:`load`."""
+class ScanCache:
+    """Parsed files and roles keyed by path, reused while their ``(mtime_ns, size)`` stamps are unchanged."""
 
-    def __init__(self, root: Path, inventory: str, playbooks: dict[str, Playbook], commit: str | None) -> None:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Any, Any]] = {}
+        self.listings: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # folder -> (mtime_ns, entries)
+        self.parsed = 0  # how many parses the last scans did (tests and the benchmark read it)
+
+    @staticmethod
+    def stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
+        """``(mtime_ns, size)`` of each path."""
+        out = []
+        for path in paths:
+            st = path.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def git_files(self, root: Path, names: frozenset[str]) -> set[str] | None:
+        """:func:`_git_files`, asked again only when the set of files on disk changed (an edit keeps it)."""
+        hit = self._entries.get(f"git:{root}")
+        if hit is not None and hit[0] == names:
+            return hit[1]
+        tracked = _git_files(root)
+        self._entries[f"git:{root}"] = (names, tracked)
+        return tracked
+
+    def get(self, key: str, stamp: Any, build: Callable[[], T]) -> T:
+        """The cached value of ``key`` if its stamp is ``stamp``, else ``build()`` (cached)."""
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = build()
+        self.parsed += 1
+        self._entries[key] = (stamp, value)
+        return value
+
+
+def _git_files(root: Path) -> set[str] | None:
+    """Absolute paths of the files git does not ignore (tracked or not); None when not in a git work tree."""
+    try:
+        proc = subprocess.run(  # noqa: S603 - fixed argv
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {os.path.join(root, name) for name in proc.stdout.decode(errors="replace").split("\0") if name}
+
+
+def _walk(root: Path, listings: dict[str, tuple[int, list[tuple[str, str]]]] | None = None) -> dict[str, tuple[int, int]]:
+    """``{absolute path: (mtime_ns, size)}`` of the regular files under ``root``, skipped folders pruned.
+
+    A symlink counts only when it resolves to a file inside ``root`` (a link out of the repo is never read).
+    ``listings`` caches each folder's entries by the folder's mtime (adding, removing or renaming an entry
+    changes it; editing a file does not), as git's untracked cache does, so a rescan lists only folders
+    that changed and stats the files.
+    """
+    top = str(root)
+    listings = {} if listings is None else listings
+    found: dict[str, tuple[int, int]] = {}
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        mtime = os.stat(folder).st_mtime_ns
+        cached = listings.get(folder)
+        if cached is None or cached[0] != mtime:
+            entries = []
+            with os.scandir(folder) as scan:
+                for entry in scan:
+                    kind = "d" if entry.is_dir(follow_symlinks=False) else "l" if entry.is_symlink() else \
+                        "f" if entry.is_file(follow_symlinks=False) else ""
+                    if kind:
+                        entries.append((entry.name, kind))
+            cached = listings[folder] = (mtime, entries)
+        for name, kind in cached[1]:
+            path = folder + os.sep + name
+            if kind == "d":
+                if name not in SKIP_DIRS and not name.startswith("."):
+                    stack.append(path)
+                continue
+            if kind == "l":
+                target = os.path.realpath(path)
+                if not (target.startswith(top + os.sep) and os.path.isfile(target)):
+                    continue
+            try:
+                st = os.stat(path)
+            except OSError:  # removed since the listing: the folder's mtime catches it next time
+                continue
+            found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _git_commit(root: Path) -> str | None:
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],  # noqa: S603, S607
+                          capture_output=True, text=True, timeout=30, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+_ROLE_MARKERS = ("tasks/main.yml", "tasks/main.yaml", "meta/main.yml", "meta/main.yaml")
+_ROLE_PARTS = ("tasks", "meta", "defaults", "vars")
+
+
+@dataclass
+class _Layout:
+    """What one pass over the repo's file list found (absolute paths as strings)."""
+
+    playbook_files: list[str]
+    role_dirs: dict[str, str]  # role folder -> role name
+    role_files: dict[str, list[str]]  # role folder -> the files parse_role reads
+
+
+def _layout(root: Path, files: list[str], roles_path: tuple[Path, ...]) -> _Layout:
+    top = str(root)
+    bases = {str(p) for p in roles_path}
+    role_dirs: dict[str, str] = {}
+    for path in files:
+        for marker in _ROLE_MARKERS:
+            if path.endswith(os.sep + marker):
+                role = path[: -len(marker) - 1]
+                if role != top and role not in role_dirs:
+                    role_dirs[role] = _role_name(role, bases, top)
+    playbooks: list[str] = []
+    role_files: dict[str, list[str]] = {role: [] for role in role_dirs}
+    for path in files:
+        parent = os.path.dirname(path)
+        grand = os.path.dirname(parent)
+        if grand in role_dirs and os.path.basename(parent) in _ROLE_PARTS:
+            kind = os.path.basename(parent)
+            if path.endswith((".yml", ".yaml")) and (kind == "tasks" or os.path.basename(path).startswith("main.")):
+                role_files[grand].append(path)
+            continue
+        if parent in role_dirs:
+            if os.path.basename(path).startswith("README"):
+                role_files[parent].append(path)
+            continue
+        if not path.endswith((".yml", ".yaml")):
+            continue
+        folder = parent
+        while folder.startswith(top + os.sep) and folder not in role_dirs:
+            folder = os.path.dirname(folder)
+        if folder not in role_dirs:  # role internals (handlers/, molecule/...) are never playbooks
+            playbooks.append(path)
+    return _Layout(sorted(playbooks), role_dirs, {r: sorted(f) for r, f in role_files.items()})
+
+
+def _role_name(role: str, bases: set[str], top: str) -> str:
+    folder = os.path.dirname(role)
+    while folder.startswith(top):
+        if folder in bases or os.path.basename(folder) == "roles":
+            return os.path.relpath(role, folder).replace(os.sep, "/")
+        folder = os.path.dirname(folder)
+    return os.path.basename(role)
+
+
+class Catalog:
+    """Playbooks, roles, units and inventories of one IaC repo. Build with :meth:`load`."""
+
+    def __init__(self, root: Path, *, playbooks: dict[str, Playbook], roles: dict[str, Role], units: list[Unit],
+                 cfg: AnsibleCfg, inventories: list[InventoryChoice], inventory_choice: InventoryChoice | None,
+                 inventory_error: str | None, is_git: bool) -> None:
         self.root = root
-        self.inventory = inventory
         self.playbooks = playbooks
-        self.commit = commit
+        self.roles = roles
+        self.units = units
+        self.cfg = cfg
+        self.inventories = inventories
+        self._inventory = inventory_choice
+        self._inventory_error = inventory_error
+        self.is_git = is_git
+
+    @cached_property
+    def commit(self) -> str | None:
+        """Git commit (HEAD) of the repo when it was read; None outside git or before the first commit."""
+        return _git_commit(self.root) if self.is_git else None
 
     @classmethod
-    def load(cls, root: Path, inventory: str) -> Catalog:
-        """Scan ``root`` for playbooks.
+    def load(cls, root: Path, inventory: str | None = None, *, cache: ScanCache | None = None,
+             environ: dict[str, str] | None = None) -> Catalog:
+        """Scan ``root``: playbooks at any depth, roles, units, ``ansible.cfg`` and inventories.
+
+        ``inventory`` is a name from :attr:`inventories` or a repo-relative path; None means the one
+        ``ansible.cfg`` names, else the only one found. A repo with no usable inventory still loads
+        (listing works); using :attr:`inventory_path` then raises the error naming where chiffon looked.
 
         Raises:
-            RepoError: ``root`` is not a directory inside a git repository, or has no playbooks.
-            PathOutsideRepo: ``inventory`` leaves the repo.
+            RepoError: ``root`` is not a directory, or holds no playbook and no role.
+            PathOutsideRepo / InvalidInput: ``inventory`` leaves the repo or names no inventory.
         """
         root = root.expanduser().resolve()
         if not root.is_dir():
             raise RepoError(f"IaC repo {root} is not a directory")
-        try:
-            head = git.Repo(root, search_parent_directories=True).head
-            commit = head.commit.hexsha if head.is_valid() else None
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise RepoError(
-                f"IaC repo {root} is not a git repository; chiffon records which commit of the "
-                "playbooks it ran. Run `git init && git add -A && git commit` there first."
-            ) from exc
-        resolve_in_repo(root, inventory, "inventory")
+        cache = cache if cache is not None else ScanCache()
+        cfg = read_ansible_cfg(root, environ)
+        stats = _walk(root, cache.listings)
+        names = frozenset(stats)
+        tracked = cache.git_files(root, names)
+        files = [p for p in stats if tracked is None or p in tracked]
+        layout = cache.get(f"layout:{root}", (names, cfg.roles_path), lambda: _layout(root, files, cfg.roles_path))
         playbooks: dict[str, Playbook] = {}
-        for folder in PLAYBOOK_DIRS:
-            directory = root / folder
-            if not directory.is_dir():
-                continue
-            for path in sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")]):
-                if path.resolve().is_relative_to(root) and (pb := parse_playbook(root, path)):
-                    playbooks[pb.name] = pb
-        if not playbooks:
-            raise RepoError(f"IaC repo {root} has no playbooks (looked for plays in *.yml at the root and in playbooks/)")
-        return cls(root, inventory, playbooks, commit)
+        for path in layout.playbook_files:
+            pb = cache.get(f"pb:{path}", stats[path], lambda p=path: parse_playbook(root, Path(p)))
+            if pb is not None:
+                playbooks[pb.name] = pb
+        roles: dict[str, Role] = {}
+        for folder, name in layout.role_dirs.items():
+            parts = layout.role_files[folder]
+            role = cache.get(f"role:{folder}", (name, tuple(parts), tuple(stats[p] for p in parts)),
+                             lambda f=folder, n=name: parse_role(root, Path(f), n))
+            roles.setdefault(role.name, role)
+
+        def read_tasks(relative: str) -> tuple[Task, ...]:
+            path = (root / relative).resolve()
+            if not path.is_relative_to(root) or not path.is_file():
+                return ()
+            return cache.get(f"tasks:{path}", stats.get(str(path)) or ScanCache.stamp(path),
+                             lambda: tuple(walk_tasks(load_yaml(path.read_text(errors="replace")))[0]))
+
+        if not playbooks and not roles:
+            raise RepoError(f"IaC repo {root} has no playbooks and no roles (looked for plays in every *.yml and "
+                            "*.yaml outside roles, group_vars, host_vars, molecule, templates, files and what git "
+                            "ignores)")
+        units = build_units(playbooks, roles, read_tasks)
+        inventories = discover_inventories(root, cfg)
+        choice, error = None, None
+        try:
+            choice = choose_inventory(root, inventories, inventory, cfg)
+        except RepoError as exc:
+            error = str(exc)
+        except InvalidInput as exc:
+            if inventory:
+                raise
+            error = str(exc)
+        return cls(root, playbooks=playbooks, roles=roles, units=units, cfg=cfg, inventories=inventories,
+                   inventory_choice=choice, inventory_error=error, is_git=tracked is not None)
+
+    @property
+    def inventory(self) -> str:
+        """The chosen inventory, relative to the repo.
+
+        Raises:
+            RepoError / InvalidInput: no usable inventory, or several and none chosen (where chiffon looked).
+        """
+        if self._inventory is None:
+            if self._inventory_error and "several inventories" in self._inventory_error:
+                raise InvalidInput("inventory", self._inventory_error.split(": ", 1)[1])
+            raise RepoError(self._inventory_error or f"{self.root} has no usable inventory")
+        return self._inventory.path
+
+    @property
+    def inventory_problem(self) -> str | None:
+        """Why no inventory is chosen (none found, or several and none named), or None."""
+        return self._inventory_error
+
+    @property
+    def inventory_name(self) -> str | None:
+        """The chosen inventory's name (``prod``, ``local``), or None when there is none."""
+        return self._inventory.name if self._inventory else None
+
+    def unit(self, unit_id: str) -> Unit:
+        """The unit with id ``unit_id``. Raises PlaybookNotFound."""
+        for unit in self.units:
+            if unit.id == unit_id:
+                return unit
+        raise PlaybookNotFound(f"no unit {unit_id!r} in {self.root}")
+
+    def unit_for(self, playbook: str, tags: list[str] | tuple[str, ...] = ()) -> Unit:
+        """The unit a ``playbook`` + ``tags`` choice runs (the playbook as a whole when no unit has those tags)."""
+        pb = self.get(playbook)
+        tags = tuple(tags)
+        for unit in self.units:
+            if unit.playbook is pb and unit.tags == tags and unit.kind != "playbook":
+                return unit
+        return next(u for u in self.units if u.kind == "playbook" and u.playbook is pb)
 
     def get(self, name: str) -> Playbook:
         """The playbook named ``name`` (``deploy-redis.yml``; the extension may be left out).

@@ -1,4 +1,4 @@
-"""Match a plain-language request to playbooks by retrieval over the catalog.
+"""Match a plain-language request to units (a playbook, or a role/task file a tag selects) by retrieval.
 
 Scoring is the share of the request's information a playbook covers:
 
@@ -7,8 +7,9 @@ Scoring is the share of the request's information a playbook covers:
 where ``idf`` is the BM25 inverse document frequency over the catalog
 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and
 Beyond", 2009, eq. 3.3: ``ln(1 + (N - df + 0.5) / (df + 0.5))``) and ``w`` is 1
-when the term (or a synonym) appears in the playbook's name, service,
-description or tags, 0.5 when it appears only in play or task names, else 0.
+when the term (or a synonym) appears in the unit's strong text (playbook or role
+name, service, description, tags), 0.5 when it appears only in play, task or
+variable names, else 0 (:meth:`servers.ansible.units.Unit.words`).
 A score is in [0, 1]; terms that no playbook contains lower every score alike,
 so the ranking stays stable while vague requests score low.
 
@@ -27,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from servers.ansible.catalog import Catalog, Playbook
+from servers.ansible.catalog import Catalog, Playbook, Unit
 from shared.errors import InvalidInput
 
 MIN_SCORE = 0.2
@@ -55,8 +56,12 @@ _CANON = {word: group[0] for group in SYNONYMS for word in group}
 
 
 def terms(text: str) -> list[str]:
-    """Lower-case word terms without stopwords, with a light plural strip (``portals`` -> ``portal``)."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    """Lower-case word terms without stopwords, with a light plural strip (``portals`` -> ``portal``);
+    hyphenated or underscored names also yield their joined form (``pi-hole`` -> ``pi``, ``hole``, ``pihole``)."""
+    lowered = text.lower()
+    words = re.findall(r"[a-z0-9]+", lowered)
+    # "pi-hole", "uptime_kuma" also count joined ("pihole", "uptimekuma"), as people write them both ways
+    words += [re.sub(r"[-_]", "", w) for w in re.findall(r"[a-z0-9]+(?:[-_][a-z0-9]+)+", lowered)]
     out = []
     for word in words:
         if word in STOPWORDS:
@@ -73,42 +78,56 @@ def _expand(words: list[str]) -> set[str]:
 
 @dataclass(frozen=True)
 class Match:
-    """One ranked candidate: the playbook, its score in [0, 1] and why."""
+    """One ranked candidate: the unit, its score in [0, 1] and why."""
 
-    playbook: Playbook
+    unit: Unit
     score: float
     reason: str
 
+    @property
+    def playbook(self) -> Playbook | None:
+        """The unit's playbook; None for a role no playbook applies."""
+        return self.unit.playbook
+
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready: ``{playbook, description, score, reason}``."""
+        """JSON-ready: ``{playbook, tags, unit, kind, service, description, score, reason}``."""
         return {
-            "playbook": self.playbook.name,
-            "description": self.playbook.description,
+            "playbook": self.unit.playbook.name if self.unit.playbook else None,
+            "tags": list(self.unit.tags),
+            "unit": self.unit.id,
+            "kind": self.unit.kind,
+            "service": self.unit.service,
+            "description": self.unit.description,
             "score": round(self.score, 3),
             "reason": self.reason,
         }
 
 
-def _fields(pb: Playbook) -> tuple[set[str], set[str]]:
-    strong = _expand(terms(" ".join([pb.name.replace("/", " "), pb.service, pb.description, *pb.tags])))
-    weak = _expand(terms(" ".join([*pb.play_names, *(t.name for t in pb.tasks)]))) - strong
+def _fields(unit: Unit) -> tuple[set[str], set[str]]:
+    strong_text, weak_text = unit.words()
+    strong = _expand(terms(strong_text))
+    weak = _expand(terms(weak_text)) - strong
     return strong, weak
 
 
 def rank(catalog: Catalog, request: str) -> list[Match]:
-    """Every playbook with its score for ``request``, best first (ties by name)."""
+    """Every unit with its score for ``request``, best first.
+
+    Ties go to the more specific unit (a tagged role before the whole playbook, a playbook before a role
+    no playbook applies), then by id.
+    """
     query = list(dict.fromkeys(terms(request)))
-    docs = {name: _fields(pb) for name, pb in catalog.playbooks.items()}
+    docs = {unit.id: (unit, *_fields(unit)) for unit in catalog.units}
     n = len(docs)
 
     def idf(term: str) -> float:
-        df = sum(1 for strong, weak in docs.values() if term in strong or term in weak)
+        df = sum(1 for _, strong, weak in docs.values() if term in strong or term in weak)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     weights = {t: idf(_CANON.get(t, t)) for t in query}
     total = sum(weights.values()) or 1.0
     matches = []
-    for name, (strong, weak) in docs.items():
+    for unit, strong, weak in docs.values():
         got, hits_strong, hits_weak = 0.0, [], []
         for t in query:
             keys = {t, _CANON.get(t, t)}
@@ -123,8 +142,15 @@ def rank(catalog: Catalog, request: str) -> list[Match]:
             parts.append("name/description/tags match " + ", ".join(repr(h) for h in hits_strong))
         if hits_weak:
             parts.append("task names match " + ", ".join(repr(h) for h in hits_weak))
-        matches.append(Match(catalog.playbooks[name], got / total, "; ".join(parts) or "no shared terms"))
-    return sorted(matches, key=lambda m: (-m.score, m.playbook.name))
+        matches.append(Match(unit, got / total, "; ".join(parts) or "no shared terms"))
+    return sorted(matches, key=_order)
+
+
+_KIND_ORDER = {"tasks": 0, "role": 0, "playbook": 1, "unused-role": 2}
+
+
+def _order(m: Match) -> tuple[float, int, str]:
+    return (-round(m.score, 9), _KIND_ORDER.get(m.unit.kind, 3), m.unit.id)
 
 
 def validate_request(request: str) -> str:
@@ -138,14 +164,14 @@ def validate_request(request: str) -> str:
 
 
 def blend(ranked: list[Match], similarity: dict[str, float], weight: float = SEMANTIC_WEIGHT) -> list[Match]:
-    """Re-rank lexical ``ranked`` with each playbook's cosine ``similarity`` to the request (name -> [-1, 1]).
+    """Re-rank lexical ``ranked`` with each unit's cosine ``similarity`` to the request (unit id -> [-1, 1]).
 
     score = (1 - weight) * lexical + weight * max(0, cosine); still in [0, 1], best first (ties by name).
-    A playbook missing from ``similarity`` counts as cosine 0.
+    A unit missing from ``similarity`` counts as cosine 0.
     """
     out = []
     for m in ranked:
-        cosine = similarity.get(m.playbook.name, 0.0)
+        cosine = similarity.get(m.unit.id, 0.0)
         score = (1 - weight) * m.score + weight * max(0.0, cosine)
-        out.append(Match(m.playbook, score, f"{m.reason}; meaning similarity {cosine:.2f}"))
-    return sorted(out, key=lambda m: (-m.score, m.playbook.name))
+        out.append(Match(m.unit, score, f"{m.reason}; meaning similarity {cosine:.2f}"))
+    return sorted(out, key=_order)

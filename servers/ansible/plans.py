@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from servers.ansible import preview
 from servers.ansible.catalog import Catalog
 from servers.ansible.matching import Match
 from servers.ansible.risk import assess
@@ -50,6 +51,9 @@ class Plan(BaseModel):
     playbook: str = Field(description="Playbook path relative to the repo.")
     service: str | None = Field(description="Service the playbook manages.")
     inventory: str = Field(description="Inventory relative to the repo.")
+    tags: list[str] = Field(default_factory=list, description="--tags: the role or task file the plan runs; "
+                                                               "empty: the whole playbook.")
+    skip_tags: list[str] = Field(default_factory=list, description="--skip-tags.")
     hosts: list[str] = Field(description="Hosts the check-mode run touched.")
     host_limit: str | None = Field(description="--limit pattern, if any.")
     extra_vars: dict[str, Any] = Field(description="Extra vars (passed as unsafe, never templated).")
@@ -61,6 +65,9 @@ class Plan(BaseModel):
     status: PlanStatus = Field(description="pending_approval, approved, paused, rejected, running, succeeded or "
                                            "failed.")
     paused_reason: str | None = Field(None, description="While paused: which target hosts are busy or offline.")
+    warnings: list[str] = Field(default_factory=list, description="What a reviewer should know before approving.")
+    blocked_reason: str | None = Field(None, description="Why this plan cannot be approved as-is (no host matched, "
+                                                         "every task skipped, a module missing); None if it can.")
     audit_commit: str | None = Field(description="Audit commit recording the plan.")
     created_at: datetime
     updated_at: datetime
@@ -79,6 +86,8 @@ class RunResult(BaseModel):
     monitors: list[str] | None = Field(None, description="Monitors the playbook reported (set_stats), if any.")
     artifact_data: dict[str, Any] = Field(default_factory=dict, description="All set_stats data.")
     failure: dict[str, Any] | None = Field(None, description="First failed task: task, host, module, message, rc.")
+    warnings: list[str] = Field(default_factory=list, description="What the run reported as not done "
+                                                                  "(container_started: false...).")
     audit_commit: str | None
     duration_s: float
 
@@ -121,28 +130,42 @@ async def create_plan(
     alternatives: list[Match] | None = None,
     planner: dict[str, Any] | None = None,
     limit: str | None = None,
+    tags: list[str] | None = None,
+    skip_tags: list[str] | None = None,
     extra_vars: dict[str, Any] | None = None,
     on_event: EventCallback | None = None,
 ) -> Plan:
-    """Check-mode run of a playbook, stored as a plan awaiting approval, with an audit commit.
+    """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
+    approval, with an audit commit.
 
-    ``planner`` (how the playbook was chosen: retrieval or the LLM, its explanation) is kept in
-    ``plan.match["planner"]``.
+    ``planner`` (how the unit was chosen: retrieval or the LLM, its explanation) is kept in
+    ``plan.match["planner"]``. The plan's ``warnings`` and ``blocked_reason`` come from
+    :func:`servers.ansible.preview.check_findings`; a blocked plan is stored but cannot be approved.
 
     Raises:
-        PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, limit or extra_vars.
+        PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, tags, limit or extra_vars, or a
+            ``vars_prompt`` with no value.
+        RepoError: no usable inventory; vault-encrypted vars and no password file; ansible.cfg asks for a
+            password.
         AnsibleError: ansible-runner could not start.
     """
     playbook = catalog.get(playbook_name)
+    tags = preview.validate_tags(catalog, playbook, tags, "tags")
+    skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
+    unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
+    inventory_path = catalog.inventory_path
     limit = catalog.validate_limit(limit)
     extra_vars = validate_extra_vars(extra_vars)
+    preview.preflight(catalog, playbook, extra_vars)
+    vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
     plan_id = new_id("plan")
     outcome = await run_playbook(
-        catalog.root, playbook.name, catalog.inventory_path, rt.settings.runs_dir / f"{plan_id}-check",
-        check=True, limit=limit, extra_vars=extra_vars, timeout_s=rt.settings.ansible.check_timeout_s,
-        forks=rt.settings.ansible.forks, on_event=on_event,
+        catalog.root, playbook.name, inventory_path, rt.settings.runs_dir / f"{plan_id}-check",
+        check=True, limit=limit, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars, vault_password_file=vault,
+        timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
     )
     risk, reasons = assess(playbook, outcome)
+    warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
     match_info = None
     if match is not None:
         match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
@@ -150,19 +173,23 @@ async def create_plan(
             match_info["planner"] = planner
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
-                              extra_vars, match, check_result, diff, risk, risk_reasons, status)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval') RETURNING *""",
-        plan_id, request, str(catalog.root), catalog.commit, playbook.name, playbook.service, catalog.inventory,
-        outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome), outcome.diff_text,
-        risk, reasons,
+                              extra_vars, match, check_result, diff, risk, risk_reasons, status, tags, skip_tags,
+                              warnings, blocked_reason)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19)
+           RETURNING *""",
+        plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
+        catalog.inventory, outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome),
+        outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
     )
     plan = Plan(**dict(row))
+    selected = playbook.name + (f" --tags {','.join(tags)}" if tags else "")
     sha = await asyncio.to_thread(
-        rt.audit.record, "plan", f"{plan_id} planned: {playbook.name} on {', '.join(plan.hosts) or 'no hosts'}",
-        {"plan_id": plan_id, "request": request, "playbook": playbook.name, "service": playbook.service,
-         "repo": str(catalog.root), "repo_commit": catalog.commit, "hosts": plan.hosts, "limit": limit,
-         "extra_vars": extra_vars, "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
-         "predicted_changes": outcome.changed},
+        rt.audit.record, "plan", f"{plan_id} planned: {selected} on {', '.join(plan.hosts) or 'no hosts'}",
+        {"plan_id": plan_id, "request": request, "playbook": playbook.name, "tags": tags, "skip_tags": skip_tags,
+         "service": plan.service, "repo": str(catalog.root), "repo_commit": catalog.commit,
+         "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": extra_vars,
+         "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
+         "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked},
     )
     await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
     return plan.model_copy(update={"audit_commit": sha})
@@ -196,12 +223,16 @@ async def decide(
 
     Raises:
         PlanNotFound: no such plan.
-        PlanStateError: the plan was already decided or run (its status is named).
+        PlanStateError: the plan was already decided or run (its status is named), or it is blocked
+            (``blocked_reason``) and the decision is an approval.
     """
     plan = await get_plan(rt, plan_id)
+    if decision == "approved" and plan.blocked_reason:
+        raise PlanStateError(f"plan {plan_id} cannot be approved as-is: {plan.blocked_reason}")
     async with rt.store.pool.acquire() as conn, conn.transaction():
         updated = await conn.fetchval(
-            "UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='pending_approval' RETURNING id",
+            "UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='pending_approval' "
+            "AND ($2 = 'rejected' OR blocked_reason IS NULL) RETURNING id",
             plan_id, decision,
         )
         if updated is None:
@@ -232,7 +263,7 @@ async def existing_run(rt: Runtime, plan_id: str) -> RunResult | None:
     return RunResult(
         run_id=row["id"], plan_id=plan_id, status=row["status"], rc=row["rc"], playbook=row["playbook"],
         hosts=row["hosts"], changed=row["changed"], monitors=data.get("monitors"), artifact_data=data,
-        failure=row["failure"], audit_commit=row["audit_commit"],
+        failure=row["failure"], warnings=row["warnings"] or [], audit_commit=row["audit_commit"],
         duration_s=round((row["finished_at"] - row["started_at"]).total_seconds(), 3),
     )
 
@@ -294,7 +325,9 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
     try:
         outcome = await run_playbook(
             catalog.root, plan.playbook, catalog.root / plan.inventory, rt.settings.runs_dir / run_id,
-            check=False, limit=plan.host_limit, extra_vars=plan.extra_vars,
+            check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
+            extra_vars=plan.extra_vars,
+            vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
             timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
         )
     except Exception as exc:
@@ -302,19 +335,20 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
     status = "succeeded" if outcome.status == "successful" else "failed"
     failure = outcome.failures[0] if outcome.failures else None
+    warnings = preview.run_warnings(outcome.artifact_data) if status == "succeeded" else []
     duration = round(asyncio.get_running_loop().time() - started, 3)
     sha = await asyncio.to_thread(
         rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({outcome.changed} changed)",
         {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": outcome.rc, "playbook": plan.playbook,
          "service": plan.service, "hosts": outcome.hosts or plan.hosts, "changed": outcome.changed,
-         "stats": outcome.stats, "artifact_data": outcome.artifact_data, "failures": outcome.failures,
-         "duration_s": duration},
+         "tags": plan.tags, "stats": outcome.stats, "artifact_data": outcome.artifact_data,
+         "failures": outcome.failures, "warnings": warnings, "duration_s": duration},
     )
     async with rt.store.pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "UPDATE runs SET status=$2, rc=$3, stats=$4, artifact_data=$5, changed=$6, failure=$7, "
-            "audit_commit=$8, finished_at=now() WHERE id=$1",
-            run_id, status, outcome.rc, outcome.stats, outcome.artifact_data, outcome.changed, failure, sha,
+            "audit_commit=$8, warnings=$9, finished_at=now() WHERE id=$1",
+            run_id, status, outcome.rc, outcome.stats, outcome.artifact_data, outcome.changed, failure, sha, warnings,
         )
         await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1", plan_id, status)
     monitors = outcome.artifact_data.get("monitors")
@@ -322,7 +356,7 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         run_id=run_id, plan_id=plan_id, status=status, rc=outcome.rc, playbook=plan.playbook,
         hosts=outcome.hosts or plan.hosts, changed=outcome.changed,
         monitors=list(monitors) if isinstance(monitors, list) else None, artifact_data=outcome.artifact_data,
-        failure=failure, audit_commit=sha, duration_s=duration,
+        failure=failure, warnings=warnings, audit_commit=sha, duration_s=duration,
     )
 
 

@@ -130,6 +130,8 @@ def render_diff(diff: dict[str, Any]) -> str:
 
 
 def _message(res: dict[str, Any]) -> str:
+    if res.get("skipped") and res.get("false_condition"):
+        return f"condition false: {res['false_condition']}"
     for key in ("msg", "stderr", "stdout"):
         value = res.get(key)
         if value:
@@ -189,7 +191,10 @@ async def run_playbook(
     *,
     check: bool,
     limit: str | None = None,
+    tags: list[str] | None = None,
+    skip_tags: list[str] | None = None,
     extra_vars: dict[str, Any] | None = None,
+    vault_password_file: Path | None = None,
     timeout_s: int = 3600,
     forks: int = 5,
     on_event: EventCallback | None = None,
@@ -199,6 +204,8 @@ async def run_playbook(
     Args:
         check: run with ``--check --diff`` (changes nothing) instead of for real.
         limit: ``--limit`` pattern, already validated.
+        tags, skip_tags: ``--tags`` / ``--skip-tags``, already validated against the playbook's tags.
+        vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars.
         extra_vars: passed with ``-e @file``, every string ``!unsafe``.
         private_dir: ansible-runner's private data dir; artifacts stay there for post-mortems.
         on_event: awaited for each task result, in order, on the caller's loop.
@@ -215,6 +222,12 @@ async def run_playbook(
     cmdline = ["--diff", "--forks", str(forks)]
     if check:
         cmdline.insert(0, "--check")
+    if tags:
+        cmdline += ["--tags", ",".join(tags)]
+    if skip_tags:
+        cmdline += ["--skip-tags", ",".join(skip_tags)]
+    if vault_password_file is not None:
+        cmdline += ["--vault-password-file", str(vault_password_file)]
     if extra_vars:
         vars_file = private_dir / "extra_vars.yml"
         vars_file.write_text(unsafe_extra_vars_yaml(extra_vars))

@@ -15,7 +15,7 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.ansible import matching, plans, review, scaffold
+from servers.ansible import matching, plans, review, scaffold, units
 from servers.ansible.service import AnsibleService, progress_reporter
 from shared.mcp import ChiffonErrors
 from shared.redact import redact
@@ -49,14 +49,32 @@ class InventoryView(BaseModel):
     """The inventory: groups with their hosts, and each host's variables (secrets redacted)."""
 
     inventory: str
+    inventories: list[dict[str, str]] = Field(description="Every inventory found: {name, path, source}.")
     groups: dict[str, list[str]]
     hostvars: dict[str, dict[str, Any]]
 
 
-class MatchView(BaseModel):
-    """A ranked playbook candidate for a request."""
+class ServiceRow(BaseModel):
+    """One service the repo deploys: through which playbook and tags, on which hosts, under which condition."""
 
-    playbook: str
+    service: str
+    kind: str = Field(description="role, tasks (an imported task file), playbook, or unused-role.")
+    playbook: str | None = Field(description="Playbook that applies it; null when none does.")
+    tags: list[str] = Field(description="--tags that select it.")
+    hosts: list[str] = Field(description="Host patterns of its play (or hosts its condition names).")
+    targets: list[str] = Field(description="Inventory hosts those patterns select.")
+    when: list[str] = Field(description="Conditions it runs under (jellyfin_enabled | default(false)...).")
+    source: str = Field(description="Role folder or task file, relative to the repo.")
+
+
+class MatchView(BaseModel):
+    """A ranked candidate for a request: a playbook, or a role/task file its tags select."""
+
+    playbook: str | None = Field(description="Playbook path; null for a role that no playbook applies.")
+    tags: list[str] = Field(description="--tags that select the unit; empty: the whole playbook.")
+    unit: str = Field(description="Unit id (playbook, playbook::role:NAME, playbook::tasks:FILE, role:PATH).")
+    kind: str = Field(description="playbook, role, tasks or unused-role.")
+    service: str
     description: str
     score: float = Field(description="Share of the request's information covered, 0..1.")
     reason: str
@@ -92,12 +110,14 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         )
 
     @mcp.tool(annotations=READ_ONLY)
-    async def inventory() -> InventoryView:
-        """Groups, hosts and host variables of the configured inventory (secrets redacted)."""
-        catalog = await svc.catalog()
+    async def inventory(
+        name: str | None = Field(None, description="Inventory name or path in the repo; default: ansible.cfg's."),
+    ) -> InventoryView:
+        """Groups, hosts and host variables of an inventory (secrets redacted), and every inventory found."""
+        catalog = await svc.catalog(inventory=name)
         groups = await asyncio.to_thread(catalog.groups)
         return InventoryView(
-            inventory=catalog.inventory, groups=groups,
+            inventory=catalog.inventory, inventories=[c.as_dict() for c in catalog.inventories], groups=groups,
             hostvars={h: redact(catalog.hostvars(h)) for h in groups.get("all", [])},
         )
 
@@ -106,25 +126,42 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         request: str = Field(description="Plain-language request, e.g. 'Deploy Uptime Kuma'."),
         k: int = Field(5, ge=1, le=50, description="How many candidates to return."),
     ) -> list[MatchView]:
-        """Playbooks ranked for a request, best first, with a score in [0, 1] and the reason."""
+        """Units (playbooks, and roles or task files their tags select) ranked for a request, best first, with a
+        score in [0, 1] and the reason."""
         catalog = await svc.catalog()
         return [MatchView(**m.as_dict()) for m in matching.rank(catalog, matching.validate_request(request))[:k]]
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def services(
+        host: str | None = Field(None, description="Only services that target this inventory host."),
+        inventory: str | None = Field(None, description="Inventory name or path; default: ansible.cfg's."),
+    ) -> list[ServiceRow]:
+        """What runs where: each service the repo deploys, through which playbook and tags, on which hosts and
+        under which condition; roles that no playbook applies are listed with playbook null."""
+        catalog = await svc.catalog(inventory=inventory)
+        resolve = catalog.hosts_matching if catalog.inventory_name else None
+        rows = await asyncio.to_thread(units.services, catalog.units, resolve, host)
+        return [ServiceRow(**row) for row in rows]
 
     @mcp.tool(annotations=CHECK)
     async def check(
         ctx: Context,
         playbook: str = Field(description="Playbook path relative to the repo."),
+        tags: list[str] | None = Field(None, description="--tags: select one role or task file (see services)."),
+        skip_tags: list[str] | None = Field(None, description="--skip-tags."),
         limit: str | None = Field(None, description="--limit host/group pattern."),
         extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
+        inventory: str | None = Field(None, description="Inventory name or path; default: ansible.cfg's."),
     ) -> plans.Plan:
-        """Run the playbook in check mode with --diff (changes nothing) and store it as a plan to approve.
+        """Run the playbook in check mode with --diff (changes nothing on the hosts) and store it as a plan.
 
-        Returns the plan: hosts, predicted diff, risk and status ``pending_approval``.
+        Returns the plan: tags, inventory, hosts, predicted diff, risk, warnings, blocked_reason and status
+        ``pending_approval``.
         """
-        catalog = await svc.catalog()
+        catalog = await svc.catalog(inventory=inventory)
         pb = catalog.get(playbook)
         return await plans.create_plan(
-            svc.rt, catalog, pb.name, limit=limit, extra_vars=extra_vars,
+            svc.rt, catalog, pb.name, limit=limit, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars,
             on_event=progress_reporter(ctx, len(pb.tasks), "check"),
         )
 

@@ -8,21 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servers.ansible.catalog import Catalog
+from servers.ansible.catalog import Catalog, ScanCache
 from servers.ansible.runner import TaskEvent
 from shared.config import PROJECT_ROOT
+from shared.errors import RepoError
 from shared.runtime import Runtime
 
 if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
     from fastmcp import Context
 
 EXAMPLE_REPO = PROJECT_ROOT / "examples" / "homelab-infra"
-_WATCHED = ("*.yml", "*.yaml", "*.ini", "*.cfg")
-
-
-def _fingerprint(root: Path) -> tuple[tuple[str, float], ...]:
-    files = [p for pattern in _WATCHED for p in root.rglob(pattern) if ".git" not in p.parts]
-    return tuple(sorted((str(p), p.stat().st_mtime) for p in files))
+NO_REPO = (
+    "no IaC repo is configured. Set one with CHIFFON_REPO=/path/to/repo, the `repo:` key of chiffon.yaml, "
+    "`--repo PATH`, or `chiffon install <client> --repo PATH` (recorded in the IDE's entry). "
+    f"To try chiffon on the bundled example, use --repo {EXAMPLE_REPO}."
+)
 
 
 @dataclass
@@ -30,30 +30,39 @@ class AnsibleService:
     """What the ansible tools need: the runtime and the IaC repo they work on."""
 
     rt: Runtime
-    repo: Path
-    _cache: dict[Path, tuple[tuple[tuple[str, float], ...], Catalog]] = field(default_factory=dict)
+    repo: Path | None
+    inventory: str | None = None
+    _caches: dict[Path, ScanCache] = field(default_factory=dict)
 
     @classmethod
-    def for_runtime(cls, rt: Runtime, repo: Path | None = None) -> AnsibleService:
-        """Bind to ``repo``, else ``CHIFFON_REPO``, else the bundled example repo."""
-        return cls(rt, (repo or rt.settings.repo or EXAMPLE_REPO).expanduser().resolve())
+    def for_runtime(cls, rt: Runtime, repo: Path | None = None, inventory: str | None = None) -> AnsibleService:
+        """Bind to ``repo``, else ``CHIFFON_REPO``; ``inventory`` (a name or path) else ``ansible.inventory``.
 
-    def _load(self, root: Path) -> Catalog:
-        stamp = _fingerprint(root) if root.is_dir() else ()
-        cached = self._cache.get(root)
-        if cached and cached[0] == stamp:
-            return cached[1]
-        catalog = Catalog.load(root, self.rt.settings.ansible.inventory)
-        self._cache[root] = (stamp, catalog)
-        return catalog
+        With neither repo given, the service is bound to no repo: every catalog call raises
+        :class:`RepoError` saying how to configure one (the bundled example is used only when asked
+        for by path).
+        """
+        chosen = repo or rt.settings.repo
+        return cls(rt, chosen.expanduser().resolve() if chosen else None,
+                   inventory or rt.settings.ansible.inventory)
 
-    async def catalog(self, repo: Path | None = None) -> Catalog:
-        """The catalog of ``repo`` (default: the bound repo), rescanned when files change.
+    def _load(self, root: Path, inventory: str | None) -> Catalog:
+        cache = self._caches.setdefault(root, ScanCache())
+        return Catalog.load(root, inventory, cache=cache)
+
+    async def catalog(self, repo: Path | None = None, inventory: str | None = None) -> Catalog:
+        """The catalog of ``repo`` (default: the bound repo), rescanned incrementally on every call.
+
+        ``inventory``: a name or repo-relative path; default the service's, else ansible.cfg's.
 
         Raises:
-            RepoError: not a git repo, or no playbooks.
+            RepoError: no repo configured, not a directory, or no playbooks and no roles.
+            InvalidInput: ``inventory`` names no inventory of the repo.
         """
-        return await asyncio.to_thread(self._load, (repo or self.repo).expanduser().resolve())
+        root = repo or self.repo
+        if root is None:
+            raise RepoError(NO_REPO)
+        return await asyncio.to_thread(self._load, root.expanduser().resolve(), inventory or self.inventory)
 
 
 def progress_reporter(ctx: "Context | None", total: int | None, verb: str) -> Callable[[TaskEvent], Awaitable[None]] | None:

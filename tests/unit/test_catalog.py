@@ -55,17 +55,19 @@ def test_unknown_playbook_lists_the_known_ones(catalog: Catalog) -> None:
         catalog.get("deploy-nextcloud.yml")
 
 
-def test_repo_that_is_not_a_git_repo_is_refused(tmp_path: Path) -> None:
+def test_repo_that_is_not_a_git_repo_is_scanned_read_only_with_no_commit(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "plain")
-    with pytest.raises(RepoError, match="not a git repository"):
-        Catalog.load(tmp_path / "plain", "inventories/local.ini")
+    catalog = Catalog.load(tmp_path / "plain", "inventories/local.ini")
+    assert "deploy-uptime-kuma.yml" in catalog.playbooks
+    assert not catalog.is_git and catalog.commit is None
+    assert not (tmp_path / "plain" / ".git").exists()
 
 
 def test_repo_without_playbooks_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty" / "inventories").mkdir(parents=True)
     (tmp_path / "empty" / "README.md").write_text("nothing here")
     git_commit_all(tmp_path / "empty")
-    with pytest.raises(RepoError, match="no playbooks"):
+    with pytest.raises(RepoError, match="no playbooks and no roles"):
         Catalog.load(tmp_path / "empty", "inventories/local.ini")
 
 

@@ -1,0 +1,156 @@
+"""What a check-mode preview and a run really say, in words a reviewer can act on.
+
+- Before a check: what would make it hang or fail at once (a ``vars_prompt`` with no
+  value given, ``ask_pass``/``become_ask_pass`` in ``ansible.cfg``, vault-encrypted vars
+  with no password file).
+- After a check: warnings, and the reason a plan cannot be approved as-is: no host of the
+  inventory matched, every task was skipped by a condition (with the variable that enables
+  it), or a module is missing (with the ``ansible-galaxy`` command that installs it).
+- After a run: what did not happen although the run succeeded (a playbook that reports
+  ``container_started: false`` with ``set_stats``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from servers.ansible.catalog import Catalog
+from servers.ansible.plays import Playbook, condition_variables
+from servers.ansible.runner import Outcome
+from servers.ansible.units import Unit
+from shared.errors import InvalidInput, RepoError
+
+FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
+_MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
+_TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
+
+
+def playbook_tags(catalog: Catalog, playbook: Playbook) -> set[str]:
+    """Every tag written in ``playbook``, the roles and task files it applies, and Ansible's special tags."""
+    tags = set(playbook.tags) | {"always", "never", "all", "tagged", "untagged"}
+    for unit in catalog.units:
+        if unit.playbook is playbook:
+            tags.update(unit.entry_tags)
+    return tags
+
+
+def validate_tags(catalog: Catalog, playbook: Playbook, tags: list[str] | None, field: str) -> list[str]:
+    """``tags`` checked: allowed characters, and each a tag the playbook carries.
+
+    Raises:
+        InvalidInput: a bad character or an unknown tag (the known ones are listed).
+    """
+    out = []
+    known = playbook_tags(catalog, playbook)
+    for tag in tags or []:
+        if not isinstance(tag, str) or not _TAG.match(tag):
+            raise InvalidInput(field, f"{tag!r} is not a tag (letters, digits, _ . : @ + -)")
+        if tag not in known:
+            listed = ", ".join(sorted(known - {"always", "never", "all", "tagged", "untagged"})) or "none"
+            raise InvalidInput(field, f"{tag!r} is not a tag of {playbook.name}; its tags: {listed}")
+        out.append(tag)
+    return list(dict.fromkeys(out))
+
+
+def vault_files(catalog: Catalog) -> list[str]:
+    """Repo files encrypted with ansible-vault (``$ANSIBLE_VAULT;`` header), repo-relative, sorted."""
+    found = []
+    for folder in ("group_vars", "host_vars", "vars", "inventory", "inventories"):
+        for path in catalog.root.rglob(f"{folder}/**/*"):
+            if path.is_file() and ".git" not in path.parts and path.suffix in (".yml", ".yaml", "", ".json"):
+                with path.open("rb") as fh:
+                    if fh.read(len(VAULT_HEADER)) == VAULT_HEADER:
+                        found.append(path.relative_to(catalog.root).as_posix())
+    return sorted(set(found))
+
+
+def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
+    """The vault password file to pass: chiffon's setting, else ``ansible.cfg``'s; None when none is needed.
+
+    Raises:
+        RepoError: encrypted files exist and no password file is set or the set one is missing.
+    """
+    chosen = configured or catalog.cfg.vault_password_file
+    encrypted = vault_files(catalog)
+    if chosen is not None and not Path(chosen).expanduser().is_file():
+        raise RepoError(f"vault password file {chosen} does not exist; set ansible.vault_password_file "
+                        "(CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE) or --vault-password-file to a readable file")
+    if encrypted and chosen is None:
+        raise RepoError(f"{', '.join(encrypted[:5])} {'is' if len(encrypted) == 1 else 'are'} encrypted with "
+                        "ansible-vault and no vault password is set: pass --vault-password-file FILE or set "
+                        "ansible.vault_password_file (CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE)")
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) -> None:
+    """Refuse what would make a non-interactive run hang on a prompt.
+
+    Raises:
+        InvalidInput: a ``vars_prompt`` variable has no value in ``extra_vars``.
+        RepoError: ``ansible.cfg`` asks for a connection or become password on every run.
+    """
+    missing = [name for name in playbook.prompts if name not in extra_vars]
+    if missing:
+        raise InvalidInput("extra_vars", f"{playbook.name} prompts for {', '.join(missing)} (vars_prompt); chiffon "
+                                         "never waits on a prompt: give "
+                                         + " ".join(f"-e {m}=VALUE" for m in missing))
+    cfg = catalog.cfg.path
+    if cfg is not None:
+        text = cfg.read_text(errors="replace").lower()
+        for key in ("become_ask_pass", "ask_pass", "ask_vault_pass"):
+            if re.search(rf"^\s*{key}\s*=\s*(true|yes|1)\b", text, re.MULTILINE):
+                raise RepoError(f"{cfg.name} sets {key} = true: Ansible would wait for a password nobody types. "
+                                "Put the secret in the inventory (vault-encrypted: ansible_become_password) or "
+                                "use passwordless sudo for the deploy user, then plan again.")
+
+
+def _task_events(outcome: Outcome) -> list[Any]:
+    return [e for e in outcome.events if e.module not in FACT_MODULES and e.task.lower() != "gathering facts"]
+
+
+def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
+                   outcome: Outcome) -> tuple[list[str], str | None]:
+    """``(warnings, blocked_reason)`` for a finished check-mode run; ``blocked_reason`` None when approvable."""
+    warnings = list(unit.warnings) if unit else []
+    blocked = None
+    missing = sorted({m.group(1) for f in outcome.failures for m in _MISSING_MODULE.finditer(str(f.get("message")))})
+    if missing:
+        req = next((p for p in ("requirements.yml", "collections/requirements.yml", "requirements.yaml")
+                    if (catalog.root / p).is_file()), None)
+        how = (f"`ansible-galaxy collection install -r {req}`" if req else
+               f"`ansible-galaxy collection install {' '.join(sorted({'.'.join(m.split('.')[:2]) for m in missing}))}`")
+        blocked = f"module {', '.join(missing)} is not installed; install it with {how} and plan again"
+    elif not outcome.hosts and outcome.status == "successful":
+        patterns = ", ".join(playbook.host_patterns) or "-"
+        blocked = (f"no host of inventory {catalog.inventory} matched the play's hosts ({patterns}): "
+                   "choose another inventory (--inventory) or add the hosts to it")
+    else:
+        events = _task_events(outcome)
+        if events and all(e.status == "skipped" for e in events):
+            conds = list(dict.fromkeys(e.message.removeprefix("condition false: ") for e in events
+                                       if e.message.startswith("condition false: ")))
+            if conds:
+                flags = [v for c in conds for v in condition_variables(c) if v.endswith(("_enabled", "_enable"))]
+                flags = list(dict.fromkeys(flags or [v for c in conds[:1] for v in condition_variables(c)][:1]))
+                hint = (f"; to deploy it, set {', '.join(f'{f}: true' for f in flags)} in group_vars or host_vars "
+                        f"(or plan again with {' '.join(f'-e {f}=true' for f in flags)})") if flags else ""
+                blocked = (f"every task was skipped by the condition {' / '.join(conds[:3])}: nothing would "
+                           f"be deployed{hint}")
+            else:
+                blocked = "every task was skipped: nothing would be deployed"
+    return warnings, blocked
+
+
+def run_warnings(artifact_data: dict[str, Any]) -> list[str]:
+    """What a successful run reported as not done: each ``set_stats`` key ``*started``/``*running``
+    that is false (``container_started: false``)."""
+    out = []
+    for key, value in artifact_data.items():
+        if key.endswith(("started", "running", "deployed")) and str(value).strip().lower() in ("false", "0", "no"):
+            what = key.replace("_", " ")
+            out.append(f"the playbook reports {key}: false — {what} did not happen on the host, so what it "
+                       "configured is not live yet (on the example repo: no Docker engine)")
+    return out

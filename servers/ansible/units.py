@@ -1,0 +1,232 @@
+"""Units: what a person can ask chiffon to run. A plan runs one unit.
+
+A unit is a playbook as a whole, or one thing a playbook applies and a tag selects:
+a role entry (``- role: jellyfin`` / ``tags: [jellyfin]``) or an imported task file
+(``- import_tasks: jellyfin.yml`` / ``tags: docker,jellyfin``), also inside a role's
+``tasks/main.yml``. A role that no playbook applies is a unit with no playbook: chiffon
+says so rather than planning something else.
+
+The tag a plan passes (``--tags``) is the entry's most specific one: the tag named after the
+service if there is one, else the tag the fewest units of that playbook carry
+(``ansible-nas`` on twenty roles loses to ``jellyfin`` on one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from servers.ansible.plays import Application, Playbook, Task, service_of
+from servers.ansible.roles import Role
+
+GENERIC_TAGS = frozenset({"always", "never", "all", "tagged", "untagged", "skip_ansible_lint", "molecule-notest"})
+_HOST_CONDITION = re.compile(r"inventory_hostname\s*(?:==|in)\s*(\[[^\]]*\]|['\"][^'\"]+['\"])")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One runnable unit: ``playbook`` + ``tags``; ``playbook`` is None for a role no playbook applies."""
+
+    id: str
+    kind: str  # playbook | role | tasks | unused-role
+    service: str
+    playbook: Playbook | None
+    tags: tuple[str, ...] = ()
+    entry_tags: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    when: tuple[str, ...] = ()
+    role: Role | None = None
+    role_name: str | None = None
+    source: str = ""
+    description: str = ""
+    steps: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        """Human name: ``site.yml --tags jellyfin``, ``deploy-redis.yml`` or ``role uptime-kuma``."""
+        if self.playbook is None:
+            return f"role {self.role_name}"
+        return self.playbook.name + (f" --tags {','.join(self.tags)}" if self.tags else "")
+
+    def words(self) -> tuple[str, str]:
+        """``(strong, weak)`` text for matching: names, tags, description; then step and play names."""
+        strong = [self.service, *self.entry_tags, self.role_name or "", self.description,
+                  PurePosixPath(self.source).stem if self.kind == "tasks" else ""]
+        weak = list(self.steps)
+        if self.playbook is not None and self.kind == "playbook":
+            strong += [self.playbook.name.replace("/", " "), *self.playbook.tags]
+            weak += list(self.playbook.play_names)
+        if self.role is not None:
+            weak += list(self.role.variables[:20])
+        return " ".join(strong), " ".join(weak)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{id, kind, service, playbook, tags, hosts, when, role, source, description, warnings}``."""
+        return {
+            "id": self.id, "kind": self.kind, "service": self.service,
+            "playbook": self.playbook.name if self.playbook else None, "tags": list(self.tags),
+            "hosts": list(self.hosts), "when": list(self.when), "role": self.role_name, "source": self.source,
+            "description": self.description, "warnings": list(self.warnings),
+        }
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def choose_tag(entry_tags: tuple[str, ...], service: str, counts: Counter[str]) -> tuple[str, ...]:
+    """The one tag that selects this entry best (see the module docstring); ``()`` when it has none."""
+    candidates = [t for t in dict.fromkeys(entry_tags) if t not in GENERIC_TAGS]
+    if not candidates:
+        return ()
+    want = _norm(service)
+
+    def key(item: tuple[int, str]) -> tuple[int, int, int]:
+        index, tag = item
+        norm = _norm(tag)
+        closeness = 0 if norm == want else 1 if want and (want in norm or norm in want) else 2
+        return closeness, counts[tag], index
+
+    return (min(enumerate(candidates), key=key)[1],)
+
+
+def hosts_of_condition(when: tuple[str, ...]) -> list[str]:
+    """Hosts named by an ``inventory_hostname == "nas"`` / ``in [...]`` condition."""
+    found: list[str] = []
+    for expression in when:
+        for match in _HOST_CONDITION.finditer(expression):
+            found += re.findall(r"['\"]([^'\"]+)['\"]", match.group(1))
+    return found
+
+
+def resolve_role(roles: dict[str, Role], name: str, near: str) -> Role | None:
+    """The repo's role a play names ``name`` (exact name, else the short name, nearest to ``near`` first)."""
+    if name in roles:
+        return roles[name]
+    short = name.rsplit("/", 1)[-1]
+    same = [r for r in roles.values() if r.short == short or r.name.endswith("/" + name)]
+    if not same:
+        return None
+    return min(same, key=lambda r: (not r.path.startswith(near), len(r.path)))
+
+
+TasksReader = Callable[[str], tuple[Task, ...]]
+
+
+def build_units(playbooks: dict[str, Playbook], roles: dict[str, Role], read_tasks: TasksReader) -> list[Unit]:
+    """Every unit of the repo: each playbook, each tagged thing it applies, each role nothing applies.
+
+    ``read_tasks(repo-relative path)`` returns the tasks of a task file (empty when it is missing).
+    """
+    units: list[Unit] = []
+    applied_roles: set[str] = set()
+    for pb in playbooks.values():
+        here = str(PurePosixPath(pb.name).parent)
+        near = "" if here == "." else here + "/"
+        entries: list[Unit] = []
+        for app in pb.applies:
+            entries.extend(_entry_units(pb, app, roles, near, read_tasks, applied_roles))
+        carriers: dict[str, list[str]] = {}
+        for u in entries:
+            for tag in dict.fromkeys(u.entry_tags):
+                carriers.setdefault(tag, []).append(u.role_name or u.source)
+        counts = Counter({tag: len(names) for tag, names in carriers.items()})
+        units.append(Unit(id=pb.name, kind="playbook", service=pb.service, playbook=pb, hosts=pb.host_patterns,
+                          description=pb.description, steps=tuple(t.name for t in pb.tasks if t.name)))
+        for unit in entries:
+            units.append(_with_tags(unit, counts, carriers, len(pb.applies)))
+    for dep_of in list(applied_roles):
+        _mark_dependencies(roles, dep_of, applied_roles)
+    for role in sorted(roles.values(), key=lambda r: r.path):
+        if role.name not in applied_roles:
+            units.append(Unit(id=f"role:{role.path}", kind="unused-role", service=service_of(role.short),
+                              playbook=None, role=role, role_name=role.name, source=role.path,
+                              description=role.description, steps=role.task_names,
+                              warnings=(f"role {role.name} exists in {role.path} but no playbook applies it",)))
+    return units
+
+
+def _mark_dependencies(roles: dict[str, Role], name: str, applied: set[str]) -> None:
+    role = roles.get(name)
+    for dep in role.dependencies if role else ():
+        found = resolve_role(roles, dep, "")
+        if found is not None and found.name not in applied:
+            applied.add(found.name)
+            _mark_dependencies(roles, found.name, applied)
+
+
+def _entry_units(pb: Playbook, app: Application, roles: dict[str, Role], near: str, read_tasks: TasksReader,
+                 applied_roles: set[str]) -> list[Unit]:
+    hosts = tuple(hosts_of_condition(app.when)) or ((app.hosts,) if app.hosts else ())
+    if app.kind == "tasks":
+        source = str(PurePosixPath(near or ".") / app.name) if not app.name.startswith("/") else app.name
+        source = str(PurePosixPath(source))
+        return [Unit(id=f"{pb.name}::tasks:{source}", kind="tasks", service=service_of(PurePosixPath(app.name).stem),
+                     playbook=pb, entry_tags=app.tags, hosts=hosts, when=app.when, source=source,
+                     steps=tuple(t.name for t in read_tasks(source) if t.name))]
+    role = resolve_role(roles, app.name, near)
+    if role is not None:
+        applied_roles.add(role.name)
+    short = app.name.rsplit("/", 1)[-1]
+    units = [Unit(id=f"{pb.name}::role:{app.name}", kind="role", service=service_of(short), playbook=pb,
+                  entry_tags=app.tags, hosts=hosts, when=app.when + (role.conditions if role else ()), role=role,
+                  role_name=app.name, source=role.path if role else app.name,
+                  description=role.description if role else "", steps=role.task_names if role else ())]
+    for sub in role.imports if role else ():
+        source = str(PurePosixPath(role.path) / "tasks" / sub.name)
+        if not sub.tags:
+            continue  # an untagged import is part of the role, not a unit of its own
+        sub_when = app.when + sub.when
+        units.append(Unit(
+            id=f"{pb.name}::tasks:{source}", kind="tasks", service=service_of(PurePosixPath(sub.name).stem),
+            playbook=pb, entry_tags=app.tags + sub.tags, hosts=tuple(hosts_of_condition(sub_when)) or hosts,
+            when=sub_when, role=role, role_name=role.name, source=source,
+            steps=tuple(t.name for t in read_tasks(source) if t.name)))
+    return units
+
+
+def _with_tags(unit: Unit, counts: Counter[str], carriers: dict[str, list[str]], applied: int) -> Unit:
+    tags = choose_tag(unit.entry_tags, unit.service, counts)
+    warnings = []
+    if not tags and applied > 1:
+        warnings.append(f"no tag selects only {unit.kind} {unit.role_name or unit.source}: "
+                        f"the whole of {unit.playbook.name if unit.playbook else '?'} runs")
+    elif tags:
+        me = unit.role_name or unit.source
+        others = [name for name in carriers.get(tags[0], []) if name != me]
+        if others:
+            warnings.append(f"--tags {tags[0]} also runs {', '.join(dict.fromkeys(others))}")
+    return Unit(**{**unit.__dict__, "tags": tags, "warnings": tuple(warnings)})
+
+
+def services(units: list[Unit], resolve_hosts: Callable[[str], list[str]] | None = None,
+             host: str | None = None) -> list[dict[str, Any]]:
+    """What runs where: one row per service the repo deploys, sorted by service.
+
+    Rows: ``{service, kind, playbook, tags, hosts, targets, when, source}``. ``hosts`` are the play's
+    host patterns (or the hosts a ``when: inventory_hostname == ...`` names); ``targets`` the inventory
+    hosts they select, when ``resolve_hosts`` is given. A playbook that applies tagged roles or task files
+    is listed through them, not as a service of its own, and so is a role made of tagged task files.
+    ``host`` keeps only rows that target it.
+    """
+    with_entries = {u.playbook.name for u in units if u.playbook is not None and u.kind in ("role", "tasks")}
+    containers = {(u.playbook.name, u.role_name) for u in units if u.kind == "tasks" and u.role and u.playbook}
+    rows = []
+    for unit in units:
+        if unit.kind == "playbook" and unit.playbook is not None and unit.playbook.name in with_entries:
+            continue
+        if unit.kind == "role" and unit.playbook is not None and (unit.playbook.name, unit.role_name) in containers:
+            continue  # a docker_containers role is listed through the task file of each service it imports
+        targets = resolve_hosts(",".join(unit.hosts)) if resolve_hosts and unit.hosts else []
+        if host and host not in targets and host not in unit.hosts:
+            continue
+        rows.append({"service": unit.service, "kind": unit.kind,
+                     "playbook": unit.playbook.name if unit.playbook else None, "tags": list(unit.tags),
+                     "hosts": list(unit.hosts), "targets": targets, "when": list(unit.when), "source": unit.source
+                     or (unit.playbook.name if unit.playbook else "")})
+    return sorted(rows, key=lambda r: (r["service"], r["playbook"] or "", r["tags"]))
