@@ -132,11 +132,14 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
         if events and all(e.status == "skipped" for e in events):
             conds = list(dict.fromkeys(e.message.removeprefix("condition false: ") for e in events
                                        if e.message.startswith("condition false: ")))
+            # ansible-runner's skipped events carry no result; the unit's own conditions say what gated it
+            conds = conds or [c for c in (unit.when if unit else ()) if "inventory_hostname" not in c]
             if conds:
                 flags = [v for c in conds for v in condition_variables(c) if v.endswith(("_enabled", "_enable"))]
                 flags = list(dict.fromkeys(flags or [v for c in conds[:1] for v in condition_variables(c)][:1]))
-                hint = (f"; to deploy it, set {', '.join(f'{f}: true' for f in flags)} in group_vars or host_vars "
-                        f"(or plan again with {' '.join(f'-e {f}=true' for f in flags)})") if flags else ""
+                where = f"{catalog.inventory}'s group_vars or host_vars" if catalog.inventory_name else "group_vars"
+                hint = (f"; to deploy it, set {', '.join(f'{f}: true' for f in flags)} in {where} (a boolean, "
+                        "as the role's defaults have it), commit, and plan again") if flags else ""
                 blocked = (f"every task was skipped by the condition {' / '.join(conds[:3])}: nothing would "
                            f"be deployed{hint}")
             else:
