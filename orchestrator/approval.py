@@ -47,14 +47,26 @@ class Answer:
 
 
 def approval_message(plan: Plan) -> str:
-    """The text shown to the human: what runs where, the risk, and the predicted diff."""
+    """The text shown to the human: what runs where (playbook, tags, inventory, limit, extra vars), the risk,
+    the warnings, a generated playbook in full, and the predicted diff."""
     diff = plan.diff if len(plan.diff) <= MAX_DIFF_CHARS else plan.diff[:MAX_DIFF_CHARS] + "\n... (diff truncated)"
-    return (
-        f"Approve plan {plan.id}?\n"
-        f"Playbook: {plan.playbook} on {', '.join(plan.hosts) or 'no hosts'}\n"
-        f"Risk: {plan.risk} ({'; '.join(plan.risk_reasons)})\n"
-        f"Check mode predicts {plan.check_result.get('changed', 0) if plan.check_result else 0} change(s):\n{diff}"
-    )
+    lines = [
+        f"Approve plan {plan.id}?",
+        f"Playbook: {plan.playbook}" + (f" --tags {','.join(plan.tags)}" if plan.tags else " (all of it)")
+        + (f" --skip-tags {','.join(plan.skip_tags)}" if plan.skip_tags else ""),
+        f"Inventory: {plan.inventory}; hosts: {', '.join(plan.hosts) or 'none'}"
+        + (f"; limit: {plan.host_limit}" if plan.host_limit else ""),
+    ]
+    if plan.extra_vars:
+        lines.append(f"Extra vars: {', '.join(f'{k}={v!r}' for k, v in plan.extra_vars.items())}")
+    lines.append(f"Risk: {plan.risk} ({'; '.join(plan.risk_reasons)})")
+    lines += [f"Warning: {w}" for w in plan.warnings]
+    if plan.generated_playbook:
+        lines.append(f"Generated playbook (runs from the plan; nothing is written to the repo):\n"
+                     f"{plan.generated_playbook}")
+    changed = plan.check_result.get("changed", 0) if plan.check_result else 0
+    lines.append(f"Check mode predicts {changed} change(s):\n{diff}")
+    return "\n".join(lines)
 
 
 def client_can_elicit(ctx: Context) -> bool:

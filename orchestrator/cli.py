@@ -115,6 +115,9 @@ def show_plan(plan: plans.Plan) -> None:
     if plan.blocked_reason:
         table.add_row("[red]cannot approve[/]", escape(plan.blocked_reason))
     out.print(table)
+    if plan.generated_playbook:
+        out.print("generated playbook (runs from this plan; nothing is written to the repo):")
+        out.print(Syntax(plan.generated_playbook, "yaml", theme="ansi_dark", word_wrap=True))
     if plan.diff:
         out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
 
@@ -177,7 +180,8 @@ async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
 
 
 async def _run_request(settings: Settings, request: str, repo: Path | None, approve: bool, as_json: bool,
-                       limit: str | None, extra_vars: dict[str, Any], inventory: str | None) -> int:
+                       limit: str | None, extra_vars: dict[str, Any], inventory: str | None,
+                       apply: tuple[str | None, str | None] = (None, None)) -> int:
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, repo, inventory)
@@ -191,7 +195,8 @@ async def _run_request(settings: Settings, request: str, repo: Path | None, appr
 
                 async with _planner_router(rt) as router:
                     plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars,
-                                              on_event=on_check, router=router)
+                                              apply_role=apply[0], apply_to=apply[1], on_event=on_check,
+                                              router=router)
             if not as_json:
                 show_plan(plan)
             if plan.blocked_reason:
@@ -238,6 +243,9 @@ def run(
              "repo. Default: the one ansible.cfg names.")] = None,
     vault_password_file: Annotated[Optional[Path], typer.Option(
         help="ansible-vault password file, for repos with encrypted vars.")] = None,
+    apply_role: Annotated[Optional[str], typer.Option(
+        help="Plan a generated playbook applying this role (one no playbook applies); needs --apply-to.")] = None,
+    apply_to: Annotated[Optional[str], typer.Option(help="Inventory host or group for --apply-role.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -247,7 +255,7 @@ def run(
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
     settings = _settings(config, **overrides)
     code = _run(_run_request(settings, request, repo, approve, as_json, limit, _parse_vars_or_exit(extra_var),
-                             inventory))
+                             inventory, (apply_role, apply_to)))
     raise typer.Exit(code)
 
 

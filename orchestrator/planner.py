@@ -20,6 +20,7 @@ anything else, or no answer, leaves the retrieval result in place.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -28,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from servers.ansible import matching, plans
+from servers.ansible import generated, matching, plans
 from servers.ansible.runner import EventCallback
 from servers.ansible.service import AnsibleService
 from shared.config import PROJECT_ROOT
-from shared.errors import ChiffonError, NoMatch, RoleNotApplied
+from shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
 
 if TYPE_CHECKING:
     from orchestrator.playbook_memory import PlaybookIndex
@@ -102,6 +103,8 @@ async def plan_request(
     limit: str | None = None,
     extra_vars: dict[str, Any] | None = None,
     inventory: str | None = None,
+    apply_role: str | None = None,
+    apply_to: str | None = None,
     on_event: EventCallback | None = None,
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
@@ -112,6 +115,10 @@ async def plan_request(
     above MIN_SCORE and explains the plan (``plan.match["planner"]``). ``playbooks``: when given, the
     request is also scored by meaning against the catalog's cards in vector memory.
 
+    ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
+    applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
+    part of the plan and is never written to the repo.
+
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
         NoMatch: no unit scores at least MIN_SCORE; the closest are listed.
@@ -120,6 +127,13 @@ async def plan_request(
     """
     request = matching.validate_request(request)
     catalog = await svc.catalog(repo, inventory)
+    if apply_role is not None or apply_to is not None:
+        if not (apply_role and apply_to):
+            raise InvalidInput("apply_to" if apply_role else "apply_role",
+                               "give both the role and the host or group to apply it to")
+        gen = await asyncio.to_thread(generated.for_role, catalog, apply_role, apply_to)
+        return await plans.create_plan(svc.rt, catalog, gen.name, request=request, generated=gen, limit=limit,
+                                       extra_vars=extra_vars, on_event=on_event)
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
     if playbooks is not None:
@@ -150,8 +164,6 @@ async def plan_request(
 
 async def _groups(catalog: Any) -> list[str]:
     """Inventory groups to offer for a generated playbook (empty when the inventory cannot be read)."""
-    import asyncio
-
     try:
         groups = await asyncio.to_thread(catalog.groups)
     except ChiffonError:

@@ -1,15 +1,16 @@
-"""The IaC repo's playbook catalog in vector memory, and meaning-based match scores.
+"""The IaC repo's units in vector memory, and meaning-based match scores.
 
-Each playbook becomes one card in the ``documentation`` collection (scope
-``shared``, ``kind: playbook``): its description, name, service, tags, hosts and
-play and task names. Agents find the cards with ``recall``; ``plan_request``
+Each unit (a playbook, or a role or task file its tags select, or a role no
+playbook applies; :mod:`servers.ansible.units`) becomes one card in the
+``documentation`` collection (scope ``shared``, ``kind: playbook``): its
+description, name, service, tags, hosts and step names. Agents find the cards with ``recall``; ``plan_request``
 uses their vectors to score a request by meaning as well as by words
 (:func:`servers.ansible.matching.blend`).
 
 Sync is incremental: a card is re-embedded only when its text changes (its
-SHA-256 is stored with it) and removed when its playbook is gone. Scoring reads
+SHA-256 is stored with it) and removed when its unit is gone. Scoring reads
 the stored vectors back, so a request costs one query embedding and a dot
-product per playbook: exact cosine, no approximate search.
+product per unit: exact cosine, no approximate search.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from servers.ansible.catalog import Catalog, Playbook
+from servers.ansible.catalog import Catalog, Unit
 from shared.errors import ChiffonError
 
 if TYPE_CHECKING:
@@ -36,16 +37,17 @@ KIND = "playbook"
 MAX_TASK_NAMES = 40  # MiniLM reads 256 word pieces; the description comes first so it always counts
 
 
-def card(pb: Playbook) -> str:
-    """The text embedded for ``pb``: what it does first, then what it touches."""
-    parts = [pb.description or pb.name, f"Playbook {pb.name}, service {pb.service}."]
-    if pb.tags:
-        parts.append("Tags: " + ", ".join(pb.tags) + ".")
-    if pb.host_patterns:
-        parts.append("Hosts: " + ", ".join(pb.host_patterns) + ".")
-    names = [*pb.play_names, *(t.name for t in pb.tasks if t.name)][:MAX_TASK_NAMES]
-    if names:
-        parts.append("Steps: " + "; ".join(names) + ".")
+def card(unit: Unit) -> str:
+    """The text embedded for ``unit``: what it does first, then what it touches."""
+    what = {"playbook": "Playbook", "role": "Role", "tasks": "Task file", "unused-role": "Role (no playbook applies it)"}
+    parts = [unit.description or unit.service, f"{what.get(unit.kind, 'Unit')} {unit.name}, service {unit.service}."]
+    if unit.entry_tags:
+        parts.append("Tags: " + ", ".join(unit.entry_tags) + ".")
+    if unit.hosts:
+        parts.append("Hosts: " + ", ".join(unit.hosts) + ".")
+    names = [*(unit.playbook.play_names if unit.playbook and unit.kind == "playbook" else ()), *unit.steps]
+    if names[:MAX_TASK_NAMES]:
+        parts.append("Steps: " + "; ".join(names[:MAX_TASK_NAMES]) + ".")
     return " ".join(parts)
 
 
@@ -73,7 +75,7 @@ class PlaybookIndex:
     async def sync(self, catalog: Catalog) -> tuple[SyncReport, dict[str, np.ndarray]]:
         """Bring the cards of ``catalog`` up to date: embed new and changed ones, drop removed playbooks.
 
-        Returns the report and each playbook's unit vector (name -> float32 array). The stored cards are
+        Returns the report and each unit's vector (unit id -> float32 array). The stored cards are
         read on every call (one small ``get``), so edits by other processes are seen.
 
         Raises:
@@ -82,9 +84,9 @@ class PlaybookIndex:
         """
         root = str(catalog.root)
         cards = {}
-        for name, pb in catalog.playbooks.items():
-            text = card(pb)
-            cards[_record_id(root, name)] = (name, text, hashlib.sha256(text.encode()).hexdigest())
+        for unit in catalog.units:
+            text = card(unit)
+            cards[_record_id(root, unit.id)] = (unit.id, text, hashlib.sha256(text.encode()).hexdigest())
         async with self._lock:
             col = await self.vectors.collection(COLLECTION, fresh=True)
             stored = await asyncio.to_thread(col.get, where={"$and": [{"kind": KIND}, {"root": root}]},
@@ -100,7 +102,7 @@ class PlaybookIndex:
                     col.upsert, ids=todo, embeddings=[v.tolist() for v in fresh],
                     documents=[cards[rid][1] for rid in todo],
                     metadatas=[{"scope": "shared", "kind": KIND, "root": root, "path": cards[rid][0],
-                                "source": f"{cards[rid][0]} (playbook)", "commit": catalog.commit or "",
+                                "source": f"{cards[rid][0]} (ansible)", "commit": catalog.commit or "",
                                 "card_sha256": cards[rid][2], "created_at": now} for rid in todo])
             if gone:
                 await asyncio.to_thread(col.delete, ids=gone)
@@ -113,7 +115,7 @@ class PlaybookIndex:
         return report, vectors
 
     async def similarities(self, catalog: Catalog, request: str) -> dict[str, float]:
-        """Cosine similarity of ``request`` to each playbook's card: ``{playbook name: [-1, 1]}``.
+        """Cosine similarity of ``request`` to each unit's card: ``{unit id: [-1, 1]}``.
 
         Syncs the catalog first (no embedding when nothing changed). Raises as :meth:`sync`.
         """

@@ -86,7 +86,7 @@ class RoleNotApplied(NoMatch):
             self, "request",
             f"role {role} exists in {path} but no playbook applies it, so nothing can deploy it as the repo stands. "
             f"chiffon can plan a generated playbook that applies it to a group you pick (shown for approval; "
-            f"nothing is written to your checkout): `chiffon run {request!r} --apply-role {role} --hosts GROUP`"
+            f"nothing is written to your checkout): `chiffon run {request!r} --apply-role {role} --apply-to GROUP` (tools: apply_role, apply_to)"
             + (f" (groups: {', '.join(groups[:12])})" if groups else "") + ".",
         )
 

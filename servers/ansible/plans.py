@@ -21,13 +21,16 @@ import logging
 import re
 import secrets
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
 
+from servers.ansible import generated as generated_playbooks
 from servers.ansible import preview
-from servers.ansible.catalog import Catalog
+from servers.ansible.catalog import Catalog, Unit, parse_playbook
+from servers.ansible.generated import Generated
 from servers.ansible.matching import Match
 from servers.ansible.risk import assess
 from servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
@@ -68,6 +71,9 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="What a reviewer should know before approving.")
     blocked_reason: str | None = Field(None, description="Why this plan cannot be approved as-is (no host matched, "
                                                          "every task skipped, a module missing); None if it can.")
+    generated_playbook: str | None = Field(None, description="The full text of a playbook chiffon generated (a "
+                                                             "role no playbook applies); it runs from the plan and "
+                                                             "is never written to the repo.")
     audit_commit: str | None = Field(description="Audit commit recording the plan.")
     created_at: datetime
     updated_at: datetime
@@ -133,10 +139,15 @@ async def create_plan(
     tags: list[str] | None = None,
     skip_tags: list[str] | None = None,
     extra_vars: dict[str, Any] | None = None,
+    generated: Generated | None = None,
     on_event: EventCallback | None = None,
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
     approval, with an audit commit.
+
+    ``generated``: a playbook chiffon wrote for a role no playbook applies
+    (:func:`servers.ansible.generated.for_role`); it is checked and later run from the plan's text,
+    and ``playbook_name`` is ignored.
 
     ``planner`` (how the unit was chosen: retrieval or the LLM, its explanation) is kept in
     ``plan.match["planner"]``. The plan's ``warnings`` and ``blocked_reason`` come from
@@ -149,19 +160,34 @@ async def create_plan(
             password.
         AnsibleError: ansible-runner could not start.
     """
-    playbook = catalog.get(playbook_name)
-    tags = preview.validate_tags(catalog, playbook, tags, "tags")
-    skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
-    unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
+    plan_id = new_id("plan")
+    check_dir = rt.settings.runs_dir / f"{plan_id}-check"
+    roles_path = None
+    if generated is not None:
+        staged = generated_playbooks.stage(catalog, check_dir / "generated", generated.name, generated.content)
+        playbook = parse_playbook(staged.parent, staged)
+        assert playbook is not None, "a generated playbook always parses"
+        unit = Unit(id=f"generated:{generated.name}", kind="role", service=generated.role.short, playbook=playbook,
+                    tags=tuple(playbook.tags) or (generated.role.short,), role=generated.role,
+                    role_name=generated.role.name, when=generated.role.conditions,
+                    warnings=(f"generated playbook {generated.name}: applies role {generated.role.name}, which no "
+                              "playbook of the repo applies; it runs from this plan and is not written to the repo",))
+        tags, skip_tags, run_path = [], [], str(staged)
+        roles_path = generated_playbooks.role_bases(catalog)
+    else:
+        playbook = catalog.get(playbook_name)
+        tags = preview.validate_tags(catalog, playbook, tags, "tags")
+        skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
+        unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
+        run_path = playbook.name
     inventory_path = catalog.inventory_path
     limit = catalog.validate_limit(limit)
     extra_vars = validate_extra_vars(extra_vars)
     preview.preflight(catalog, playbook, extra_vars)
     vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
-    plan_id = new_id("plan")
     outcome = await run_playbook(
-        catalog.root, playbook.name, inventory_path, rt.settings.runs_dir / f"{plan_id}-check",
-        check=True, limit=limit, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars, vault_password_file=vault,
+        catalog.root, run_path, inventory_path, check_dir, check=True, limit=limit, tags=tags, skip_tags=skip_tags,
+        extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
         timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
     )
     risk, reasons = assess(playbook, outcome)
@@ -174,12 +200,13 @@ async def create_plan(
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
                               extra_vars, match, check_result, diff, risk, risk_reasons, status, tags, skip_tags,
-                              warnings, blocked_reason)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19)
+                              warnings, blocked_reason, generated_playbook)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20)
            RETURNING *""",
         plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
         catalog.inventory, outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome),
         outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
+        generated.content if generated else None,
     )
     plan = Plan(**dict(row))
     selected = playbook.name + (f" --tags {','.join(tags)}" if tags else "")
@@ -189,7 +216,8 @@ async def create_plan(
          "service": plan.service, "repo": str(catalog.root), "repo_commit": catalog.commit,
          "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": extra_vars,
          "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
-         "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked},
+         "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked,
+         "generated_playbook": generated.content if generated else None},
     )
     await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
     return plan.model_copy(update={"audit_commit": sha})
@@ -323,10 +351,15 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             await on_event(event)
 
     try:
+        run_path, roles_path = plan.playbook, None
+        if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
+            run_path = str(generated_playbooks.stage(catalog, rt.settings.runs_dir / run_id / "generated",
+                                                     Path(plan.playbook).name, plan.generated_playbook))
+            roles_path = generated_playbooks.role_bases(catalog)
         outcome = await run_playbook(
-            catalog.root, plan.playbook, catalog.root / plan.inventory, rt.settings.runs_dir / run_id,
+            catalog.root, run_path, catalog.root / plan.inventory, rt.settings.runs_dir / run_id,
             check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
-            extra_vars=plan.extra_vars,
+            extra_vars=plan.extra_vars, roles_path=roles_path,
             vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
             timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
         )

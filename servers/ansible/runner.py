@@ -195,6 +195,7 @@ async def run_playbook(
     skip_tags: list[str] | None = None,
     extra_vars: dict[str, Any] | None = None,
     vault_password_file: Path | None = None,
+    roles_path: list[Path] | None = None,
     timeout_s: int = 3600,
     forks: int = 5,
     on_event: EventCallback | None = None,
@@ -206,6 +207,8 @@ async def run_playbook(
         limit: ``--limit`` pattern, already validated.
         tags, skip_tags: ``--tags`` / ``--skip-tags``, already validated against the playbook's tags.
         vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars.
+        roles_path: folders to find roles in (``ANSIBLE_ROLES_PATH``), for a playbook that lives outside the
+            repo (a generated one); ``playbook`` is then an absolute path.
         extra_vars: passed with ``-e @file``, every string ``!unsafe``.
         private_dir: ansible-runner's private data dir; artifacts stay there for post-mortems.
         on_event: awaited for each task result, in order, on the caller's loop.
@@ -239,6 +242,8 @@ async def run_playbook(
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
     }
+    if roles_path:
+        envvars["ANSIBLE_ROLES_PATH"] = os.pathsep.join(str(p) for p in roles_path)
 
     def handler(event: dict[str, Any]) -> bool:
         loop.call_soon_threadsafe(queue.put_nowait, event)

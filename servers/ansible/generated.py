@@ -1,0 +1,78 @@
+"""Playbooks chiffon generates for roles that no playbook applies, run without touching the checkout.
+
+The generated text is part of the plan: the human approves it as shown, and both the check and the
+run execute that exact text from the run's own folder (never from the repo). Ansible finds the
+role through ``ANSIBLE_ROLES_PATH`` (every folder that holds the repo's roles), and the repo root's
+``group_vars``/``host_vars`` are linked beside the staged playbook, so the variables Ansible would
+read for a playbook at the repo root are read here too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers.ansible.catalog import Catalog, Role
+from servers.ansible.scaffold import role_playbook
+from shared.errors import InvalidInput
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated playbook: its file name, full text, and the role it applies."""
+
+    name: str
+    content: str
+    role: Role
+
+
+def for_role(catalog: Catalog, role_name: str, hosts: str) -> Generated:
+    """A playbook applying ``role_name`` (name or short name) to ``hosts`` (one inventory host or group).
+
+    Raises:
+        InvalidInput: an unknown role (the roles no playbook applies are listed), or ``hosts`` that is not
+            exactly one host or group of the chosen inventory.
+    """
+    role = catalog.roles.get(role_name) or next((r for r in catalog.roles.values() if r.short == role_name), None)
+    if role is None:
+        unused = sorted(u.role_name or "" for u in catalog.units if u.kind == "unused-role")
+        raise InvalidInput("apply_role", f"{role_name!r} is not a role of {catalog.root}; roles no playbook "
+                                         f"applies: {', '.join(unused) or 'none'}")
+    if not _NAME.match(hosts or ""):
+        raise InvalidInput("hosts", f"{hosts!r} must be one inventory host or group name")
+    groups = catalog.groups()
+    known = set(groups) | {h for members in groups.values() for h in members}
+    if hosts not in known:
+        raise InvalidInput("hosts", f"{hosts!r} is not a host or group of {catalog.inventory}; known: "
+                                    f"{', '.join(sorted(known))}")
+    name, content = role_playbook(role, hosts)
+    return Generated(name, content, role)
+
+
+def role_bases(catalog: Catalog) -> list[Path]:
+    """Every folder that holds roles of the repo (``roles/``, ``ansible/roles/``, ``roles_path``), for
+    ``ANSIBLE_ROLES_PATH``."""
+    bases: list[Path] = []
+    for role in catalog.roles.values():
+        folder = catalog.root / role.path
+        for _ in role.name.split("/"):
+            folder = folder.parent
+        bases.append(folder)
+    bases += [p for p in catalog.cfg.roles_path if p.is_dir()]
+    return list(dict.fromkeys(bases))
+
+
+def stage(catalog: Catalog, folder: Path, name: str, content: str) -> Path:
+    """Write ``content`` as ``folder/name`` beside links to the repo root's group_vars/host_vars; the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for vars_dir in ("group_vars", "host_vars"):
+        source, link = catalog.root / vars_dir, folder / vars_dir
+        if source.is_dir() and not link.exists():
+            os.symlink(source, link)
+    path = folder / name
+    path.write_text(content)
+    return path
