@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import ConfigOpt, JsonOpt, _run, _settings, app, err, out
@@ -101,7 +102,7 @@ def record_cmd(
         reader = open_gpu_reader(settings.hosts.get(settings.host, HostConfig()).gpu,
                                  settings.hostd.model_copy(update={"gpu_replay": None}))
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if reader.kind == "none":
         err.print("[bold red]error:[/] no NVIDIA (NVML) or amdgpu card found on this host")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import ConfigOpt, JsonOpt, _progress, _run, _settings, app, out
 from shared.runtime import open_runtime
@@ -39,8 +40,8 @@ def memory_index(
     if as_json:
         out.print_json(report.model_dump_json())
         return
-    out.print(f"[green]indexed[/] {report.root} into {report.collection}: {report.files_indexed} file(s) embedded "
+    out.print(f"[green]indexed[/] {escape(str(report.root))} into {report.collection}: {report.files_indexed} file(s) embedded "
               f"({report.chunks_added} chunks), {report.files_unchanged} unchanged, {report.files_deleted} deleted, "
               f"{len(report.skipped)} skipped, {report.seconds:.1f} s")
     for line in report.skipped:
-        out.print(f"  skipped {line}", highlight=False)
+        out.print(escape(f"  skipped {line}"), highlight=False)

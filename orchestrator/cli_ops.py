@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from rich.table import Table
 
@@ -25,16 +26,29 @@ def install_cmd(
     client: Annotated[str, typer.Argument(help="claude-desktop, claude-code, cursor, vscode, trae or antigravity.")],
     print_only: Annotated[bool, typer.Option("--print", help="Show the merged config; write nothing.")] = False,
     path: Annotated[Optional[Path], typer.Option(help="The client's config file (default: where the client reads it).")] = None,
+    repo: Annotated[Optional[Path], typer.Option(
+        help="IaC repo the IDE plans against (recorded as CHIFFON_REPO in the client's entry).")] = None,
 ) -> None:
     """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first)."""
     setup_logging()
+    import os
+
     from orchestrator.clients import install
 
+    env = dict(os.environ)
+    if repo is not None:
+        if not repo.expanduser().is_dir():
+            err.print(f"[bold red]error:[/] --repo: {escape(str(repo))} is not a directory", highlight=False)
+            raise typer.Exit(2)
+        env["CHIFFON_REPO"] = str(repo.expanduser().resolve())
     try:
-        target, config, backup = install(client, path=path, dry_run=print_only)
+        target, config, backup = install(client, path=path, dry_run=print_only, env=env)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    if "CHIFFON_REPO" not in env:
+        err.print("note: no IaC repo recorded; the IDE's plans will say so until you run this again with "
+                  "--repo PATH (or set CHIFFON_REPO / the `repo` key)", highlight=False, soft_wrap=True)
     if print_only:
         sys.stdout.write(json.dumps(config, indent=2) + "\n")
         return
@@ -61,7 +75,7 @@ def deploy_systemd(
     try:
         units = systemd_units(_settings(config), host, install_dir=install_dir, home=home, user=user)
     except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if out is None:
         for name, text in units.items():

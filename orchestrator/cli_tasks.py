@@ -8,6 +8,7 @@ import signal
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import ConfigOpt, JsonOpt, _parse_vars, _run, _settings, app, err, out
@@ -90,7 +91,7 @@ def task_submit(
     if as_json:
         out.print_json(task.model_dump_json())
     else:
-        out.print(f"{task.id}: {task.status}" + (f" ({task.error})" if task.error else ""))
+        out.print(escape(f"{task.id}: {task.status}" + (f" ({task.error})" if task.error else "")))
 
 
 @task_app.command("show")
@@ -108,13 +109,13 @@ def task_show(task_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) 
         out.print_json(json.dumps({"task": task.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]}))
         return
     out.print(f"[bold]{task.id}[/] {task.role} {task.status} (attempts {task.attempts}, tokens {task.tokens_used})")
-    out.print(f"goal: {task.goal}", highlight=False)
+    out.print(escape(f"goal: {task.goal}"), highlight=False)
     table = Table("seq", "role", "kind", "content")
     for s in steps:
         table.add_row(str(s.seq), s.role, s.kind, json.dumps(s.content, default=str)[:160])
     out.print(table)
     if task.error:
-        out.print(f"[yellow]{task.error}[/]", highlight=False)
+        out.print(f"[yellow]{escape(task.error)}[/]", highlight=False)
 
 
 @task_app.command("list")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _progress, _run, _settings, app, err, out
@@ -66,7 +67,7 @@ def transcribe(
     """Transcribe FILE with faster-whisper; prints the text (or JSON with segments and real-time factor)."""
     setup_logging()
     if not file.is_file():
-        err.print(f"[bold red]error:[/] {file}: no such file")
+        err.print(f"[bold red]error:[/] {escape(str(file))}: no such file")
         raise typer.Exit(EXIT_ERROR)
 
     async def go() -> Any:

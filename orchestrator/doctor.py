@@ -41,8 +41,17 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return "ok", f"{rt.audit.path}: {count} record(s)"
 
     async def repo() -> tuple[Status, str]:
+        from servers.ansible.requirements import missing_collections, requirements_file
+
         catalog = await svc.catalog()
-        return "ok", f"{catalog.root}: {len(catalog.playbooks)} playbook(s), inventory {catalog.inventory}"
+        detail = (f"{catalog.root}: {len(catalog.playbooks)} playbook(s), {len(catalog.roles)} role(s), "
+                  f"inventory {catalog.inventory_name or 'none'}")
+        problems = [catalog.inventory_problem] if catalog.inventory_problem else []
+        missing = await asyncio.to_thread(missing_collections, catalog)
+        if missing:
+            problems.append(f"collections not installed: {', '.join(missing)} (run `ansible-galaxy collection "
+                            f"install -r {requirements_file(catalog)}`)")
+        return ("degraded", detail + "; " + "; ".join(problems)) if problems else ("ok", detail)
 
     async def ansible() -> tuple[Status, str]:
         binary = Path(sys.executable).with_name("ansible-playbook")

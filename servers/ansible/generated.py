@@ -43,11 +43,11 @@ def for_role(catalog: Catalog, role_name: str, hosts: str) -> Generated:
         raise InvalidInput("apply_role", f"{role_name!r} is not a role of {catalog.root}; roles no playbook "
                                          f"applies: {', '.join(unused) or 'none'}")
     if not _NAME.match(hosts or ""):
-        raise InvalidInput("hosts", f"{hosts!r} must be one inventory host or group name")
+        raise InvalidInput("apply_to", f"{hosts!r} must be one inventory host or group name")
     groups = catalog.groups()
     known = set(groups) | {h for members in groups.values() for h in members}
     if hosts not in known:
-        raise InvalidInput("hosts", f"{hosts!r} is not a host or group of {catalog.inventory}; known: "
+        raise InvalidInput("apply_to", f"{hosts!r} is not a host or group of {catalog.inventory}; known: "
                                     f"{', '.join(sorted(known))}")
     name, content = role_playbook(role, hosts)
     return Generated(name, content, role)

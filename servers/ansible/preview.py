@@ -18,6 +18,7 @@ from typing import Any
 
 from servers.ansible.catalog import Catalog
 from servers.ansible.plays import Playbook, condition_variables
+from servers.ansible.requirements import requirements_file
 from servers.ansible.runner import Outcome
 from servers.ansible.units import Unit
 from shared.errors import InvalidInput, RepoError
@@ -118,8 +119,7 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
     blocked = None
     missing = sorted({m.group(1) for f in outcome.failures for m in _MISSING_MODULE.finditer(str(f.get("message")))})
     if missing:
-        req = next((p for p in ("requirements.yml", "collections/requirements.yml", "requirements.yaml")
-                    if (catalog.root / p).is_file()), None)
+        req = requirements_file(catalog)
         how = (f"`ansible-galaxy collection install -r {req}`" if req else
                f"`ansible-galaxy collection install {' '.join(sorted({'.'.join(m.split('.')[:2]) for m in missing}))}`")
         blocked = f"module {', '.join(missing)} is not installed; install it with {how} and plan again"

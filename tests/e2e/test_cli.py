@@ -44,6 +44,8 @@ def test_run_with_approve_deploys_kuma_with_one_monitor_per_portal(
     monitors = json.loads((tmp_path / "east" / "uptime-kuma" / "monitors.json").read_text())["monitorList"]
     assert [m["url"] for m in monitors] == [p["url"] for p in portals]
     assert (tmp_path / "east" / "uptime-kuma" / "compose.yaml").is_file()
+    if not out["container_started"]:  # no Docker engine here: the result says so instead of implying monitoring
+        assert any("container_started: false" in w for w in out["warnings"])
 
     audit = chiffon(env, "audit", "--json", "--service", "uptime-kuma")
     records = json.loads(audit.stdout)["records"]
@@ -88,10 +90,17 @@ def test_unreachable_postgres_is_a_clear_message_not_a_traceback(cli_env: dict[s
     assert "Traceback" not in proc.stderr
 
 
-def test_repo_that_is_not_a_git_repo_is_refused(cli_env: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    proc = chiffon(cli_env, "run", "deploy redis", "--repo", str(tmp_path), "--approve")
-    assert proc.returncode == 2 and "not a git repository" in proc.stderr
+def test_repo_without_an_inventory_names_where_it_looked_and_exits_2(cli_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    repo = tmp_path / "[bold]not-git[red]"  # square brackets in a path must print as written
+    repo.mkdir()
+    (repo / "redis.yml").write_text("# Deploy Redis\n- hosts: all\n  tasks: [{ansible.builtin.debug: {}}]\n")
+    (repo / "hosts.example").write_text("[all]\nlocalhost\n")
+    proc = chiffon(cli_env, "run", "deploy redis", "--repo", str(repo), "--approve")
+    assert proc.returncode == 2, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "no usable inventory (looked at" in text and "[bold]not-git[red]" in text
+    assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
 
 
 def test_doctor_reports_every_part(cli_env: dict[str, str]) -> None:

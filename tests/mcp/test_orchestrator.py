@@ -44,7 +44,7 @@ async def test_flow_with_elicitation_on_a_handshake_era_client(server: FastMCP, 
         plan = (await client.call_tool("plan_request", {"request": KUMA_REQUEST})).structured_content
         assert plan["playbook"] == "deploy-uptime-kuma.yml" and plan["status"] == "pending_approval"
         result = (await client.call_tool("execute_plan", {"plan_id": plan["id"]})).structured_content
-    assert "deploy-uptime-kuma.yml on east" in seen[0] and "Risk:" in seen[0]
+    assert "Playbook: deploy-uptime-kuma.yml" in seen[0] and "hosts: east" in seen[0] and "Risk:" in seen[0]
     assert result["status"] == "succeeded"
     assert len(result["run"]["monitors"]) == 8
     assert await channel_of(rt, plan["id"]) == "mcp-elicitation"
