@@ -158,7 +158,8 @@ async def plan_request(
     assert best.unit.playbook is not None  # unused roles were handled above
     return await plans.create_plan(
         svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
-        planner=note, limit=limit, tags=list(best.unit.tags), extra_vars=extra_vars, on_event=on_event,
+        planner=note, limit=limit, tags=list(best.unit.tags), extra_vars=extra_vars, unit=best.unit,
+        on_event=on_event,
     )
 
 

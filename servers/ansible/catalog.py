@@ -329,7 +329,7 @@ class Catalog:
         pb = self.get(playbook)
         tags = tuple(tags)
         for unit in self.units:
-            if unit.playbook is pb and unit.tags == tags and unit.kind != "playbook":
+            if tags and unit.playbook is pb and unit.tags == tags and unit.kind != "playbook":
                 return unit
         return next(u for u in self.units if u.kind == "playbook" and u.playbook is pb)
 

@@ -140,6 +140,7 @@ async def create_plan(
     skip_tags: list[str] | None = None,
     extra_vars: dict[str, Any] | None = None,
     generated: Generated | None = None,
+    unit: Unit | None = None,
     on_event: EventCallback | None = None,
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
@@ -147,7 +148,8 @@ async def create_plan(
 
     ``generated``: a playbook chiffon wrote for a role no playbook applies
     (:func:`servers.ansible.generated.for_role`); it is checked and later run from the plan's text,
-    and ``playbook_name`` is ignored.
+    and ``playbook_name`` is ignored. ``unit``: the unit the planner chose (its warnings and conditions
+    explain the check); by default the one ``tags`` select.
 
     ``planner`` (how the unit was chosen: retrieval or the LLM, its explanation) is kept in
     ``plan.match["planner"]``. The plan's ``warnings`` and ``blocked_reason`` come from
@@ -178,7 +180,8 @@ async def create_plan(
         playbook = catalog.get(playbook_name)
         tags = preview.validate_tags(catalog, playbook, tags, "tags")
         skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
-        unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
+        if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
+            unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
         run_path = playbook.name
     inventory_path = catalog.inventory_path
     limit = catalog.validate_limit(limit)

@@ -139,9 +139,21 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
         elif module in TASKS_MODULES:
             target = args.get("file", args.get("_raw"))
             if isinstance(target, str) and target:
-                applied.append(Application("tasks", target.strip(), item_tags, item_when, hosts, play))
+                for each in _loop_targets(target.strip(), item):
+                    applied.append(Application("tasks", each, item_tags, item_when, hosts, play))
         tasks.append(Task(str(item.get("name", "")), module, args, frozenset(map(str, item))))
     return tasks, applied
+
+
+_ITEM = re.compile(r"\{\{\s*item\s*\}\}")
+
+
+def _loop_targets(target: str, item: dict[str, Any]) -> list[str]:
+    """``tasks/{{ item }}.yml`` over a literal ``loop``/``with_items`` list -> one path per item; else ``[target]``."""
+    values = item.get("loop", item.get("with_items"))
+    if _ITEM.search(target) and isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+        return [_ITEM.sub(v, target) for v in values if "{{" not in v]
+    return [target]
 
 
 def is_play(entry: Any) -> bool:

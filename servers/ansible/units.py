@@ -194,8 +194,9 @@ def _with_tags(unit: Unit, counts: Counter[str], carriers: dict[str, list[str]],
     tags = choose_tag(unit.entry_tags, unit.service, counts)
     warnings = []
     if not tags and applied > 1:
-        warnings.append(f"no tag selects only {unit.kind} {unit.role_name or unit.source}: "
-                        f"the whole of {unit.playbook.name if unit.playbook else '?'} runs")
+        what = f"role {unit.role_name}" if unit.kind == "role" else f"task file {unit.source}"
+        warnings.append(f"no tag selects only {what}: the plan runs the whole of "
+                        f"{unit.playbook.name if unit.playbook else '?'}, everything it applies")
     elif tags:
         me = unit.role_name or unit.source
         others = [name for name in carriers.get(tags[0], []) if name != me]
