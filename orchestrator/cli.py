@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -70,6 +71,10 @@ def _parse_vars(pairs: list[str]) -> dict[str, Any]:
             raise InvalidInput("--extra-var", f"{pair!r} is not KEY=VALUE")
         result[key.strip()] = value
     return result
+
+
+def _split(csv: str | None) -> list[str] | None:
+    return [t.strip() for t in csv.split(",") if t.strip()] if csv else None
 
 
 def _parse_vars_or_exit(pairs: list[str]) -> dict[str, Any]:
@@ -179,12 +184,23 @@ async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
         yield router
 
 
-async def _run_request(settings: Settings, request: str, repo: Path | None, approve: bool, as_json: bool,
-                       limit: str | None, extra_vars: dict[str, Any], inventory: str | None,
-                       apply: tuple[str | None, str | None] = (None, None)) -> int:
+@dataclass(frozen=True)
+class RequestOptions:
+    """What `chiffon run` passes to the planner besides the request (see :func:`orchestrator.planner.plan_request`)."""
+
+    repo: Path | None = None
+    inventory: str | None = None
+    limit: str | None = None
+    skip_tags: list[str] | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    apply_role: str | None = None
+    apply_to: str | None = None
+
+
+async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt, repo, inventory)
+        svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
         async with running_worker(svc, settings.worker_in_process):
             with _progress() as bar:
                 task = bar.add_task("planning: check mode", total=None)
@@ -194,9 +210,9 @@ async def _run_request(settings: Settings, request: str, repo: Path | None, appr
                                description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
                 async with _planner_router(rt) as router:
-                    plan = await plan_request(svc, request, repo=repo, limit=limit, extra_vars=extra_vars,
-                                              apply_role=apply[0], apply_to=apply[1], on_event=on_check,
-                                              router=router)
+                    plan = await plan_request(svc, request, limit=opts.limit, extra_vars=opts.extra_vars,
+                                              skip_tags=opts.skip_tags, apply_role=opts.apply_role,
+                                              apply_to=opts.apply_to, on_event=on_check, router=router)
             if not as_json:
                 show_plan(plan)
             if plan.blocked_reason:
@@ -246,6 +262,7 @@ def run(
     apply_role: Annotated[Optional[str], typer.Option(
         help="Plan a generated playbook applying this role (one no playbook applies); needs --apply-to.")] = None,
     apply_to: Annotated[Optional[str], typer.Option(help="Inventory host or group for --apply-role.")] = None,
+    skip_tags: Annotated[Optional[str], typer.Option(help="--skip-tags, comma-separated tags of the playbook.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -254,8 +271,9 @@ def run(
     setup_logging(verbose)
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
     settings = _settings(config, **overrides)
-    code = _run(_run_request(settings, request, repo, approve, as_json, limit, _parse_vars_or_exit(extra_var),
-                             inventory, (apply_role, apply_to)))
+    opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=_split(skip_tags),
+                          extra_vars=_parse_vars_or_exit(extra_var), apply_role=apply_role, apply_to=apply_to)
+    code = _run(_run_request(settings, request, opts, approve, as_json))
     raise typer.Exit(code)
 
 

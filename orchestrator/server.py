@@ -116,6 +116,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
         inventory: str | None = Field(None, description="Inventory name (prod, local) or path in the repo; "
                                                         "default: the one ansible.cfg names."),
+        skip_tags: list[str] | None = Field(None, description="--skip-tags: tags of the playbook not to run."),
         apply_role: str | None = Field(None, description="Plan a generated playbook applying this role, one that "
                                                          "no playbook applies (needs apply_to)."),
         apply_to: str | None = Field(None, description="Inventory host or group for apply_role."),
@@ -129,7 +130,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         A plan with a blocked_reason (no host matched, every task skipped) cannot be approved.
         """
         plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars, inventory=inventory,
-                               apply_role=apply_role, apply_to=apply_to,
+                               skip_tags=skip_tags, apply_role=apply_role, apply_to=apply_to,
                                on_event=progress_reporter(ctx, None, "check"), router=router, playbooks=playbooks)
         await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook}"
                      f"{' --tags ' + ','.join(plan.tags) if plan.tags else ''} on "

@@ -174,14 +174,15 @@ async def create_plan(
                     role_name=generated.role.name, when=generated.role.conditions,
                     warnings=(f"generated playbook {generated.name}: applies role {generated.role.name}, which no "
                               "playbook of the repo applies; it runs from this plan and is not written to the repo",))
-        tags, skip_tags, run_path = [], [], str(staged)
+        tags, run_path = [], str(staged)
+        skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
         roles_path = generated_playbooks.role_bases(catalog)
     else:
         playbook = catalog.get(playbook_name)
         tags = preview.validate_tags(catalog, playbook, tags, "tags")
         skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
         if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
-            unit = catalog.unit_for(playbook.name, tags) if not skip_tags else None
+            unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
     inventory_path = catalog.inventory_path
     limit = catalog.validate_limit(limit)

@@ -14,6 +14,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
+from tests.conftest import EXAMPLE
 from tests.llm.fakes import free_port
 
 BIN = Path(sys.executable).parent
@@ -32,7 +33,8 @@ def lab(tmp_path: Path) -> dict[str, str]:
                       "hostd:\n  heartbeat_s: 1\n  heartbeat_ttl_s: 5\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIFFON_")}
     return {**env, "CHIFFON_CONFIG": str(config), "CHIFFON_HOST": "lab", "CHIFFON_HOME": str(tmp_path / "home"),
-            "CHIFFON_HTTP__PORT": str(free_port()), "CHIFFON_VOICE__PORT": str(free_port())}
+            "CHIFFON_HTTP__PORT": str(free_port()), "CHIFFON_VOICE__PORT": str(free_port()),
+            "CHIFFON_REPO": str(EXAMPLE)}  # the example only when asked for by path
 
 
 async def test_up_starts_in_dependency_order_and_down_stops_everything(lab: dict[str, str]) -> None:

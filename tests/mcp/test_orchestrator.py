@@ -180,3 +180,23 @@ async def test_new_playbook_passes_syntax_check(server: FastMCP) -> None:
                                        {"kind": "service", "service": "gotify", "host": "east"})).structured_content
     assert made["syntax_ok"] is True and made["written"] is False
     assert made["path"] == "deploy-gotify.yml" and "hosts: east" in made["content"]
+
+
+async def test_plan_request_on_a_site_playbook_carries_tags_and_the_services_tool_lists_them(
+        rt: Runtime, tmp_path: Path) -> None:
+    from tests.fixtures import repos
+
+    svc = AnsibleService.for_runtime(rt, repos.site_roles(tmp_path / "site"))
+    async with Client(create_orchestrator(svc)) as client:
+        plan = (await client.call_tool("plan_request", {"request": "Deploy Jellyfin"})).structured_content
+        rows = (await client.call_tool("ansible_services", {"host": "nas"})).structured_content["result"]
+    assert (plan["playbook"], plan["tags"], plan["inventory"], plan["blocked_reason"]) == (
+        "site.yml", ["jellyfin"], "hosts.ini", None)
+    jellyfin = next(r for r in rows if r["service"] == "jellyfin")
+    assert jellyfin["tags"] == ["jellyfin"] and jellyfin["targets"] == ["nas"]
+
+
+async def test_a_server_with_no_repo_says_so_instead_of_planning_the_example(rt: Runtime) -> None:
+    async with Client(create_orchestrator(AnsibleService(rt, None))) as client:
+        with pytest.raises(ToolError, match="no IaC repo is configured. Set one with CHIFFON_REPO"):
+            await client.call_tool("plan_request", {"request": KUMA_REQUEST})
