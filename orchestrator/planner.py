@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from servers.ansible import generated, matching, plans
 from servers.ansible.runner import EventCallback
+from servers.ansible.units import hosts_of_condition
 from servers.ansible.service import AnsibleService
 from shared.config import PROJECT_ROOT
 from shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
@@ -116,6 +117,9 @@ async def plan_request(
     above MIN_SCORE and explains the plan (``plan.match["planner"]``). ``playbooks``: when given, the
     request is also scored by meaning against the catalog's cards in vector memory.
 
+    Without ``limit``, a unit gated to named hosts (``when: inventory_hostname == "monitor"``) is planned
+    with ``--limit`` those hosts, so the plan touches only them.
+
     ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
     applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
     part of the plan and is never written to the repo.
@@ -157,12 +161,26 @@ async def plan_request(
         note.update(chosen)
     alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
     assert best.unit.playbook is not None  # unused roles were handled above
+    if limit is None:
+        limit = await _limit_from_condition(catalog, best.unit)
     return await plans.create_plan(
         svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
         planner=note, limit=limit, tags=list(best.unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
         unit=best.unit,
         on_event=on_event,
     )
+
+
+async def _limit_from_condition(catalog: Any, unit: Any) -> str | None:
+    """``--limit`` for a unit gated to named hosts (``when: inventory_hostname == "monitor"``), so the plan
+    touches only them; None when the unit names no host or a named host is not in the inventory."""
+    named = hosts_of_condition(unit.when)
+    if not named:
+        return None
+    try:
+        return await asyncio.to_thread(catalog.validate_limit, ",".join(named))
+    except ChiffonError:
+        return None
 
 
 async def _groups(catalog: Any) -> list[str]:

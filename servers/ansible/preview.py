@@ -25,6 +25,7 @@ from shared.errors import InvalidInput, RepoError
 
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
+_MISSING_ROLE = re.compile(r"the role '([\w.\-/]+)' was not found")
 _TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
@@ -117,12 +118,22 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
     """``(warnings, blocked_reason)`` for a finished check-mode run; ``blocked_reason`` None when approvable."""
     warnings = list(unit.warnings) if unit else []
     blocked = None
-    missing = sorted({m.group(1) for f in outcome.failures for m in _MISSING_MODULE.finditer(str(f.get("message")))})
+    messages = " ".join(str(f.get("message")) for f in outcome.failures)
+    missing = sorted(set(_MISSING_MODULE.findall(messages)))
+    roles = sorted(set(_MISSING_ROLE.findall(messages)))
+    req = requirements_file(catalog)
     if missing:
-        req = requirements_file(catalog)
         how = (f"`ansible-galaxy collection install -r {req}`" if req else
                f"`ansible-galaxy collection install {' '.join(sorted({'.'.join(m.split('.')[:2]) for m in missing}))}`")
         blocked = f"module {', '.join(missing)} is not installed; install it with {how} and plan again"
+    elif roles:
+        how = (f"`ansible-galaxy install -r {req}`" if req else "`ansible-galaxy install " + " ".join(
+            ".".join(r.split(".")[:2]) for r in roles) + "`")
+        blocked = (f"role {', '.join(roles)} is not installed (a Galaxy role or a collection's role); install it "
+                   f"with {how} and plan again")
+    elif not outcome.hosts and outcome.status != "successful":
+        first = next((line.strip() for line in messages.splitlines() if "ERROR" in line), messages.strip()[:300])
+        blocked = f"the check failed before reaching any host: {first[:400]}"
     elif not outcome.hosts and outcome.status == "successful":
         patterns = ", ".join(playbook.host_patterns) or "-"
         blocked = (f"no host of inventory {catalog.inventory} matched the play's hosts ({patterns}): "

@@ -140,3 +140,30 @@ async def test_no_repo_configured_says_how_to_set_one(rt: Runtime) -> None:
     svc = AnsibleService(rt, None)
     with pytest.raises(RepoError, match="no IaC repo is configured. Set one with CHIFFON_REPO"):
         await plan_request(svc, "Deploy Jellyfin")
+
+
+async def test_a_galaxy_role_that_is_not_installed_blocks_the_plan_with_the_install_command(
+        rt: Runtime, tmp_path: Path) -> None:
+    repo = repos.site_roles(tmp_path / "site")
+    (repo / "requirements.yml").write_text("roles:\n  - name: geerlingguy.docker\n")
+    site = (repo / "site.yml").read_text()
+    (repo / "site.yml").write_text(site.replace("  roles:\n", "  roles:\n  - role: geerlingguy.docker\n    tags: [docker]\n", 1))
+    git_commit_all(repo)
+    plan = await plan_request(svc_for(rt, repo), "Deploy Jellyfin")
+    assert plan.tags == ["jellyfin"] and plan.hosts == []
+    assert plan.blocked_reason == ("role geerlingguy.docker is not installed (a Galaxy role or a collection's role); "
+                                   "install it with `ansible-galaxy install -r requirements.yml` and plan again")
+
+
+@pytest.mark.parametrize(("shape", "request_text", "playbook", "tags", "hosts"), [
+    ("nested_playbooks", "Deploy Beszel", "ansible/playbooks/beszel.yaml", [], ["docker1"]),
+    ("nested_playbooks", "install the k3s cluster", "plays/k3s-cluster.yml", [], ["kube1"]),
+    ("import_tasks", "Deploy Uptime Kuma", "main.yml", ["uptime-kuma"], ["monitor"]),  # --limit from its `when`
+])
+async def test_nested_and_import_tasks_shapes_check_for_real(rt: Runtime, tmp_path: Path, shape: str,
+                                                             request_text: str, playbook: str, tags: list[str],
+                                                             hosts: list[str]) -> None:
+    plan = await plan_request(svc_for(rt, repos.BUILDERS[shape](tmp_path / shape)), request_text)
+    assert (plan.playbook, plan.tags, plan.hosts) == (playbook, tags, hosts)
+    assert plan.check_result["status"] == "successful" and plan.blocked_reason is None
+    assert {e["host"] for e in plan.check_result["events"] if e["changed"]} == set(hosts)
