@@ -115,6 +115,12 @@ def show_plan(plan: plans.Plan) -> None:
     table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + escape("; ".join(plan.risk_reasons)))
     changed = (plan.check_result or {}).get("changed", 0)
     table.add_row("check mode", escape(f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted"))
+    failures = (plan.check_result or {}).get("failures") or []
+    if failures:
+        first = failures[0]
+        where = " ".join(x for x in (first.get("task") or "", f"on {first['host']}" if first.get("host") else "") if x)
+        table.add_row("[red]check failure[/]", escape(f"{where}: {first.get('message')}"[:600] if where
+                                                      else str(first.get("message"))[:600]))
     for warning in plan.warnings:
         table.add_row("[yellow]warning[/]", escape(warning))
     if plan.blocked_reason:

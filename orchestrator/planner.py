@@ -117,8 +117,8 @@ async def plan_request(
     above MIN_SCORE and explains the plan (``plan.match["planner"]``). ``playbooks``: when given, the
     request is also scored by meaning against the catalog's cards in vector memory.
 
-    Without ``limit``, a unit gated to named hosts (``when: inventory_hostname == "monitor"``) is planned
-    with ``--limit`` those hosts, so the plan touches only them.
+    Without ``limit``, a unit gated to named hosts (``when: inventory_hostname == "monitor"``), or one of
+    a playbook whose plays target different hosts, is planned with ``--limit`` its hosts (:func:`_limit_for`).
 
     ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
     applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
@@ -162,7 +162,7 @@ async def plan_request(
     alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
     assert best.unit.playbook is not None  # unused roles were handled above
     if limit is None:
-        limit = await _limit_from_condition(catalog, best.unit)
+        limit = await _limit_for(catalog, best.unit)
     return await plans.create_plan(
         svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
         planner=note, limit=limit, tags=list(best.unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
@@ -171,10 +171,14 @@ async def plan_request(
     )
 
 
-async def _limit_from_condition(catalog: Any, unit: Any) -> str | None:
-    """``--limit`` for a unit gated to named hosts (``when: inventory_hostname == "monitor"``), so the plan
-    touches only them; None when the unit names no host or a named host is not in the inventory."""
+async def _limit_for(catalog: Any, unit: Any) -> str | None:
+    """``--limit`` that keeps a plan to its unit's hosts: those a ``when: inventory_hostname == "monitor"``
+    names, else the unit's play hosts when the playbook's plays target different hosts (Ansible gathers facts
+    for every play even under ``--tags``, and one unreachable host of another play stops the run). None when
+    neither applies, or a name is not in the inventory."""
     named = hosts_of_condition(unit.when)
+    if not named and unit.kind != "playbook" and len(set(unit.playbook.host_patterns)) > 1:
+        named = [h for h in unit.hosts if h not in ("all", "*")]
     if not named:
         return None
     try:
