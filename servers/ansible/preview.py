@@ -164,7 +164,6 @@ def run_warnings(artifact_data: dict[str, Any]) -> list[str]:
     out = []
     for key, value in artifact_data.items():
         if key.endswith(("started", "running", "deployed")) and str(value).strip().lower() in ("false", "0", "no"):
-            what = key.replace("_", " ")
-            out.append(f"the playbook reports {key}: false — {what} did not happen on the host, so what it "
-                       "configured is not live yet (on the example repo: no Docker engine)")
+            out.append(f"the playbook reports {key}: false: the run rendered its configuration, but what it "
+                       "deploys is not running yet (for a container: is a Docker engine reachable on the host?)")
     return out

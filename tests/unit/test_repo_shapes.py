@@ -176,3 +176,11 @@ def test_a_symlinked_playbook_pointing_out_of_the_repo_is_never_read(tmp_path: P
     (tmp_path / "evil.yml").write_text("- hosts: all\n  tasks: [{ansible.builtin.command: id}]\n")
     os.symlink(tmp_path / "evil.yml", repo / "evil.yml")
     assert "evil.yml" not in Catalog.load(repo).playbooks
+
+
+def test_a_run_that_reports_its_container_not_started_carries_a_warning() -> None:
+    from servers.ansible.preview import run_warnings
+
+    assert run_warnings({"container_started": True, "monitors": ["a"]}) == []
+    (warning,) = run_warnings({"container_started": False, "monitors": ["a"]})
+    assert warning.startswith("the playbook reports container_started: false") and "not running yet" in warning
