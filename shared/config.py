@@ -54,6 +54,9 @@ class AnsibleSettings(Section):
     )
     vault_password_file: Path | None = Field(
         None, description="ansible-vault password file for repos with encrypted vars (else ansible.cfg's).")
+    allowed_extra_vars: list[str] = Field(
+        default_factory=list,
+        description="Extra vars a request may set beyond those the playbook reads (never ansible_* or magic names).")
     check_timeout_s: int = Field(600, gt=0, description="Wall-clock limit of a check-mode run, seconds.")
     run_timeout_s: int = Field(3600, gt=0, description="Wall-clock limit of a real run, seconds.")
     forks: int = Field(5, gt=0, le=100, description="Ansible forks (hosts changed in parallel).")
@@ -78,6 +81,10 @@ class HttpSettings(Section):
     host: str = Field("127.0.0.1", description="Bind address; anything but loopback needs a bearer token.")
     port: int = Field(8765, gt=0, lt=65536, description="TCP port.")
     bearer_token: SecretStr | None = Field(None, description="Token clients must send; set it through CHIFFON_HTTP__BEARER_TOKEN.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Names clients use to reach this server (ai, ai.homelab.lan) besides the bind address and "
+                    "localhost; any other Host or browser Origin is refused (DNS rebinding).")
 
 
 class HostConfig(Section):

@@ -103,8 +103,31 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
             "or bind to 127.0.0.1"
         )
     add_http_routes(server, refresh)
-    log.info("serving %s over streamable HTTP on http://%s:%s/mcp", server.name, host, port)
-    await server.run_async("http", show_banner=False, host=host, port=port)
+    hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
+    log.info("serving %s over streamable HTTP on http://%s:%s/mcp (Host allowed: %s)", server.name, host, port,
+             ", ".join(hosts))
+    await server.run_async("http", show_banner=False, host=host, port=port, host_origin_protection=True,
+                           allowed_hosts=hosts, allowed_origins=origins)
+
+
+def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[list[str], list[str]]:
+    """``Host`` header values and browser ``Origin`` values the HTTP transport accepts.
+
+    Against DNS rebinding (a web page whose name resolves to 127.0.0.1 driving the tools,
+    https://modelcontextprotocol.io/specification/2025-06-18/basic/transports#security-warning): the bind
+    address, the loopback names and ``http.allowed_hosts``, each with and without the port; an Origin
+    must be ``http(s)://`` one of those. FastMCP's guard answers 421 to another Host and 403 to another
+    Origin before any MCP session exists.
+    """
+    names = ["127.0.0.1", "localhost", "::1", *extra]
+    if host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a name clients send
+        names.insert(0, host)
+    names = list(dict.fromkeys(names))
+    bracket = [f"[{n}]" if ":" in n else n for n in names]
+    hosts = [*names, *(f"{b}:{port}" for b in bracket)]
+    origins = [f"{scheme}://{b}{suffix}" for b in bracket for scheme in ("http", "https")
+               for suffix in ("", f":{port}")]
+    return hosts, origins
 
 
 def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None) -> None:

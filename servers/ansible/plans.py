@@ -18,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-import re
 import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from servers.ansible import generated as generated_playbooks
-from servers.ansible import preview
+from servers.ansible import preview, variables
 from servers.ansible.catalog import Catalog, Unit, parse_playbook
 from servers.ansible.generated import Generated
 from servers.ansible.matching import Match
@@ -41,7 +39,6 @@ from shared.runtime import Runtime
 log = logging.getLogger(__name__)
 
 PlanStatus = Literal["pending_approval", "approved", "paused", "rejected", "running", "succeeded", "failed"]
-MAX_EXTRA_VARS_BYTES = 64 * 1024
 
 
 class Plan(BaseModel):
@@ -101,21 +98,6 @@ class RunResult(BaseModel):
 def new_id(prefix: str) -> str:
     """``<prefix>-`` followed by 10 random hex digits."""
     return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def validate_extra_vars(extra_vars: dict[str, Any] | None) -> dict[str, Any]:
-    """Check ``extra_vars``: a mapping of identifier-like names, at most 64 KiB as YAML.
-
-    Raises:
-        InvalidInput: a key is not a valid Ansible variable name, or the mapping is too large.
-    """
-    extra_vars = extra_vars or {}
-    for key in extra_vars:
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise InvalidInput("extra_vars", f"{key!r} is not a valid variable name (letters, digits, _)")
-    if len(yaml.safe_dump(extra_vars)) > MAX_EXTRA_VARS_BYTES:
-        raise InvalidInput("extra_vars", f"larger than {MAX_EXTRA_VARS_BYTES} bytes")
-    return extra_vars
 
 
 def _check_summary(outcome: Outcome) -> dict[str, Any]:
@@ -186,7 +168,7 @@ async def create_plan(
         run_path = playbook.name
     inventory_path = catalog.inventory_path
     limit = catalog.validate_limit(limit)
-    extra_vars = validate_extra_vars(extra_vars)
+    extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     preview.preflight(catalog, playbook, extra_vars)
     vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
     outcome = await run_playbook(
