@@ -283,18 +283,40 @@ def run(
     raise typer.Exit(code)
 
 
-async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None) -> plans.Plan:
+async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None, *, confirm: bool = False,
+                  channel: str = "cli") -> plans.Plan | None:
+    """Record ``decision``; with ``confirm``, show the plan and ask y/N first (None when the human says no)."""
     async with open_runtime(settings) as rt:
+        if confirm:
+            plan = await plans.get_plan(rt, plan_id)
+            show_plan(plan)
+            if plan.status == "pending_approval" and not plan.blocked_reason and \
+                    not typer.confirm(f"Approve plan {plan_id}?", default=False):
+                return None
         return await plans.decide(rt, plan_id, decision, approver=plans.default_approver(),  # type: ignore[arg-type]
-                                  channel="cli", reason=reason)
+                                  channel=channel, reason=reason)
 
 
 @app.command("approve")
 def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
+                yes: Annotated[bool, typer.Option("--yes", help="Approve without the terminal prompt (recorded as "
+                                                                 "such); for scripts a human runs.")] = False,
                 config: ConfigOpt = None) -> None:
-    """Approve a pending plan (recorded with your user name and an audit commit)."""
+    """Show a pending plan and approve it after you confirm (recorded with your user name and an audit commit).
+
+    Needs a terminal so that a human sees what they approve; without one it refuses unless --yes.
+    """
     setup_logging()
-    plan = _run(_decide(_settings(config), plan_id, "approved", reason))
+    if not yes and not sys.stdin.isatty():
+        err.print("[bold red]error:[/] chiffon approve shows the plan and asks on a terminal, and there is none. "
+                  "Run it in your own terminal, or pass --yes to approve without the prompt.", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR)
+    plan = _run(_decide(_settings(config), plan_id, "approved", reason, confirm=not yes,
+                        channel="cli --yes" if yes else "cli"))
+    if plan is None:
+        out.print(f"not approved; plan {escape(plan_id)} still waits (`chiffon reject {escape(plan_id)}` to drop it)")
+        raise typer.Exit(EXIT_AWAITING)
     out.print(escape(f"approved {plan.id} ({plan.playbook}{' --tags ' + ','.join(plan.tags) if plan.tags else ''} "
                      f"on {', '.join(plan.hosts)}); run it with `chiffon execute {plan.id}`"))
 

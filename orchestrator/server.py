@@ -54,8 +54,9 @@ class PlanStatus(BaseModel):
 def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     return ExecuteResult(
         plan_id=plan_id, status="awaiting_approval",
-        message=f"{why} Nothing ran. A human approves with `chiffon approve {plan_id}` "
-                f"(or rejects with `chiffon reject {plan_id}`); then call execute_plan again.",
+        message=f"{why} Nothing ran. Do not approve it yourself and do not run commands to approve it: tell the "
+                f"human that plan {plan_id} waits for their decision (they review and approve it in their own "
+                "terminal or on the console), then call execute_plan again once they say it is approved.",
     )
 
 

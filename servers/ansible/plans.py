@@ -300,7 +300,7 @@ async def resume(rt: Runtime, plan_id: str) -> bool:
 def not_runnable(plan: Plan) -> PlanStateError:
     """The error for running ``plan`` in its current (non-approved) status."""
     hint = {
-        "pending_approval": f"it has not been approved: `chiffon approve {plan.id}`",
+        "pending_approval": "it has not been approved; a human reviews and approves it in their own terminal",
         "rejected": "it was rejected; plan again to try something else",
         "running": "it is running now",
         "paused": f"it waits for its hosts ({plan.paused_reason}); it runs by itself when they are free",

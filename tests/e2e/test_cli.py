@@ -67,8 +67,8 @@ def test_run_without_approve_and_without_tty_exits_3_and_changes_nothing(
 def test_approve_then_execute_out_of_band(cli_env: dict[str, str], repo: Path, tmp_path: Path) -> None:
     env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
     plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
-    assert chiffon(env, "approve", plan_id, "--reason", "maintenance window").returncode == 0
-    again = chiffon(env, "approve", plan_id)
+    assert chiffon(env, "approve", plan_id, "--reason", "maintenance window", "--yes").returncode == 0
+    again = chiffon(env, "approve", plan_id, "--yes")
     assert again.returncode == 2 and "only a pending plan" in again.stderr
     done = chiffon(env, "execute", plan_id, "--json")
     assert done.returncode == 0, done.stderr
