@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +74,10 @@ class ApprovalSettings(Section):
             "must never approve its own plan."
         ),
     )
+    ttl: timedelta = Field(
+        timedelta(hours=24), gt=timedelta(0),
+        description="How long an approval stays good (seconds, or ISO 8601 like PT24H); a plan run or resumed "
+                    "after that needs a new plan and approval.")
 
 
 class HttpSettings(Section):
@@ -313,6 +318,11 @@ class Settings(BaseSettings):
     def audit_dir(self) -> Path:
         """Git repository holding the audit trail."""
         return self.home / "audit"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Content-addressed repo snapshots that plans check and run (servers.ansible.snapshot)."""
+        return self.home / "snapshots"
 
     @property
     def runs_dir(self) -> Path:

@@ -2,9 +2,9 @@
 
 The generated text is part of the plan: the human approves it as shown, and both the check and the
 run execute that exact text from the run's own folder (never from the repo). Ansible finds the
-role through ``ANSIBLE_ROLES_PATH`` (every folder that holds the repo's roles), and the repo root's
-``group_vars``/``host_vars`` are linked beside the staged playbook, so the variables Ansible would
-read for a playbook at the repo root are read here too.
+role through ``ANSIBLE_ROLES_PATH`` (every folder of the plan's snapshot that holds roles), and the
+snapshot root's ``group_vars``/``host_vars`` are linked beside the staged playbook, so the variables
+Ansible would read for a playbook at the repo root are read here too.
 """
 
 from __future__ import annotations
@@ -53,24 +53,25 @@ def for_role(catalog: Catalog, role_name: str, hosts: str) -> Generated:
     return Generated(name, content, role)
 
 
-def role_bases(catalog: Catalog) -> list[Path]:
-    """Every folder that holds roles of the repo (``roles/``, ``ansible/roles/``, ``roles_path``), for
-    ``ANSIBLE_ROLES_PATH``."""
+def role_bases(catalog: Catalog, tree: Path) -> list[Path]:
+    """Every folder of ``tree`` (the repo's snapshot) that holds roles (``roles/``, ``ansible/roles/``,
+    ``roles_path``), for ``ANSIBLE_ROLES_PATH``."""
     bases: list[Path] = []
     for role in catalog.roles.values():
-        folder = catalog.root / role.path
+        folder = tree / role.path
         for _ in role.name.split("/"):
             folder = folder.parent
         bases.append(folder)
-    bases += [p for p in catalog.cfg.roles_path if p.is_dir()]
-    return list(dict.fromkeys(bases))
+    root = catalog.root.resolve()
+    bases += [tree / p.relative_to(root) for p in catalog.cfg.roles_path if p.is_relative_to(root)]
+    return [p for p in dict.fromkeys(bases) if p.is_dir()]
 
 
-def stage(catalog: Catalog, folder: Path, name: str, content: str) -> Path:
-    """Write ``content`` as ``folder/name`` beside links to the repo root's group_vars/host_vars; the path."""
+def stage(tree: Path, folder: Path, name: str, content: str) -> Path:
+    """Write ``content`` as ``folder/name`` beside links to ``tree``'s root group_vars/host_vars; the path."""
     folder.mkdir(parents=True, exist_ok=True)
     for vars_dir in ("group_vars", "host_vars"):
-        source, link = catalog.root / vars_dir, folder / vars_dir
+        source, link = tree / vars_dir, folder / vars_dir
         if source.is_dir() and not link.exists():
             os.symlink(source, link)
     path = folder / name

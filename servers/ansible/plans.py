@@ -19,14 +19,14 @@ import asyncio
 import getpass
 import logging
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from servers.ansible import generated as generated_playbooks
-from servers.ansible import preview, variables
+from servers.ansible import preview, snapshot, variables
 from servers.ansible.catalog import Catalog, Unit, parse_playbook
 from servers.ansible.generated import Generated
 from servers.ansible.matching import Match
@@ -38,7 +38,8 @@ from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-PlanStatus = Literal["pending_approval", "approved", "paused", "rejected", "running", "succeeded", "failed"]
+PlanStatus = Literal["pending_approval", "approved", "paused", "rejected", "running", "succeeded", "failed",
+                     "expired"]
 
 
 class Plan(BaseModel):
@@ -62,12 +63,14 @@ class Plan(BaseModel):
     diff: str = Field(description="Unified diff predicted by check mode.")
     risk: str = Field(description="low, medium or high.")
     risk_reasons: list[str] = Field(description="Why the risk is what it is.")
-    status: PlanStatus = Field(description="pending_approval, approved, paused, rejected, running, succeeded or "
-                                           "failed.")
+    status: PlanStatus = Field(description="pending_approval, approved, paused, rejected, running, succeeded, "
+                                           "failed or expired (the approval outlived approvals.ttl).")
     paused_reason: str | None = Field(None, description="While paused: which target hosts are busy or offline.")
     warnings: list[str] = Field(default_factory=list, description="What a reviewer should know before approving.")
     blocked_reason: str | None = Field(None, description="Why this plan cannot be approved as-is (no host matched, "
                                                          "every task skipped, a module missing); None if it can.")
+    snapshot_digest: str | None = Field(None, description="SHA-256 of the repo snapshot the check ran and the run "
+                                                          "runs (servers.ansible.snapshot).")
     generated_playbook: str | None = Field(None, description="The full text of a playbook chiffon generated (a "
                                                              "role no playbook applies); it runs from the plan and "
                                                              "is never written to the repo.")
@@ -147,8 +150,9 @@ async def create_plan(
     plan_id = new_id("plan")
     check_dir = rt.settings.runs_dir / f"{plan_id}-check"
     roles_path = None
+    snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
     if generated is not None:
-        staged = generated_playbooks.stage(catalog, check_dir / "generated", generated.name, generated.content)
+        staged = generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name, generated.content)
         playbook = parse_playbook(staged.parent, staged)
         assert playbook is not None, "a generated playbook always parses"
         unit = Unit(id=f"generated:{generated.name}", kind="role", service=generated.role.short, playbook=playbook,
@@ -158,7 +162,7 @@ async def create_plan(
                               "playbook of the repo applies; it runs from this plan and is not written to the repo",))
         tags, run_path = [], str(staged)
         skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
-        roles_path = generated_playbooks.role_bases(catalog)
+        roles_path = generated_playbooks.role_bases(catalog, snap.tree)
     else:
         playbook = catalog.get(playbook_name)
         tags = preview.validate_tags(catalog, playbook, tags, "tags")
@@ -166,13 +170,13 @@ async def create_plan(
         if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
             unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
-    inventory_path = catalog.inventory_path
+    inventory_path = snap.tree / catalog.inventory
     limit = catalog.validate_limit(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     preview.preflight(catalog, playbook, extra_vars)
     vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
     outcome = await run_playbook(
-        catalog.root, run_path, inventory_path, check_dir, check=True, limit=limit, tags=tags, skip_tags=skip_tags,
+        snap.tree, run_path, inventory_path, check_dir, check=True, limit=limit, tags=tags, skip_tags=skip_tags,
         extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
         timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
     )
@@ -186,13 +190,13 @@ async def create_plan(
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
                               extra_vars, match, check_result, diff, risk, risk_reasons, status, tags, skip_tags,
-                              warnings, blocked_reason, generated_playbook)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20)
+                              warnings, blocked_reason, generated_playbook, snapshot_digest)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21)
            RETURNING *""",
         plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
         catalog.inventory, outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome),
         outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
-        generated.content if generated else None,
+        generated.content if generated else None, snap.digest,
     )
     plan = Plan(**dict(row))
     selected = playbook.name + (f" --tags {','.join(tags)}" if tags else "")
@@ -203,7 +207,7 @@ async def create_plan(
          "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": extra_vars,
          "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
          "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked,
-         "generated_playbook": generated.content if generated else None},
+         "generated_playbook": generated.content if generated else None, "snapshot": snap.digest},
     )
     await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
     return plan.model_copy(update={"audit_commit": sha})
@@ -252,14 +256,16 @@ async def decide(
         if updated is None:
             raise PlanStateError(f"plan {plan_id} is {plan.status}; only a pending plan can be approved or rejected")
         approval_id = await conn.fetchval(
-            "INSERT INTO approvals (plan_id, decision, approver, channel, reason) VALUES ($1,$2,$3,$4,$5) RETURNING id",
-            plan_id, decision, approver, channel, reason,
+            "INSERT INTO approvals (plan_id, decision, approver, channel, reason, snapshot_digest) "
+            "VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
+            plan_id, decision, approver, channel, reason, plan.snapshot_digest,
         )
     kind = "approval" if decision == "approved" else "rejection"
     sha = await asyncio.to_thread(
         rt.audit.record, kind, f"{plan_id} {decision} by {approver} via {channel}",
         {"plan_id": plan_id, "decision": decision, "approver": approver, "channel": channel, "reason": reason,
-         "playbook": plan.playbook, "service": plan.service, "hosts": plan.hosts, "risk": plan.risk},
+         "playbook": plan.playbook, "tags": plan.tags, "service": plan.service, "hosts": plan.hosts,
+         "risk": plan.risk, "snapshot": plan.snapshot_digest},
     )
     await rt.store.pool.execute("UPDATE approvals SET audit_commit=$2 WHERE id=$1", approval_id, sha)
     return plan.model_copy(update={"status": decision})
@@ -308,14 +314,43 @@ def not_runnable(plan: Plan) -> PlanStateError:
     return PlanStateError(f"plan {plan.id} is {plan.status}: {hint}")
 
 
+async def _runnable_snapshot(rt: Runtime, plan: Plan) -> snapshot.Snapshot:
+    """The approved plan's snapshot, verified; refuses an approval older than ``approvals.ttl``.
+
+    Raises:
+        PlanStateError: the approval expired (the plan becomes ``expired``, with an audit record), the plan has
+            no snapshot, or its snapshot is gone or was changed.
+    """
+    decided_at = await rt.store.pool.fetchval(
+        "SELECT decided_at FROM approvals WHERE plan_id=$1 AND decision='approved'", plan.id)
+    ttl = rt.settings.approvals.ttl
+    if decided_at is not None and datetime.now(UTC) - decided_at > ttl:
+        expired = await rt.store.pool.fetchval(
+            "UPDATE plans SET status='expired', updated_at=now() WHERE id=$1 AND status IN ('approved','paused') "
+            "RETURNING id", plan.id)
+        if expired:
+            await asyncio.to_thread(
+                rt.audit.record, "expiry", f"{plan.id} approval expired after {ttl}",
+                {"plan_id": plan.id, "playbook": plan.playbook, "service": plan.service,
+                 "approved_at": decided_at.isoformat(), "ttl_s": ttl.total_seconds()})
+        raise PlanStateError(f"the approval of plan {plan.id} expired ({decided_at:%Y-%m-%d %H:%M} UTC, older than "
+                             f"approvals.ttl {ttl}); nothing ran. Plan again for a fresh check and approval.")
+    if plan.snapshot_digest is None:
+        raise PlanStateError(f"plan {plan.id} predates repo snapshots; plan again so what runs is what is approved")
+    return await asyncio.to_thread(snapshot.verified, rt.settings.snapshots_dir, plan.snapshot_digest)
+
+
 async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: EventCallback | None = None) -> RunResult:
-    """Run an approved plan for real, storing each task event and the result.
+    """Run an approved plan for real from its verified snapshot (never the live checkout), storing each task
+    event and the result.
 
     Raises:
         PlanNotFound: no such plan.
-        PlanStateError: the plan is pending, rejected, running or already run (named in the message).
+        PlanStateError: the plan is pending, rejected, running or already run (named in the message); its
+            approval expired; its snapshot is missing or was changed.
     """
     plan = await get_plan(rt, plan_id)
+    snap = await _runnable_snapshot(rt, plan) if plan.status == "approved" else None
     run_id = new_id("run")
     async with rt.store.pool.acquire() as conn, conn.transaction():
         claimed = await conn.fetchval(
@@ -337,13 +372,14 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             await on_event(event)
 
     try:
+        assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
         run_path, roles_path = plan.playbook, None
         if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
-            run_path = str(generated_playbooks.stage(catalog, rt.settings.runs_dir / run_id / "generated",
+            run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
                                                      Path(plan.playbook).name, plan.generated_playbook))
-            roles_path = generated_playbooks.role_bases(catalog)
+            roles_path = generated_playbooks.role_bases(catalog, snap.tree)
         outcome = await run_playbook(
-            catalog.root, run_path, catalog.root / plan.inventory, rt.settings.runs_dir / run_id,
+            snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
             check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
             extra_vars=plan.extra_vars, roles_path=roles_path,
             vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
