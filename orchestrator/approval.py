@@ -49,13 +49,16 @@ class Answer:
 def approval_message(plan: Plan) -> str:
     """The text shown to the human: what runs where (playbook, tags, inventory, limit, extra vars), the risk,
     the warnings, a generated playbook in full, and the predicted diff."""
-    diff = plan.diff if len(plan.diff) <= MAX_DIFF_CHARS else plan.diff[:MAX_DIFF_CHARS] + "\n... (diff truncated)"
+    diff = plan.diff if len(plan.diff) <= MAX_DIFF_CHARS else (
+        plan.diff[:MAX_DIFF_CHARS] + f"\n... (diff cut at {MAX_DIFF_CHARS} characters; the whole diff: "
+        f"`chiffon status {plan.id}` or the plan_status tool)")
     lines = [
         f"Approve plan {plan.id}?",
         f"Playbook: {plan.playbook}" + (f" --tags {','.join(plan.tags)}" if plan.tags else " (all of it)")
         + (f" --skip-tags {','.join(plan.skip_tags)}" if plan.skip_tags else ""),
         f"Inventory: {plan.inventory}; hosts: {', '.join(plan.hosts) or 'none'}"
-        + (f"; limit: {plan.host_limit}" if plan.host_limit else ""),
+        + (f"; limit: {plan.host_limit}" if plan.host_limit else "; limit: none"),
+        f"Repo snapshot: {plan.snapshot_digest or 'none'} (what was checked is what runs)",
     ]
     if plan.extra_vars:
         lines.append(f"Extra vars: {', '.join(f'{k}={v!r}' for k, v in plan.extra_vars.items())}")

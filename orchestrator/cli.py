@@ -199,6 +199,7 @@ class RequestOptions:
     limit: str | None = None
     skip_tags: list[str] | None = None
     extra_vars: dict[str, Any] = field(default_factory=dict)
+    secret_vars: list[str] = field(default_factory=list)
     apply_role: str | None = None
     apply_to: str | None = None
 
@@ -217,7 +218,8 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
 
                 async with _planner_router(rt) as router:
                     plan = await plan_request(svc, request, limit=opts.limit, extra_vars=opts.extra_vars,
-                                              skip_tags=opts.skip_tags, apply_role=opts.apply_role,
+                                              skip_tags=opts.skip_tags, secret_vars=opts.secret_vars,
+                                              apply_role=opts.apply_role,
                                               apply_to=opts.apply_to, on_event=on_check, router=router)
             if not as_json:
                 show_plan(plan)
@@ -270,6 +272,9 @@ def run(
     apply_to: Annotated[Optional[str], typer.Option(help="Inventory host or group for --apply-role.")] = None,
     skip_tags: Annotated[Optional[str], typer.Option(help="--skip-tags, comma-separated tags of the playbook.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
+    secret_var: Annotated[list[str], typer.Option(
+        "--secret-var", help="KEY of an -e value that is a secret (never stored or shown; *_password etc. already "
+                             "are).")] = [],  # noqa: B006
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -278,7 +283,8 @@ def run(
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
     settings = _settings(config, **overrides)
     opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=_split(skip_tags),
-                          extra_vars=_parse_vars_or_exit(extra_var), apply_role=apply_role, apply_to=apply_to)
+                          extra_vars=_parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
+                          apply_to=apply_to)
     code = _run(_run_request(settings, request, opts, approve, as_json))
     raise typer.Exit(code)
 

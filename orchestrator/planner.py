@@ -105,6 +105,7 @@ async def plan_request(
     extra_vars: dict[str, Any] | None = None,
     inventory: str | None = None,
     skip_tags: list[str] | None = None,
+    secret_vars: list[str] | None = None,
     apply_role: str | None = None,
     apply_to: str | None = None,
     on_event: EventCallback | None = None,
@@ -138,7 +139,8 @@ async def plan_request(
                                "give both the role and the host or group to apply it to")
         gen = await asyncio.to_thread(generated.for_role, catalog, apply_role, apply_to)
         return await plans.create_plan(svc.rt, catalog, gen.name, request=request, generated=gen, limit=limit,
-                                       skip_tags=skip_tags, extra_vars=extra_vars, on_event=on_event)
+                                       skip_tags=skip_tags, extra_vars=extra_vars, secret_vars=secret_vars,
+                                       on_event=on_event)
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
     if playbooks is not None:
@@ -166,7 +168,7 @@ async def plan_request(
     return await plans.create_plan(
         svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
         planner=note, limit=limit, tags=list(best.unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
-        unit=best.unit,
+        secret_vars=secret_vars, unit=best.unit,
         on_event=on_event,
     )
 

@@ -118,6 +118,9 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         inventory: str | None = Field(None, description="Inventory name (prod, local) or path in the repo; "
                                                         "default: the one ansible.cfg names."),
         skip_tags: list[str] | None = Field(None, description="--skip-tags: tags of the playbook not to run."),
+        secret_vars: list[str] | None = Field(None, description="Extra var names whose values are secrets (names "
+                                                                "like *_password are already): never stored or "
+                                                                "shown, handed to the run only."),
         apply_role: str | None = Field(None, description="Plan a generated playbook applying this role, one that "
                                                          "no playbook applies (needs apply_to)."),
         apply_to: str | None = Field(None, description="Inventory host or group for apply_role."),
@@ -126,12 +129,14 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         playbook; by words, and by meaning when memory is on), preview it in check mode with --diff and
         --tags, store the plan.
 
-        Changes nothing on the hosts. Returns the plan (playbook, tags, inventory, hosts, vars, diff, risk,
+        Changes nothing on the hosts except tasks written with ``check_mode: false`` (listed in the plan's
+        warnings, with the commands that will run after approval). Returns the plan (playbook, tags, inventory, hosts, vars, diff, risk,
         warnings, blocked_reason, match reason) with status pending_approval; hand its id to execute_plan.
         A plan with a blocked_reason (no host matched, every task skipped) cannot be approved.
         """
         plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars, inventory=inventory,
-                               skip_tags=skip_tags, apply_role=apply_role, apply_to=apply_to,
+                               skip_tags=skip_tags, secret_vars=secret_vars, apply_role=apply_role,
+                               apply_to=apply_to,
                                on_event=progress_reporter(ctx, None, "check"), router=router, playbooks=playbooks)
         await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook}"
                      f"{' --tags ' + ','.join(plan.tags) if plan.tags else ''} on "

@@ -320,6 +320,11 @@ class Settings(BaseSettings):
         return self.home / "audit"
 
     @property
+    def secrets_dir(self) -> Path:
+        """Secret extra vars of pending plans, 0600 files in a 0700 folder (servers.ansible.secret_vars)."""
+        return self.home / "secrets"
+
+    @property
     def snapshots_dir(self) -> Path:
         """Content-addressed repo snapshots that plans check and run (servers.ansible.snapshot)."""
         return self.home / "snapshots"

@@ -27,13 +27,13 @@ from pydantic import BaseModel, Field
 
 from servers.ansible import generated as generated_playbooks
 from servers.ansible import preview, snapshot, variables
+from servers.ansible import secret_vars as secret_vars_store
 from servers.ansible.catalog import Catalog, Unit, parse_playbook
 from servers.ansible.generated import Generated
 from servers.ansible.matching import Match
 from servers.ansible.risk import assess
 from servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
 from shared.errors import InvalidInput, PlanNotFound, PlanStateError
-from shared.redact import redact
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ async def create_plan(
     extra_vars: dict[str, Any] | None = None,
     generated: Generated | None = None,
     unit: Unit | None = None,
+    secret_vars: list[str] | None = None,
     on_event: EventCallback | None = None,
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
@@ -133,7 +134,8 @@ async def create_plan(
 
     ``generated``: a playbook chiffon wrote for a role no playbook applies
     (:func:`servers.ansible.generated.for_role`); it is checked and later run from the plan's text,
-    and ``playbook_name`` is ignored. ``unit``: the unit the planner chose (its warnings and conditions
+    and ``playbook_name`` is ignored. ``secret_vars``: extra var names to treat as secrets besides those
+    whose names say so (:mod:`servers.ansible.secret_vars`). ``unit``: the unit the planner chose (its warnings and conditions
     explain the check); by default the one ``tags`` select.
 
     ``planner`` (how the unit was chosen: retrieval or the LLM, its explanation) is kept in
@@ -173,6 +175,7 @@ async def create_plan(
     inventory_path = snap.tree / catalog.inventory
     limit = catalog.validate_limit(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
+    shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
     preview.preflight(catalog, playbook, extra_vars)
     vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
     outcome = await run_playbook(
@@ -194,17 +197,18 @@ async def create_plan(
            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21)
            RETURNING *""",
         plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
-        catalog.inventory, outcome.hosts, limit, redact(extra_vars), match_info, _check_summary(outcome),
+        catalog.inventory, outcome.hosts, limit, shown_vars, match_info, _check_summary(outcome),
         outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
         generated.content if generated else None, snap.digest,
     )
+    await asyncio.to_thread(secret_vars_store.keep, rt.settings.secrets_dir, plan_id, secret)
     plan = Plan(**dict(row))
     selected = playbook.name + (f" --tags {','.join(tags)}" if tags else "")
     sha = await asyncio.to_thread(
         rt.audit.record, "plan", f"{plan_id} planned: {selected} on {', '.join(plan.hosts) or 'no hosts'}",
         {"plan_id": plan_id, "request": request, "playbook": playbook.name, "tags": tags, "skip_tags": skip_tags,
          "service": plan.service, "repo": str(catalog.root), "repo_commit": catalog.commit,
-         "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": extra_vars,
+         "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": shown_vars,
          "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
          "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked,
          "generated_playbook": generated.content if generated else None, "snapshot": snap.digest},
@@ -260,6 +264,8 @@ async def decide(
             "VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
             plan_id, decision, approver, channel, reason, plan.snapshot_digest,
         )
+    if decision == "rejected":
+        secret_vars_store.discard(rt.settings.secrets_dir, plan_id)
     kind = "approval" if decision == "approved" else "rejection"
     sha = await asyncio.to_thread(
         rt.audit.record, kind, f"{plan_id} {decision} by {approver} via {channel}",
@@ -328,6 +334,7 @@ async def _runnable_snapshot(rt: Runtime, plan: Plan) -> snapshot.Snapshot:
         expired = await rt.store.pool.fetchval(
             "UPDATE plans SET status='expired', updated_at=now() WHERE id=$1 AND status IN ('approved','paused') "
             "RETURNING id", plan.id)
+        secret_vars_store.discard(rt.settings.secrets_dir, plan.id)
         if expired:
             await asyncio.to_thread(
                 rt.audit.record, "expiry", f"{plan.id} approval expired after {ttl}",
@@ -381,13 +388,15 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         outcome = await run_playbook(
             snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
             check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
-            extra_vars=plan.extra_vars, roles_path=roles_path,
+            extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
+            roles_path=roles_path,
             vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
             timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
         )
     except Exception as exc:
         outcome = Outcome(status="failed", rc=None, failures=[
             {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
+    secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
     status = "succeeded" if outcome.status == "successful" else "failed"
     failure = outcome.failures[0] if outcome.failures else None
     warnings = preview.run_warnings(outcome.artifact_data) if status == "succeeded" else []

@@ -82,6 +82,8 @@ class Task:
     module: str
     args: dict[str, Any] = field(default_factory=dict)
     keywords: frozenset[str] = frozenset()
+    check_mode: Any = None  # the task's check_mode keyword as written (False: runs for real in check mode)
+    delegate_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def _module_of(item: dict[str, Any]) -> str:
 
 
 def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] = (), hosts: str = "",
-               play: str = "") -> tuple[list[Task], list[Application]]:
-    """Tasks of a task list (blocks flattened) and the roles/task files it imports or includes."""
+               play: str = "", inherited_check_mode: Any = None) -> tuple[list[Task], list[Application]]:
+    """Tasks of a task list (blocks flattened, their ``check_mode`` inherited) and the roles/task files it
+    imports or includes."""
     tasks: list[Task] = []
     applied: list[Application] = []
     for item in items if isinstance(items, list) else []:
@@ -125,7 +128,8 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
         if any(k in item for k in ("block", "rescue", "always")):
             for nested in ("block", "rescue", "always"):
                 more, more_applied = walk_tasks(item.get(nested), tags=item_tags, when=item_when, hosts=hosts,
-                                                play=play)
+                                                play=play,
+                                                inherited_check_mode=item.get("check_mode", inherited_check_mode))
                 tasks.extend(more)
                 applied.extend(more_applied)
             continue
@@ -141,7 +145,9 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
             if isinstance(target, str) and target:
                 for each in _loop_targets(target.strip(), item):
                     applied.append(Application("tasks", each, item_tags, item_when, hosts, play))
-        tasks.append(Task(str(item.get("name", "")), module, args, frozenset(map(str, item))))
+        tasks.append(Task(str(item.get("name", "")), module, args, frozenset(map(str, item)),
+                          item.get("check_mode", inherited_check_mode),
+                          str(item["delegate_to"]) if item.get("delegate_to") else None))
     return tasks, applied
 
 
@@ -251,7 +257,8 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
                 prompts.append(str(prompt["name"]))
         applies.extend(_roles_of(play, play_tags, play_when, host, name))
         for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-            more, more_applied = walk_tasks(play.get(section), tags=play_tags, when=play_when, hosts=host, play=name)
+            more, more_applied = walk_tasks(play.get(section), tags=play_tags, when=play_when, hosts=host, play=name,
+                                            inherited_check_mode=play.get("check_mode"))
             tasks.extend(more)
             if section != "handlers":
                 applies.extend(more_applied)

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from servers.ansible.catalog import Catalog
-from servers.ansible.plays import Playbook, condition_variables
+from servers.ansible.plays import Playbook, Task, condition_variables, load_yaml, walk_tasks
 from servers.ansible.requirements import requirements_file
 from servers.ansible.runner import Outcome
 from servers.ansible.units import Unit
 from shared.errors import InvalidInput, RepoError
+from shared.redact import redact_text
 
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
@@ -109,6 +110,54 @@ def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) 
                                 "use passwordless sudo for the deploy user, then plan again.")
 
 
+COMMAND_MODULES = {"command", "shell", "raw", "script", "ansible.builtin.command", "ansible.builtin.shell",
+                   "ansible.builtin.raw", "ansible.builtin.script"}
+
+
+def _tasks_of_unit(catalog: Catalog, playbook: Playbook, unit: Unit | None) -> list[Task]:
+    """The tasks a plan of ``unit`` may run: the unit's role or task file when tags select it, else the
+    playbook's own tasks plus those of every role and task file it applies."""
+    units = [unit] if unit is not None and unit.kind != "playbook" and unit.tags else \
+        [u for u in catalog.units if u.playbook is playbook and u.kind != "playbook"]
+    tasks = list(playbook.tasks) if not (unit is not None and unit.kind != "playbook" and unit.tags) else []
+    files: list[Path] = []
+    for u in units:
+        if u.kind == "tasks":
+            files.append(catalog.root / u.source)
+        elif u.role is not None:
+            files += sorted((catalog.root / u.role.path / "tasks").glob("*.y*ml"))
+    root = catalog.root.resolve()
+    for path in dict.fromkeys(files):
+        if path.is_file() and path.resolve().is_relative_to(root):
+            tasks += walk_tasks(load_yaml(path.read_text(errors="replace")))[0]
+    return tasks
+
+
+def _command_of(task: Task) -> str:
+    raw = task.args.get("_raw") or task.args.get("cmd") or task.args.get("argv") or task.args.get("free_form")
+    text = " ".join(map(str, raw)) if isinstance(raw, list) else str(raw or task.args)
+    return redact_text(" ".join(text.split()))[:160]
+
+
+def check_mode_notes(catalog: Catalog, playbook: Playbook, unit: Unit | None) -> list[str]:
+    """What check mode does not keep read-only, one sentence per task, for the human who approves:
+    tasks with ``check_mode: false`` (they ran for real during the check), commands (check mode skips
+    them; they run for real after approval), and ``delegate_to`` (they run on another host)."""
+    notes = []
+    for task in _tasks_of_unit(catalog, playbook, unit):
+        name = task.name or task.module
+        off = str(task.check_mode).strip().lower() in ("false", "no", "0")
+        if off:
+            notes.append(f"runs even in check mode (it ran during this preview): {name!r}"
+                         + (f": {_command_of(task)}" if task.module in COMMAND_MODULES else f" ({task.module})"))
+        elif task.module in COMMAND_MODULES:
+            notes.append(f"runs a command that check mode cannot preview (it runs after approval): {name!r}: "
+                         f"{_command_of(task)}")
+        if task.delegate_to:
+            notes.append(f"runs on {task.delegate_to} (delegate_to), not on the play's hosts: {name!r}")
+    return list(dict.fromkeys(notes))
+
+
 def _task_events(outcome: Outcome) -> list[Any]:
     return [e for e in outcome.events if e.module not in FACT_MODULES and e.task.lower() != "gathering facts"]
 
@@ -116,7 +165,7 @@ def _task_events(outcome: Outcome) -> list[Any]:
 def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
                    outcome: Outcome) -> tuple[list[str], str | None]:
     """``(warnings, blocked_reason)`` for a finished check-mode run; ``blocked_reason`` None when approvable."""
-    warnings = list(unit.warnings) if unit else []
+    warnings = [*(unit.warnings if unit else ()), *check_mode_notes(catalog, playbook, unit)]
     blocked = None
     messages = " ".join(str(f.get("message")) for f in outcome.failures)
     missing = sorted(set(_MISSING_MODULE.findall(messages)))

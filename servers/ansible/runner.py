@@ -221,7 +221,7 @@ async def run_playbook(
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    private_dir.mkdir(parents=True, exist_ok=True)
+    private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     cmdline = ["--diff", "--forks", str(forks)]
     if check:
         cmdline.insert(0, "--check")
@@ -231,9 +231,11 @@ async def run_playbook(
         cmdline += ["--skip-tags", ",".join(skip_tags)]
     if vault_password_file is not None:
         cmdline += ["--vault-password-file", str(vault_password_file)]
-    if extra_vars:
-        vars_file = private_dir / "extra_vars.yml"
-        vars_file.write_text(unsafe_extra_vars_yaml(extra_vars))
+    vars_file = private_dir / "extra_vars.yml"
+    if extra_vars:  # 0600, and deleted once Ansible is done: it may hold secret values
+        fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(unsafe_extra_vars_yaml(extra_vars))
         cmdline += ["-e", f"@{vars_file}"]
     venv_bin = str(Path(sys.executable).parent)
     envvars = {
@@ -257,6 +259,7 @@ async def run_playbook(
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
             )
         finally:
+            vars_file.unlink(missing_ok=True)
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     collector = _EventCollector()

@@ -21,7 +21,9 @@ from shared.mcp import ChiffonErrors
 from shared.redact import redact
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
-CHECK = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+# Check mode is not read-only: tasks with `check_mode: false` run for real (the plan lists them), and a plan,
+# a repo snapshot and an audit commit are written.
+CHECK = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
 DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
 WRITES_REPO = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 
@@ -153,7 +155,8 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         extra_vars: dict[str, Any] | None = Field(None, description="Extra vars; passed literally, never templated."),
         inventory: str | None = Field(None, description="Inventory name or path; default: ansible.cfg's."),
     ) -> plans.Plan:
-        """Run the playbook in check mode with --diff (changes nothing on the hosts) and store it as a plan.
+        """Run the playbook in check mode with --diff and store it as a plan. Check mode changes nothing on the
+        hosts except tasks written with ``check_mode: false``, which run for real; the plan's warnings list them.
 
         Returns the plan: tags, inventory, hosts, predicted diff, risk, warnings, blocked_reason and status
         ``pending_approval``.

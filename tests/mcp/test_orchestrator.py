@@ -112,7 +112,8 @@ async def test_annotations_mark_read_only_and_destructive_tools(server: FastMCP)
     async with Client(server) as client:
         tools = {t.name: t.annotations for t in await client.list_tools()}
     assert tools["ansible_list_playbooks"].read_only_hint is True
-    assert tools["ansible_check"].read_only_hint is True
+    assert tools["ansible_check"].read_only_hint is False  # check_mode: false tasks run for real
+    assert tools["plan_request"].read_only_hint is False and tools["plan_request"].destructive_hint is False
     assert tools["execute_plan"].destructive_hint is True and tools["ansible_run"].destructive_hint is True
 
 
