@@ -230,6 +230,9 @@ class TaskSettings(Section):
                                                                "action; then the step fails.")
     tool_result_chars: int = Field(2000, ge=200, description="Longest tool result shown to the model, characters.")
     test_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of repo_run_tests, seconds.")
+    sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap", description="How agents' test commands run: bwrap (bubblewrap jail: no network, no chiffon state "
+                             "or credentials) or none (unsandboxed; an explicit operator choice).")
     grammar_max_chars: int | None = Field(
         None, ge=8, le=1000, description="Cap on every string of an agent's action grammar, characters; unset: no "
                                          "cap. Set it for weak local models that ramble inside strings.")

@@ -7,7 +7,8 @@ The tools take a hidden ``task_id`` that the dispatcher (:mod:`servers.tasks.too
 fills in with the calling agent's task: the model never chooses which worktree.
 
 ``repo_run_tests`` runs the command the task's submitter gave (``inputs.test_command``),
-never one the model writes, without a shell, under ``tasks.test_timeout_s``.
+never one the model writes, without a shell, under ``tasks.test_timeout_s``, inside the
+bubblewrap sandbox of :mod:`shared.sandbox` (no network, no chiffon state, no credentials).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from servers.ansible.catalog import resolve_in_repo
 from shared.errors import InvalidInput, NotFound, RepoError
 from shared.mcp import ChiffonErrors
+from shared.sandbox import jail
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -118,8 +120,12 @@ class TestReport(BaseModel):
     duration_s: float
 
 
-def create_repo_server(workspaces: Workspaces, test_timeout_s: float = 600.0) -> FastMCP:
-    """``repo_*`` tools over the task's worktree (mount it under the namespace ``repo``)."""
+def create_repo_server(workspaces: Workspaces, test_timeout_s: float = 600.0, *, sandbox: str = "bwrap",
+                       hidden: list[Path] | None = None) -> FastMCP:
+    """``repo_*`` tools over the task's worktree (mount it under the namespace ``repo``).
+
+    ``sandbox``/``hidden``: how ``run_tests`` jails the test command (:func:`shared.sandbox.jail`).
+    """
     mcp = FastMCP("chiffon-repo", instructions="Read, search and change files in your task's worktree; run its tests.",
                   mask_error_details=True)
     mcp.add_middleware(ChiffonErrors())
@@ -180,12 +186,14 @@ def create_repo_server(workspaces: Workspaces, test_timeout_s: float = 600.0) ->
 
     @mcp.tool(annotations=READS)
     async def run_tests(task_id: str = task_field) -> TestReport:
-        """Run the task's test command (chosen by whoever submitted the task) in the worktree."""
+        """Run the task's test command (chosen by whoever submitted the task) in the worktree, sandboxed: no
+        network, no chiffon state or secrets, an environment without credentials."""
         ws = workspaces.get(task_id)
+        argv, env = jail(shlex.split(ws.test_command), Path(ws.path), mode=sandbox, hidden=hidden or [])
         loop = asyncio.get_running_loop()
         started = loop.time()
-        proc = await asyncio.create_subprocess_exec(*shlex.split(ws.test_command), cwd=ws.path,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=ws.path, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), test_timeout_s)
             code: int | None = proc.returncode

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from servers.tasks.queue import NOOP, TaskQueue
@@ -55,7 +56,8 @@ async def open_team(rt: Runtime, roles: dict[str, Role], router: Any, memory: An
     svc = AnsibleService.for_runtime(rt, repo)
     server = create_orchestrator(svc, None, memory)
     workspaces = Workspaces(rt.settings.home / "worktrees")
-    server.mount(create_repo_server(workspaces, rt.settings.tasks.test_timeout_s), namespace="repo")
+    server.mount(create_repo_server(workspaces, rt.settings.tasks.test_timeout_s, sandbox=rt.settings.tasks.sandbox,
+                                    hidden=[rt.settings.home, Path.home() / ".ssh"]), namespace="repo")
     toolbox = await Toolbox(server).start()
     try:
         yield Team(router, toolbox, roles, workspaces)

@@ -1,0 +1,68 @@
+"""Run code an agent wrote (a repo's tests) where it cannot reach chiffon's secrets or the network.
+
+bubblewrap (``bwrap``, Debian package ``bubblewrap``; https://github.com/containers/bubblewrap)
+builds the jail: the whole filesystem read-only, the task's worktree writable, a private ``/tmp``,
+``CHIFFON_HOME`` (database files, secrets, snapshots, audit) and ``~/.ssh`` hidden under empty
+tmpfs, no network namespace shared with the host (so no PostgreSQL, Redis or SSH agent), its own PID
+namespace, and an environment cleared down to ``PATH``, ``LANG`` and ``HOME=/tmp``: no ``CHIFFON_*``,
+API keys, ``SSH_AUTH_SOCK`` or database URLs.
+
+With no working bwrap, sandboxed commands are refused unless the operator sets
+``tasks.sandbox: none`` explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+@functools.cache
+def bwrap_works() -> str | None:
+    """None when ``bwrap`` can build a jail here; else why not (missing, or namespaces refused)."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    probe = subprocess.run([binary, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--die-with-parent",
+                            "true"], capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"bwrap cannot create namespaces here: {probe.stderr.strip()[:300]}"
+    return None
+
+
+def jail(argv: list[str], workdir: Path, *, mode: str, hidden: list[Path]) -> tuple[list[str], dict[str, str] | None]:
+    """``(argv, env)`` that run ``argv`` in ``workdir`` inside the sandbox (``mode="bwrap"``), or as is with
+    the same scrubbed environment (``mode="none"``, the operator's explicit choice).
+
+    ``hidden``: folders to cover with an empty tmpfs (``CHIFFON_HOME``, ``~/.ssh``); missing ones are skipped.
+
+    Raises:
+        ConfigError: ``mode`` is ``bwrap`` and bwrap cannot run here (how to fix it, or to opt out, is named).
+    """
+    env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
+    env["HOME"] = "/tmp"  # noqa: S108 - a private tmpfs inside the jail
+    if mode == "none":
+        return argv, env
+    problem = bwrap_works()
+    if problem is not None:
+        raise ConfigError(f"agents' test commands run in a bubblewrap sandbox, and {problem}. Install it, or set "
+                          "tasks.sandbox: none to run them unsandboxed (with the worker's file access).")
+    work = str(workdir.resolve())
+    jailed = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+              "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+              "--new-session", "--clearenv"]
+    for folder in hidden:
+        if folder.exists():
+            jailed += ["--tmpfs", str(folder.resolve())]
+    jailed += ["--bind", work, work]  # after the tmpfs covers, so a worktree under CHIFFON_HOME stays visible
+    for key, value in env.items():
+        jailed += ["--setenv", key, value]
+    jailed += ["--chdir", work, "--", *argv]
+    return jailed, {}
