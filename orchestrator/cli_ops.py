@@ -46,6 +46,11 @@ def install_cmd(
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    from orchestrator.clients import credentialed
+
+    for key in credentialed(env):
+        err.print(f"note: {key} holds a password, so it was not written to {escape(str(target))}; put it in "
+                  "chiffon.yaml (CHIFFON_CONFIG) or the server's environment instead", highlight=False, soft_wrap=True)
     if "CHIFFON_REPO" not in env:
         err.print("note: no IaC repo recorded; the IDE's plans will say so until you run this again with "
                   "--repo PATH (or set CHIFFON_REPO / the `repo` key)", highlight=False, soft_wrap=True)
@@ -121,28 +126,34 @@ def backup_cmd(
 @app.command("restore")
 def restore_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder `chiffon backup` wrote.")],
-    force: Annotated[bool, typer.Option(help="Replace the state already in CHIFFON_HOME.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace the state already in CHIFFON_HOME (backed up first).")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Restore a backup into CHIFFON_HOME (refused when it already holds state, unless --force)."""
+    """Restore a backup into CHIFFON_HOME (refused when it already holds state, unless --force, which first backs
+    up what it replaces)."""
     setup_logging()
-    from orchestrator.backup import check_restorable, restore_db, restore_files
+    from orchestrator.backup import backup, check_restorable, restore_db, restore_files
     from shared.store import Store
 
     settings = _settings(config)
 
-    async def go() -> None:
+    async def go() -> str | None:
         manifest = check_restorable(settings, folder, force)
-        await asyncio.to_thread(restore_files, settings, folder, manifest)
         secret = settings.database_url.get_secret_value() if settings.database_url else None
         store = await Store.open(secret, settings.home, max_size=1)
         try:
+            saved = None
+            if force:  # what --force replaces is backed up first, so a wrong restore can be undone
+                saved = (await asyncio.to_thread(backup, settings, store.url, None, 3650))["folder"]
+            await asyncio.to_thread(restore_files, settings, folder, manifest)
             await asyncio.to_thread(restore_db, folder, store.url)
+            return saved
         finally:
             await store.close()
 
-    _run(go())
-    out.print(f"restored {folder} into {settings.home}")
+    saved = _run(go())
+    out.print(escape(f"restored {folder} into {settings.home}"
+                     + (f"; what it replaced is backed up in {saved}" if saved else "")))
 
 
 @functools.cache

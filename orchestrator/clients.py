@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.errors import ConfigError, InvalidInput
 
@@ -55,13 +56,29 @@ def config_path(client: str, *, home: Path | None = None, cwd: Path | None = Non
     return paths[client]
 
 
+def credentialed(env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """The CHIFFON_* URL variables of ``env`` that embed a password (``postgresql://u:pw@host/db``)."""
+    found = []
+    for key in _ENV_KEYS:
+        value = env.get(key) or ""
+        if "://" in value:
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(key)
+    return found
+
+
 def server_entry(client: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``chiffon`` entry: absolute ``chiffon`` path, ``serve``, and the CHIFFON_* variables that are set."""
+    """The ``chiffon`` entry: absolute ``chiffon`` path, ``serve``, and the CHIFFON_* variables that are set,
+    except URLs that carry a password (:func:`credentialed`): client config files are not secret stores."""
     command = shutil.which("chiffon") or str(Path(sys.executable).parent / "chiffon")
     source = os.environ if env is None else env
     entry: dict[str, Any] = {"command": str(Path(command).resolve()), "args": ["serve"]}
     found = {k: str(Path(source[k]).resolve()) if k in ("CHIFFON_HOME", "CHIFFON_CONFIG", "CHIFFON_REPO") else source[k]
-             for k in _ENV_KEYS if source.get(k)}
+             for k in _ENV_KEYS if source.get(k) and k not in credentialed(source)}
     if found:
         entry["env"] = found
     if client in ("vscode", "claude-code"):

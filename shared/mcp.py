@@ -93,16 +93,17 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
     host = host or settings.http.host
     port = port or settings.http.port
     token = settings.http.bearer_token
-    if token is not None:
-        from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
-
-        server.auth = StaticTokenVerifier({token.get_secret_value(): {"client_id": "chiffon-operator", "scopes": []}})
+    secret = token.get_secret_value().strip() if token is not None else ""
+    if token is not None and not secret:
+        raise ConfigError("http.bearer_token is empty; set a real token (CHIFFON_HTTP__BEARER_TOKEN) or unset it")
+    if secret:
+        server.auth = bearer_verifier(secret)
     elif not is_loopback(host):
         raise ConfigError(
             f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
             "or bind to 127.0.0.1"
         )
-    add_http_routes(server, refresh)
+    add_http_routes(server, refresh, metrics_token=secret if secret and not is_loopback(host) else None)
     hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
     log.info("serving %s over streamable HTTP on http://%s:%s/mcp (Host allowed: %s)", server.name, host, port,
              ", ".join(hosts))
@@ -130,8 +131,31 @@ def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[l
     return hosts, origins
 
 
-def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
-    """``GET /health`` and ``GET /metrics`` beside ``/mcp``, and tool-call metrics on ``server``."""
+def bearer_verifier(secret: str) -> Any:
+    """A FastMCP token verifier that accepts exactly ``secret``, compared in constant time (``hmac.compare_digest``,
+    so response timing says nothing about how much of a guess was right)."""
+    import hmac
+
+    from fastmcp.server.auth import AccessToken, TokenVerifier
+
+    class _Verifier(TokenVerifier):
+        async def verify_token(self, token: str) -> AccessToken | None:
+            if hmac.compare_digest(token.encode(), secret.encode()):
+                return AccessToken(token=token, client_id="chiffon-operator", scopes=[])
+            return None
+
+    return _Verifier()
+
+
+def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None, *,
+                    metrics_token: str | None = None) -> None:
+    """``GET /health`` and ``GET /metrics`` beside ``/mcp``, and tool-call metrics on ``server``.
+
+    ``metrics_token``: when set (a server bound beyond loopback), ``/metrics`` answers 401 without
+    ``Authorization: Bearer <token>``.
+    """
+    import hmac
+
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
@@ -145,6 +169,9 @@ def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | No
 
     @server.custom_route("/metrics", methods=["GET"])
     async def metrics_route(request: Request) -> Response:
+        if metrics_token is not None and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode(), f"Bearer {metrics_token}".encode()):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
         if refresh is not None:
             await refresh()
         body, content_type = metrics.exposition()

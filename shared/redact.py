@@ -6,8 +6,9 @@ Two rules, applied recursively to dicts, lists and strings:
   ``api_key``, ``secret``, ``private_key``, ``vault`` ...) is replaced whole;
 * inside any string, well-known secret shapes are masked: ``Authorization:
   Bearer`` values, Anthropic/OpenAI keys (``sk-...``), GitHub tokens, AWS access
-  key ids, PEM private-key blocks, Ansible Vault payloads and the password part
-  of ``scheme://user:password@host`` URLs.
+  key ids, PEM private-key blocks, Ansible Vault payloads, the password part
+  of ``scheme://user:password@host`` URLs, ``FOO_PASSWORD=...``/``token: ...``
+  assignments and JSON ``"password": "..."`` pairs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), REDACTED),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
     (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s/]+(@)", re.I), r"\1" + REDACTED + r"\2"),
-    (re.compile(r"(?i)\b((?:password|passwd|token|secret|api_key)\s*[=:]\s*)(?!\*\*\*)[^\s,;'\"]+"), r"\1" + REDACTED),
+    # KEY=value / key: value where the key names a secret, prefixes included (FOO_PASSWORD=..., DB_TOKEN: ...)
+    (re.compile(r"(?i)(\b[\w-]*(?:password|passwd|token|secret|api[_-]?key)\s*[=:]\s*[\"']?)(?![\s{\[])"
+                r"(?!\*\*\*)[^\s,;'\"]+"), r"\1" + REDACTED),
+    # JSON: "db_password": "value"
+    (re.compile(r"(?i)(\"[\w-]*(?:password|passwd|token|secret|api[_-]?key)[\w-]*\"\s*:\s*\")(?!\*\*\*)[^\"]*(\")"),
+     r"\1" + REDACTED + r"\2"),
 ]
 
 

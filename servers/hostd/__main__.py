@@ -19,7 +19,8 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     """Serve hostd until interrupted.
 
     Raises:
-        ConfigError: binding beyond loopback without ``voice.hostd_token`` (anyone on the network could use it).
+        ConfigError: binding beyond loopback without ``voice.hostd_token``, or with an empty one (anyone on the
+            network could use it).
     """
     import uvicorn
 
@@ -34,7 +35,8 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
 
     bind = bind or settings.voice.bind
     port = port or settings.voice.port
-    if not is_loopback(bind) and settings.voice.hostd_token is None:
+    token = settings.voice.hostd_token.get_secret_value().strip() if settings.voice.hostd_token else ""
+    if not is_loopback(bind) and not token:
         raise ConfigError(f"refusing to listen on {bind} without a token: set CHIFFON_VOICE__HOSTD_TOKEN "
                           "(clients send it as 'Authorization: Bearer <token>'), or bind 127.0.0.1")
     reader = open_gpu_reader(settings.hosts.get(settings.host, HostConfig()).gpu, settings.hostd)
@@ -46,7 +48,7 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
         bus = None
     heartbeat = Heartbeat(settings, reader, bus)
     pool = EnginePool(settings, admit=heartbeat.admit)
-    config = uvicorn.Config(create_app(settings, pool, heartbeat), host=bind, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(settings, pool, heartbeat, open_metrics=is_loopback(bind)), host=bind, port=port, log_level="warning",
                             log_config=None, lifespan="off")
     log.info("chiffon-hostd for host %s on http://%s:%d (GPU reader: %s)", settings.host, bind, port, reader.kind)
     beating = asyncio.create_task(heartbeat.run_forever(), name="chiffon-hostd-heartbeat")

@@ -10,7 +10,8 @@
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, so
 the OpenAI SDK raises them as ``BadRequestError`` and the like. When a token is
-configured every route but ``/health`` and ``/metrics`` needs ``Authorization: Bearer <token>``.
+configured every route but ``/health`` (and ``/metrics`` on a loopback bind) needs
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _as_response(exc: ChiffonError) -> JSONResponse:
     return error(500, str(exc), None, "server_error")
 
 
-def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: Heartbeat | None = None) -> Starlette:
+def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: Heartbeat | None = None, *,
+               open_metrics: bool = True) -> Starlette:
     """The hostd ASGI app over ``pool`` (a new :class:`EnginePool` for ``settings`` when None) and ``heartbeat``
     (``/capacity`` answers 503 without one)."""
     pool = pool or EnginePool(settings)
@@ -182,7 +184,8 @@ def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: He
                 Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
                 Route("/v1/audio/speech", speech, methods=["POST"]),
                 Route("/capacity", capacity), Route("/metrics", metrics_route)],
-        middleware=[Middleware(Measured), *([Middleware(BearerAuth, token=token)] if token else [])],
+        middleware=[Middleware(Measured), *([Middleware(BearerAuth, token=token, open_metrics=open_metrics)]
+                                            if token else [])],
     )
 
 
@@ -213,14 +216,16 @@ class Measured:
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP route but ``/health`` and ``/metrics`` needs ``Authorization: Bearer <token>``."""
+    """ASGI middleware: every HTTP route but ``/health`` (and ``/metrics`` when ``open_metrics``, i.e. on a
+    loopback bind) needs ``Authorization: Bearer <token>``, compared in constant time."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, open_metrics: bool = True) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.open = ("/health", "/metrics") if open_metrics else ("/health",)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in ("/health", "/metrics"):
+        if scope["type"] == "http" and scope["path"] not in self.open:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 await error(401, "missing or wrong bearer token", None, "authentication_error")(scope, receive, send)

@@ -67,3 +67,13 @@ def test_install_print_shows_the_merge_and_writes_nothing(tmp_path: Path) -> Non
     refused = subprocess.run([CHIFFON, "install", "trae", "--path", str(target)], capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "not valid JSON" in refused.stderr and target.read_text() == "{oops"
+
+
+def test_install_never_writes_a_password_into_the_client_config(tmp_path: Path) -> None:
+    target = tmp_path / "mcp.json"
+    env = {"CHIFFON_DATABASE_URL": "postgresql://chiffon:s3cret@db.lan/chiffon",
+           "CHIFFON_REDIS_URL": "redis://east.lan:6379/0", "PATH": "/usr/bin"}
+    written, _, _ = install("cursor", path=target, env=env)
+    text = written.read_text()
+    assert "s3cret" not in text and "CHIFFON_DATABASE_URL" not in text
+    assert json.loads(text)["mcpServers"]["chiffon"]["env"] == {"CHIFFON_REDIS_URL": "redis://east.lan:6379/0"}

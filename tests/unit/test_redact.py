@@ -24,3 +24,14 @@ def test_secret_shapes_inside_text_are_masked() -> None:
 def test_private_key_blocks_are_masked() -> None:
     pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"
     assert redact_text(f"key:\n{pem}\n") == f"key:\n{REDACTED}\n"
+
+
+def test_env_assignments_json_pairs_and_quoted_values_are_masked() -> None:
+    text = 'FOO_PASSWORD=abc123 next; export DB_TOKEN=xyz; {"db_password": "hunter2"}; api-key: 1234; password: "q"'
+    out = redact_text(text)
+    assert not any(secret in out for secret in ("abc123", "xyz", "hunter2", "1234", '"q"'))
+    assert out.count(REDACTED) == 5 and "next" in out
+
+
+def test_counts_named_like_tokens_are_not_masked() -> None:
+    assert redact_text("max_tokens: 300, tokens=5") == "max_tokens: 300, tokens=5"

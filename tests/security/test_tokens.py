@@ -1,0 +1,49 @@
+"""Tokens that actually guard: no empty token beyond loopback, /metrics behind the token there too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from fastmcp import FastMCP
+
+from servers.hostd.app import create_app
+from shared.config import load_settings
+from shared.mcp import add_http_routes, bearer_verifier
+
+BIN = Path(sys.executable).parent
+
+
+def test_hostd_refuses_an_empty_token_beyond_loopback(tmp_path: Path) -> None:
+    env = {"CHIFFON_HOME": str(tmp_path), "CHIFFON_VOICE__HOSTD_TOKEN": "  ", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([str(BIN / "chiffon-hostd"), "--bind", "0.0.0.0", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "without a token" in proc.stderr
+
+
+async def test_hostd_metrics_need_the_token_when_bound_beyond_loopback(tmp_path: Path) -> None:
+    settings = load_settings(None, home=tmp_path, voice={"hostd_token": "s3cret"})
+    app = create_app(settings, open_metrics=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
+        denied = await c.get("/metrics")
+        allowed = await c.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        health = await c.get("/health")
+    assert denied.status_code == 401 and allowed.status_code == 200 and health.status_code == 200
+
+
+async def test_mcp_metrics_need_the_token_when_given_one() -> None:
+    server = FastMCP("t")
+    add_http_routes(server, metrics_token="s3cret")
+    app = server.http_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
+        denied = await c.get("/metrics")
+        allowed = await c.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert denied.status_code == 401 and allowed.status_code == 200
+
+
+async def test_the_bearer_verifier_accepts_only_the_exact_token() -> None:
+    verifier = bearer_verifier("s3cret")
+    assert (await verifier.verify_token("s3cret")).client_id == "chiffon-operator"
+    assert await verifier.verify_token("s3cre") is None and await verifier.verify_token("s3cretX") is None
