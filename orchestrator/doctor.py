@@ -18,6 +18,7 @@ from pathlib import Path
 from servers.ansible.service import AnsibleService
 from shared.config import Settings
 from shared.errors import ChiffonError
+from shared.redact import redact_text
 from shared.health import Health, Status, probe
 from shared.runtime import Runtime, open_runtime
 
@@ -33,7 +34,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
 
     async def redis() -> tuple[Status, str]:
         info = await rt.bus.redis.info("server")
-        where = "embedded" if settings.redis_url is None else rt.bus.url
+        where = "embedded" if settings.redis_url is None else redact_text(rt.bus.url)
         return ("healthy" if settings.redis_url is None else "ok"), f"Redis {info['redis_version']}, {where}"
 
     async def audit() -> tuple[Status, str]:
@@ -71,7 +72,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         client = await asyncio.to_thread(open_client, settings.home, settings.chroma_url)
         await asyncio.to_thread(client.heartbeat)
         count = len(await asyncio.to_thread(client.list_collections))
-        where = settings.chroma_url or f"embedded in {settings.home / 'chroma'}"
+        where = redact_text(settings.chroma_url) if settings.chroma_url else f"embedded in {settings.home / 'chroma'}"
         return ("ok" if settings.chroma_url else "healthy"), f"ChromaDB {where}, {count} collection(s)"
 
     async def voice() -> tuple[Status, str]:

@@ -31,7 +31,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bsk-(ant-)?[A-Za-z0-9_-]{16,}"), REDACTED),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), REDACTED),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s/]+(@)", re.I), r"\1" + REDACTED + r"\2"),
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(@)", re.I), r"\1" + REDACTED + r"\2"),
     # KEY=value / key: value where the key names a secret, prefixes included (FOO_PASSWORD=..., DB_TOKEN: ...)
     (re.compile(r"(?i)(\b[\w-]*(?:password|passwd|token|secret|api[_-]?key)\s*[=:]\s*[\"']?)(?![\s{\[])"
                 r"(?!\*\*\*)[^\s,;'\"]+"), r"\1" + REDACTED),

@@ -35,3 +35,7 @@ def test_env_assignments_json_pairs_and_quoted_values_are_masked() -> None:
 
 def test_counts_named_like_tokens_are_not_masked() -> None:
     assert redact_text("max_tokens: 300, tokens=5") == "max_tokens: 300, tokens=5"
+
+
+def test_a_url_password_without_a_user_is_masked() -> None:
+    assert redact_text("redis://:pw123@east:6379/0") == f"redis://:{REDACTED}@east:6379/0"
