@@ -11,7 +11,8 @@ Three ways, chosen by what the connected client can do:
   ``chiffon approve <id>`` in a terminal.
 
 Accept with ``approve: true`` records an approval, decline records a rejection,
-cancel leaves the plan pending. Only :func:`servers.ansible.plans.decide` records.
+cancel leaves the plan pending. With TOTP set up the form's ``code`` must be the current
+one-time code (:mod:`shared.totp`). Only :func:`servers.ansible.plans.decide` records.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ApprovalForm(BaseModel):
 
     approve: bool = Field(description="Run this plan now?")
     reason: str = Field("", description="Optional note for the audit trail.")
+    code: str = Field("", description="Current one-time code from your authenticator app (needed when the "
+                                      "operator set up TOTP).")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Answer:
     decision: Literal["approved", "rejected", "pending"]
     channel: str
     reason: str | None = None
+    code: str | None = None
 
 
 def approval_message(plan: Plan) -> str:
@@ -90,7 +94,7 @@ def is_modern(ctx: Context) -> bool:
 def _from_form(action: str, content: dict | None, channel: str) -> Answer:
     if action == "accept" and content is not None:
         form = ApprovalForm.model_validate(content)
-        return Answer("approved" if form.approve else "rejected", channel, form.reason or None)
+        return Answer("approved" if form.approve else "rejected", channel, form.reason or None, form.code or None)
     if action == "decline":
         return Answer("rejected", channel, "declined in the approval dialog")
     return Answer("pending", channel)

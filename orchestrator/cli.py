@@ -200,6 +200,7 @@ class RequestOptions:
     skip_tags: list[str] | None = None
     extra_vars: dict[str, Any] = field(default_factory=dict)
     secret_vars: list[str] = field(default_factory=list)
+    code: str | None = None
     apply_role: str | None = None
     apply_to: str | None = None
 
@@ -229,11 +230,12 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                                EXIT_ERROR)
             if approve:
                 plan = await plans.decide(rt, plan.id, "approved", approver=f"{plans.default_approver()} (--approve)",
-                                          channel="cli")
+                                          channel="cli", code=opts.code)
             elif sys.stdin.isatty() and not as_json:
                 ok = typer.confirm(f"Run plan {plan.id} now?", default=False)
                 plan = await plans.decide(rt, plan.id, "approved" if ok else "rejected",
-                                          approver=plans.default_approver(), channel="cli")
+                                          approver=plans.default_approver(), channel="cli",
+                                          code=_ask_code(settings, opts.code) if ok else None)
             else:
                 return _report(plan, "awaiting_approval", None, started, as_json,
                                f"plan {plan.id} awaits approval; nothing changed. Approve with "
@@ -272,6 +274,8 @@ def run(
     apply_to: Annotated[Optional[str], typer.Option(help="Inventory host or group for --apply-role.")] = None,
     skip_tags: Annotated[Optional[str], typer.Option(help="--skip-tags, comma-separated tags of the playbook.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
+    code: Annotated[Optional[str], typer.Option(
+        help="Current one-time code for --approve when TOTP is set up (asked on a terminal otherwise).")] = None,
     secret_var: Annotated[list[str], typer.Option(
         "--secret-var", help="KEY of an -e value that is a secret (never stored or shown; *_password etc. already "
                              "are).")] = [],  # noqa: B006
@@ -284,14 +288,22 @@ def run(
     settings = _settings(config, **overrides)
     opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=_split(skip_tags),
                           extra_vars=_parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
-                          apply_to=apply_to)
+                          apply_to=apply_to, code=code)
     code = _run(_run_request(settings, request, opts, approve, as_json))
     raise typer.Exit(code)
 
 
+def _ask_code(settings: Settings, given: str | None) -> str | None:
+    """The one-time code: ``given``, else asked on the terminal when TOTP is set up (else None)."""
+    if given or settings.approvals.totp_secret is None or not sys.stdin.isatty():
+        return given
+    return typer.prompt("one-time code from your authenticator app")
+
+
 async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None, *, confirm: bool = False,
-                  channel: str = "cli") -> plans.Plan | None:
-    """Record ``decision``; with ``confirm``, show the plan and ask y/N first (None when the human says no)."""
+                  channel: str = "cli", code: str | None = None) -> plans.Plan | None:
+    """Record ``decision``; with ``confirm``, show the plan and ask y/N (and the one-time code when TOTP is set
+    up) first. None when the human says no."""
     async with open_runtime(settings) as rt:
         if confirm:
             plan = await plans.get_plan(rt, plan_id)
@@ -299,14 +311,18 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
             if plan.status == "pending_approval" and not plan.blocked_reason and \
                     not typer.confirm(f"Approve plan {plan_id}?", default=False):
                 return None
+        if decision == "approved":
+            code = _ask_code(settings, code)
         return await plans.decide(rt, plan_id, decision, approver=plans.default_approver(),  # type: ignore[arg-type]
-                                  channel=channel, reason=reason)
+                                  channel=channel, reason=reason, code=code)
 
 
 @app.command("approve")
 def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
                 yes: Annotated[bool, typer.Option("--yes", help="Approve without the terminal prompt (recorded as "
                                                                  "such); for scripts a human runs.")] = False,
+                code: Annotated[Optional[str], typer.Option(
+                    help="Current one-time code (when TOTP is set up; asked on the terminal otherwise).")] = None,
                 config: ConfigOpt = None) -> None:
     """Show a pending plan and approve it after you confirm (recorded with your user name and an audit commit).
 
@@ -319,7 +335,7 @@ def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help
                   soft_wrap=True)
         raise typer.Exit(EXIT_ERROR)
     plan = _run(_decide(_settings(config), plan_id, "approved", reason, confirm=not yes,
-                        channel="cli --yes" if yes else "cli"))
+                        channel="cli --yes" if yes else "cli", code=code))
     if plan is None:
         out.print(f"not approved; plan {escape(plan_id)} still waits (`chiffon reject {escape(plan_id)}` to drop it)")
         raise typer.Exit(EXIT_AWAITING)

@@ -239,3 +239,23 @@ def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         for issue in overall.issues:
             out.print(f"  - {issue}", highlight=False)
     raise typer.Exit(EXIT_ERROR if overall.status == "failed" else 0)
+
+
+totp_app = typer.Typer(help="One-time codes for approvals (TOTP).", no_args_is_help=True)
+app.add_typer(totp_app, name="totp")
+
+
+@totp_app.command("setup")
+def totp_setup(account: Annotated[str, typer.Option(help="Name shown in the authenticator app.")] = "operator") -> None:
+    """Make a TOTP secret for approvals: add it to your authenticator app, then set it in chiffon's config.
+
+    Printed once, never stored by this command: put the secret in CHIFFON_APPROVALS__TOTP_SECRET (the
+    orchestrator's environment) or approvals.totp_secret of a config file only the operator can read.
+    """
+    from shared.totp import new_secret
+
+    secret, uri = new_secret(account)
+    out.print(f"secret: {secret}\nauthenticator URI (scan or paste): {uri}", highlight=False, soft_wrap=True)
+    err.print("set CHIFFON_APPROVALS__TOTP_SECRET to the secret where chiffon serve, run and approve run; from then "
+              "every approval asks for the current code", highlight=False, soft_wrap=True)
+

@@ -166,7 +166,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
                 return _awaiting(plan_id, "The approval dialog was dismissed.")
             client = ctx.session.client_params.client_info.name if ctx.session.client_params else "mcp-client"
             plan = await plans.decide(rt, plan_id, answer.decision, approver=f"human via {client}",
-                                      channel=answer.channel, reason=answer.reason)
+                                      channel=answer.channel, reason=answer.reason, code=answer.code)
             if plan.status == "rejected":
                 return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")
         if plan.status != "approved":
@@ -219,12 +219,14 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     if rt.settings.approvals.allow_tool_approval:
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
         async def approve_plan(
-            plan_id: str = Field(description="Plan id."), reason: str = Field("", description="Audit note.")
+            plan_id: str = Field(description="Plan id."), reason: str = Field("", description="Audit note."),
+            code: str = Field("", description="Current one-time code, when the operator set up TOTP."),
         ) -> plans.Plan:
-            """Approve a plan (enabled by the operator: approvals.allow_tool_approval)."""
+            """Approve a plan (enabled by the operator: approvals.allow_tool_approval; with TOTP set up it also
+            needs the human's current one-time code)."""
             if not reason.strip():
                 raise InvalidInput("reason", "say why this plan is approved; it goes into the audit trail")
             return await plans.decide(rt, plan_id, "approved", approver="mcp tool (operator-enabled)",
-                                      channel="mcp-tool", reason=reason)
+                                      channel="mcp-tool", reason=reason, code=code)
 
     return mcp

@@ -74,6 +74,9 @@ class ApprovalSettings(Section):
             "must never approve its own plan."
         ),
     )
+    totp_secret: SecretStr | None = Field(
+        None, description="Base32 TOTP secret (CHIFFON_APPROVALS__TOTP_SECRET; `chiffon totp setup` makes one): "
+                          "every approval then needs the current code from an authenticator app.")
     ttl: timedelta = Field(
         timedelta(hours=24), gt=timedelta(0),
         description="How long an approval stays good (seconds, or ISO 8601 like PT24H); a plan run or resumed "

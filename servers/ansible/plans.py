@@ -33,6 +33,7 @@ from servers.ansible.generated import Generated
 from servers.ansible.matching import Match
 from servers.ansible.risk import assess
 from servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
+from shared import totp
 from shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from shared.runtime import Runtime
 
@@ -235,7 +236,7 @@ def default_approver() -> str:
 
 async def decide(
     rt: Runtime, plan_id: str, decision: Literal["approved", "rejected"], *, approver: str, channel: str,
-    reason: str | None = None,
+    reason: str | None = None, code: str | None = None,
 ) -> Plan:
     """Record a human decision on a pending plan, with an audit commit.
 
@@ -247,8 +248,11 @@ async def decide(
         PlanNotFound: no such plan.
         PlanStateError: the plan was already decided or run (its status is named), or it is blocked
             (``blocked_reason``) and the decision is an approval.
+        InvalidInput: an approval without the current one-time ``code`` while ``approvals.totp_secret`` is set.
     """
     plan = await get_plan(rt, plan_id)
+    if decision == "approved":
+        totp.require(rt.settings.approvals.totp_secret, code)
     if decision == "approved" and plan.blocked_reason:
         raise PlanStateError(f"plan {plan_id} cannot be approved as-is: {plan.blocked_reason}")
     async with rt.store.pool.acquire() as conn, conn.transaction():

@@ -89,13 +89,16 @@ def take(root: Path, store: Path) -> Snapshot:
     digest = digest_of(rows)
     folder = store / digest
     if (folder / "manifest.json").is_file():
-        return Snapshot(digest, folder / "tree")
+        try:
+            return verified(store, digest)
+        except PlanStateError:  # tampered with since it was laid out: lay it out again from the repo
+            shutil.rmtree(folder, ignore_errors=True)
     objects = store / "objects"
     staging = store / f".{digest}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     for name, mode, sha in rows:
         blob = objects / sha[:2] / (sha + (".x" if mode == "x" else ""))
-        if not blob.exists():
+        if not blob.exists() or _hash(blob) != sha:  # a changed blob is replaced, never linked again
             blob.parent.mkdir(parents=True, exist_ok=True)
             tmp = blob.with_name(blob.name + f".{os.getpid()}.tmp")
             shutil.copyfile((root / name).resolve(), tmp)

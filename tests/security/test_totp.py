@@ -1,0 +1,78 @@
+"""A human, provably: with TOTP set up, no channel approves without the current one-time code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+from pydantic import SecretStr
+
+from orchestrator.dispatch import running_worker
+from orchestrator.server import create_orchestrator
+from servers.ansible import plans
+from servers.ansible.service import AnsibleService
+from shared.errors import InvalidInput
+from shared.runtime import Runtime
+from tests.e2e.test_cli import chiffon
+
+SECRET = pyotp.random_base32()
+
+
+@pytest.fixture
+def totp_on(rt: Runtime):  # type: ignore[no-untyped-def]
+    rt.settings.approvals.totp_secret = SecretStr(SECRET)
+    yield
+    rt.settings.approvals.totp_secret = None
+
+
+async def pending(rt: Runtime, repo: Path) -> plans.Plan:
+    return await plans.create_plan(rt, await AnsibleService.for_runtime(rt, repo).catalog(), "echo-message.yml")
+
+
+async def test_an_approval_without_the_code_or_with_a_wrong_one_records_nothing(rt: Runtime, repo: Path,
+                                                                              totp_on: None) -> None:
+    plan = await pending(rt, repo)
+    with pytest.raises(InvalidInput, match="one-time code"):
+        await plans.decide(rt, plan.id, "approved", approver="model", channel="cli")
+    wrong = f"{(int(pyotp.TOTP(SECRET).now()) + 1) % 1_000_000:06d}"
+    with pytest.raises(InvalidInput, match="wrong or expired"):
+        await plans.decide(rt, plan.id, "approved", approver="model", channel="cli", code=wrong)
+    assert (await plans.get_plan(rt, plan.id)).status == "pending_approval"
+    approved = await plans.decide(rt, plan.id, "approved", approver="human", channel="cli",
+                                  code=pyotp.TOTP(SECRET).now())
+    assert approved.status == "approved"
+
+
+async def test_the_approval_form_needs_the_code_too(rt: Runtime, repo: Path, totp_on: None) -> None:
+    def form(code: str):  # type: ignore[no-untyped-def]
+        async def handler(message: str, response_type: Any, params: Any, context: Any) -> dict[str, Any]:
+            return {"approve": True, "reason": "ok", "code": code}
+        return handler
+
+    svc = AnsibleService.for_runtime(rt, repo)
+    server = create_orchestrator(svc)
+    plan = await pending(rt, repo)
+    async with Client(server, mode="legacy", elicitation_handler=form("")) as client:
+        with pytest.raises(ToolError, match="one-time code"):
+            await client.call_tool("execute_plan", {"plan_id": plan.id})
+    assert (await plans.get_plan(rt, plan.id)).status == "pending_approval"
+    async with running_worker(svc), \
+            Client(server, mode="legacy", elicitation_handler=form(pyotp.TOTP(SECRET).now())) as client:
+        result = (await client.call_tool("execute_plan", {"plan_id": plan.id})).structured_content
+    assert result["status"] == "succeeded"
+
+
+def test_chiffon_approve_needs_the_code_and_setup_prints_an_authenticator_uri(cli_env: dict[str, str],
+                                                                             repo: Path) -> None:
+    env = {**cli_env, "CHIFFON_APPROVALS__TOTP_SECRET": SECRET}
+    plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
+    refused = chiffon(env, "approve", plan_id, "--yes")
+    assert refused.returncode == 2 and "one-time code" in refused.stderr
+    assert chiffon(env, "approve", plan_id, "--yes", "--code", pyotp.TOTP(SECRET).now()).returncode == 0
+    setup = chiffon(cli_env, "totp", "setup", "--account", "ops")
+    assert setup.returncode == 0 and "otpauth://totp/chiffon:ops?secret=" in setup.stdout
