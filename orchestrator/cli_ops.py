@@ -153,7 +153,7 @@ def restore_cmd(
 
     saved = _run(go())
     out.print(escape(f"restored {folder} into {settings.home}"
-                     + (f"; what it replaced is backed up in {saved}" if saved else "")))
+                     + (f"; what it replaced is backed up in {saved}" if saved else "")), soft_wrap=True)
 
 
 @functools.cache

@@ -27,6 +27,8 @@ from shared.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 
+# Credentials chiffon uses and Ansible never does: blanked in ansible-runner's environment.
+CHIFFON_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CHROMA_API_KEY", "PGPASSWORD"})
 TASK_RESULT_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -246,6 +248,9 @@ async def run_playbook(
     }
     if roles_path:
         envvars["ANSIBLE_ROLES_PATH"] = os.pathsep.join(str(p) for p in roles_path)
+    for key in os.environ:  # chiffon's own secrets (database URLs, API keys) are nothing Ansible needs
+        if key.startswith("CHIFFON_") or key in CHIFFON_ONLY_ENV:
+            envvars[key] = ""
 
     def handler(event: dict[str, Any]) -> bool:
         loop.call_soon_threadsafe(queue.put_nowait, event)

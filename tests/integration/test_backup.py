@@ -78,7 +78,7 @@ async def test_backup_then_restore_gives_the_same_state_and_refuses_a_full_home(
         assert await snapshot(target) == before
         forced = chiffon(target, "restore", str(folder), "--force")
         assert forced.returncode == 0, forced.stderr
-        saved = Path(" ".join(forced.stdout.split()).rsplit("backed up in ", 1)[1])
+        saved = Path(forced.stdout.strip().rsplit("backed up in ", 1)[1])
         assert set(json.loads((saved / "manifest.json").read_text())["parts"]) == {"postgres", "chroma", "audit"}
         assert await snapshot(target) == before
     finally:

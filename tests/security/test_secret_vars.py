@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from servers.ansible import plans
 from servers.ansible.service import AnsibleService
 from shared.redact import REDACTED
@@ -74,3 +76,24 @@ async def test_a_rejected_plan_forgets_its_secrets(rt: Runtime, tmp_path: Path) 
                                    extra_vars={"db_password": SECRET, "db_note": "x"})
     await plans.decide(rt, plan.id, "rejected", approver="tester", channel="cli")
     assert not (rt.settings.secrets_dir / f"{plan.id}.yml").exists()
+
+
+async def test_ansible_does_not_see_chiffons_own_credentials(rt: Runtime, tmp_path: Path, targets: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "iac")
+    (repo / "env-probe.yml").write_text(
+        "# Write what the controller environment holds (test helper).\n- name: Probe\n  hosts: ai\n"
+        "  gather_facts: false\n  tasks:\n    - name: Create the target directory\n      ansible.builtin.file:\n"
+        "        path: \"{{ homelab_root }}\"\n        state: directory\n        mode: \"0755\"\n"
+        "    - name: Write it\n      ansible.builtin.copy:\n        dest: \"{{ homelab_root }}/env.txt\"\n"
+        "        content: \"[{{ lookup('env', 'CHIFFON_DATABASE_URL') }}][{{ lookup('env', 'ANTHROPIC_API_KEY') }}]"
+        "[{{ lookup('env', 'HOMELAB_ROOT') | length > 0 }}]\"\n        mode: \"0600\"\n")
+    git_commit_all(repo)
+    monkeypatch.setenv("CHIFFON_DATABASE_URL", "postgresql://u:pw@db/x")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-000000000000000000")
+    svc = AnsibleService.for_runtime(rt, repo)
+    plan = await plans.create_plan(rt, await svc.catalog(), "env-probe.yml")
+    await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
+    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    assert result.status == "succeeded"
+    assert (targets / "ai" / "env.txt").read_text() == "[][][True]"
