@@ -453,8 +453,11 @@ def serve_cmd(
                     open_memory(rt) as memory, open_voice(rt, router) as voice, \
                     open_tasks(rt, router, memory, repo=repo) as tasks:
                 indexing = asyncio.create_task(index_in_background(PlaybookIndex(memory.vectors), svc.catalog))
+                from shared import tokens
+
                 await serve(create_orchestrator(svc, router, memory, voice, tasks), settings, transport, host,  # type: ignore[arg-type]
-                            port, refresh=lambda: refresh_metrics(rt))
+                            port, refresh=lambda: refresh_metrics(rt),
+                            token_lookup=lambda token: tokens.verify(rt.store, token))
                 indexing.cancel()
 
     try:

@@ -259,3 +259,58 @@ def totp_setup(account: Annotated[str, typer.Option(help="Name shown in the auth
     err.print("set CHIFFON_APPROVALS__TOTP_SECRET to the secret where chiffon serve, run and approve run; from then "
               "every approval asks for the current code", highlight=False, soft_wrap=True)
 
+
+token_app = typer.Typer(help="Named bearer tokens for MCP clients on other machines.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+async def _with_store(settings: Any, action: Any) -> Any:
+    from shared.store import Store
+
+    secret = settings.database_url.get_secret_value() if settings.database_url else None
+    store = await Store.open(secret, settings.home, max_size=1)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Argument(help="Client or machine, e.g. desktop-trae.")],
+                 config: ConfigOpt = None) -> None:
+    """Make a token for one client; shown once, stored hashed. Clients send it as `Authorization: Bearer ...`."""
+    setup_logging()
+    from shared import tokens
+
+    token = _run(_with_store(_settings(config), lambda store: tokens.create(store, name)))
+    out.print(token, highlight=False, soft_wrap=True)
+    err.print(f"token {escape(name)} created; it is shown only now. Revoke it with `chiffon token revoke "
+              f"{escape(name)}`.", highlight=False, soft_wrap=True)
+
+
+@token_app.command("list")
+def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Every token: name, created, last used, revoked (never the token itself)."""
+    setup_logging()
+    from shared import tokens
+
+    rows = _run(_with_store(_settings(config), tokens.listing))
+    if as_json:
+        out.print_json(json.dumps({"tokens": rows}))
+        return
+    table = Table("name", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(escape(row["name"]), str(row["created_at"]), str(row["last_used_at"] or "-"),
+                      str(row["revoked_at"] or "-"))
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str, config: ConfigOpt = None) -> None:
+    """End a token now."""
+    setup_logging()
+    from shared import tokens
+
+    _run(_with_store(_settings(config), lambda store: tokens.revoke(store, name)))
+    out.print(f"revoked {escape(name)}")
+

@@ -51,6 +51,19 @@ class PlanStatus(BaseModel):
     run: dict[str, Any] | None = Field(description="run id, status, rc, changed, failure, started/finished.")
 
 
+def _caller() -> str:
+    """`` (token NAME from ADDRESS)`` for an HTTP call, so the audit says which client token approved; else ``""``."""
+    from fastmcp.server.dependencies import get_access_token, get_http_request
+
+    try:
+        request = get_http_request()
+    except RuntimeError:  # stdio: the local user's own IDE
+        return ""
+    token = get_access_token()
+    who = token.client_id if token is not None else "no token"
+    return f" ({who} from {request.client.host if request.client else 'unknown address'})"
+
+
 def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     return ExecuteResult(
         plan_id=plan_id, status="awaiting_approval",
@@ -165,7 +178,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             if answer.decision == "pending":
                 return _awaiting(plan_id, "The approval dialog was dismissed.")
             client = ctx.session.client_params.client_info.name if ctx.session.client_params else "mcp-client"
-            plan = await plans.decide(rt, plan_id, answer.decision, approver=f"human via {client}",
+            plan = await plans.decide(rt, plan_id, answer.decision, approver=f"human via {client}{_caller()}",
                                       channel=answer.channel, reason=answer.reason, code=answer.code)
             if plan.status == "rejected":
                 return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")

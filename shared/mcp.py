@@ -80,12 +80,17 @@ def is_loopback(host: str) -> bool:
 
 
 async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None,
-                refresh: Callable[[], Awaitable[None]] | None = None) -> None:
+                refresh: Callable[[], Awaitable[None]] | None = None,
+                token_lookup: Callable[[str], Awaitable[str | None]] | None = None) -> None:
     """Run ``server`` until cancelled. Over HTTP, ``refresh()`` runs before each ``/metrics`` scrape (to read
     gauges that live elsewhere, e.g. queue depth in Redis).
 
+    ``token_lookup``: resolves a named client token (:mod:`shared.tokens`) to its name; with it, a server bound
+    beyond loopback accepts those tokens besides ``http.bearer_token``.
+
     Raises:
-        ConfigError: HTTP on a non-loopback address without ``http.bearer_token``.
+        ConfigError: HTTP on a non-loopback address with neither ``http.bearer_token`` nor named tokens, or an
+            empty bearer token.
     """
     if transport == "stdio":
         await server.run_async("stdio", show_banner=False)
@@ -96,14 +101,14 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
     secret = token.get_secret_value().strip() if token is not None else ""
     if token is not None and not secret:
         raise ConfigError("http.bearer_token is empty; set a real token (CHIFFON_HTTP__BEARER_TOKEN) or unset it")
-    if secret:
-        server.auth = bearer_verifier(secret)
+    if secret or (token_lookup is not None and not is_loopback(host)):
+        server.auth = bearer_verifier(secret, token_lookup)
     elif not is_loopback(host):
         raise ConfigError(
             f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
             "or bind to 127.0.0.1"
         )
-    add_http_routes(server, refresh, metrics_token=secret if secret and not is_loopback(host) else None)
+    add_http_routes(server, refresh, metrics_token=(secret or None) if not is_loopback(host) else None)
     hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
     log.info("serving %s over streamable HTTP on http://%s:%s/mcp (Host allowed: %s)", server.name, host, port,
              ", ".join(hosts))
@@ -131,18 +136,20 @@ def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[l
     return hosts, origins
 
 
-def bearer_verifier(secret: str) -> Any:
-    """A FastMCP token verifier that accepts exactly ``secret``, compared in constant time (``hmac.compare_digest``,
-    so response timing says nothing about how much of a guess was right)."""
+def bearer_verifier(secret: str, token_lookup: Callable[[str], Awaitable[str | None]] | None = None) -> Any:
+    """A FastMCP token verifier: ``secret`` (compared in constant time, ``hmac.compare_digest``, so response timing
+    says nothing about how much of a guess was right) is the operator; a named client token that
+    ``token_lookup`` resolves is ``token:<name>``."""
     import hmac
 
     from fastmcp.server.auth import AccessToken, TokenVerifier
 
     class _Verifier(TokenVerifier):
         async def verify_token(self, token: str) -> AccessToken | None:
-            if hmac.compare_digest(token.encode(), secret.encode()):
+            if secret and hmac.compare_digest(token.encode(), secret.encode()):
                 return AccessToken(token=token, client_id="chiffon-operator", scopes=[])
-            return None
+            name = await token_lookup(token) if token_lookup is not None and token else None
+            return AccessToken(token=token, client_id=f"token:{name}", scopes=[]) if name else None
 
     return _Verifier()
 

@@ -47,3 +47,32 @@ async def test_the_bearer_verifier_accepts_only_the_exact_token() -> None:
     verifier = bearer_verifier("s3cret")
     assert (await verifier.verify_token("s3cret")).client_id == "chiffon-operator"
     assert await verifier.verify_token("s3cre") is None and await verifier.verify_token("s3cretX") is None
+
+
+async def test_named_tokens_are_stored_hashed_verified_and_revocable(rt) -> None:  # type: ignore[no-untyped-def]
+    from shared import tokens
+
+    token = await tokens.create(rt.store, "desktop-trae")
+    stored = await rt.store.pool.fetchval("SELECT token_sha256 FROM client_tokens WHERE name='desktop-trae'")
+    assert stored == tokens.digest(token) and token not in stored
+    assert await tokens.verify(rt.store, token) == "desktop-trae"
+    assert await tokens.verify(rt.store, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    verifier = bearer_verifier("", lambda t: tokens.verify(rt.store, t))
+    assert (await verifier.verify_token(token)).client_id == "token:desktop-trae"
+    await tokens.revoke(rt.store, "desktop-trae")
+    assert await tokens.verify(rt.store, token) is None and await verifier.verify_token(token) is None
+
+
+def test_token_cli_shows_the_token_once_and_lists_names_only(cli_env: dict[str, str]) -> None:
+    import json
+
+    from tests.e2e.test_cli import chiffon
+
+    made = chiffon(cli_env, "token", "create", "laptop-cursor")
+    token = made.stdout.strip()
+    assert made.returncode == 0 and len(token) >= 40 and "shown only now" in made.stderr
+    listed = chiffon(cli_env, "token", "list", "--json")
+    assert token not in listed.stdout
+    assert "laptop-cursor" in [t["name"] for t in json.loads(listed.stdout)["tokens"]]
+    assert chiffon(cli_env, "token", "create", "laptop-cursor").returncode == 2  # one token per name
+    assert chiffon(cli_env, "token", "revoke", "laptop-cursor").returncode == 0
