@@ -1,11 +1,11 @@
 """Run code an agent wrote (a repo's tests) where it cannot reach chiffon's secrets or the network.
 
 bubblewrap (``bwrap``, Debian package ``bubblewrap``; https://github.com/containers/bubblewrap)
-builds the jail: the whole filesystem read-only, the task's worktree writable, a private ``/tmp``,
-``CHIFFON_HOME`` (database files, secrets, snapshots, audit) and ``~/.ssh`` hidden under empty
-tmpfs, no network namespace shared with the host (so no PostgreSQL, Redis or SSH agent), its own PID
-namespace, and an environment cleared down to ``PATH``, ``LANG`` and ``HOME=/tmp``: no ``CHIFFON_*``,
-API keys, ``SSH_AUTH_SOCK`` or database URLs.
+builds the jail: the whole filesystem read-only, the task's worktree and a scratch folder beside it
+(``HOME`` and ``TMPDIR``) writable, ``CHIFFON_HOME`` (database files and sockets, secrets, snapshots,
+audit) and ``~/.ssh`` hidden under empty tmpfs, no network namespace shared with the host (so no
+PostgreSQL, Redis or SSH agent over TCP), its own PID namespace, and an environment cleared down to
+``PATH``, ``LANG``, ``HOME`` and ``TMPDIR``: no ``CHIFFON_*``, API keys, ``SSH_AUTH_SOCK`` or database URLs.
 
 With no working bwrap, sandboxed commands are refused unless the operator sets
 ``tasks.sandbox: none`` explicitly.
@@ -47,7 +47,12 @@ def jail(argv: list[str], workdir: Path, *, mode: str, hidden: list[Path]) -> tu
         ConfigError: ``mode`` is ``bwrap`` and bwrap cannot run here (how to fix it, or to opt out, is named).
     """
     env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
-    env["HOME"] = "/tmp"  # noqa: S108 - a private tmpfs inside the jail
+    # A scratch folder beside the worktree, emptied before each run, is the jail's HOME and TMPDIR. (A tmpfs
+    # over /tmp would also hide a checkout or virtualenv that lives under /tmp, as CI clones often do.)
+    scratch = workdir.resolve().parent / f".{workdir.name}-tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700, parents=True)
+    env["HOME"] = env["TMPDIR"] = str(scratch)
     if mode == "none":
         return argv, env
     problem = bwrap_works()
@@ -56,12 +61,12 @@ def jail(argv: list[str], workdir: Path, *, mode: str, hidden: list[Path]) -> tu
                           "tasks.sandbox: none to run them unsandboxed (with the worker's file access).")
     work = str(workdir.resolve())
     jailed = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-              "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
-              "--new-session", "--clearenv"]
+              "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--clearenv"]
     for folder in hidden:
         if folder.exists():
             jailed += ["--tmpfs", str(folder.resolve())]
-    jailed += ["--bind", work, work]  # after the tmpfs covers, so a worktree under CHIFFON_HOME stays visible
+    # after the tmpfs covers, so a worktree under CHIFFON_HOME stays visible, and writable
+    jailed += ["--bind", work, work, "--bind", str(scratch), str(scratch)]
     for key, value in env.items():
         jailed += ["--setenv", key, value]
     jailed += ["--chdir", work, "--", *argv]
