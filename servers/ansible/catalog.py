@@ -22,8 +22,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from servers.ansible.layout import AnsibleCfg, InventoryChoice, choose_inventory, discover_inventories, read_ansible_cfg
-from servers.ansible.plays import Playbook, Task, load_yaml, parse_playbook, service_of, walk_tasks
+from servers.ansible.layout import (
+    AnsibleCfg,
+    InventoryChoice,
+    choose_inventory,
+    discover_inventories,
+    read_ansible_cfg,
+)
+from servers.ansible.plays import (
+    Playbook,
+    Task,
+    load_yaml,
+    parse_playbook,
+    service_of,
+    walk_tasks,
+)
 from servers.ansible.roles import Role, parse_role
 from servers.ansible.scan import ScanCache, git_commit, sort_files, walk
 from servers.ansible.units import Unit, build_units

@@ -153,19 +153,17 @@ async def create_plan(
     plan_id = new_id("plan")
     check_dir = rt.settings.runs_dir / f"{plan_id}-check"
     roles_path = None
-    snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
     if generated is not None:
-        staged = generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name, generated.content)
-        playbook = parse_playbook(staged.parent, staged)
+        staging = check_dir / "generated"
+        playbook = parse_playbook(staging, staging / generated.name, generated.content)
         assert playbook is not None, "a generated playbook always parses"
         unit = Unit(id=f"generated:{generated.name}", kind="role", service=generated.role.short, playbook=playbook,
                     tags=tuple(playbook.tags) or (generated.role.short,), role=generated.role,
                     role_name=generated.role.name, when=generated.role.conditions,
                     warnings=(f"generated playbook {generated.name}: applies role {generated.role.name}, which no "
                               "playbook of the repo applies; it runs from this plan and is not written to the repo",))
-        tags, run_path = [], str(staged)
+        tags = []
         skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
-        roles_path = generated_playbooks.role_bases(catalog, snap.tree)
     else:
         playbook = catalog.get(playbook_name)
         tags = preview.validate_tags(catalog, playbook, tags, "tags")
@@ -173,12 +171,19 @@ async def create_plan(
         if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
             unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
-    inventory_path = snap.tree / catalog.inventory
+    inventory = catalog.inventory
     limit = catalog.validate_limit(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
     preview.preflight(catalog, playbook, extra_vars)
     vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
+    # only input that passed every check reaches the snapshot store and ansible-runner
+    snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
+    inventory_path = snap.tree / inventory
+    if generated is not None:
+        run_path = str(generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name,
+                                                 generated.content))
+        roles_path = generated_playbooks.role_bases(catalog, snap.tree)
     outcome = await run_playbook(
         snap.tree, run_path, inventory_path, check_dir, check=True, limit=limit, tags=tags, skip_tags=skip_tags,
         extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,

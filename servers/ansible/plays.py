@@ -268,16 +268,3 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
         play_names=tuple(names), tasks=tuple(tasks), variables=tuple(dict.fromkeys(variables)),
         applies=tuple(applies), imports=tuple(imports), prompts=tuple(prompts),
     )
-
-
-_IDENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\b")
-_JINJA_WORDS = frozenset("and or not is in true false none defined undefined default bool int string length "
-                         "lower upper item if else".split())
-
-
-def condition_variables(expression: str) -> list[str]:
-    """Variable names an expression reads (``jellyfin_enabled | default(false)`` -> ``['jellyfin_enabled']``)."""
-    stripped = re.sub(r"(['\"]).*?\1", " ", expression)
-    names = [m for m in _IDENT.findall(stripped) if m.lower() not in _JINJA_WORDS]
-    filters = set(re.findall(r"\|\s*([A-Za-z_]\w*)", stripped)) | set(re.findall(r"\bis\s+(?:not\s+)?(\w+)", stripped))
-    return list(dict.fromkeys(n for n in names if n not in filters))

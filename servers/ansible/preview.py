@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from servers.ansible.catalog import Catalog
-from servers.ansible.plays import Playbook, Task, condition_variables, load_yaml, walk_tasks
+from servers.ansible.plays import Playbook, Task, load_yaml, walk_tasks
 from servers.ansible.requirements import requirements_file
+from servers.ansible.risk import COMMAND_MODULES
 from servers.ansible.runner import Outcome
 from servers.ansible.units import Unit
+from servers.ansible.variables import expression_variables
 from shared.errors import InvalidInput, RepoError
 from shared.redact import redact_text
 
@@ -110,10 +112,6 @@ def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) 
                                 "use passwordless sudo for the deploy user, then plan again.")
 
 
-COMMAND_MODULES = {"command", "shell", "raw", "script", "ansible.builtin.command", "ansible.builtin.shell",
-                   "ansible.builtin.raw", "ansible.builtin.script"}
-
-
 def _tasks_of_unit(catalog: Catalog, playbook: Playbook, unit: Unit | None) -> list[Task]:
     """The tasks a plan of ``unit`` may run: the unit's role or task file when tags select it, else the
     playbook's own tasks plus those of every role and task file it applies."""
@@ -195,8 +193,8 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
             # ansible-runner's skipped events carry no result; the unit's own conditions say what gated it
             conds = conds or [c for c in (unit.when if unit else ()) if "inventory_hostname" not in c]
             if conds:
-                flags = [v for c in conds for v in condition_variables(c) if v.endswith(("_enabled", "_enable"))]
-                flags = list(dict.fromkeys(flags or [v for c in conds[:1] for v in condition_variables(c)][:1]))
+                flags = [v for c in conds for v in expression_variables(c) if v.endswith(("_enabled", "_enable"))]
+                flags = list(dict.fromkeys(flags or [v for c in conds[:1] for v in expression_variables(c)][:1]))
                 where = f"{catalog.inventory}'s group_vars or host_vars" if catalog.inventory_name else "group_vars"
                 hint = (f"; to deploy it, set {', '.join(f'{f}: true' for f in flags)} in {where} (a boolean, "
                         "as the role's defaults have it), commit, and plan again") if flags else ""

@@ -59,14 +59,15 @@ continue range dict lipsum cycler joiner namespace _
 """.split())
 
 
-def _identifiers(expression: str) -> set[str]:
-    """Variable names an expression reads: not strings, filters (``| default``), tests (``is defined``),
-    attributes (``x.y`` yields ``x``) or Jinja's own words."""
+def expression_variables(expression: str) -> list[str]:
+    """Variable names an expression reads, in order of appearance: not strings, filters (``| default``), tests
+    (``is defined``), keyword arguments, attributes (``x.y`` yields ``x``) or Jinja's own words
+    (``jellyfin_enabled | default(false)`` -> ``['jellyfin_enabled']``)."""
     stripped = re.sub(r"(['\"]).*?\1", " ", expression)
     stripped = re.sub(r"\|\s*[A-Za-z_][\w.]*", " ", stripped)
     stripped = re.sub(r"\bis\s+(?:not\s+)?[A-Za-z_]\w*", " ", stripped)
     stripped = re.sub(r"([(,]\s*)[A-Za-z_]\w*\s*=(?!=)", r"\1", stripped)  # keyword arguments: map(attribute=...)
-    return {m for m in _IDENT.findall(stripped) if m not in _JINJA_WORDS}
+    return list(dict.fromkeys(m for m in _IDENT.findall(stripped) if m not in _JINJA_WORDS))
 
 
 def _conditions(data: Any) -> Iterable[str]:
@@ -88,13 +89,13 @@ def text_variables(text: str) -> set[str]:
     """Identifiers read by the Jinja expressions of ``text`` and, when it is YAML, by its conditions."""
     names: set[str] = set()
     for match in _JINJA.finditer(text):
-        names |= _identifiers(match.group(1) or match.group(2) or "")
+        names.update(expression_variables(match.group(1) or match.group(2) or ""))
     try:
         data = yaml.safe_load(text) if "when" in text or "until" in text or "that" in text else None
     except yaml.YAMLError:
         data = None
     for condition in _conditions(data):
-        names |= _identifiers(condition)
+        names.update(expression_variables(condition))
     return names
 
 
