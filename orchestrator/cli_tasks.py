@@ -59,11 +59,11 @@ def worker_cmd(
 
 
 def _queue(rt: Any) -> Any:
-    """The queue over ``rt``, knowing the role files (an unknown role is refused at submit)."""
+    """The queue over ``rt``, knowing the role files (an unknown role or test command is refused at submit)."""
     from servers.tasks.queue import TaskQueue
-    from servers.tasks.roles import PIPELINE, load_roles
+    from servers.tasks.roles import load_roles
 
-    return TaskQueue(rt, [*load_roles(), PIPELINE])
+    return TaskQueue.for_roles(rt, load_roles())
 
 
 @task_app.command("submit")

@@ -239,7 +239,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             needs the human's current one-time code)."""
             if not reason.strip():
                 raise InvalidInput("reason", "say why this plan is approved; it goes into the audit trail")
-            return await plans.decide(rt, plan_id, "approved", approver="mcp tool (operator-enabled)",
+            return await plans.decide(rt, plan_id, "approved", approver=f"mcp tool (operator-enabled){_caller()}",
                                       channel="mcp-tool", reason=reason, code=code)
 
     return mcp

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +37,22 @@ def _secret(value: object) -> str | None:
     return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
 
 
+def make_private(settings: Settings) -> None:
+    """Create ``CHIFFON_HOME`` and its run, snapshot and audit folders readable by their owner only (0700).
+
+    As root, the home is 0711 instead: the embedded PostgreSQL runs as the ``pgserver`` user (pgserver
+    drops root), which must traverse the home to reach ``postgres/``; it still cannot list the home or enter
+    the 0700 folders. pgserver opens every folder above its data dir to everyone (g+rx, o+rx) when it starts
+    as root, so this runs again once the store is open.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    as_root = os.name == "posix" and os.geteuid() == 0
+    os.chmod(settings.home, 0o711 if as_root else 0o700)
+    for folder in (settings.runs_dir, settings.snapshots_dir, settings.audit_dir):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open store, bus and audit log for ``settings``; close them on exit.
@@ -43,7 +60,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     Raises:
         StoreUnavailable, BusUnavailable: a service cannot be reached (its URL is named).
     """
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_private(settings)
     opened = await asyncio.gather(
         Store.open(_secret(settings.database_url), settings.home),
         Bus.open(_secret(settings.redis_url), settings.home),
@@ -56,6 +73,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 await part.close()
         raise failures[0]
     store, bus = opened
+    make_private(settings)  # again: an embedded PostgreSQL started as root widened the home
     try:
         yield Runtime(settings, store, bus, AuditLog(settings.audit_dir))
     finally:

@@ -4,10 +4,16 @@ With ``approvals.totp_secret`` set (``chiffon totp setup`` makes one and prints 
 ``otpauth://`` URI any authenticator app reads), every approval channel asks for the current
 6-digit code: ``chiffon approve``, ``chiffon run``, the MCP approval form and the operator-enabled
 approve tool. A model with a shell still cannot approve: it does not hold the phone.
-Codes are checked with pyotp (30 s steps, one step of clock drift either way).
+Codes are checked with pyotp (30 s steps, one step of clock drift either way). A code is
+accepted once: its time step is recorded (``totp_used``) in the same transaction as the
+approval, so a code read over the operator's shoulder or from a log cannot approve a second plan
+(RFC 6238, section 5.2).
 """
 
 from __future__ import annotations
+
+import hmac
+import time
 
 import pyotp
 from pydantic import SecretStr
@@ -23,17 +29,24 @@ def new_secret(account: str) -> tuple[str, str]:
     return secret, pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=ISSUER)
 
 
-def require(secret: SecretStr | None, code: str | None) -> None:
-    """Pass when TOTP is off (no ``secret``) or ``code`` is the current code.
+def require(secret: SecretStr | None, code: str | None, now: float | None = None) -> int | None:
+    """Check ``code`` against the TOTP secret; the 30 s time step it belongs to, or None when TOTP is off.
+
+    The caller records the step (``totp_used``) with the approval so the code is not accepted again.
 
     Raises:
         InvalidInput: TOTP is on and the code is missing or wrong (nothing is recorded).
     """
     if secret is None:
-        return
+        return None
     given = (code or "").strip().replace(" ", "")
     if not given:
         raise InvalidInput("code", "approvals need the current one-time code from your authenticator app "
                                    "(approvals.totp_secret is set)")
-    if not (given.isdigit() and pyotp.TOTP(secret.get_secret_value()).verify(given, valid_window=1)):
-        raise InvalidInput("code", "the one-time code is wrong or expired; nothing was approved")
+    otp = pyotp.TOTP(secret.get_secret_value())
+    at = time.time() if now is None else now
+    step = otp.timecode(at)
+    for drift in (0, -1, 1):  # one step of clock drift either way, as pyotp's verify(valid_window=1)
+        if given.isdigit() and hmac.compare_digest(given, otp.generate_otp(step + drift)):
+            return step + drift
+    raise InvalidInput("code", "the one-time code is wrong or expired; nothing was approved")

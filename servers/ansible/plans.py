@@ -253,11 +253,11 @@ async def decide(
         PlanNotFound: no such plan.
         PlanStateError: the plan was already decided or run (its status is named), or it is blocked
             (``blocked_reason``) and the decision is an approval.
-        InvalidInput: an approval without the current one-time ``code`` while ``approvals.totp_secret`` is set.
+        InvalidInput: an approval without the current one-time ``code`` while ``approvals.totp_secret`` is set,
+            or with a code that already approved something (each code is accepted once).
     """
     plan = await get_plan(rt, plan_id)
-    if decision == "approved":
-        totp.require(rt.settings.approvals.totp_secret, code)
+    step = totp.require(rt.settings.approvals.totp_secret, code) if decision == "approved" else None
     if decision == "approved" and plan.blocked_reason:
         raise PlanStateError(f"plan {plan_id} cannot be approved as-is: {plan.blocked_reason}")
     async with rt.store.pool.acquire() as conn, conn.transaction():
@@ -268,6 +268,10 @@ async def decide(
         )
         if updated is None:
             raise PlanStateError(f"plan {plan_id} is {plan.status}; only a pending plan can be approved or rejected")
+        used = "INSERT INTO totp_used (time_step) VALUES ($1) ON CONFLICT DO NOTHING RETURNING time_step"
+        if step is not None and await conn.fetchval(used, step) is None:
+            raise InvalidInput("code", "this one-time code was already used; wait for the next one (nothing was "
+                                       "approved)")
         approval_id = await conn.fetchval(
             "INSERT INTO approvals (plan_id, decision, approver, channel, reason, snapshot_digest) "
             "VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",

@@ -27,6 +27,7 @@ The stream ``agent_tasks`` itself carries infra runs (:mod:`orchestrator.dispatc
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -37,6 +38,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from servers.tasks.roles import PIPELINE, Role, check_task_inputs
 from shared.bus import AGENT_RESULTS, AGENT_TASKS, STREAM_MAXLEN, Message
 from shared.errors import InvalidInput, NotFound, TaskStateError
 from shared.runtime import Runtime
@@ -184,9 +186,16 @@ def running_from_entry(data: dict[str, Any], attempts: int, worker: str, started
 class TaskQueue:
     """Submit, inspect and cancel agent tasks. Cheap to build; holds no connection of its own."""
 
-    def __init__(self, rt: Runtime, role_names: Iterable[str] = ()) -> None:
+    def __init__(self, rt: Runtime, role_names: Iterable[str] = (),
+                 check_inputs: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
         self.rt = rt
         self.role_names = frozenset(role_names)
+        self.check_inputs = check_inputs
+
+    @classmethod
+    def for_roles(cls, rt: Runtime, roles: dict[str, Role]) -> TaskQueue:
+        """A queue that refuses unknown roles and test commands a role may not run (:func:`check_task_inputs`)."""
+        return cls(rt, [*roles, PIPELINE], functools.partial(check_task_inputs, roles))
 
     def spec(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
              kind: Kind = "agent", idempotency_key: str | None = None, session_id: str | None = None) -> TaskSpec:
@@ -194,7 +203,8 @@ class TaskQueue:
 
         Raises:
             InvalidInput: empty or too long goal, unknown priority, inputs that are not a JSON object, an
-                idempotency key over 200 characters, or an unknown role (the roles are listed).
+                idempotency key over 200 characters, an unknown role (the roles are listed), or inputs the
+                queue's ``check_inputs`` refuses (a test command the role may not run).
         """
         limit = self.rt.settings.tasks.max_goal_chars
         if not isinstance(goal, str) or not goal.strip():
@@ -209,6 +219,8 @@ class TaskQueue:
             raise InvalidInput("idempotency_key", "must be 1 to 200 characters")
         if kind != NOOP and self.role_names and role not in self.role_names:
             raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(self.role_names))}")
+        if self.check_inputs is not None and kind != NOOP:
+            self.check_inputs(role, inputs)
         try:
             encoded = json.dumps(inputs or {})
         except (TypeError, ValueError) as exc:

@@ -6,8 +6,9 @@ touch the checkout the human works in; the branch stays for review after the tas
 The tools take a hidden ``task_id`` that the dispatcher (:mod:`servers.tasks.tools`)
 fills in with the calling agent's task: the model never chooses which worktree.
 
-``repo_run_tests`` runs the command the task's submitter gave (``inputs.test_command``),
-never one the model writes, without a shell, under ``tasks.test_timeout_s``, inside the
+``repo_run_tests`` runs the task's test command: one of its role's ``test_commands``
+(:func:`servers.tasks.roles.allowed_test_command`), chosen by the submitter, never one the
+model writes. It runs without a shell, under ``tasks.test_timeout_s``, inside the
 bubblewrap sandbox of :mod:`shared.sandbox` (no network, no chiffon state, no credentials).
 """
 
@@ -31,11 +32,11 @@ from shared.sandbox import jail
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 MAX_READ_BYTES = 200_000
 MAX_WRITE_CHARS = 200_000
 MAX_LIST = 500
 OUTPUT_TAIL = 4000
-DEFAULT_TEST_COMMAND = "python -m pytest -q"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -53,7 +54,7 @@ class Workspace(BaseModel):
     path: str = Field(description="The worktree directory.")
     branch: str
     base_commit: str
-    test_command: str
+    test_command: str | None = Field(description="What repo_run_tests runs; None: the task's role runs no tests.")
 
 
 class Workspaces:
@@ -65,6 +66,8 @@ class Workspaces:
 
     def create(self, task_id: str, repo: Path, test_command: str | None = None) -> Workspace:
         """Add (or reopen) the worktree of ``task_id`` on branch ``chiffon/<task_id>``.
+
+        ``test_command`` must already be allowed for the task's role (the team resolves it); None: no tests.
 
         Raises:
             RepoError: ``repo`` is not a git repository with a commit.
@@ -80,10 +83,8 @@ class Workspaces:
             _git(repo, "worktree", "add", *([] if existing else ["-b", branch]), str(path),
                  *([branch] if existing else ["HEAD"]))
         base = _git(repo, "rev-parse", "HEAD").strip()
-        command = test_command or DEFAULT_TEST_COMMAND
-        shlex.split(command)  # a malformed command fails here, at submit time, not in the middle of a task
         ws = Workspace(task_id=task_id, repo=str(repo), path=str(path), branch=branch, base_commit=base,
-                       test_command=command)
+                       test_command=test_command)
         self._open[task_id] = ws
         return ws
 
@@ -184,11 +185,18 @@ def create_repo_server(workspaces: Workspaces, test_timeout_s: float = 600.0, *,
         target.write_text(content, encoding="utf-8")
         return {"path": path, "bytes": len(content.encode())}
 
-    @mcp.tool(annotations=READS)
+    @mcp.tool(annotations=RUNS)
     async def run_tests(task_id: str = task_field) -> TestReport:
-        """Run the task's test command (chosen by whoever submitted the task) in the worktree, sandboxed: no
-        network, no chiffon state or secrets, an environment without credentials."""
+        """Run the task's test command (one its role allows, chosen by whoever submitted the task) in the
+        worktree, sandboxed: no network, no chiffon state or secrets, an environment without credentials. The
+        tests may write in the worktree.
+
+        Raises:
+            NotFound: the task has no worktree. InvalidInput: the task's role runs no tests.
+        """
         ws = workspaces.get(task_id)
+        if ws.test_command is None:
+            raise InvalidInput("task_id", f"task {task_id}'s role has no test_commands, so it runs no tests")
         argv, env = jail(shlex.split(ws.test_command), Path(ws.path), mode=sandbox, hidden=hidden or [])
         loop = asyncio.get_running_loop()
         started = loop.time()

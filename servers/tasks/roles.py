@@ -16,20 +16,27 @@ only the tools its scopes grant, checked where tools are dispatched. Tools that
 change a machine (``infra.run``) still need a recorded human approval, whatever
 the role. A file with bad front matter is refused at load with the file and the
 field named.
+
+``test_commands`` lists the commands a role with ``repo.test`` may run through
+``repo_run_tests`` (the first is the default). A task's ``inputs.test_command``
+must be one of them, optionally followed by test selectors (relative paths such
+as ``tests/test_x.py::test_y``); anything else is refused when the task is
+submitted, so neither a model nor a submitter picks an arbitrary program.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.config import PROJECT_ROOT, TIER_NAMES
-from shared.errors import ConfigError, NotFound
+from shared.errors import ConfigError, InvalidInput, NotFound
 
 ROLES_DIR = PROJECT_ROOT / "prompts" / "roles"
 PIPELINE = "pipeline"  # not a file: PM -> architect -> developer -> QA (submit_task role "pipeline")
@@ -50,6 +57,9 @@ SCOPES: dict[str, tuple[str, ...]] = {
 APPROVAL_SCOPES = frozenset({"infra.run"})
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.DOTALL)
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+# A test selector after an allowed command: a relative path, maybe with ::node ids and [params]; no options.
+_SELECTOR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:\[\]-]{0,300}$")
+PIPELINE_TESTERS = ("developer", "qa")  # the pipeline's roles that run the tests
 
 
 class Role(BaseModel):
@@ -66,6 +76,7 @@ class Role(BaseModel):
     max_tokens: int = Field(8000, ge=256, le=200_000, description="Most completion tokens per task, all steps.")
     critic: str | None = Field(None, description="Role that reviews this role's output (producer-critic).")
     max_rounds: int = Field(3, ge=1, le=10, description="Producer-critic rounds before escalating to a human.")
+    test_commands: tuple[str, ...] = Field((), description="Commands repo_run_tests may run (first: default).")
     prompt: str = Field(min_length=20, description="The role prompt (the file's body).")
 
     @field_validator("scopes")
@@ -82,6 +93,23 @@ class Role(BaseModel):
         if value not in TIER_NAMES:
             raise ValueError(f"{value!r} is not one of {', '.join(TIER_NAMES)}")
         return value
+
+    @field_validator("test_commands")
+    @classmethod
+    def _parsable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for command in value:
+            try:
+                if not shlex.split(command):
+                    raise ValueError("an empty test command")
+            except ValueError as exc:
+                raise ValueError(f"{command!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _tests_need_commands(self) -> Role:
+        if "repo.test" in self.scopes and not self.test_commands:
+            raise ValueError("the repo.test scope needs test_commands: the commands repo_run_tests may run")
+        return self
 
     def allows(self, tool: str) -> bool:
         """Whether a tool named ``tool`` (as mounted in the orchestrator) is in this role's scopes."""
@@ -134,6 +162,50 @@ def load_roles(directory: Path = ROLES_DIR) -> dict[str, Role]:
             raise ConfigError(f"{directory / (role.name + '.md')}: critic: {role.critic!r} is not a role "
                               f"({', '.join(sorted(roles))})")
     return roles
+
+
+def allowed_test_command(role: Role, requested: str | None) -> str:
+    """The command ``role`` runs for ``repo_run_tests``: ``requested`` when the role allows it, else its default.
+
+    ``requested`` must start with one of ``role.test_commands`` (compared word by word after shell-style
+    splitting) and may add only test selectors: relative paths without ``..``, node ids and parameters.
+
+    Raises:
+        InvalidInput: the role has no test commands, or ``requested`` is not one of them (they are listed).
+    """
+    if not role.test_commands:
+        raise InvalidInput("test_command", f"role {role.name} runs no tests (no test_commands in its file)")
+    if requested is None or not str(requested).strip():
+        return role.test_commands[0]
+    try:
+        argv = shlex.split(str(requested))
+    except ValueError as exc:
+        raise InvalidInput("test_command", f"cannot be split into words: {exc}") from exc
+    for allowed in role.test_commands:
+        head = shlex.split(allowed)
+        extra = argv[len(head):]
+        if argv[:len(head)] == head and all(_SELECTOR.match(a) and ".." not in a.split("/") for a in extra):
+            return shlex.join(argv)
+    raise InvalidInput("test_command", f"{requested!r} is not a test command role {role.name} may run; allowed: "
+                       f"{'; '.join(role.test_commands)}, each optionally followed by test paths "
+                       f"(set test_commands in prompts/roles/{role.name}.md to allow another)")
+
+
+def check_task_inputs(roles: dict[str, Role], role: str, inputs: dict[str, Any] | None) -> None:
+    """Refuse a task whose ``inputs.test_command`` its role (or each tester of the pipeline) may not run.
+
+    Raises:
+        InvalidInput: see :func:`allowed_test_command`; a non-string test_command.
+    """
+    requested = (inputs or {}).get("test_command")
+    if requested is None:
+        return
+    if not isinstance(requested, str):
+        raise InvalidInput("test_command", "must be a string such as 'python -m pytest -q'")
+    testers = [roles[n] for n in PIPELINE_TESTERS if n in roles] if role == PIPELINE else \
+        [roles[role]] if role in roles and roles[role].test_commands else []
+    for tester in testers:
+        allowed_test_command(tester, requested)
 
 
 def get_role(roles: dict[str, Role], name: str) -> Role:

@@ -87,7 +87,7 @@ async def open_tasks(rt: Runtime, router: Any = None, memory: Any = None, *, wor
         ConfigError: a bad role file (named, with the field).
     """
     roles = load_roles()
-    queue = TaskQueue(rt, [*roles, PIPELINE])
+    queue = TaskQueue.for_roles(rt, roles)
     run_worker = rt.settings.worker_in_process if worker is None else worker
     if router is None or not run_worker:
         yield TasksService(rt, roles, queue)

@@ -26,7 +26,7 @@ from servers.llm.router import Router
 from servers.tasks.agent import VERDICT, Agent, AgentResult
 from servers.tasks.queue import Outcome, TaskContext
 from servers.tasks.repo import Workspaces
-from servers.tasks.roles import Role
+from servers.tasks.roles import PIPELINE, Role, allowed_test_command
 from servers.tasks.tools import ScopedTools, Toolbox
 from shared.bus import NOTIFICATIONS
 from shared.config import PROJECT_ROOT
@@ -77,8 +77,10 @@ class Team:
         repo = ctx.task.inputs.get("repo") or ctx.rt.settings.repo
         if not repo:
             return None
-        ws = await asyncio.to_thread(self.workspaces.create, ctx.task.id, Path(str(repo)),
-                                     ctx.task.inputs.get("test_command"))
+        tester = self.roles.get("qa" if ctx.task.role == PIPELINE else ctx.task.role)
+        requested = ctx.task.inputs.get("test_command")
+        command = allowed_test_command(tester, requested) if tester and tester.test_commands else None
+        ws = await asyncio.to_thread(self.workspaces.create, ctx.task.id, Path(str(repo)), command)
         return ws.model_dump()
 
     async def produce_reviewed(self, ctx: TaskContext, role: Role, goal: str, context: str = "") -> Reviewed:

@@ -232,7 +232,7 @@ async def test_pipeline_runs_pm_architect_developer_qa_and_returns_artifacts(
     tiers = {**everyone_on("quick"), "qa": "external", "platform-engineer": "external"}
     async with team_runtime(rt, llm, tiers) as (trt, q):
         task = await finished(q, await q.submit(PIPELINE, "Make add() refuse non-numbers", {
-            "repo": str(target_repo), "test_command": f"{sys.executable} -m pytest -q -p no:cacheprovider"},
+            "repo": str(target_repo), "test_command": "python -m pytest -q -p no:cacheprovider"},
             kind="pipeline"), timeout_s=600)
         steps = await q.steps(task.id)
     assert task.status == "succeeded", task.error

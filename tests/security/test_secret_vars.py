@@ -97,3 +97,15 @@ async def test_ansible_does_not_see_chiffons_own_credentials(rt: Runtime, tmp_pa
     result = await plans.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"
     assert (targets / "ai" / "env.txt").read_text() == "[][][True]"
+
+
+async def test_chiffon_home_and_run_folders_are_private(rt: Runtime, tmp_path: Path) -> None:
+    import os
+
+    home = rt.settings.home.stat().st_mode & 0o777
+    assert home == (0o711 if os.geteuid() == 0 else 0o700)  # root: the pgserver user only traverses it
+    for folder in (rt.settings.runs_dir, rt.settings.snapshots_dir, rt.settings.audit_dir):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    repo = make_repo(tmp_path / "iac")
+    plan = await plans.create_plan(rt, await AnsibleService.for_runtime(rt, repo).catalog(), "echo-message.yml")
+    assert (rt.settings.runs_dir / f"{plan.id}-check").stat().st_mode & 0o777 == 0o700

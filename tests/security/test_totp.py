@@ -24,8 +24,9 @@ SECRET = pyotp.random_base32()
 
 
 @pytest.fixture
-def totp_on(rt: Runtime):  # type: ignore[no-untyped-def]
+async def totp_on(rt: Runtime):  # type: ignore[no-untyped-def]
     rt.settings.approvals.totp_secret = SecretStr(SECRET)
+    await rt.store.pool.execute("DELETE FROM totp_used")  # each test may use the current code once
     yield
     rt.settings.approvals.totp_secret = None
 
@@ -48,6 +49,16 @@ async def test_an_approval_without_the_code_or_with_a_wrong_one_records_nothing(
     assert approved.status == "approved"
 
 
+async def test_a_code_that_approved_once_cannot_approve_again(rt: Runtime, repo: Path, totp_on: None) -> None:
+    first, second = await pending(rt, repo), await pending(rt, repo)
+    code = pyotp.TOTP(SECRET).now()
+    await plans.decide(rt, first.id, "approved", approver="human", channel="cli", code=code)
+    with pytest.raises(InvalidInput, match="already used"):  # read over the shoulder, or from a log
+        await plans.decide(rt, second.id, "approved", approver="model", channel="mcp-tool", code=code)
+    assert (await plans.get_plan(rt, second.id)).status == "pending_approval"
+    assert await rt.store.pool.fetchval("SELECT count(*) FROM approvals WHERE plan_id=$1", second.id) == 0
+
+
 async def test_the_approval_form_needs_the_code_too(rt: Runtime, repo: Path, totp_on: None) -> None:
     def form(code: str):  # type: ignore[no-untyped-def]
         async def handler(message: str, response_type: Any, params: Any, context: Any) -> dict[str, Any]:
@@ -67,8 +78,9 @@ async def test_the_approval_form_needs_the_code_too(rt: Runtime, repo: Path, tot
     assert result["status"] == "succeeded"
 
 
-def test_chiffon_approve_needs_the_code_and_setup_prints_an_authenticator_uri(cli_env: dict[str, str],
-                                                                             repo: Path) -> None:
+async def test_chiffon_approve_needs_the_code_and_setup_prints_an_authenticator_uri(
+        rt: Runtime, cli_env: dict[str, str], repo: Path) -> None:
+    await rt.store.pool.execute("DELETE FROM totp_used")  # this test may use the current code once
     env = {**cli_env, "CHIFFON_APPROVALS__TOTP_SECRET": SECRET}
     plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
     refused = chiffon(env, "approve", plan_id, "--yes")
