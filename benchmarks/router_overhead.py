@@ -16,7 +16,7 @@ Prints one JSON line: p50/p95 latency per path in ms over all calls,
 ``ratio_vs_litellm = (chiffon_p95 - direct_p95) / (litellm_p95 - direct_p95)``.
 Targets: overhead_p95_ms <= 2 and ratio_vs_litellm <= 0.5.
 
-    uv run python benchmarks/router_overhead.py [--n 300] [--concurrency 4]
+    uv run --group test python benchmarks/router_overhead.py [--n 300] [--concurrency 4]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ In one run, with the models PyPI packages carry (Whisper tiny.en, Kokoro v1.0 in
 
 Prints one JSON line. Targets: stt_overhead_ratio <= 1.10, first_audio_ratio <= 0.5, wer <= 0.20.
 
-    uv run python benchmarks/voice.py [--rounds 3]
+    uv run --group test python benchmarks/voice.py [--rounds 3]
 """
 
 from __future__ import annotations
