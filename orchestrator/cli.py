@@ -434,31 +434,22 @@ def serve_cmd(
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
     setup_logging(verbose)
-    from orchestrator.server import create_orchestrator
+    from orchestrator.compose import open_orchestrator
     from shared.mcp import serve
 
     settings = _settings(config)
 
     async def go() -> None:
-        async with open_runtime(settings) as rt:
-            svc = AnsibleService.for_runtime(rt, repo)
-            from orchestrator.playbook_memory import PlaybookIndex, index_in_background
-            from servers.llm.router import open_router
-            from servers.memory.service import open_memory
-            from servers.tasks.service import open_tasks
+        async with open_runtime(settings) as rt, open_orchestrator(rt, repo) as composed:
             from orchestrator.cli_ops import refresh_metrics
-            from servers.voice.service import open_voice
+            from orchestrator.playbook_memory import PlaybookIndex, index_in_background
+            from shared import tokens
 
-            async with running_worker(svc, settings.worker_in_process), open_router(rt) as router, \
-                    open_memory(rt) as memory, open_voice(rt, router) as voice, \
-                    open_tasks(rt, router, memory, repo=repo) as tasks:
-                indexing = asyncio.create_task(index_in_background(PlaybookIndex(memory.vectors), svc.catalog))
-                from shared import tokens
-
-                await serve(create_orchestrator(svc, router, memory, voice, tasks), settings, transport, host,  # type: ignore[arg-type]
-                            port, refresh=lambda: refresh_metrics(rt),
-                            token_lookup=lambda token: tokens.verify(rt.store, token))
-                indexing.cancel()
+            indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
+                                                               composed.ansible.catalog))
+            await serve(composed.server, settings, transport, host, port, refresh=lambda: refresh_metrics(rt),
+                        token_lookup=lambda token: tokens.verify(rt.store, token))
+            indexing.cancel()
 
     try:
         _run(go())

@@ -48,8 +48,10 @@ def worker_cmd(
             from servers.llm.router import open_router
             from servers.memory.service import open_memory
 
+            from orchestrator.compose import agent_tools
+
             async with open_router(rt) as router, open_memory(rt) as memory, \
-                    open_team(rt, all_roles, router, memory) as team, \
+                    open_team(rt, all_roles, router, agent_tools(rt, memory)) as team, \
                     running_task_worker(rt, team, wanted, concurrency=concurrency) as worker:
                 err.print(f"worker {worker.name}: serving {', '.join(worker.roles)} "  # type: ignore[union-attr]
                           f"({worker.concurrency} at once)")  # type: ignore[union-attr]

@@ -73,6 +73,13 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
+def mount_tasks(mcp: FastMCP, tasks: TasksService) -> None:
+    """Mount ``chiffon-tasks`` over ``tasks`` as ``tasks_*`` (after the fact, once the team has the tools)."""
+    from servers.tasks.server import create_tasks_server
+
+    mcp.mount(create_tasks_server(tasks), namespace="tasks")
+
+
 def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None,
                         voice: VoiceService | None = None, tasks: TasksService | None = None) -> FastMCP:
     """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
@@ -99,9 +106,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
 
         mcp.mount(create_voice_server(voice), namespace="voice")
     if tasks is not None:
-        from servers.tasks.server import create_tasks_server
-
-        mcp.mount(create_tasks_server(tasks), namespace="tasks")
+        mount_tasks(mcp, tasks)
     playbooks = None
     if memory is not None:
         from orchestrator.playbook_memory import PlaybookIndex

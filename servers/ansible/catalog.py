@@ -40,28 +40,13 @@ from servers.ansible.plays import (
 from servers.ansible.roles import Role, parse_role
 from servers.ansible.scan import ScanCache, git_commit, sort_files, walk
 from servers.ansible.units import Unit, build_units
-from shared.errors import InvalidInput, PathOutsideRepo, PlaybookNotFound, RepoError
+from shared.errors import InvalidInput, PlaybookNotFound, RepoError
+from shared.paths import resolve_in_repo
 
 __all__ = ["Catalog", "Playbook", "Role", "ScanCache", "Task", "Unit", "parse_playbook", "resolve_in_repo",
            "service_of"]
 
 _LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
-
-
-def resolve_in_repo(root: Path, relative: str, field_name: str) -> Path:
-    """Resolve ``relative`` inside ``root``, following symlinks.
-
-    Raises:
-        PathOutsideRepo: absolute paths, ``..`` escapes and symlinks that leave the repo.
-    """
-    if not relative or "\x00" in relative:
-        raise InvalidInput(field_name, "must be a non-empty path relative to the IaC repo")
-    if os.path.isabs(relative):
-        raise PathOutsideRepo(field_name, f"{relative!r} is absolute; give a path relative to the IaC repo")
-    resolved = (root / relative).resolve()
-    if not resolved.is_relative_to(root.resolve()):
-        raise PathOutsideRepo(field_name, f"{relative!r} resolves outside the IaC repo {root}")
-    return resolved
 
 
 class Catalog:

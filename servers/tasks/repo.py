@@ -25,9 +25,9 @@ from fastmcp import FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.ansible.catalog import resolve_in_repo
 from shared.errors import InvalidInput, NotFound, RepoError
 from shared.mcp import ChiffonErrors
+from shared.paths import resolve_in_repo
 from shared.sandbox import jail
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)

@@ -1,8 +1,9 @@
 """What the tasks server and ``chiffon worker`` need, opened once: roles, queue, team and workers.
 
-The agents' tools are the orchestrator's own (ansible, memory, plans) plus the
-repo tools, served in-process by one FastMCP server that agents reach only
-through :class:`~servers.tasks.tools.ScopedTools`.
+The agents' tools are whatever server the composition root hands in (the
+orchestrator's ansible, memory and plan tools) plus the repo tools, served
+in-process by one FastMCP server that agents reach only through
+:class:`~servers.tasks.tools.ScopedTools`. This package never builds that server itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fastmcp import FastMCP
 
 from servers.tasks.queue import NOOP, TaskQueue
 from servers.tasks.worker import TaskWorker
@@ -47,14 +50,13 @@ def check_roles(roles: dict[str, Role], wanted: Iterable[str]) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_team(rt: Runtime, roles: dict[str, Role], router: Any, memory: Any = None,
-                    repo: Any = None) -> AsyncIterator[Team]:
-    """The team over an in-process tool server (orchestrator tools + repo tools); closed on exit."""
-    from orchestrator.server import create_orchestrator
-    from servers.ansible.service import AnsibleService
-
-    svc = AnsibleService.for_runtime(rt, repo)
-    server = create_orchestrator(svc, None, memory)
+async def open_team(rt: Runtime, roles: dict[str, Role], router: Any,
+                    tools: FastMCP | None = None) -> AsyncIterator[Team]:
+    """The team over an in-process tool server: ``tools`` (given by the composition root; None: the repo
+    tools only) plus the repo tools under ``repo_``; closed on exit."""
+    server = FastMCP("chiffon-agent-tools")
+    if tools is not None:
+        server.mount(tools)
     workspaces = Workspaces(rt.settings.home / "worktrees")
     server.mount(create_repo_server(workspaces, rt.settings.tasks.test_timeout_s, sandbox=rt.settings.tasks.sandbox,
                                     hidden=[rt.settings.home, Path.home() / ".ssh"]), namespace="repo")
@@ -79,9 +81,10 @@ async def running_task_worker(rt: Runtime, team: Team | None, roles: Iterable[st
 
 
 @contextlib.asynccontextmanager
-async def open_tasks(rt: Runtime, router: Any = None, memory: Any = None, *, worker: bool | None = None,
-                     repo: Any = None) -> AsyncIterator[TasksService]:
-    """Roles and queue; with a router and ``worker`` (default: ``worker_in_process``), an in-process worker.
+async def open_tasks(rt: Runtime, router: Any = None, *, tools: FastMCP | None = None,
+                     worker: bool | None = None) -> AsyncIterator[TasksService]:
+    """Roles and queue; with a router and ``worker`` (default: ``worker_in_process``), an in-process worker
+    whose agents use ``tools`` (see :func:`open_team`).
 
     Raises:
         ConfigError: a bad role file (named, with the field).
@@ -92,5 +95,5 @@ async def open_tasks(rt: Runtime, router: Any = None, memory: Any = None, *, wor
     if router is None or not run_worker:
         yield TasksService(rt, roles, queue)
         return
-    async with open_team(rt, roles, router, memory, repo) as team, running_task_worker(rt, team):
+    async with open_team(rt, roles, router, tools) as team, running_task_worker(rt, team):
         yield TasksService(rt, roles, queue, team)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.compose import agent_tools
 from servers.llm.router import Router
 from servers.memory.service import open_memory
 from servers.tasks.queue import TaskQueue, TaskRecord
@@ -60,7 +61,7 @@ async def team_runtime(rt: Runtime, llm: LLMSettings, role_tiers: dict[str, str]
     trt = Runtime(settings, rt.store, rt.bus, rt.audit)
     router = await Router.open(llm, store=rt.store, bus=rt.bus)
     try:
-        async with open_memory(trt) if memory else _none() as mem, open_team(trt, ROLES, router, mem) as team, \
+        async with open_memory(trt) if memory else _none() as mem, open_team(trt, ROLES, router, agent_tools(trt, mem)) as team, \
                 running_task_worker(trt, team):
             yield trt, TaskQueue(trt, [*ROLES, PIPELINE])
     finally:

@@ -1,0 +1,86 @@
+"""The composition root: the one place that builds servers and hands them to each other.
+
+Servers never import ``orchestrator`` or build one another: the agents of ``chiffon-tasks`` get
+their tools (ansible, memory, plans) from here, as a FastMCP server, and an agent with
+``infra.run`` reaches the same ``execute_plan`` (queue, host wait, approval) as the IDE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastmcp import FastMCP
+
+from orchestrator.server import create_orchestrator, mount_tasks
+from servers.ansible.service import AnsibleService
+from shared.config import Settings
+from shared.runtime import Runtime
+
+if TYPE_CHECKING:
+    from servers.memory.service import MemoryService
+
+
+@dataclass
+class Composed:
+    """What :func:`open_orchestrator` opened: the server to serve and the services behind it."""
+
+    server: FastMCP
+    ansible: AnsibleService
+    memory: MemoryService
+
+
+@contextlib.asynccontextmanager
+async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncIterator[Composed]:
+    """Everything ``chiffon serve`` exposes, opened once: the ansible service with its in-process infra
+    worker, router, memory, voice and tasks, whose agents use the orchestrator's own tools.
+
+    Closes everything on exit.
+    """
+    from orchestrator.dispatch import running_worker
+    from servers.llm.router import open_router
+    from servers.memory.service import open_memory
+    from servers.tasks.service import open_tasks
+    from servers.voice.service import open_voice
+
+    svc = AnsibleService.for_runtime(rt, repo)
+    async with running_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
+            open_memory(rt) as memory, open_voice(rt, router) as voice:
+        server = create_orchestrator(svc, router, memory, voice)
+        async with open_tasks(rt, router, tools=server) as tasks:
+            mount_tasks(server, tasks)
+            yield Composed(server, svc, memory)
+
+
+def agent_tools(rt: Runtime, memory: object | None = None, repo: Path | None = None) -> FastMCP:
+    """The tools a worker's agents may call (each role sees only its scopes): the orchestrator without
+    the LLM, voice and tasks servers."""
+    return create_orchestrator(AnsibleService.for_runtime(rt, repo), None, memory)  # type: ignore[arg-type]
+
+
+async def _serve_tasks(settings: Settings, args: argparse.Namespace) -> None:
+    from servers.llm.router import open_router
+    from servers.memory.service import open_memory
+    from servers.tasks.server import create_tasks_server
+    from servers.tasks.service import open_tasks
+    from shared.mcp import serve
+    from shared.runtime import open_runtime
+
+    async with open_runtime(settings) as rt, open_router(rt) as router, open_memory(rt) as memory, \
+            open_tasks(rt, router, tools=agent_tools(rt, memory)) as tasks:
+        await serve(create_tasks_server(tasks), settings, args.transport, args.host, args.port)
+
+
+def tasks_main(argv: list[str] | None = None) -> None:
+    """``chiffon-tasks``: the agent tasks MCP server on its own (stdio or HTTP).
+
+    With ``worker_in_process`` (the default) it also runs a worker for every role, whose agents use the
+    orchestrator's tools; otherwise start workers with ``chiffon worker``.
+    """
+    from shared.mcp import server_main
+
+    server_main("chiffon-tasks", tasks_main.__doc__ or "", _serve_tasks, argv)
