@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
-from orchestrator.dispatch import dispatch_run, running_worker
+from servers.ansible.dispatch import dispatch_run, running_worker
 from orchestrator.planner import plan_request
 from servers.ansible import plans
 from servers.ansible.runner import TaskEvent
@@ -158,8 +158,8 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plan
     with _progress() as bar:
         task = bar.add_task(f"running {plan.playbook}", total=total)
 
-        async def on_event(event: dict[str, Any]) -> None:
-            bar.update(task, completed=event["seq"], description=escape(f"{event['task'][:50]} [{event['host']}]"))
+        async def on_event(event: TaskEvent) -> None:
+            bar.update(task, completed=event.seq, description=escape(f"{event.task[:50]} [{event.host}]"))
 
         result = await dispatch_run(svc.rt, plan.id, on_event=on_event)
     if not as_json:

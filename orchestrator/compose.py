@@ -41,7 +41,7 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
 
     Closes everything on exit.
     """
-    from orchestrator.dispatch import running_worker
+    from servers.ansible.dispatch import running_worker
     from servers.llm.router import open_router
     from servers.memory.service import open_memory
     from servers.tasks.service import open_tasks

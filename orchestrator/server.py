@@ -16,7 +16,7 @@ from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from orchestrator import approval
-from orchestrator.dispatch import dispatch_run
+from servers.ansible.dispatch import dispatch_run
 from orchestrator.planner import plan_request as make_plan
 from servers.ansible import plans
 from servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
@@ -190,12 +190,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         if plan.status != "approved":
             raise plans.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", [])) or None
-
-        async def relay(event: dict[str, Any]) -> None:
-            await ctx.report_progress(event["seq"], max(total or 0, event["seq"]) if total else None,
-                                      f"run: {event['task']} on {event['host']}: {event['status']}")
-
-        result = await dispatch_run(rt, plan_id, on_event=relay)
+        result = await dispatch_run(rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
         await record(f"Plan {plan_id} ({result.playbook}) {result.status} on {', '.join(result.hosts)}: "
                      f"{result.changed} change(s)" + (f"; failed: {result.failure}" if result.failure else "."),
                      "run", plan_id)

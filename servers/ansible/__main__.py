@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from servers.ansible.dispatch import running_worker
 from servers.ansible.server import create_ansible_server
 from servers.ansible.service import AnsibleService
 from shared.config import Settings
@@ -13,10 +14,12 @@ from shared.runtime import open_runtime
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
-    """Open the runtime and serve ``chiffon-ansible`` over ``args.repo`` until interrupted."""
+    """Open the runtime and serve ``chiffon-ansible`` over ``args.repo`` until interrupted; with
+    ``worker_in_process`` (the default) an infra worker runs the approved plans in this process."""
     async with open_runtime(settings) as rt:
-        server = create_ansible_server(AnsibleService.for_runtime(rt, args.repo))
-        await serve(server, settings, args.transport, args.host, args.port)
+        svc = AnsibleService.for_runtime(rt, args.repo)
+        async with running_worker(svc, settings.worker_in_process):
+            await serve(create_ansible_server(svc), settings, args.transport, args.host, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:

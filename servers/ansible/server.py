@@ -8,7 +8,6 @@ only destructive one and refuses any plan a human has not approved.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from fastmcp import Context, FastMCP
@@ -16,6 +15,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.ansible import matching, plans, review, scaffold, units
+from servers.ansible.dispatch import dispatch_run
 from servers.ansible.service import AnsibleService, progress_reporter
 from shared.mcp import ChiffonErrors
 from shared.redact import redact
@@ -170,11 +170,16 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> plans.RunResult:
-        """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans."""
+        """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans.
+
+        Goes through the same queue as execute_plan (:func:`~servers.ansible.dispatch.dispatch_run`): an infra
+        worker runs it once its hosts are free; a busy host pauses it.
+        """
         plan = await plans.get_plan(svc.rt, plan_id)
-        catalog = await svc.catalog(Path(plan.repo))
+        if plan.status not in ("approved", "paused"):
+            raise plans.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", []))
-        return await plans.execute(svc.rt, catalog, plan_id, on_event=progress_reporter(ctx, total, "run"))
+        return await dispatch_run(svc.rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
 
     @mcp.tool(annotations=READ_ONLY)
     async def run_events(

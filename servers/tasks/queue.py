@@ -21,7 +21,7 @@ at-least-once; completion is exactly-once:
   ``tasks.reclaim_idle_s`` (XCLAIM to itself resets the idle time); entries of a
   dead worker go idle and a live worker takes them over with XAUTOCLAIM.
 
-The stream ``agent_tasks`` itself carries infra runs (:mod:`orchestrator.dispatch`).
+The stream ``agent_tasks`` itself carries infra runs (:mod:`servers.ansible.dispatch`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from orchestrator.dispatch import dispatch_run, running_worker
+from servers.ansible.dispatch import dispatch_run, running_worker
+from servers.ansible.runner import TaskEvent
 from servers.ansible import plans
 from servers.ansible.service import AnsibleService
 from shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
@@ -111,8 +112,8 @@ async def test_busy_host_pauses_a_plan_which_resumes_when_freed(
     assert busy.returncode == 0, busy.stderr
     events: list[dict[str, Any]] = []
 
-    async def on_event(event: dict[str, Any]) -> None:
-        events.append(event)
+    async def on_event(event: TaskEvent) -> None:
+        events.append(event.as_dict())
 
     async with running_worker(svc):
         run = asyncio.create_task(dispatch_run(rt, plan.id, on_event=on_event, timeout_s=120))

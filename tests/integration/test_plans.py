@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dispatch import InfraWorker
+from servers.ansible.dispatch import InfraWorker
 from servers.ansible import plans
 from servers.ansible.service import AnsibleService
 from shared.errors import InvalidInput, PlanNotFound, PlanStateError

@@ -11,10 +11,11 @@ import pytest_asyncio
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from orchestrator.dispatch import running_worker
+from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible import plans
 from servers.ansible.service import AnsibleService
+from shared.bus import AGENT_TASKS
 from shared.runtime import Runtime
 from tests.conftest import KUMA_REQUEST
 
@@ -97,6 +98,17 @@ async def test_ansible_run_refuses_an_unapproved_plan(server: FastMCP) -> None:
         plan = (await client.call_tool("ansible_check", {"playbook": "echo-message.yml"})).structured_content
         with pytest.raises(ToolError, match="not been approved"):
             await client.call_tool("ansible_run", {"plan_id": plan["id"]})
+
+
+async def test_ansible_run_goes_through_the_queue_like_execute_plan(server: FastMCP, rt: Runtime) -> None:
+    async with Client(server) as client:
+        plan = (await client.call_tool("ansible_check", {"playbook": "echo-message.yml"})).structured_content
+        await plans.decide(rt, plan["id"], "approved", approver="tester", channel="cli")
+        before = await rt.bus.last_id(AGENT_TASKS)
+        result = (await client.call_tool("ansible_run", {"plan_id": plan["id"]})).structured_content
+    assert result["status"] == "succeeded"
+    queued = [m.data for m in await rt.bus.read({AGENT_TASKS: before}, block_ms=100)]
+    assert [(m["kind"], m["plan_id"]) for m in queued] == [("ansible.run", plan["id"])]  # the one run path
 
 
 async def test_no_tool_can_approve_by_default(server: FastMCP) -> None:

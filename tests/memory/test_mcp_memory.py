@@ -10,7 +10,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from orchestrator.dispatch import running_worker
+from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible.service import AnsibleService
 from servers.memory.embedders import LocalEmbedder

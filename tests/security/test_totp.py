@@ -12,7 +12,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from pydantic import SecretStr
 
-from orchestrator.dispatch import running_worker
+from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible import plans
 from servers.ansible.service import AnsibleService

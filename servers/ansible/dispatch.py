@@ -1,4 +1,8 @@
-"""Dispatch approved plans through the ``agent_tasks`` stream to infra workers.
+"""The one run path of a plan: dispatch through the ``agent_tasks`` stream to an infra worker.
+
+Every run goes through :func:`dispatch_run`: ``execute_plan`` and ``chiffon run``/``execute``
+(orchestrator), this server's ``run`` tool, and agents with ``infra.run`` (they call those tools).
+Only :class:`InfraWorker` calls :func:`servers.ansible.plans.execute`.
 
 The orchestrator publishes ``{task_id, kind: "ansible.run", plan_id}`` on
 ``agent_tasks`` and waits for the matching ``agent_results`` message, relaying
@@ -154,7 +158,7 @@ async def running_worker(svc: AnsibleService, enabled: bool = True):  # type: ig
 
 
 async def dispatch_run(
-    rt: Runtime, plan_id: str, *, on_event: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEvent], Awaitable[None]] | None = None,
     timeout_s: float | None = None,
 ) -> plans.RunResult:
     """Publish a run task for ``plan_id`` and wait for its result, relaying progress.
@@ -177,7 +181,7 @@ async def dispatch_run(
                     continue
                 if msg.stream == RUN_PROGRESS:
                     if on_event is not None:
-                        await on_event(msg.data["event"])
+                        await on_event(TaskEvent(**msg.data["event"]))
                     continue
                 if not msg.data.get("ok"):
                     raise PlanStateError(msg.data.get("error", "the worker refused the task"))
