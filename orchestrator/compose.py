@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,22 @@ def tasks_main(argv: list[str] | None = None) -> None:
     from shared.mcp import server_main
 
     server_main("chiffon-tasks", tasks_main.__doc__ or "", _serve_tasks, argv)
+
+
+@functools.cache
+def _agent_streams() -> tuple[str, ...]:
+    """Every agent work stream (role x priority); the role files are read once per process, like the team's."""
+    from servers.tasks.queue import PRIORITIES, stream_for
+    from servers.tasks.roles import PIPELINE, load_roles
+
+    return tuple(stream_for(role, p) for role in [*load_roles(), PIPELINE] for p in PRIORITIES)
+
+
+async def refresh_metrics(rt: Runtime) -> None:
+    """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
+    from shared import metrics
+    from shared.bus import AGENT_TASKS
+
+    agents = _agent_streams()
+    await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
+                                 sorted(rt.settings.hosts), rt.settings.llm.assume_hosts_available)

@@ -13,14 +13,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.audit import AuditLog
-from shared.bus import Bus, embedded_socket
-from shared.config import Settings
 from shared.errors import BusUnavailable
-from shared.store import Store
-from shared.store import stop_embedded as stop_store
+
+if TYPE_CHECKING:  # the clients (git, redis, asyncpg) load when a runtime opens, not when a CLI starts
+    from shared.audit import AuditLog
+    from shared.bus import Bus
+    from shared.config import Settings
+    from shared.store import Store
 
 
 @dataclass
@@ -60,6 +61,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     Raises:
         StoreUnavailable, BusUnavailable: a service cannot be reached (its URL is named).
     """
+    from shared.audit import AuditLog
+    from shared.bus import Bus
+    from shared.store import Store
+
     make_private(settings)
     opened = await asyncio.gather(
         Store.open(_secret(settings.database_url), settings.home),
@@ -101,6 +106,9 @@ async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> 
 
 async def stop_embedded(settings: Settings) -> list[str]:
     """Stop the embedded PostgreSQL and Redis of ``settings.home``; names what was stopped."""
+    from shared.bus import Bus, embedded_socket
+    from shared.store import stop_embedded as stop_store
+
     stopped = []
     if settings.redis_url is None:
         try:

@@ -14,8 +14,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _progress, _run, _settings, app, err, out
+from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, progress_bar, run_or_exit, settings_or_exit
 from shared.logs import setup_logging
+
+app = typer.Typer()
 
 models_app = typer.Typer(help="Speech models: what this host has, and fetching them.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -25,7 +27,7 @@ def _voice(config: Path | None) -> Any:
     from servers.voice.client import HostdClient
     from servers.voice.service import VoiceService
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     return VoiceService(settings, HostdClient(settings))
 
 
@@ -44,7 +46,7 @@ def say(
     async def go() -> Any:
         svc = _voice(config)
         try:
-            with _progress() as bar:
+            with progress_bar() as bar:
                 bar.add_task("speaking", total=None)
                 speech = await svc.speak(text, voice, speed, engine)
         finally:
@@ -53,7 +55,7 @@ def say(
         Path(speech.path).unlink(missing_ok=True)
         return speech
 
-    speech = _run(go())
+    speech = run_or_exit(go())
     out.print(f"wrote {output}: {speech.duration_s:.1f} s, voice {speech.voice}, {speech.sample_rate} Hz")
 
 
@@ -73,13 +75,13 @@ def transcribe(
     async def go() -> Any:
         svc = _voice(config)
         try:
-            with _progress() as bar:
+            with progress_bar() as bar:
                 bar.add_task(f"transcribing {file.name}", total=None)
                 return await svc.transcribe(str(file), language)
         finally:
             await svc.hostd.aclose()
 
-    result = _run(go())
+    result = run_or_exit(go())
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -101,7 +103,7 @@ def hostd_cmd(
 
     setup_logging(verbose)
     try:
-        _run(serve_hostd(load_settings(None, host=host), bind, port))
+        run_or_exit(serve_hostd(load_settings(None, host=host), bind, port))
     except KeyboardInterrupt:
         pass
 
@@ -111,7 +113,7 @@ def models_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The speech models this host is configured for: present or not, where from, size."""
     from servers.hostd.models import inventory
 
-    rows = inventory(_settings(config))
+    rows = inventory(settings_or_exit(config))
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -132,8 +134,8 @@ def models_pull(
 
     from servers.hostd.models import pull
 
-    settings = _settings(config)
-    with _progress() as bar:
+    settings = settings_or_exit(config)
+    with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
         def progress(name: str, done: int, total: int | None) -> None:
@@ -141,6 +143,6 @@ def models_pull(
                 tasks[name] = bar.add_task(f"downloading {name}", total=total)
             bar.update(tasks[name], completed=done, total=total)
 
-        got = _run(asyncio.to_thread(pull, settings, engine or ["whisper", "kokoro", "piper"], progress))
+        got = run_or_exit(asyncio.to_thread(pull, settings, engine or ["whisper", "kokoro", "piper"], progress))
     for m in got:
         out.print(f"[green]ready[/] {m.engine} {m.name} ({m.source}): {m.paths[0]}")

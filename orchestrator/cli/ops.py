@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sys
 from pathlib import Path
@@ -15,10 +14,11 @@ from rich.markup import escape
 
 from rich.table import Table
 
-from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _run, _settings, app, err, out
+from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, run_or_exit, settings_or_exit
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
-from shared.runtime import Runtime
+
+app = typer.Typer()
 
 
 @app.command("install")
@@ -78,7 +78,7 @@ def deploy_systemd(
     from orchestrator.deploy import systemd_units
 
     try:
-        units = systemd_units(_settings(config), host, install_dir=install_dir, home=home, user=user)
+        units = systemd_units(settings_or_exit(config), host, install_dir=install_dir, home=home, user=user)
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -105,7 +105,7 @@ def backup_cmd(
     from orchestrator.backup import backup
     from shared.store import Store
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def go() -> Any:
         secret = settings.database_url.get_secret_value() if settings.database_url else None
@@ -115,7 +115,7 @@ def backup_cmd(
         finally:
             await store.close()
 
-    manifest = _run(go())
+    manifest = run_or_exit(go())
     if as_json:
         out.print_json(json.dumps(manifest))
     else:
@@ -135,7 +135,7 @@ def restore_cmd(
     from orchestrator.backup import backup, check_restorable, restore_db, restore_files
     from shared.store import Store
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def go() -> str | None:
         manifest = check_restorable(settings, folder, force)
@@ -151,28 +151,9 @@ def restore_cmd(
         finally:
             await store.close()
 
-    saved = _run(go())
+    saved = run_or_exit(go())
     out.print(escape(f"restored {folder} into {settings.home}"
                      + (f"; what it replaced is backed up in {saved}" if saved else "")), soft_wrap=True)
-
-
-@functools.cache
-def _agent_streams() -> tuple[str, ...]:
-    """Every agent work stream (role x priority); the role files are read once per process, like the team's."""
-    from servers.tasks.queue import PRIORITIES, stream_for
-    from servers.tasks.roles import PIPELINE, load_roles
-
-    return tuple(stream_for(role, p) for role in [*load_roles(), PIPELINE] for p in PRIORITIES)
-
-
-async def refresh_metrics(rt: Runtime) -> None:
-    """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
-    from shared import metrics
-    from shared.bus import AGENT_TASKS
-
-    agents = _agent_streams()
-    await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
-                                 sorted(rt.settings.hosts), rt.settings.llm.assume_hosts_available)
 
 
 GroupOpt = Annotated[Optional[str], typer.Option("--group", help="store, servers or workers (default: all).")]
@@ -186,8 +167,8 @@ def up_cmd(group: GroupOpt = None, timeout: Annotated[float, typer.Option(min=1,
     setup_logging()
     from orchestrator.up import up
 
-    settings = _settings(config)
-    results = _run(up(settings, group, config, timeout))
+    settings = settings_or_exit(config)
+    results = run_or_exit(up(settings, group, config, timeout))
     failed = [r for r in results if r.state == "failed"]
     total = max((r.ready_after_s or 0.0 for r in results), default=0.0)
     if as_json:
@@ -212,7 +193,7 @@ def down_cmd(group: GroupOpt = None, config: ConfigOpt = None) -> None:
     setup_logging()
     from orchestrator.up import down
 
-    stopped = _run(down(_settings(config), group))
+    stopped = run_or_exit(down(settings_or_exit(config), group))
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -225,7 +206,7 @@ def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     setup_logging()
     from orchestrator.doctor import run_doctor, summarize
 
-    results = _run(run_doctor(_settings(config)))
+    results = run_or_exit(run_doctor(settings_or_exit(config)))
     overall = summarize(results)
     if as_json:
         out.print_json(json.dumps({**overall.model_dump(), "parts": [r.model_dump() for r in results]}))
@@ -282,7 +263,7 @@ def token_create(name: Annotated[str, typer.Argument(help="Client or machine, e.
     setup_logging()
     from shared import tokens
 
-    token = _run(_with_store(_settings(config), lambda store: tokens.create(store, name)))
+    token = run_or_exit(_with_store(settings_or_exit(config), lambda store: tokens.create(store, name)))
     out.print(token, highlight=False, soft_wrap=True)
     err.print(f"token {escape(name)} created; it is shown only now. Revoke it with `chiffon token revoke "
               f"{escape(name)}`.", highlight=False, soft_wrap=True)
@@ -294,7 +275,7 @@ def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     setup_logging()
     from shared import tokens
 
-    rows = _run(_with_store(_settings(config), tokens.listing))
+    rows = run_or_exit(_with_store(settings_or_exit(config), tokens.listing))
     if as_json:
         out.print_json(json.dumps({"tokens": rows}))
         return
@@ -311,6 +292,6 @@ def token_revoke(name: str, config: ConfigOpt = None) -> None:
     setup_logging()
     from shared import tokens
 
-    _run(_with_store(_settings(config), lambda store: tokens.revoke(store, name)))
+    run_or_exit(_with_store(settings_or_exit(config), lambda store: tokens.revoke(store, name)))
     out.print(f"revoked {escape(name)}")
 

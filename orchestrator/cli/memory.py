@@ -8,8 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import ConfigOpt, JsonOpt, _progress, _run, _settings, app, out
+from orchestrator.cli.common import ConfigOpt, JsonOpt, out, progress_bar, run_or_exit, settings_or_exit
 from shared.runtime import open_runtime
+
+app = typer.Typer()
 
 memory_app = typer.Typer(help="Vector memory: index repos and docs for recall and code search.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
@@ -27,8 +29,8 @@ def memory_index(
     from servers.memory.service import open_memory
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt, open_memory(rt) as memory:
-            with _progress() as bar:
+        async with open_runtime(settings_or_exit(config)) as rt, open_memory(rt) as memory:
+            with progress_bar() as bar:
                 task = bar.add_task(f"indexing {path}", total=None)
 
                 async def progress(done: int, total: int, message: str) -> None:
@@ -36,7 +38,7 @@ def memory_index(
 
                 return await index_directory(memory.vectors, path, collection, memory.index_roots, progress)
 
-    report = _run(go())
+    report = run_or_exit(go())
     if as_json:
         out.print_json(report.model_dump_json())
         return

@@ -11,9 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli import ConfigOpt, JsonOpt, _parse_vars, _run, _settings, app, err, out
+from orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, parse_vars, run_or_exit, settings_or_exit
 from shared.logs import setup_logging
 from shared.runtime import open_runtime
+
+app = typer.Typer()
 
 task_app = typer.Typer(help="Agent tasks: submit, follow, cancel.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
@@ -31,7 +33,7 @@ def worker_cmd(
     from servers.tasks.roles import load_roles
     from servers.tasks.service import check_roles, open_team, running_task_worker
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def go() -> None:
         all_roles = load_roles()
@@ -57,7 +59,7 @@ def worker_cmd(
                           f"({worker.concurrency} at once)")  # type: ignore[union-attr]
                 await stop.wait()
 
-    _run(go())
+    run_or_exit(go())
 
 
 def _queue(rt: Any) -> Any:
@@ -83,13 +85,13 @@ def task_submit(
     from servers.tasks.roles import PIPELINE
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             queue = _queue(rt)
-            task = await queue.submit(role, goal, _parse_vars(inputs), priority,
+            task = await queue.submit(role, goal, parse_vars(inputs), priority,
                                       kind="pipeline" if role == PIPELINE else "agent")
             return await queue.wait(task.id, wait) if wait > 0 else task
 
-    task = _run(go())
+    task = run_or_exit(go())
     if as_json:
         out.print_json(task.model_dump_json())
     else:
@@ -102,11 +104,11 @@ def task_show(task_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) 
     setup_logging()
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             queue = _queue(rt)
             return await queue.get(task_id), await queue.steps(task_id)
 
-    task, steps = _run(go())
+    task, steps = run_or_exit(go())
     if as_json:
         out.print_json(json.dumps({"task": task.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]}))
         return
@@ -128,10 +130,10 @@ def task_list(status: Annotated[Optional[str], typer.Option(help="queued, runnin
     setup_logging()
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             return await _queue(rt).list(status=status, role=role, limit=limit)
 
-    tasks = _run(go())
+    tasks = run_or_exit(go())
     if as_json:
         out.print_json(json.dumps([t.model_dump(mode="json") for t in tasks]))
         return
@@ -147,10 +149,10 @@ def task_cancel(task_id: str, config: ConfigOpt = None) -> None:
     setup_logging()
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             return await _queue(rt).cancel(task_id)
 
-    task = _run(go())
+    task = run_or_exit(go())
     out.print(f"{task.id}: {task.status}")
 
 
@@ -165,7 +167,7 @@ def inbox_cmd(
     setup_logging()
 
     async def go() -> Any:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             if read is not None:
                 done = await rt.store.pool.fetchval(
                     "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 RETURNING id", read)
@@ -177,7 +179,7 @@ def inbox_cmd(
                 "SELECT id, kind, task_id, title, body, created_at, read_at FROM notifications "
                 "WHERE $1 OR read_at IS NULL ORDER BY created_at DESC LIMIT 100", show_all)
 
-    rows = [dict(r) for r in _run(go())]
+    rows = [dict(r) for r in run_or_exit(go())]
     if as_json:
         out.print_json(json.dumps(rows, default=str))
         return

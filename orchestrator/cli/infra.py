@@ -1,4 +1,5 @@
-"""The ``chiffon`` command line: plan, approve, run and audit; serve the orchestrator.
+"""Plans from request to run: ``chiffon run``, ``approve``, ``reject``, ``execute``, ``status``, ``audit``
+and ``serve``.
 
 Exit codes: 0 done, 1 the run failed, 2 bad input or a service is unreachable,
 3 the plan awaits a human's approval (nothing changed), 4 the plan was rejected.
@@ -14,148 +15,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
 from rich.table import Table
 
-from servers.ansible.dispatch import dispatch_run, running_worker
-from orchestrator.planner import plan_request
-from servers.ansible import plans
-from servers.ansible.runner import TaskEvent
-from servers.ansible.service import AnsibleService
-from shared.audit import parse_since
-from shared.config import Settings, load_settings
-from shared.errors import ChiffonError, InvalidInput
+from orchestrator.cli.common import (
+    EXIT_AWAITING, EXIT_ERROR, EXIT_FAILED, EXIT_REJECTED, ConfigOpt, JsonOpt, err, out, parse_vars_or_exit,
+    progress_bar, run_or_exit, settings_or_exit, split_csv,
+)
+from orchestrator.cli.render import show_plan, summary
+from shared.errors import ChiffonError
 from shared.logs import setup_logging
-from shared.runtime import Runtime, open_runtime
 
-EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
+if TYPE_CHECKING:
+    from servers.ansible import plans
+    from servers.ansible.runner import TaskEvent
+    from servers.ansible.service import AnsibleService
+    from shared.config import Settings
+    from shared.runtime import Runtime
 
-app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
-                  no_args_is_help=True, add_completion=False)
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    """Load settings; a bad configuration is a one-line message (file, key, expected) and exit code 2."""
-    try:
-        return load_settings(config, **overrides)
-    except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-
-
-def _run(coro: Any) -> Any:
-    """Run a coroutine; a ChiffonError becomes a one-line message and exit code 2."""
-    try:
-        return asyncio.run(coro)
-    except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-
-
-def _parse_vars(pairs: list[str]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidInput("--extra-var", f"{pair!r} is not KEY=VALUE")
-        result[key.strip()] = value
-    return result
-
-
-def _split(csv: str | None) -> list[str] | None:
-    return [t.strip() for t in csv.split(",") if t.strip()] if csv else None
-
-
-def _parse_vars_or_exit(pairs: list[str]) -> dict[str, Any]:
-    try:
-        return _parse_vars(pairs)
-    except ChiffonError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
-
-
-def show_plan(plan: plans.Plan) -> None:
-    """Print a plan: what, where, risk, why it was chosen, warnings, and the check-mode diff.
-
-    Every string from the repo, the request or Ansible is escaped: a path or task name holding
-    ``[bold]`` or ``[/]`` prints as written and never breaks or restyles the terminal.
-    """
-    table = Table(title=f"Plan {escape(plan.id)}", show_header=False, title_justify="left")
-    table.add_row("request", escape(plan.request or "-"))
-    table.add_row("playbook", escape(plan.playbook))
-    table.add_row("tags", escape(", ".join(plan.tags)) or "- (the whole playbook)")
-    if plan.skip_tags:
-        table.add_row("skip tags", escape(", ".join(plan.skip_tags)))
-    table.add_row("inventory", escape(plan.inventory))
-    if plan.host_limit:
-        table.add_row("limit", escape(plan.host_limit))
-    if plan.match:
-        table.add_row("matched", escape(f"score {plan.match['score']}: {plan.match['reason']}"))
-        if (plan.match.get("planner") or {}).get("explanation"):
-            table.add_row("why", escape(plan.match["planner"]["explanation"]))
-    table.add_row("hosts", escape(", ".join(plan.hosts)) or "-")
-    table.add_row("extra vars", escape(json.dumps(plan.extra_vars)) if plan.extra_vars else "-")
-    colour = {"low": "green", "medium": "yellow", "high": "red"}[plan.risk]
-    table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + escape("; ".join(plan.risk_reasons)))
-    changed = (plan.check_result or {}).get("changed", 0)
-    table.add_row("check mode", escape(f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted"))
-    failures = (plan.check_result or {}).get("failures") or []
-    if failures:
-        first = failures[0]
-        where = " ".join(x for x in (first.get("task") or "", f"on {first['host']}" if first.get("host") else "") if x)
-        table.add_row("[red]check failure[/]", escape(f"{where}: {first.get('message')}"[:600] if where
-                                                      else str(first.get("message"))[:600]))
-    for warning in plan.warnings:
-        table.add_row("[yellow]warning[/]", escape(warning))
-    if plan.blocked_reason:
-        table.add_row("[red]cannot approve[/]", escape(plan.blocked_reason))
-    out.print(table)
-    if plan.generated_playbook:
-        out.print("generated playbook (runs from this plan; nothing is written to the repo):")
-        out.print(Syntax(plan.generated_playbook, "yaml", theme="ansi_dark", word_wrap=True))
-    if plan.diff:
-        out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
-
-
-def _summary(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float) -> dict[str, Any]:
-    data = result.artifact_data if result else {}
-    return {
-        "plan_id": plan.id, "status": status, "playbook": plan.playbook, "tags": plan.tags,
-        "skip_tags": plan.skip_tags, "limit": plan.host_limit, "inventory": plan.inventory,
-        "hosts": result.hosts if result else plan.hosts, "changed": result.changed if result else 0,
-        "monitors": result.monitors if result else None,
-        **({"container_started": _truthy(data["container_started"])} if "container_started" in data else {}),
-        "warnings": [*plan.warnings, *(result.warnings if result else [])],
-        **({"blocked_reason": plan.blocked_reason} if plan.blocked_reason else {}),
-        "audit_commit": result.audit_commit if result else plan.audit_commit,
-        "duration_s": round(time.perf_counter() - started, 3),
-        **({"run_id": result.run_id, "failure": result.failure} if result else {}),
-    }
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes")
+app = typer.Typer()
 
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
+    from servers.ansible.dispatch import dispatch_run
+
     total = len((plan.check_result or {}).get("events", [])) or None
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"running {plan.playbook}", total=total)
 
         async def on_event(event: TaskEvent) -> None:
@@ -206,11 +94,17 @@ class RequestOptions:
 
 
 async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
+    from orchestrator.planner import plan_request
+    from servers.ansible import plans
+    from servers.ansible.dispatch import running_worker
+    from servers.ansible.service import AnsibleService
+    from shared.runtime import open_runtime
+
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
         async with running_worker(svc, settings.worker_in_process):
-            with _progress() as bar:
+            with progress_bar() as bar:
                 task = bar.add_task("planning: check mode", total=None)
 
                 async def on_check(event: TaskEvent) -> None:
@@ -251,7 +145,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
 def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float, as_json: bool,
             note: str | None, code: int) -> int:
     if as_json:
-        out.print_json(json.dumps(_summary(plan, status, result, started)))
+        out.print_json(json.dumps(summary(plan, status, result, started)))
     if note:
         err.print(escape(note), highlight=False, soft_wrap=True)
     return code
@@ -285,11 +179,11 @@ def run(
     """Plan a request (check mode + diff), get approval, run it, record state and audit."""
     setup_logging(verbose)
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
-    settings = _settings(config, **overrides)
-    opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=_split(skip_tags),
-                          extra_vars=_parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
+    settings = settings_or_exit(config, **overrides)
+    opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=split_csv(skip_tags),
+                          extra_vars=parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
                           apply_to=apply_to, code=code)
-    code = _run(_run_request(settings, request, opts, approve, as_json))
+    code = run_or_exit(_run_request(settings, request, opts, approve, as_json))
     raise typer.Exit(code)
 
 
@@ -304,6 +198,9 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
                   channel: str = "cli", code: str | None = None) -> plans.Plan | None:
     """Record ``decision``; with ``confirm``, show the plan and ask y/N (and the one-time code when TOTP is set
     up) first. None when the human says no."""
+    from servers.ansible import plans
+    from shared.runtime import open_runtime
+
     async with open_runtime(settings) as rt:
         if confirm:
             plan = await plans.get_plan(rt, plan_id)
@@ -334,7 +231,7 @@ def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help
                   "Run it in your own terminal, or pass --yes to approve without the prompt.", highlight=False,
                   soft_wrap=True)
         raise typer.Exit(EXIT_ERROR)
-    plan = _run(_decide(_settings(config), plan_id, "approved", reason, confirm=not yes,
+    plan = run_or_exit(_decide(settings_or_exit(config), plan_id, "approved", reason, confirm=not yes,
                         channel="cli --yes" if yes else "cli", code=code))
     if plan is None:
         out.print(f"not approved; plan {escape(plan_id)} still waits (`chiffon reject {escape(plan_id)}` to drop it)")
@@ -348,7 +245,7 @@ def reject_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help=
                config: ConfigOpt = None) -> None:
     """Reject a pending plan; it can never run."""
     setup_logging()
-    plan = _run(_decide(_settings(config), plan_id, "rejected", reason))
+    plan = run_or_exit(_decide(settings_or_exit(config), plan_id, "rejected", reason))
     out.print(escape(f"rejected {plan.id} ({plan.playbook})"))
 
 
@@ -356,7 +253,11 @@ def reject_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help=
 def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Run an approved plan."""
     setup_logging()
-    settings = _settings(config)
+    settings = settings_or_exit(config)
+    from servers.ansible import plans
+    from servers.ansible.dispatch import running_worker
+    from servers.ansible.service import AnsibleService
+    from shared.runtime import open_runtime
 
     async def go() -> int:
         started = time.perf_counter()
@@ -370,19 +271,21 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
             return _report(plan, result.status, result, started, as_json, None,
                            0 if result.status == "succeeded" else EXIT_FAILED)
 
-    raise typer.Exit(_run(go()))
+    raise typer.Exit(run_or_exit(go()))
 
 
 @app.command("status")
 def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
     """Show a plan and where it stands."""
     setup_logging()
+    from servers.ansible import plans
+    from shared.runtime import open_runtime
 
     async def go() -> plans.Plan:
-        async with open_runtime(_settings(config)) as rt:
+        async with open_runtime(settings_or_exit(config)) as rt:
             return await plans.get_plan(rt, plan_id)
 
-    plan = _run(go())
+    plan = run_or_exit(go())
     show_plan(plan)
     out.print(f"status: [bold]{plan.status}[/]" + escape(f" (waiting: {plan.paused_reason})" if plan.paused_reason else ""))
 
@@ -399,8 +302,8 @@ def audit_cmd(
 ) -> None:
     """Query the audit trail: `--failed --since 7d`, `--service uptime-kuma`."""
     setup_logging()
-    settings = _settings(config)
-    from shared.audit import AuditLog
+    settings = settings_or_exit(config)
+    from shared.audit import AuditLog, parse_since
 
     try:
         entries = AuditLog(settings.audit_dir).query(
@@ -434,14 +337,14 @@ def serve_cmd(
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
     setup_logging(verbose)
-    from orchestrator.compose import open_orchestrator
+    from orchestrator.compose import open_orchestrator, refresh_metrics
+    from shared.runtime import open_runtime
     from shared.mcp import serve
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def go() -> None:
         async with open_runtime(settings) as rt, open_orchestrator(rt, repo) as composed:
-            from orchestrator.cli_ops import refresh_metrics
             from orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from shared import tokens
 
@@ -452,17 +355,6 @@ def serve_cmd(
             indexing.cancel()
 
     try:
-        _run(go())
+        run_or_exit(go())
     except KeyboardInterrupt:
         pass
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-from orchestrator import cli_hosts, cli_memory, cli_ops, cli_repo, cli_tasks, cli_voice  # noqa: E402,F401  (register their commands)
-
-if __name__ == "__main__":
-    main()

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli import EXIT_ERROR, ConfigOpt, JsonOpt, _settings, app, err, out
-from servers.ansible.catalog import Catalog
-from servers.ansible.service import NO_REPO
-from servers.ansible.units import services
+from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, settings_or_exit
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
+
+if TYPE_CHECKING:
+    from servers.ansible.catalog import Catalog
+
+app = typer.Typer()
 
 RepoOpt = Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")]
 InventoryOpt = Annotated[Optional[str], typer.Option(help="Inventory name or path in the repo (default: ansible.cfg's).")]
 
 
 def _catalog(repo: Path | None, inventory: str | None, config: Path | None) -> Catalog:
-    settings = _settings(config)
+    from servers.ansible.catalog import Catalog
+    from servers.ansible.service import NO_REPO
+
+    settings = settings_or_exit(config)
     root = repo or settings.repo
     try:
         if root is None:
@@ -40,6 +45,8 @@ def services_cmd(
 ) -> None:
     """What runs where: each service the repo deploys, its playbook, tags, hosts and condition."""
     setup_logging()
+    from servers.ansible.units import services
+
     catalog = _catalog(repo, inventory, config)
     resolve = catalog.hosts_matching if catalog.inventory_name else None
     try:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli import ConfigOpt, JsonOpt, _run, _settings, app, err, out
-from shared.config import Settings
+from orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
 from shared.errors import InvalidInput
 from shared.logs import setup_logging
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+app = typer.Typer()
 
 host_app = typer.Typer(help="Homelab hosts: state, busy/free, GPU recordings.", no_args_is_help=True)
 app.add_typer(host_app, name="host")
@@ -42,9 +46,9 @@ def list_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     setup_logging()
     from shared.hosts import host_states
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     names = sorted(settings.hosts)
-    states = _run(_with_bus(settings, lambda bus: host_states(bus, names, settings.llm.assume_hosts_available)))
+    states = run_or_exit(_with_bus(settings, lambda bus: host_states(bus, names, settings.llm.assume_hosts_available)))
     if as_json:
         out.print_json(json.dumps(states))
         return
@@ -67,8 +71,8 @@ def busy_cmd(name: str, reason: Annotated[str, typer.Option(help="Shown to whoev
     setup_logging()
     from shared.hosts import set_operator_busy
 
-    settings = _settings(config)
-    _run(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), True, reason,
+    settings = settings_or_exit(config)
+    run_or_exit(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), True, reason,
                                                            getpass.getuser())))
     err.print(f"{name} is busy until `chiffon host free {name}`")
 
@@ -79,8 +83,8 @@ def free_cmd(name: str, config: ConfigOpt = None) -> None:
     setup_logging()
     from shared.hosts import set_operator_busy
 
-    settings = _settings(config)
-    _run(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), False)))
+    settings = settings_or_exit(config)
+    run_or_exit(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), False)))
     err.print(f"{name}: operator flag cleared")
 
 
@@ -97,7 +101,7 @@ def record_cmd(
     from shared.config import HostConfig
     from shared.errors import ChiffonError
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     try:
         reader = open_gpu_reader(settings.hosts.get(settings.host, HostConfig()).gpu,
                                  settings.hostd.model_copy(update={"gpu_replay": None}))

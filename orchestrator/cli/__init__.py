@@ -1,0 +1,29 @@
+"""The ``chiffon`` command line, one module per area, registered here explicitly.
+
+- :mod:`~orchestrator.cli.infra`: run, approve, reject, execute, status, audit, serve
+- :mod:`~orchestrator.cli.repo`: services, inventories
+- :mod:`~orchestrator.cli.hosts`: host state, busy/free
+- :mod:`~orchestrator.cli.tasks`: agent tasks, worker, inbox
+- :mod:`~orchestrator.cli.memory`: vector memory
+- :mod:`~orchestrator.cli.voice`: speech models, hostd
+- :mod:`~orchestrator.cli.ops`: install, up/down, doctor, backup/restore, deploy kit, TOTP, tokens
+
+Every module imports only :mod:`~orchestrator.cli.common` (and typer, rich); what a command needs
+is imported when it runs, so ``chiffon --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from orchestrator.cli import hosts, infra, memory, ops, repo, tasks, voice
+
+app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
+                  no_args_is_help=True, add_completion=False)
+for _module in (infra, hosts, memory, ops, repo, tasks, voice):
+    app.add_typer(_module.app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,83 @@
+"""How a plan and a run's outcome print: the plan table with its diff, and the ``--json`` summary.
+
+Every string from the repo, the request or Ansible is escaped before rich sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+
+from orchestrator.cli.common import out
+
+if TYPE_CHECKING:
+    from servers.ansible import plans
+
+
+def show_plan(plan: plans.Plan) -> None:
+    """Print a plan: what, where, risk, why it was chosen, warnings, and the check-mode diff.
+
+    Every string from the repo, the request or Ansible is escaped: a path or task name holding
+    ``[bold]`` or ``[/]`` prints as written and never breaks or restyles the terminal.
+    """
+    table = Table(title=f"Plan {escape(plan.id)}", show_header=False, title_justify="left")
+    table.add_row("request", escape(plan.request or "-"))
+    table.add_row("playbook", escape(plan.playbook))
+    table.add_row("tags", escape(", ".join(plan.tags)) or "- (the whole playbook)")
+    if plan.skip_tags:
+        table.add_row("skip tags", escape(", ".join(plan.skip_tags)))
+    table.add_row("inventory", escape(plan.inventory))
+    if plan.host_limit:
+        table.add_row("limit", escape(plan.host_limit))
+    if plan.match:
+        table.add_row("matched", escape(f"score {plan.match['score']}: {plan.match['reason']}"))
+        if (plan.match.get("planner") or {}).get("explanation"):
+            table.add_row("why", escape(plan.match["planner"]["explanation"]))
+    table.add_row("hosts", escape(", ".join(plan.hosts)) or "-")
+    table.add_row("extra vars", escape(json.dumps(plan.extra_vars)) if plan.extra_vars else "-")
+    colour = {"low": "green", "medium": "yellow", "high": "red"}[plan.risk]
+    table.add_row("risk", f"[{colour}]{plan.risk}[/]: " + escape("; ".join(plan.risk_reasons)))
+    changed = (plan.check_result or {}).get("changed", 0)
+    table.add_row("check mode", escape(f"{(plan.check_result or {}).get('status')}, {changed} change(s) predicted"))
+    failures = (plan.check_result or {}).get("failures") or []
+    if failures:
+        first = failures[0]
+        where = " ".join(x for x in (first.get("task") or "", f"on {first['host']}" if first.get("host") else "") if x)
+        table.add_row("[red]check failure[/]", escape(f"{where}: {first.get('message')}"[:600] if where
+                                                      else str(first.get("message"))[:600]))
+    for warning in plan.warnings:
+        table.add_row("[yellow]warning[/]", escape(warning))
+    if plan.blocked_reason:
+        table.add_row("[red]cannot approve[/]", escape(plan.blocked_reason))
+    out.print(table)
+    if plan.generated_playbook:
+        out.print("generated playbook (runs from this plan; nothing is written to the repo):")
+        out.print(Syntax(plan.generated_playbook, "yaml", theme="ansi_dark", word_wrap=True))
+    if plan.diff:
+        out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
+
+
+def summary(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float) -> dict[str, Any]:
+    """The one JSON object of ``chiffon run/execute --json`` (keys listed in the README)."""
+    data = result.artifact_data if result else {}
+    return {
+        "plan_id": plan.id, "status": status, "playbook": plan.playbook, "tags": plan.tags,
+        "skip_tags": plan.skip_tags, "limit": plan.host_limit, "inventory": plan.inventory,
+        "hosts": result.hosts if result else plan.hosts, "changed": result.changed if result else 0,
+        "monitors": result.monitors if result else None,
+        **({"container_started": _truthy(data["container_started"])} if "container_started" in data else {}),
+        "warnings": [*plan.warnings, *(result.warnings if result else [])],
+        **({"blocked_reason": plan.blocked_reason} if plan.blocked_reason else {}),
+        "audit_commit": result.audit_commit if result else plan.audit_commit,
+        "duration_s": round(time.perf_counter() - started, 3),
+        **({"run_id": result.run_id, "failure": result.failure} if result else {}),
+    }
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
