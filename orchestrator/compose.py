@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from servers.memory.service import MemoryService
 
 
+# What an IDE's first requests need is ready at once; what only later calls need (the agent worker, the
+# playbook-memory sync: MiniLM and Chroma) starts this long after, so it does not compete with them.
+BACKGROUND_START_S = 2.0
+
+
 @dataclass
 class Composed:
     """What :func:`open_orchestrator` opened: the server to serve and the services behind it."""
@@ -52,7 +57,7 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
     async with running_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
             open_memory(rt) as memory, open_voice(rt, router) as voice:
         server = create_orchestrator(svc, router, memory, voice)
-        async with open_tasks(rt, router, tools=server) as tasks:
+        async with open_tasks(rt, router, tools=server, start_delay_s=BACKGROUND_START_S) as tasks:
             mount_tasks(server, tasks)
             yield Composed(server, svc, memory)
 

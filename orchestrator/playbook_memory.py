@@ -124,8 +124,10 @@ class PlaybookIndex:
         return {name: float(vec @ query) for name, vec in vectors.items()}
 
 
-async def index_in_background(index: PlaybookIndex, catalog_loader: Any) -> None:
-    """Sync the catalog once at server start so agents can recall playbooks before any plan (best effort)."""
+async def index_in_background(index: PlaybookIndex, catalog_loader: Any, delay_s: float = 0.0) -> None:
+    """Sync the catalog once, ``delay_s`` after server start, so agents can recall playbooks before any plan
+    (best effort)."""
+    await asyncio.sleep(delay_s)
     try:
         report, _ = await index.sync(await catalog_loader())
     except ChiffonError as exc:

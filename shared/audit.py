@@ -20,17 +20,18 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import git
 import yaml
-from filelock import FileLock
 
 from shared.errors import AuditError
 from shared.redact import redact
 
+if TYPE_CHECKING:  # GitPython and filelock load with the first record or query, not at import (start-up time)
+    import git
+
 MARKER = "chiffon-audit: 1"
-_ACTOR = git.Actor("chiffon", "chiffon@localhost")
+_AUTHOR = ("chiffon", "chiffon@localhost")  # git.Actor, built when a record is written
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,11 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._file_lock = FileLock(str(path) + ".lock")
         self._repo: git.Repo | None = None
 
     def _open(self) -> git.Repo:
+        import git
+
         if self._repo is None:
             try:
                 if (self.path / ".git").is_dir():
@@ -78,7 +80,11 @@ class AuditLog:
         clean = redact({"kind": kind, **body, "recorded_at": datetime.now(timezone.utc).isoformat()})
         text = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
         plan_id = str(clean.get("plan_id") or clean.get("task_id") or "misc")
-        with self._lock, self._file_lock:
+        import git
+        from filelock import FileLock
+
+        actor = git.Actor(*_AUTHOR)
+        with self._lock, FileLock(str(self.path) + ".lock"):
             repo = self._open()
             folder = self.path / "records" / plan_id
             try:
@@ -88,7 +94,7 @@ class AuditLog:
                 record.write_text(text)
                 repo.index.add([str(record.relative_to(self.path))])
                 commit = repo.index.commit(
-                    f"{subject}\n\n{MARKER}\n{text}", author=_ACTOR, committer=_ACTOR
+                    f"{subject}\n\n{MARKER}\n{text}", author=actor, committer=actor
                 )
             except (git.GitError, OSError) as exc:
                 raise AuditError(f"cannot write audit record to {self.path}: {exc}") from exc
@@ -96,6 +102,8 @@ class AuditLog:
 
     def exists(self, sha: str) -> bool:
         """True when ``sha`` is a commit of the audit repository."""
+        import git
+
         try:
             repo = self._open()
             return len(sha) == 40 and repo.odb.has_object(bytes.fromhex(sha)) and repo.commit(sha).type == "commit"

@@ -337,7 +337,7 @@ def serve_cmd(
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
     setup_logging(verbose)
-    from orchestrator.compose import open_orchestrator, refresh_metrics
+    from orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
     from shared.runtime import open_runtime
     from shared.mcp import serve
 
@@ -349,7 +349,7 @@ def serve_cmd(
             from shared import tokens
 
             indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
-                                                               composed.ansible.catalog))
+                                                               composed.ansible.catalog, BACKGROUND_START_S))
             await serve(composed.server, settings, transport, host, port, refresh=lambda: refresh_metrics(rt),
                         token_lookup=lambda token: tokens.verify(rt.store, token))
             indexing.cancel()

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
 import yaml
 
 from shared.errors import AnsibleError
@@ -258,6 +257,8 @@ async def run_playbook(
 
     def blocking_run() -> Any:
         try:
+            import ansible_runner  # 0.1 s of imports: loaded by the first check or run, not at start-up
+
             return ansible_runner.run(
                 private_data_dir=str(private_dir), project_dir=str(repo), playbook=playbook,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),

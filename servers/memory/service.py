@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.memory.embedders import make_embedder
-from servers.memory.vectors import VectorMemory, open_client
+from servers.memory.vectors import LazyClient, VectorMemory, open_client
 
 
 @dataclass
@@ -29,7 +29,8 @@ class MemoryService:
 
 @asynccontextmanager
 async def open_memory(rt: Any) -> AsyncIterator[MemoryService]:
-    """Open Chroma (embedded in ``CHIFFON_HOME/chroma`` unless ``chroma_url``) for ``rt``."""
+    """Vector memory over Chroma (embedded in ``CHIFFON_HOME/chroma`` unless ``chroma_url``) for ``rt``; the
+    client opens on first use (:class:`~servers.memory.vectors.LazyClient`), so a server starts without it."""
     settings = rt.settings
-    client = await asyncio.to_thread(open_client, settings.home, settings.chroma_url)
+    client = LazyClient(functools.partial(open_client, settings.home, settings.chroma_url))
     yield MemoryService(rt, VectorMemory(client, make_embedder(settings.memory), settings.memory))

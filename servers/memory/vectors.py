@@ -14,6 +14,7 @@ owner reaches ``memory.dedup_threshold`` updates that one instead of adding.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -85,6 +86,35 @@ def open_client(settings_home: Path, url: str | None) -> Any:
     path = settings_home / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=config)
+
+
+class LazyClient:
+    """A Chroma client opened on its first call, in the thread that makes it.
+
+    Opening the embedded store costs about half a second (SQLite, HNSW segments); a server that only
+    lists its tools, or answers a plan, never pays it. ``client.get_collection(...)`` evaluated on the
+    event loop returns a stand-in; the open happens inside ``asyncio.to_thread`` with the call.
+    """
+
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        self._opener = opener
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._opener()
+            return self._client
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self._open(), name)(*args, **kwargs)
+
+        return call
 
 
 def _validate_text(text: str, max_chars: int, field: str = "text") -> str:

@@ -8,11 +8,13 @@ in-process by one FastMCP server that agents reach only through
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 
@@ -20,19 +22,22 @@ from servers.tasks.queue import NOOP, TaskQueue
 from servers.tasks.worker import TaskWorker
 from servers.tasks.repo import Workspaces, create_repo_server
 from servers.tasks.roles import PIPELINE, Role, load_roles
-from servers.tasks.team import Team
-from servers.tasks.tools import Toolbox
 from shared.errors import InvalidInput
 from shared.runtime import Runtime, running
 
+if TYPE_CHECKING:
+    from servers.tasks.team import Team
+
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class TasksService:
-    """Roles and the queue (always); the team, when this process runs agents."""
+    """Roles and the queue: what the tasks tools need (workers run the agents)."""
 
     rt: Runtime
     roles: dict[str, Role]
     queue: TaskQueue
-    team: Team | None = None
 
 
 def check_roles(roles: dict[str, Role], wanted: Iterable[str]) -> list[str]:
@@ -54,6 +59,9 @@ async def open_team(rt: Runtime, roles: dict[str, Role], router: Any,
                     tools: FastMCP | None = None) -> AsyncIterator[Team]:
     """The team over an in-process tool server: ``tools`` (given by the composition root; None: the repo
     tools only) plus the repo tools under ``repo_``; closed on exit."""
+    from servers.tasks.team import Team
+    from servers.tasks.tools import Toolbox
+
     server = FastMCP("chiffon-agent-tools")
     if tools is not None:
         server.mount(tools)
@@ -82,9 +90,15 @@ async def running_task_worker(rt: Runtime, team: Team | None, roles: Iterable[st
 
 @contextlib.asynccontextmanager
 async def open_tasks(rt: Runtime, router: Any = None, *, tools: FastMCP | None = None,
-                     worker: bool | None = None) -> AsyncIterator[TasksService]:
+                     worker: bool | None = None, start_delay_s: float = 0.0) -> AsyncIterator[TasksService]:
     """Roles and queue; with a router and ``worker`` (default: ``worker_in_process``), an in-process worker
     whose agents use ``tools`` (see :func:`open_team`).
+
+    The worker and its team start in the background, ``start_delay_s`` after this opens: the caller (an MCP
+    server answering an IDE's first ``initialize`` and ``tools/list``) neither waits for nor competes with the
+    agent loop's imports and its in-process tool client (about 0.5 s of imports). Tasks submitted meanwhile
+    wait in the queue. A worker that fails to start is logged, and the tasks wait for another worker
+    (``chiffon worker``).
 
     Raises:
         ConfigError: a bad role file (named, with the field).
@@ -95,5 +109,19 @@ async def open_tasks(rt: Runtime, router: Any = None, *, tools: FastMCP | None =
     if router is None or not run_worker:
         yield TasksService(rt, roles, queue)
         return
-    async with open_team(rt, roles, router, tools) as team, running_task_worker(rt, team):
-        yield TasksService(rt, roles, queue, team)
+
+    async def serve_team() -> None:
+        await asyncio.sleep(start_delay_s)
+        try:
+            async with open_team(rt, roles, router, tools) as team, running_task_worker(rt, team):
+                await asyncio.Event().wait()
+        except Exception:
+            log.exception("the in-process agent worker could not start; tasks wait for `chiffon worker`")
+
+    background = asyncio.create_task(serve_team(), name="chiffon-agent-team")
+    try:
+        yield TasksService(rt, roles, queue)
+    finally:
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
