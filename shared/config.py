@@ -273,6 +273,14 @@ class HostdSettings(Section):
         return self
 
 
+class EmbeddedSettings(Section):
+    """The embedded PostgreSQL and Redis started when no URL is set (shared.embedded)."""
+
+    idle_stop_s: float = Field(
+        3600.0, ge=0, description="Stop a home's embedded servers once neither has had a client this long, seconds "
+                                  "(a watchdog process per home); 0 keeps them up until `chiffon down`.")
+
+
 class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
@@ -304,6 +312,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings, description="chiffon-hostd speech and chiffon-voice.")
     tasks: TaskSettings = Field(default_factory=TaskSettings, description="Agent tasks (chiffon-tasks).")
     hostd: HostdSettings = Field(default_factory=HostdSettings, description="Host resource reporting (chiffon-hostd).")
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings, description="Embedded servers.")
     worker_in_process: bool = Field(
         True, description="Run the infra and agent workers inside the orchestrator process (embedded mode)."
     )

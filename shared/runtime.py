@@ -79,6 +79,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         raise failures[0]
     store, bus = opened
     make_private(settings)  # again: an embedded PostgreSQL started as root widened the home
+    if settings.database_url is None or settings.redis_url is None:
+        from shared.embedded import ensure_watchdog
+
+        ensure_watchdog(settings.home.resolve(), settings.embedded.idle_stop_s)
     try:
         yield Runtime(settings, store, bus, AuditLog(settings.audit_dir))
     finally:

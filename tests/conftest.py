@@ -17,6 +17,8 @@ from shared.runtime import Runtime, open_runtime, stop_embedded
 
 # Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
 os.environ["CHIFFON_HOST"] = "pytest"
+# No idle watchdog per test home: the session stops every embedded server it started (below).
+os.environ["CHIFFON_EMBEDDED__IDLE_STOP_S"] = "0"
 
 EXAMPLE = PROJECT_ROOT / "examples" / "homelab-infra"
 KUMA_REQUEST = "Deploy Uptime Kuma and add the existing portals to its config"
@@ -76,6 +78,18 @@ def make_repo(dest: Path) -> Path:
     (dest / "break-things.yml").write_text(FAIL_PLAYBOOK)
     git_commit_all(dest)
     return dest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_what_the_tests_started(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Tests stop what they start: every embedded server whose home is under this session's temp dir."""
+    yield
+    from shared import embedded
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    for entry in embedded.find():
+        if entry.home.is_relative_to(base):
+            embedded.stop(entry)
 
 
 @pytest.fixture(scope="session")

@@ -188,12 +188,38 @@ def up_cmd(group: GroupOpt = None, timeout: Annotated[float, typer.Option(min=1,
 
 
 @app.command("down")
-def down_cmd(group: GroupOpt = None, config: ConfigOpt = None) -> None:
-    """Stop what `chiffon up` started here, workers first, and the embedded PostgreSQL and Redis."""
+def down_cmd(group: GroupOpt = None,
+             all_homes: Annotated[bool, typer.Option("--all", help="Stop the embedded PostgreSQL and Redis of every "
+                                                                     "CHIFFON_HOME of this user, listing them.")] = False,
+             as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Stop what `chiffon up` started here, workers first, and the embedded PostgreSQL and Redis.
+
+    With --all: every embedded server this user started, whatever its home (benchmarks, scripts, temporary
+    homes), found in the process table."""
     setup_logging()
+    if all_homes:
+        from shared.embedded import find, stop
+
+        if group is not None:
+            err.print("[bold red]error:[/] --all stops embedded servers only; it takes no --group",
+                      highlight=False)
+            raise typer.Exit(EXIT_ERROR)
+        found = find()
+        report = [{**entry.as_dict(), "stopped": stop(entry)} for entry in found]
+        if as_json:
+            out.print_json(json.dumps({"homes": report}))
+            return
+        for row in report:
+            out.print(escape(f"{row['home']}: stopped {', '.join(row['stopped']) or 'nothing'} "  # type: ignore[arg-type]
+                             f"(up {row['up_s']} s)"), soft_wrap=True)
+        out.print(f"{len(report)} home(s)" if report else "no embedded server was running")
+        return
     from orchestrator.up import down
 
     stopped = run_or_exit(down(settings_or_exit(config), group))
+    if as_json:
+        out.print_json(json.dumps({"stopped": stopped}))
+        return
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
