@@ -36,16 +36,15 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from servers.llm.router import Router  # noqa: E402
 from servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
 from servers.tasks.queue import TaskQueue  # noqa: E402
-from servers.tasks.worker import TaskWorker  # noqa: E402
 from servers.tasks.roles import Role  # noqa: E402
 from servers.tasks.service import open_team, running_task_worker  # noqa: E402
+from servers.tasks.worker import TaskWorker  # noqa: E402
 from shared.config import LLMSettings, TaskSettings, load_settings  # noqa: E402
 from shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
 
@@ -102,7 +101,7 @@ async def queue_burst(rt: Runtime, n: int) -> tuple[float, int, int]:
     for first in range(0, n, BATCH):
         specs = [queue.spec("noop", f"noop {i}", kind="noop") for i in range(first, min(n, first + BATCH))]
         ids += [t.id for t in await queue.submit_many(specs)]
-    while worker.handled < n and time.perf_counter() - started < 600:  # in-process: no polling queries
+    while worker.handled < n and time.perf_counter() - started < 600:  # noqa: ASYNC110 (a counter, no event)
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - started
     runner.cancel()

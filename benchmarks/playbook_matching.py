@@ -57,8 +57,8 @@ async def main() -> dict[str, object]:
     words = [(want, matching.rank(catalog, text)) for text, want in labelled]
     by_weight = {}
     for weight in WEIGHTS:
-        blended = [(want, matching.blend(ranked, sims, weight)) for (want, ranked), sims in zip(words, similar)]
-        by_weight[str(weight)] = dict(zip(("top1", "refused"), score(blended)))
+        blended = [(want, matching.blend(ranked, sims, weight)) for (want, ranked), sims in zip(words, similar, strict=True)]
+        by_weight[str(weight)] = dict(zip(("top1", "refused"), score(blended), strict=True))
     words_ms, blended_ms = [], []
     for text, _ in labelled * 3:
         started = time.perf_counter()

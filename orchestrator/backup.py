@@ -23,7 +23,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
     Raises:
         BackupError: pg_dump, the Chroma copy or git bundle failed (the half-written folder is removed).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     parent = dest or settings.home / "backups"
     folder = parent / now.strftime(_STAMP)
     folder.mkdir(parents=True, exist_ok=False)
@@ -111,7 +111,7 @@ def prune(parent: Path, keep_days: int, now: datetime) -> list[str]:
     gone = []
     for child in sorted(parent.iterdir()):
         try:
-            made = datetime.strptime(child.name, _STAMP).replace(tzinfo=timezone.utc)
+            made = datetime.strptime(child.name, _STAMP).replace(tzinfo=UTC)
         except ValueError:
             continue  # not ours
         if child.is_dir() and (child / "manifest.json").exists() and made < cutoff:

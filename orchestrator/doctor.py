@@ -18,8 +18,8 @@ from pathlib import Path
 from servers.ansible.service import AnsibleService
 from shared.config import Settings
 from shared.errors import ChiffonError
-from shared.redact import redact_text
 from shared.health import Health, Status, probe
+from shared.redact import redact_text
 from shared.runtime import Runtime, open_runtime
 
 
@@ -81,7 +81,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
 
             async with httpx.AsyncClient(timeout=10) as client:
                 body = (await client.get(f"{settings.voice.hostd_url.rstrip('/')}/health")).json()
-            status = "ok" if body.get("status") == "ok" else "degraded"
+            status: Status = "ok" if body.get("status") == "ok" else "degraded"
             return status, f"chiffon-hostd at {settings.voice.hostd_url}: " + ("; ".join(body.get("issues", [])) or "ok")
         from servers.hostd import models
 

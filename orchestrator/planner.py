@@ -31,8 +31,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from servers.ansible import generated, matching, plans
 from servers.ansible.runner import EventCallback
-from servers.ansible.units import hosts_of_condition
 from servers.ansible.service import AnsibleService
+from servers.ansible.units import hosts_of_condition
 from shared.config import PROJECT_ROOT
 from shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
 
@@ -78,8 +78,7 @@ async def choose_with_llm(router: Router, request: str, candidates: list[matchin
     Never raises for the model's sake: on any failure the first candidate (retrieval's best) is kept and
     the note says why.
     """
-    from servers.llm.types import build_messages
-    from servers.llm.types import Hints
+    from servers.llm.types import Hints, build_messages
 
     listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} (score {m.score:.2f})"
                         for m in candidates)

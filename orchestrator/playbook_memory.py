@@ -92,10 +92,10 @@ class PlaybookIndex:
             stored = await asyncio.to_thread(col.get, where={"$and": [{"kind": KIND}, {"root": root}]},
                                              include=["metadatas", "embeddings"])
             have = {rid: ((meta or {}).get("card_sha256"), vec)
-                    for rid, meta, vec in zip(stored["ids"], stored["metadatas"], stored["embeddings"])}
+                    for rid, meta, vec in zip(stored["ids"], stored["metadatas"], stored["embeddings"], strict=True)}
             todo = [rid for rid, (_, _, digest) in cards.items() if have.get(rid, (None, None))[0] != digest]
             gone = [rid for rid in have if rid not in cards]
-            fresh = await self.vectors.embedder.embed([cards[rid][1] for rid in todo]) if todo else []
+            fresh: Any = await self.vectors.embedder.embed([cards[rid][1] for rid in todo]) if todo else []
             if todo:
                 now = datetime.now(UTC).isoformat()
                 await asyncio.to_thread(
@@ -107,7 +107,7 @@ class PlaybookIndex:
             if gone:
                 await asyncio.to_thread(col.delete, ids=gone)
         vectors = {cards[rid][0]: np.asarray(vec, dtype=np.float32) for rid, (_, vec) in have.items() if rid in cards}
-        vectors.update({cards[rid][0]: np.asarray(vec, dtype=np.float32) for rid, vec in zip(todo, fresh)})
+        vectors.update({cards[rid][0]: np.asarray(vec, dtype=np.float32) for rid, vec in zip(todo, fresh, strict=True)})
         added = sum(rid not in have for rid in todo)
         report = SyncReport(added=added, updated=len(todo) - added, deleted=len(gone), unchanged=len(cards) - len(todo))
         if todo or gone:

@@ -16,9 +16,9 @@ from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from orchestrator import approval
-from servers.ansible.dispatch import dispatch_run
 from orchestrator.planner import plan_request as make_plan
 from servers.ansible import plans
+from servers.ansible.dispatch import dispatch_run
 from servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
 from servers.ansible.service import AnsibleService, progress_reporter
 from shared.audit import parse_since

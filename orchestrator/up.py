@@ -153,7 +153,7 @@ async def _start(settings: Settings, component: Component, began: float, timeout
     pid_file(settings, component.name).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CHIFFON_HOST": settings.host, "CHIFFON_HOME": str(settings.home)}
     with log.open("ab") as sink:
-        proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,
+        proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,  # noqa: ASYNC220 (spawning returns at once)
                                 start_new_session=True)  # survives `chiffon up` exiting
     pid_file(settings, component.name).write_text(f"{proc.pid}\n")
     deadline = began + timeout_s

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +77,7 @@ class AuditLog:
         Raises:
             AuditError: the repository cannot be written.
         """
-        clean = redact({"kind": kind, **body, "recorded_at": datetime.now(timezone.utc).isoformat()})
+        clean = redact({"kind": kind, **body, "recorded_at": datetime.now(UTC).isoformat()})
         text = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
         plan_id = str(clean.get("plan_id") or clean.get("task_id") or "misc")
         import git
@@ -138,7 +138,8 @@ class AuditLog:
             when = commit.committed_datetime
             if since and when < since:
                 break
-            subject, _, rest = commit.message.partition("\n\n")
+            message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+            subject, _, rest = message.partition("\n\n")
             if not rest.startswith(MARKER):
                 continue
             body = yaml.safe_load(rest[len(MARKER):]) or {}
@@ -167,7 +168,7 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
 
     from shared.errors import InvalidInput
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", value or "")
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
@@ -176,4 +177,4 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput("since", f"{value!r} is not like 7d, 12h, 30m, 2w or an ISO date (2026-11-01)") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

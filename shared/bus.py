@@ -118,7 +118,7 @@ class Bus:
             BusUnavailable: Redis cannot be reached; the URL is named.
         """
         embedded = url is None
-        if embedded:
+        if url is None:
             sock = embedded_socket(home)
             url = f"unix://{sock}"
             client = aioredis.Redis(unix_socket_path=str(sock), decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S)
@@ -147,7 +147,7 @@ class Bus:
 
     async def publish(self, stream: str, data: dict[str, Any]) -> str:
         """XADD ``data`` as JSON to ``stream`` (trimmed to about STREAM_MAXLEN); returns the id."""
-        return await self.redis.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
+        return str(await self.redis.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True))
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create consumer ``group`` on ``stream`` (and the stream) if missing."""
@@ -161,7 +161,7 @@ class Bus:
         self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int = 1000
     ) -> list[Message]:
         """XREADGROUP new messages for ``consumer``; empty list after ``block_ms``."""
-        reply = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+        reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [m for _, entries in reply or [] for m in _decode(stream, entries)]
 
     async def claim_stale(
@@ -181,12 +181,12 @@ class Bus:
 
     async def last_id(self, stream: str) -> str:
         """Id of the newest entry, or ``0-0``; read from here to see only what comes next."""
-        entries = await self.redis.xrevrange(stream, count=1)
-        return entries[0][0] if entries else "0-0"
+        entries: Any = await self.redis.xrevrange(stream, count=1)
+        return str(entries[0][0]) if entries else "0-0"
 
     async def read(self, streams: dict[str, str], *, block_ms: int = 1000, count: int = 100) -> list[Message]:
         """XREAD after the given ids (no group): every reader sees every message."""
-        reply = await self.redis.xread(streams, block=block_ms, count=count)
+        reply: Any = await self.redis.xread(streams, block=block_ms, count=count)  # type: ignore[arg-type]
         return [m for stream, entries in reply or [] for m in _decode(stream, entries)]
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ import socket
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -36,7 +36,7 @@ from shared.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"
 
-_yaml_files: ContextVar[list[Path]] = ContextVar("chiffon_yaml_files", default=[])
+_yaml_files: ContextVar[tuple[Path, ...]] = ContextVar("chiffon_yaml_files", default=())
 
 
 class Section(BaseModel):
@@ -171,7 +171,7 @@ class LLMSettings(Section):
     planner: bool = Field(True, description="Let plan_request ask the quick tier to choose and explain.")
 
     @model_validator(mode="after")
-    def _tiers_name_backends(self) -> "LLMSettings":
+    def _tiers_name_backends(self) -> LLMSettings:
         for tier, cfg in self.tiers.items():
             if cfg.backend not in self.backends:
                 raise ValueError(f"tier {tier!r} names backend {cfg.backend!r}, which llm.backends does not define")
@@ -266,7 +266,7 @@ class HostdSettings(Section):
                                           "GET /capacity?model= answers from it.")
 
     @model_validator(mode="after")
-    def _ttl_outlives_beat(self) -> "HostdSettings":
+    def _ttl_outlives_beat(self) -> HostdSettings:
         if self.heartbeat_ttl_s <= self.heartbeat_s:
             raise ValueError(f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must exceed heartbeat_s ({self.heartbeat_s}), "
                              "or every host flaps offline between beats")
@@ -386,9 +386,9 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
             file names a host that ``hosts:`` does not define.
     """
     files = config_files(config_file, host)
-    token = _yaml_files.set(files)
+    token = _yaml_files.set(tuple(files))
     try:
-        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if host:
             kwargs["host"] = host
         settings = Settings(**kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -27,7 +27,7 @@ class Health(BaseModel):
     detail: str = ""
     latency_ms: float | None = None
     data: dict[str, Any] = Field(default_factory=dict, description="Machine-readable facts (breaker state...).")
-    timestamp: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timestamp: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 async def probe(service: str, check: Callable[[], Awaitable[tuple[Status, str]]]) -> Health:

@@ -42,7 +42,7 @@ async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dic
     pipe.smembers(SEEN_KEY)
     beats, overrides, seen = await pipe.execute() if hosts else ([], [], set())
     out: dict[str, dict[str, Any]] = {}
-    for host, raw, override in zip(hosts, beats, overrides):
+    for host, raw, override in zip(hosts, beats, overrides, strict=True):
         beat = _json(raw)
         said = _json(override)
         if said:
@@ -69,7 +69,8 @@ async def set_operator_busy(bus: Bus, host: str, busy: bool, reason: str = "", b
 
 async def operator_flag(bus: Bus, host: str) -> str | None:
     """The operator's busy reason for ``host`` (``chiffon host busy``), or None when it is not flagged."""
-    said = _json(await bus.redis.get(OVERRIDE_KEY.format(host=host)))
+    raw: Any = await bus.redis.get(OVERRIDE_KEY.format(host=host))
+    said = _json(raw)
     return None if said is None else _operator_reason(said)
 
 

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,7 +126,7 @@ def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[l
     Origin before any MCP session exists.
     """
     names = ["127.0.0.1", "localhost", "::1", *extra]
-    if host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a name clients send
+    if host not in ("0.0.0.0", "::", ""):
         names.insert(0, host)
     names = list(dict.fromkeys(names))
     bracket = [f"[{n}]" if ":" in n else n for n in names]
@@ -188,7 +188,7 @@ def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | No
 def server_main(
     prog: str,
     description: str | None,
-    serve_fn: Callable[[Settings, argparse.Namespace], Awaitable[None]],
+    serve_fn: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]],
     argv: list[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:

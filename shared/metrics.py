@@ -105,10 +105,10 @@ async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], h
             pipe.xpending(stream, group)
         pipe.info("memory")
         replies = await pipe.execute(raise_on_error=False)
-        for stream, length in zip(streams, replies):
+        for stream, length in zip(streams, replies, strict=True):
             if isinstance(length, int):
                 QUEUE_DEPTH.labels(stream, "length").set(length)
-        for (stream, _), pending in zip(groups.items(), replies[len(streams):]):
+        for (stream, _), pending in zip(groups.items(), replies[len(streams):], strict=True):
             if isinstance(pending, dict):
                 QUEUE_DEPTH.labels(stream, "pending").set(pending.get("pending", 0))
         memory = replies[-1]

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.errors import BusUnavailable
 
@@ -77,7 +77,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             if not isinstance(part, BaseException):
                 await part.close()
         raise failures[0]
-    store, bus = opened
+    store, bus = cast("tuple[Store, Bus]", tuple(opened))  # no failure: both opened
     make_private(settings)  # again: an embedded PostgreSQL started as root widened the home
     if settings.database_url is None or settings.redis_url is None:
         from shared.embedded import ensure_watchdog

@@ -79,7 +79,7 @@ def stop_embedded(home: Path) -> bool:
 
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None  # pgserver runs as it when root
     try:
-        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
     except subprocess.CalledProcessError:
         return False  # a stale postmaster.pid: nothing was running
     return True
@@ -114,11 +114,12 @@ class Store:
                     f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
                     "Set CHIFFON_DATABASE_URL to use an existing server."
                 ) from exc
+        assert url is not None  # given, or the embedded server's
         try:
             pool = await asyncpg.create_pool(
                 url, min_size=min_size, max_size=max_size, timeout=10, init=_init_connection
             )
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(
                 f"PostgreSQL at {redact_text(url)} is unreachable: {exc or type(exc).__name__}. "
                 "Check CHIFFON_DATABASE_URL, or unset it to use the embedded server."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 

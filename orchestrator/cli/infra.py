@@ -15,15 +15,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import (
-    EXIT_AWAITING, EXIT_ERROR, EXIT_FAILED, EXIT_REJECTED, ConfigOpt, JsonOpt, err, out, parse_vars_or_exit,
-    progress_bar, run_or_exit, settings_or_exit, split_csv,
+    EXIT_AWAITING,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_REJECTED,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    out,
+    parse_vars_or_exit,
+    progress_bar,
+    run_or_exit,
+    settings_or_exit,
+    split_csv,
 )
 from orchestrator.cli.render import show_plan, summary
 from shared.errors import ChiffonError
@@ -154,21 +165,21 @@ def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, start
 @app.command()
 def run(
     request: Annotated[str, typer.Argument(help="What should happen, in plain language.")],
-    repo: Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")] = None,
+    repo: Annotated[Path | None, typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")] = None,
     approve: Annotated[bool, typer.Option("--approve", help="Approve the plan yourself, now, without a prompt.")] = False,
     as_json: JsonOpt = False,
-    limit: Annotated[Optional[str], typer.Option(help="--limit host/group pattern.")] = None,
-    inventory: Annotated[Optional[str], typer.Option(
+    limit: Annotated[str | None, typer.Option(help="--limit host/group pattern.")] = None,
+    inventory: Annotated[str | None, typer.Option(
         help="Inventory: a name from `chiffon services`/`chiffon inventories` (prod, local) or a path in the "
              "repo. Default: the one ansible.cfg names.")] = None,
-    vault_password_file: Annotated[Optional[Path], typer.Option(
+    vault_password_file: Annotated[Path | None, typer.Option(
         help="ansible-vault password file, for repos with encrypted vars.")] = None,
-    apply_role: Annotated[Optional[str], typer.Option(
+    apply_role: Annotated[str | None, typer.Option(
         help="Plan a generated playbook applying this role (one no playbook applies); needs --apply-to.")] = None,
-    apply_to: Annotated[Optional[str], typer.Option(help="Inventory host or group for --apply-role.")] = None,
-    skip_tags: Annotated[Optional[str], typer.Option(help="--skip-tags, comma-separated tags of the playbook.")] = None,
+    apply_to: Annotated[str | None, typer.Option(help="Inventory host or group for --apply-role.")] = None,
+    skip_tags: Annotated[str | None, typer.Option(help="--skip-tags, comma-separated tags of the playbook.")] = None,
     extra_var: Annotated[list[str], typer.Option("--extra-var", "-e", help="KEY=VALUE, passed literally.")] = [],  # noqa: B006
-    code: Annotated[Optional[str], typer.Option(
+    code: Annotated[str | None, typer.Option(
         help="Current one-time code for --approve when TOTP is set up (asked on a terminal otherwise).")] = None,
     secret_var: Annotated[list[str], typer.Option(
         "--secret-var", help="KEY of an -e value that is a secret (never stored or shown; *_password etc. already "
@@ -183,8 +194,7 @@ def run(
     opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=split_csv(skip_tags),
                           extra_vars=parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
                           apply_to=apply_to, code=code)
-    code = run_or_exit(_run_request(settings, request, opts, approve, as_json))
-    raise typer.Exit(code)
+    raise typer.Exit(run_or_exit(_run_request(settings, request, opts, approve, as_json)))
 
 
 def _ask_code(settings: Settings, given: str | None) -> str | None:
@@ -215,10 +225,10 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
 
 
 @app.command("approve")
-def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
+def approve_cmd(plan_id: str, reason: Annotated[str | None, typer.Option(help="Note for the audit trail.")] = None,
                 yes: Annotated[bool, typer.Option("--yes", help="Approve without the terminal prompt (recorded as "
                                                                  "such); for scripts a human runs.")] = False,
-                code: Annotated[Optional[str], typer.Option(
+                code: Annotated[str | None, typer.Option(
                     help="Current one-time code (when TOTP is set up; asked on the terminal otherwise).")] = None,
                 config: ConfigOpt = None) -> None:
     """Show a pending plan and approve it after you confirm (recorded with your user name and an audit commit).
@@ -241,7 +251,7 @@ def approve_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help
 
 
 @app.command("reject")
-def reject_cmd(plan_id: str, reason: Annotated[Optional[str], typer.Option(help="Note for the audit trail.")] = None,
+def reject_cmd(plan_id: str, reason: Annotated[str | None, typer.Option(help="Note for the audit trail.")] = None,
                config: ConfigOpt = None) -> None:
     """Reject a pending plan; it can never run."""
     setup_logging()
@@ -293,9 +303,9 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
 @app.command("audit")
 def audit_cmd(
     failed: Annotated[bool, typer.Option("--failed", help="Only failed runs.")] = False,
-    since: Annotated[Optional[str], typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
-    service: Annotated[Optional[str], typer.Option(help="Only records about this service.")] = None,
-    plan: Annotated[Optional[str], typer.Option("--plan", help="Only records of this plan.")] = None,
+    since: Annotated[str | None, typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
+    service: Annotated[str | None, typer.Option(help="Only records about this service.")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help="Only records of this plan.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -326,9 +336,9 @@ def audit_cmd(
 @app.command("serve")
 def serve_cmd(
     transport: Annotated[str, typer.Option(help="stdio or http.")] = "stdio",
-    host: Annotated[Optional[str], typer.Option(help="HTTP bind address (default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="HTTP port (default 8765).")] = None,
-    repo: Annotated[Optional[Path], typer.Option(help="IaC repo.")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8765).")] = None,
+    repo: Annotated[Path | None, typer.Option(help="IaC repo.")] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -338,8 +348,8 @@ def serve_cmd(
         raise typer.Exit(EXIT_ERROR)
     setup_logging(verbose)
     from orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
-    from shared.runtime import open_runtime
     from shared.mcp import serve
+    from shared.runtime import open_runtime
 
     settings = settings_or_exit(config)
 
@@ -350,7 +360,8 @@ def serve_cmd(
 
             indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
                                                                composed.ansible.catalog, BACKGROUND_START_S))
-            await serve(composed.server, settings, transport, host, port, refresh=lambda: refresh_metrics(rt),
+            await serve(composed.server, settings, "http" if transport == "http" else "stdio", host, port,
+                        refresh=lambda: refresh_metrics(rt),
                         token_lookup=lambda token: tokens.verify(rt.store, token))
             indexing.cancel()
 

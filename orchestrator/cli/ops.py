@@ -7,14 +7,13 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, run_or_exit, settings_or_exit
+from orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
 
@@ -25,8 +24,8 @@ app = typer.Typer()
 def install_cmd(
     client: Annotated[str, typer.Argument(help="claude-desktop, claude-code, cursor, vscode, trae or antigravity.")],
     print_only: Annotated[bool, typer.Option("--print", help="Show the merged config; write nothing.")] = False,
-    path: Annotated[Optional[Path], typer.Option(help="The client's config file (default: where the client reads it).")] = None,
-    repo: Annotated[Optional[Path], typer.Option(
+    path: Annotated[Path | None, typer.Option(help="The client's config file (default: where the client reads it).")] = None,
+    repo: Annotated[Path | None, typer.Option(
         help="IaC repo the IDE plans against (recorded as CHIFFON_REPO in the client's entry).")] = None,
 ) -> None:
     """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first)."""
@@ -67,7 +66,7 @@ app.add_typer(deploy_app, name="deploy")
 @deploy_app.command("systemd")
 def deploy_systemd(
     host: Annotated[str, typer.Option(help="Host name from the config's hosts (ai, desktop, east...).")],
-    out: Annotated[Optional[Path], typer.Option(help="Write the units here (e.g. /etc/systemd/system); default: print.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the units here (e.g. /etc/systemd/system); default: print.")] = None,
     install_dir: Annotated[Path, typer.Option(help="Where chiffon is installed (its .venv inside).")] = Path("/opt/chiffon"),
     home: Annotated[Path, typer.Option(help="CHIFFON_HOME of the services.")] = Path("/var/lib/chiffon"),
     user: Annotated[str, typer.Option(help="Unprivileged user the services run as.")] = "chiffon",
@@ -95,7 +94,7 @@ def deploy_systemd(
 
 @app.command("backup")
 def backup_cmd(
-    dest: Annotated[Optional[Path], typer.Option(help="Parent folder (default CHIFFON_HOME/backups).")] = None,
+    dest: Annotated[Path | None, typer.Option(help="Parent folder (default CHIFFON_HOME/backups).")] = None,
     keep_days: Annotated[int, typer.Option(min=1, help="Delete backups older than this many days.")] = 7,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -156,7 +155,7 @@ def restore_cmd(
                      + (f"; what it replaced is backed up in {saved}" if saved else "")), soft_wrap=True)
 
 
-GroupOpt = Annotated[Optional[str], typer.Option("--group", help="store, servers or workers (default: all).")]
+GroupOpt = Annotated[str | None, typer.Option("--group", help="store, servers or workers (default: all).")]
 
 
 @app.command("up")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, settings_or_exit
+from orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, settings_or_exit
 from shared.errors import ChiffonError
 from shared.logs import setup_logging
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-RepoOpt = Annotated[Optional[Path], typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")]
-InventoryOpt = Annotated[Optional[str], typer.Option(help="Inventory name or path in the repo (default: ansible.cfg's).")]
+RepoOpt = Annotated[Path | None, typer.Option(help="IaC repo (default: CHIFFON_REPO or the `repo` key).")]
+InventoryOpt = Annotated[str | None, typer.Option(help="Inventory name or path in the repo (default: ansible.cfg's).")]
 
 
 def _catalog(repo: Path | None, inventory: str | None, config: Path | None) -> Catalog:
@@ -40,7 +40,7 @@ def _catalog(repo: Path | None, inventory: str | None, config: Path | None) -> C
 
 @app.command("services")
 def services_cmd(
-    host: Annotated[Optional[str], typer.Option(help="Only services that target this inventory host.")] = None,
+    host: Annotated[str | None, typer.Option(help="Only services that target this inventory host.")] = None,
     repo: RepoOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """What runs where: each service the repo deploys, its playbook, tags, hosts and condition."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,8 +23,8 @@ app.add_typer(task_app, name="task")
 
 @app.command("worker")
 def worker_cmd(
-    roles: Annotated[Optional[str], typer.Option(help="Comma-separated roles to serve (default: all, and pipeline).")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, max=256, help="Tasks at once (default tasks.concurrency).")] = None,
+    roles: Annotated[str | None, typer.Option(help="Comma-separated roles to serve (default: all, and pipeline).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Tasks at once (default tasks.concurrency).")] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -47,10 +47,9 @@ def worker_cmd(
                     err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}")  # type: ignore[union-attr]
                     await stop.wait()
                 return
+            from orchestrator.compose import agent_tools
             from servers.llm.router import open_router
             from servers.memory.service import open_memory
-
-            from orchestrator.compose import agent_tools
 
             async with open_router(rt) as router, open_memory(rt) as memory, \
                     open_team(rt, all_roles, router, agent_tools(rt, memory)) as team, \
@@ -123,8 +122,8 @@ def task_show(task_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) 
 
 
 @task_app.command("list")
-def task_list(status: Annotated[Optional[str], typer.Option(help="queued, running, succeeded, failed, escalated, cancelled.")] = None,
-              role: Annotated[Optional[str], typer.Option()] = None, limit: int = 20, as_json: JsonOpt = False,
+def task_list(status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, escalated, cancelled.")] = None,
+              role: Annotated[str | None, typer.Option()] = None, limit: int = 20, as_json: JsonOpt = False,
               config: ConfigOpt = None) -> None:
     """Recent tasks, newest first."""
     setup_logging()
@@ -159,7 +158,7 @@ def task_cancel(task_id: str, config: ConfigOpt = None) -> None:
 @app.command("inbox")
 def inbox_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="Also messages already read.")] = False,
-    read: Annotated[Optional[int], typer.Option("--read", help="Mark this message read.")] = None,
+    read: Annotated[int | None, typer.Option("--read", help="Mark this message read.")] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:

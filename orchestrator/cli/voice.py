@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOpt, EXIT_ERROR, JsonOpt, err, out, progress_bar, run_or_exit, settings_or_exit
+from orchestrator.cli.common import (
+    EXIT_ERROR,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    out,
+    progress_bar,
+    run_or_exit,
+    settings_or_exit,
+)
 from shared.logs import setup_logging
 
 app = typer.Typer()
@@ -35,9 +44,9 @@ def _voice(config: Path | None) -> Any:
 def say(
     text: Annotated[str, typer.Argument(help="What to say.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="wav file to write.")] = Path("speech.wav"),
-    voice: Annotated[Optional[str], typer.Option(help="Voice (chiffon models list / the voices tool).")] = None,
+    voice: Annotated[str | None, typer.Option(help="Voice (chiffon models list / the voices tool).")] = None,
     speed: Annotated[float, typer.Option(help="0.25 to 4.0.")] = 1.0,
-    engine: Annotated[Optional[str], typer.Option(help="kokoro or piper (default voice.tts_engine).")] = None,
+    engine: Annotated[str | None, typer.Option(help="kokoro or piper (default voice.tts_engine).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Speak TEXT into a wav file (Kokoro by default)."""
@@ -62,7 +71,7 @@ def say(
 @app.command()
 def transcribe(
     file: Annotated[Path, typer.Argument(help="Audio file: wav, flac, mp3, ogg, webm, m4a.")],
-    language: Annotated[Optional[str], typer.Option(help="ISO 639-1 code; default: detect (en for *.en).")] = None,
+    language: Annotated[str | None, typer.Option(help="ISO 639-1 code; default: detect (en for *.en).")] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -92,9 +101,9 @@ def transcribe(
 
 @app.command("hostd")
 def hostd_cmd(
-    host: Annotated[Optional[str], typer.Option(help="This host's name (selects deploy/config/hosts/<name>.yaml).")] = None,
-    bind: Annotated[Optional[str], typer.Option(help="Listen address (default voice.bind: 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Listen port (default voice.port: 8770).")] = None,
+    host: Annotated[str | None, typer.Option(help="This host's name (selects deploy/config/hosts/<name>.yaml).")] = None,
+    bind: Annotated[str | None, typer.Option(help="Listen address (default voice.bind: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default voice.port: 8770).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run chiffon-hostd: the speech endpoints of this host (OpenAI-compatible), until interrupted."""

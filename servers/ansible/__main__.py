@@ -24,8 +24,10 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``chiffon-ansible`` script."""
-    server_main("chiffon-ansible", __doc__, run, argv, lambda p: p.add_argument(
-        "--repo", type=Path, help="IaC repo (default: CHIFFON_REPO or the bundled example)"))
+    def add_repo(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--repo", type=Path, help="IaC repo (default: CHIFFON_REPO or the `repo` key)")
+
+    server_main("chiffon-ansible", __doc__ or "", run, argv, add_repo)
 
 
 if __name__ == "__main__":

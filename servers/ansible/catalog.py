@@ -13,6 +13,7 @@ Scans are incremental (:mod:`servers.ansible.scan`): a rescan re-reads only what
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -95,14 +96,14 @@ class Catalog:
         layout = cache.get(f"layout:{root}", (names, cfg.roles_path), lambda: sort_files(root, files, cfg.roles_path))
         playbooks: dict[str, Playbook] = {}
         for path in layout.playbook_files:
-            pb = cache.get(f"pb:{path}", stats[path], lambda p=path: parse_playbook(root, Path(p)))
+            pb = cache.get(f"pb:{path}", stats[path], functools.partial(parse_playbook, root, Path(path)))
             if pb is not None:
                 playbooks[pb.name] = pb
         roles: dict[str, Role] = {}
         for folder, name in layout.role_dirs.items():
             parts = layout.role_files[folder]
             role = cache.get(f"role:{folder}", (name, tuple(parts), tuple(stats[p] for p in parts)),
-                             lambda f=folder, n=name: parse_role(root, Path(f), n))
+                             functools.partial(parse_role, root, Path(folder), name))
             roles.setdefault(role.name, role)
 
         def read_tasks(relative: str) -> tuple[Task, ...]:
@@ -195,7 +196,7 @@ class Catalog:
             RepoError: the inventory cannot be parsed (Ansible's message included).
         """
         binary = Path(sys.executable).with_name("ansible-inventory")
-        proc = subprocess.run(  # noqa: S603 - fixed binary, repo-relative inventory
+        proc = subprocess.run(
             [str(binary), "-i", str(self.inventory_path), "--list"],
             cwd=self.root, capture_output=True, text=True, timeout=120, check=False,
             env={**os.environ, "ANSIBLE_NOCOLOR": "1"},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
     Raises:
         RepoError: the file exists but is not valid INI (the parser's message included).
     """
-    environ = os.environ if environ is None else environ
-    path = Path(environ["ANSIBLE_CONFIG"]).expanduser() if environ.get("ANSIBLE_CONFIG") else root / "ansible.cfg"
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    path = Path(env["ANSIBLE_CONFIG"]).expanduser() if env.get("ANSIBLE_CONFIG") else root / "ansible.cfg"
     if path.is_dir():
         path = path / "ansible.cfg"
     if not path.is_file():

@@ -49,7 +49,7 @@ _TolerantLoader.add_multi_constructor(
 def load_yaml(text: str) -> Any:
     """Parse ``text`` with the tolerant safe loader; None when it is not valid YAML."""
     try:
-        return yaml.load(text, Loader=_TolerantLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_TolerantLoader)
     except yaml.YAMLError:
         return None
 

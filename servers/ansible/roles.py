@@ -77,7 +77,8 @@ def parse_role(root: Path, path: Path, name: str) -> Role:
     """Read the role at ``path`` (absolute) named ``name``."""
     meta = _main_of(path / "meta")
     meta = meta if isinstance(meta, dict) else {}
-    info = meta.get("galaxy_info") if isinstance(meta.get("galaxy_info"), dict) else {}
+    galaxy = meta.get("galaxy_info")
+    info = galaxy if isinstance(galaxy, dict) else {}
     description = str(info.get("description") or "").strip()
     if description.lower() in ("", "your role description", "your description"):
         description = ""

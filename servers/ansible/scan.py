@@ -67,7 +67,7 @@ class ScanCache:
 def git_files_of(root: Path) -> set[str] | None:
     """Absolute paths of the files git does not ignore (tracked or not); None when not in a git work tree."""
     try:
-        proc = subprocess.run(  # noqa: S603 - fixed argv
+        proc = subprocess.run(
             ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
             capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -121,7 +121,7 @@ def walk(root: Path, listings: dict[str, tuple[int, list[tuple[str, str]]]] | No
 
 
 def git_commit(root: Path) -> str | None:
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],  # noqa: S603, S607
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
                           capture_output=True, text=True, timeout=30, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 

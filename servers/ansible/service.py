@@ -65,7 +65,7 @@ class AnsibleService:
         return await asyncio.to_thread(self._load, root.expanduser().resolve(), inventory or self.inventory)
 
 
-def progress_reporter(ctx: "Context | None", total: int | None, verb: str) -> Callable[[TaskEvent], Awaitable[None]] | None:
+def progress_reporter(ctx: Context | None, total: int | None, verb: str) -> Callable[[TaskEvent], Awaitable[None]] | None:
     """An ``on_event`` callback that sends MCP progress: ``progress`` = task results so far."""
     if ctx is None:
         return None

@@ -36,7 +36,7 @@ class Snapshot:
 
 def _files(root: Path) -> list[str]:
     """Repo-relative paths of every file a run may read (git's view when in git, else every file)."""
-    proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",  # noqa: S603, S607
+    proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
                            "--exclude-standard"], capture_output=True, timeout=120, check=False)
     if proc.returncode == 0:
         return sorted({n for n in proc.stdout.decode(errors="replace").split("\0") if n})

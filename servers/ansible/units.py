@@ -177,7 +177,8 @@ def _entry_units(pb: Playbook, app: Application, roles: dict[str, Role], near: s
                   entry_tags=app.tags, hosts=hosts, when=app.when + (role.conditions if role else ()), role=role,
                   role_name=app.name, source=role.path if role else app.name,
                   description=role.description if role else "", steps=role.task_names if role else ())]
-    for sub in role.imports if role else ():
+    for sub in role.imports if role is not None else ():
+        assert role is not None  # narrowed for the type checker: imports come from the role
         source = str(PurePosixPath(role.path) / "tasks" / sub.name)
         if not sub.tags:
             continue  # an untagged import is part of the role, not a unit of its own

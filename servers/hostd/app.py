@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from servers.hostd import models
-from servers.hostd.heartbeat import Heartbeat
 from servers.hostd.audio import SUPPORTED_OUTPUT, decode, to_pcm16, wav_header
+from servers.hostd.heartbeat import Heartbeat
 from servers.hostd.pool import STT_ALIASES, TTS_ALIASES, TTS_ENGINES, EnginePool
 from shared import metrics
 from shared.config import Settings

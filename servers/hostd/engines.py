@@ -117,7 +117,7 @@ class KokoroEngine:
         self.kokoro = Kokoro(str(model), str(voices))
 
     def voices(self) -> list[str]:
-        return sorted(self.kokoro.voices.keys())
+        return sorted(self.kokoro.voices.keys())  # type: ignore[attr-defined]  # an npz archive, typed as an array
 
     def synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
         for sentence in sentences(text):

@@ -117,7 +117,7 @@ class Ledger:
                     await self.store.pool.copy_records_to_table(
                         "llm_requests", columns=_COLUMNS,
                         records=[tuple(Decimal(str(round(v, 6))) if k == "cost_usd" else v
-                                       for k, v in zip(_COLUMNS, (getattr(e, c) for c in _COLUMNS)))
+                                       for k, v in zip(_COLUMNS, (getattr(e, c) for c in _COLUMNS), strict=True))
                                  for e in batch])
                 except Exception:
                     self._pending[:0] = batch

@@ -116,7 +116,7 @@ def decide(text: str, max_tokens: int, hints: Hints, tiers: dict[str, TierState]
         if preferred not in tiers:
             nearest = _nearest_configured(preferred, tiers)
             reasons.append(f"{preferred} is not configured; nearest is {nearest}")
-            preferred = nearest
+            preferred = nearest or preferred  # None only when no tier is configured: nothing can serve
 
     needed = tokens_in + max_tokens
     local_fits = [t for t in tiers.values() if not t.external and t.context_window >= needed]

@@ -22,16 +22,26 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from servers.llm.backends import Backend, make_backend
 from servers.llm.breaker import CircuitBreaker
-from shared import metrics
-from shared.hosts import HostStatus
 from servers.llm.ledger import Entry, Ledger, cost_usd
 from servers.llm.policy import TierState, decide
 from servers.llm.queue import PriorityGate, QueueFull
 from servers.llm.types import (
-    Candidate, ChatResult, Delta, Done, EmbedResult, Hints, Message, ModelsReport, RouteDecision, TierStatus, ToolCall,
+    Candidate,
+    ChatResult,
+    Delta,
+    Done,
+    EmbedResult,
+    Hints,
+    Message,
+    ModelsReport,
+    RouteDecision,
+    TierStatus,
+    ToolCall,
 )
-from shared.config import TIER_NAMES, LLMSettings
+from shared import metrics
+from shared.config import TIER_NAMES, LLMSettings, TierName
 from shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
+from shared.hosts import HostStatus
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +101,14 @@ class Router:
         spent = self.ledger.external_spent_usd if self.ledger else 0.0
         return max(0.0, self.settings.monthly_budget_usd - spent)
 
-    def _quota_left(self, tier: str) -> float | None:
+    def _quota_left(self, tier: TierName) -> float | None:
         quota = self.settings.tiers[tier].daily_token_quota
         if quota is None or tier == "external":
             return None
         used = self.ledger.tokens_today.get(tier, 0) if self.ledger else 0
         return max(0.0, 1.0 - used / quota)
 
-    def _unavailable(self, tier: str) -> tuple[str | None, str | None]:
+    def _unavailable(self, tier: TierName) -> tuple[str | None, str | None]:
         """(why the tier cannot take a request now, missing credential variable)."""
         cfg = self.settings.tiers[tier]
         backend = self.backends[cfg.backend]
@@ -115,7 +125,7 @@ class Router:
 
     async def _tier_states(self) -> dict[str, TierState]:
         await self.hosts.refresh({b.host for b in self.settings.backends.values() if b.host})
-        states = {}
+        states: dict[str, TierState] = {}
         for name, cfg in self.settings.tiers.items():
             why, var = self._unavailable(name)
             states[name] = TierState(
@@ -318,7 +328,7 @@ class Router:
         states = await self._tier_states()
         names = list(self.backends)
         probes = await asyncio.gather(*(self.backends[n].health() for n in names))
-        health = dict(zip(names, probes))
+        health = dict(zip(names, probes, strict=True))
         tiers = []
         for name in [t for t in TIER_NAMES if t in self.settings.tiers]:
             cfg, state = self.settings.tiers[name], states[name]

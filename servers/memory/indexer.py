@@ -122,7 +122,7 @@ async def index_directory(memory: VectorMemory, path: str | Path, collection: st
     files, skipped = await asyncio.to_thread(_read, root, names)
     existing = await asyncio.to_thread(col.get, where={"root": str(root)}, include=["metadatas"])
     indexed: dict[str, tuple[str, list[str]]] = {}
-    for rid, meta in zip(existing["ids"], existing["metadatas"]):
+    for rid, meta in zip(existing["ids"], existing["metadatas"], strict=True):
         path_, blob = (meta or {}).get("path", ""), (meta or {}).get("blob", "")
         indexed.setdefault(path_, (blob, []))[1].append(rid)
 
@@ -151,10 +151,10 @@ async def index_directory(memory: VectorMemory, path: str | Path, collection: st
             metadatas=[{"scope": "shared", "root": str(root), "path": c.path, "source": f"{c.path}:{c.start_line}",
                         "start_line": c.start_line, "end_line": c.end_line, "language": c.language,
                         "title": c.title, "blob": blob, "kind": "chunk", "created_at": now} for c, blob in part])
-    meta: dict[str, Any] = dict(col.metadata or {})
-    meta.pop("hnsw:space", None)  # the distance function cannot be modified, only set at creation
-    meta["last_index"] = now
-    await asyncio.to_thread(col.modify, metadata=meta)
+    col_meta: dict[str, Any] = dict(col.metadata or {})
+    col_meta.pop("hnsw:space", None)  # the distance function cannot be modified, only set at creation
+    col_meta["last_index"] = now
+    await asyncio.to_thread(col.modify, metadata=col_meta)
     return IndexReport(root=str(root), collection=collection, files_seen=len(names), files_indexed=len(changed),
                        files_unchanged=len(files) - len(changed), files_deleted=len(gone), chunks_added=total,
                        chunks_deleted=len(stale), skipped=skipped, seconds=round(time.perf_counter() - started, 3))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -232,7 +232,7 @@ class VectorMemory:
         async with self._locks.setdefault((collection, scope, who.owner(scope)), asyncio.Lock()):
             return await self._on(collection, upsert)
 
-    def _scopes(self, scopes: list[str] | None, who: Identity) -> list[str]:
+    def _scopes(self, scopes: Sequence[str] | None, who: Identity) -> list[str]:
         if scopes is None:  # everything this caller may see
             scopes = ["shared"] + [s for s in SCOPES if s != "shared" and who.owner(s)]
         if not scopes:
@@ -242,12 +242,12 @@ class VectorMemory:
                 raise InvalidInput("scopes", f"{s!r} is not one of {', '.join(SCOPES)}")
         return list(dict.fromkeys(scopes))
 
-    def _visible(self, scopes: list[str] | None, who: Identity) -> dict[str, Any]:
+    def _visible(self, scopes: Sequence[str] | None, who: Identity) -> dict[str, Any]:
         """The Chroma ``where`` clause of what the caller may see."""
         clauses = [self._owner_clause(s, who) for s in self._scopes(scopes, who)]
         return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
-    def _allowed(self, scopes: list[str] | None, who: Identity) -> list[tuple[str, str | None]]:
+    def _allowed(self, scopes: Sequence[str] | None, who: Identity) -> list[tuple[str, str | None]]:
         """The same rule as :meth:`_visible`, as (scope, owner) pairs for filtering in Python."""
         return [(s, who.owner(s)) for s in self._scopes(scopes, who)]
 
@@ -262,7 +262,7 @@ class VectorMemory:
             out.append({key: value})
         return out
 
-    async def recall(self, query: str, who: Identity, *, scopes: list[str] | None = None, k: int = 5,
+    async def recall(self, query: str, who: Identity, *, scopes: Sequence[str] | None = None, k: int = 5,
                      filters: dict[str, Any] | None = None, collections: list[str] | None = None) -> list[Hit]:
         """The ``k`` most similar records the caller may see, best first, across ``collections``.
 
@@ -289,9 +289,9 @@ class VectorMemory:
 
         def rows(found: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], float]]:
             return [(i, doc or "", dict(m or {}), float(d)) for i, doc, m, d in
-                    zip(found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0])]
+                    zip(found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True)]
 
-        def query(col: Any) -> list[tuple[str, str, dict[str, Any], float]]:
+        def nearest(col: Any) -> list[tuple[str, str, dict[str, Any], float]]:
             # Fast path: Chroma's metadata-filtered search scans far more than its plain ANN search, so
             # over-fetch without the filter and apply the same rule here; when too few of those are
             # visible (a mostly private collection), run the filtered search.
@@ -305,7 +305,7 @@ class VectorMemory:
         async def search(name: str) -> list[Hit]:
             return [Hit(id=i, collection=name, score=round(1.0 - d, 4), text=doc, scope=m.get("scope", "?"),
                         source=m.get("source") or m.get("path"), metadata=m)
-                    for i, doc, m, d in await self._on(name, query)]
+                    for i, doc, m, d in await self._on(name, nearest)]
 
         hits = [h for batch in await asyncio.gather(*(search(n) for n in names)) for h in batch]
         return sorted(hits, key=lambda h: h.score, reverse=True)[:k]

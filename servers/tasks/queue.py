@@ -248,7 +248,7 @@ class TaskQueue:
         Returns the tasks in order; a task whose idempotency key was used before is that earlier task (it is not
         queued again). The rows are committed before any entry exists, so a worker never sees a task without its row.
         """
-        columns = list(zip(*specs)) if specs else [[]] * 8
+        columns: list[Any] = list(zip(*specs, strict=True)) if specs else [[]] * 8
         rows = await self.rt.store.pool.fetch(
             "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
             "SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
@@ -259,7 +259,8 @@ class TaskQueue:
         created = {r["id"]: r["created_at"] for r in rows}
         stored = {spec.id: _queued(spec, created[spec.id]) for spec in specs if spec.id in created}
         if stored:
-            keys, args = [], [STREAM_MAXLEN]
+            keys: list[str] = []
+            args: list[Any] = [STREAM_MAXLEN]
             for task in stored.values():
                 keys.append(stream_for(task.role, task.priority))
                 args += [task.id, entry_payload(task)]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from servers.tasks.queue import Finished, Outcome, TaskQueue, TaskRecord, publish_results
 from shared.bus import Message
@@ -96,8 +96,8 @@ class Recorder:
             self._flushed.set()
 
     async def _flush(self, batch: list[_Ending], starts: list[TaskRecord]) -> None:
-        rows = [(e.task, e.outcome.status, e.outcome.result, e.outcome.error, e.tokens)
-                for e in batch if e.outcome is not None]
+        rows: list[tuple[TaskRecord, str, Any, str | None, int]] = [
+            (e.task, e.outcome.status, e.outcome.result, e.outcome.error, e.tokens) for e in batch if e.outcome is not None]
         rows += [(t, "running", None, None, 0) for t in starts]
         updated: set[str] = set()
         if rows:

@@ -14,7 +14,7 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.tasks.queue import PRIORITIES, Step, TaskRecord
+from servers.tasks.queue import PRIORITIES, Kind, Step, TaskRecord
 from servers.tasks.roles import PIPELINE
 from servers.tasks.service import TasksService
 from shared.errors import InvalidInput
@@ -59,7 +59,7 @@ def create_tasks_server(svc: TasksService) -> FastMCP:
         session_id: str | None = Field(None, description="Memory session the agents share; default: the task's own."),
     ) -> TaskRecord:
         """Queue a task for a role (or the pipeline); returns it with status queued. Changes no machine."""
-        kind = "pipeline" if role == PIPELINE else "agent"
+        kind: Kind = "pipeline" if role == PIPELINE else "agent"
         return await queue.submit(role, goal, inputs, priority, kind=kind, idempotency_key=idempotency_key,
                                   session_id=session_id)
 

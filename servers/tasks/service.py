@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from fastmcp import FastMCP
 
 from servers.tasks.queue import NOOP, TaskQueue
-from servers.tasks.worker import TaskWorker
 from servers.tasks.repo import Workspaces, create_repo_server
 from servers.tasks.roles import PIPELINE, Role, load_roles
+from servers.tasks.worker import TaskWorker
 from shared.errors import InvalidInput
 from shared.runtime import Runtime, running
 

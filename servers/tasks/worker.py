@@ -23,12 +23,26 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from servers.tasks.queue import (
-    _COLUMNS, ATTEMPTS_KEY, DONE_PREFIX, GROUP, NOOP, PRIORITIES, Handler, Outcome, TaskCancelled, TaskContext,
-    TaskRecord, _record, publish_result, run_noop, running_from_entry, stream_for,
+    _COLUMNS,
+    ATTEMPTS_KEY,
+    DONE_PREFIX,
+    GROUP,
+    NOOP,
+    PRIORITIES,
+    Handler,
+    Outcome,
+    TaskCancelled,
+    TaskContext,
+    TaskRecord,
+    _record,
+    publish_result,
+    run_noop,
+    running_from_entry,
+    stream_for,
 )
 from servers.tasks.recorder import Recorder
 from shared.bus import Message
@@ -168,14 +182,14 @@ class TaskWorker:
         for msg in found:
             args += [msg.id, str(msg.data.get("task_id", ""))]
         counts = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[msg.stream for msg in found], args=args)
-        return [Delivery(msg, int(n)) for msg, n in zip(found, counts) if int(n) > 0]
+        return [Delivery(msg, int(n)) for msg, n in zip(found, counts, strict=True) if int(n) > 0]
 
     async def _read(self) -> list[Delivery]:
         """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`). After
         a read that drained every stream, first wait (at most a second) for an entry newer than the newest one."""
-        free = max(1, self._slots._value)  # noqa: SLF001  (asyncio.Semaphore has no public reading)
+        free = max(1, self._slots._value)
         if self._wake_after:
-            await self.rt.bus.redis.xread(dict(zip(self.streams, self._wake_after)), count=1, block=1000)
+            await self.rt.bus.redis.xread(dict(zip(self.streams, self._wake_after, strict=True)), count=1, block=1000)
         entries, self._wake_after = await self.rt.bus.script(_READ_SCRIPT)(
             keys=self.streams, args=[*_ADMIT_ARGS, self.name, free])
         return _deliveries(entries)
@@ -186,7 +200,7 @@ class TaskWorker:
         cancelled, only published once and acked."""
         if not deliveries:
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         ready: list[tuple[Message, TaskRecord]] = []
         again: list[Delivery] = []
         for delivery in deliveries:

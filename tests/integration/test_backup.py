@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ async def test_backup_then_restore_gives_the_same_state_and_refuses_a_full_home(
 
 
 def test_prune_keeps_seven_days_and_leaves_foreign_folders(tmp_path: Path) -> None:
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     for days in (1, 6, 8, 30):
         folder = tmp_path / (now - timedelta(days=days)).strftime("%Y%m%d-%H%M%S")
         folder.mkdir()

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from servers.ansible import plans
 from servers.ansible.dispatch import dispatch_run, running_worker
 from servers.ansible.runner import TaskEvent
-from servers.ansible import plans
 from servers.ansible.service import AnsibleService
 from shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
 from shared.runtime import Runtime

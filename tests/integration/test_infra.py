@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import git
@@ -15,6 +15,7 @@ from shared.errors import BusUnavailable, InvalidInput, StoreUnavailable
 from shared.redact import REDACTED
 from shared.runtime import Runtime
 from shared.store import Migration, Store, load_migrations
+
 
 async def test_migrations_are_recorded_and_not_reapplied(rt: Runtime) -> None:
     versions = [r["version"] for r in await rt.store.pool.fetch("SELECT version FROM schema_migrations")]
@@ -81,11 +82,11 @@ def test_audit_query_filters_failures_service_and_time(tmp_path: Path) -> None:
     log.record("plan", "c planned", {"plan_id": "c", "service": "uptime-kuma"})
     assert [e.body["plan_id"] for e in log.query(failed=True)] == ["b"]
     assert [e.body["plan_id"] for e in log.query(service="Uptime-Kuma")] == ["c", "b"]
-    assert log.query(since=datetime.now(timezone.utc) + timedelta(minutes=1)) == []
+    assert log.query(since=datetime.now(UTC) + timedelta(minutes=1)) == []
 
 
 def test_since_accepts_relative_and_iso_forms() -> None:
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
     assert parse_since("7d", now=now) == now - timedelta(days=7)
     assert parse_since("2026-11-01").date().isoformat() == "2026-11-01"
     with pytest.raises(InvalidInput, match="since"):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from servers.ansible.dispatch import InfraWorker
 from servers.ansible import plans
+from servers.ansible.dispatch import InfraWorker
 from servers.ansible.service import AnsibleService
 from shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from shared.runtime import Runtime
+
 
 @pytest.fixture
 def svc(rt: Runtime, repo: Path) -> AnsibleService:

@@ -9,8 +9,7 @@ import pytest
 
 from servers.llm.backends import status_error
 from servers.llm.router import Router
-from servers.llm.types import build_messages
-from servers.llm.types import Hints
+from servers.llm.types import Hints, build_messages
 from shared.config import LLMSettings
 from shared.errors import ContextOverflow, InvalidInput, MissingCredential, NoBackendAvailable
 from shared.runtime import Runtime

@@ -11,9 +11,9 @@ import pytest_asyncio
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible import plans
+from servers.ansible.dispatch import running_worker
 from servers.ansible.service import AnsibleService
 from shared.bus import AGENT_TASKS
 from shared.runtime import Runtime

@@ -10,8 +10,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
+from servers.ansible.dispatch import running_worker
 from servers.ansible.service import AnsibleService
 from servers.memory.embedders import LocalEmbedder
 from servers.memory.service import MemoryService

@@ -6,7 +6,6 @@ Target (issue 4): at least 90% of the questions find their file in the top 3.
 
 from __future__ import annotations
 
-
 import pytest
 import pytest_asyncio
 

@@ -67,6 +67,6 @@ def test_the_operator_on_localhost_still_gets_in(server: str) -> None:
 
 
 def test_allowed_hosts_add_the_names_the_operator_configured() -> None:
-    hosts, origins = allowed_hosts_and_origins("0.0.0.0", 8765, ["ai.homelab.lan"])  # noqa: S104
+    hosts, origins = allowed_hosts_and_origins("0.0.0.0", 8765, ["ai.homelab.lan"])
     assert "ai.homelab.lan:8765" in hosts and "0.0.0.0" not in hosts
     assert "https://ai.homelab.lan:8765" in origins and "http://evil.example" not in origins

@@ -12,9 +12,9 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from pydantic import SecretStr
 
-from servers.ansible.dispatch import running_worker
 from orchestrator.server import create_orchestrator
 from servers.ansible import plans
+from servers.ansible.dispatch import running_worker
 from servers.ansible.service import AnsibleService
 from shared.errors import InvalidInput
 from shared.runtime import Runtime

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from servers.tasks.queue import TaskQueue
-from servers.tasks.worker import TaskWorker
 from servers.tasks.roles import PIPELINE, load_roles
+from servers.tasks.worker import TaskWorker
 from shared.bus import AGENT_RESULTS
 from shared.errors import InvalidInput, NotFound, TaskStateError
 from shared.runtime import Runtime
@@ -40,7 +40,7 @@ async def results_for(rt: Runtime, ids: set[str]) -> Counter[str]:
         batch = [e for e in batch if e[0] != last]
         if not batch:
             return seen
-        for entry_id, fields in batch:
+        for _entry_id, fields in batch:
             task_id = json.loads(fields["data"]).get("task_id")
             if task_id in ids:
                 seen[task_id] += 1

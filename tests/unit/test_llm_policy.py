@@ -10,8 +10,7 @@ from servers.llm import classifier
 from servers.llm.breaker import CircuitBreaker
 from servers.llm.policy import TierState, decide
 from servers.llm.queue import PriorityGate, QueueFull
-from servers.llm.types import build_messages
-from servers.llm.types import Hints
+from servers.llm.types import Hints, build_messages
 from shared.config import LLMPrice, load_settings
 from shared.errors import ConfigError, InvalidInput, MissingCredential, NoBackendAvailable
 

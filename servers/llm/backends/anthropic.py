@@ -59,7 +59,8 @@ class AnthropicBackend:
         stopped = False
         try:
             # SDK 2.x takes no sampling parameters (current Claude models fix them): temperature is not sent.
-            async with client.messages.stream(model=model, max_tokens=max_tokens, messages=turns, **extra) as stream:
+            async with client.messages.stream(model=model, max_tokens=max_tokens,
+                                              messages=turns, **extra) as stream:  # type: ignore[arg-type]  # dicts of the SDK's TypedDict shape
                 async for event in stream:
                     if event.type == "text" and event.text:
                         yield Delta(event.text)

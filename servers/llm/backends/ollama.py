@@ -34,7 +34,7 @@ class OllamaBackend:
                      json_schema: dict[str, Any] | None = None,
                      tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:
         try:
-            parts = await self._client.chat(
+            parts = await self._client.chat(  # type: ignore[call-overload]  # the SDK's overloads want literal bools
                 model=model, messages=[m.model_dump() for m in messages], stream=True,
                 options={"num_predict": max_tokens, "temperature": temperature},
                 **({"format": json_schema} if json_schema is not None else {}),  # structured outputs
