@@ -39,14 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.llm.router import Router  # noqa: E402
-from servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
-from servers.tasks.queue import TaskQueue  # noqa: E402
-from servers.tasks.roles import Role  # noqa: E402
-from servers.tasks.service import open_team, running_task_worker  # noqa: E402
-from servers.tasks.worker import TaskWorker  # noqa: E402
-from shared.config import LLMSettings, TaskSettings, load_settings  # noqa: E402
-from shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
+from chiffon.servers.llm.router import Router  # noqa: E402
+from chiffon.servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
+from chiffon.servers.tasks.queue import TaskQueue  # noqa: E402
+from chiffon.servers.tasks.roles import Role  # noqa: E402
+from chiffon.servers.tasks.service import open_team, running_task_worker  # noqa: E402
+from chiffon.servers.tasks.worker import TaskWorker  # noqa: E402
+from chiffon.shared.config import LLMSettings, TaskSettings, load_settings  # noqa: E402
+from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
 
 TARGET_P95_STEP_S = 6.0
 TARGET_ERROR_RATE = 0.01

@@ -31,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.memory.embedders import LocalEmbedder  # noqa: E402
-from servers.memory.indexer import index_directory  # noqa: E402
-from servers.memory.vectors import Identity, VectorMemory, open_client  # noqa: E402
-from shared.config import MemorySettings  # noqa: E402
+from chiffon.servers.memory.embedders import LocalEmbedder  # noqa: E402
+from chiffon.servers.memory.indexer import index_directory  # noqa: E402
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client  # noqa: E402
+from chiffon.shared.config import MemorySettings  # noqa: E402
 
 TARGET_RATIO = 1.25
 TARGET_INCREMENTAL = 0.05

@@ -27,12 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.playbook_memory import PlaybookIndex  # noqa: E402
-from servers.ansible import matching  # noqa: E402
-from servers.ansible.catalog import Catalog  # noqa: E402
-from servers.memory.embedders import LocalEmbedder  # noqa: E402
-from servers.memory.vectors import VectorMemory, open_client  # noqa: E402
-from shared.config import MemorySettings  # noqa: E402
+from chiffon.orchestrator.playbook_memory import PlaybookIndex  # noqa: E402
+from chiffon.servers.ansible import matching  # noqa: E402
+from chiffon.servers.ansible.catalog import Catalog  # noqa: E402
+from chiffon.servers.memory.embedders import LocalEmbedder  # noqa: E402
+from chiffon.servers.memory.vectors import VectorMemory, open_client  # noqa: E402
+from chiffon.shared.config import MemorySettings  # noqa: E402
 from tests.fixtures.playbooks import INVENTORY, labelled_requests, write_labelled_repo  # noqa: E402
 
 TARGET_TOP1 = 0.9

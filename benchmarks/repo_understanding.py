@@ -34,8 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.ansible import matching  # noqa: E402
-from servers.ansible.catalog import Catalog, ScanCache  # noqa: E402
+from chiffon.servers.ansible import matching  # noqa: E402
+from chiffon.servers.ansible.catalog import Catalog, ScanCache  # noqa: E402
 from tests.fixtures.repos import BUILDERS, many_roles  # noqa: E402
 
 LABELLED = ROOT / "tests" / "fixtures" / "repo_requests.yaml"

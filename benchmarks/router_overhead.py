@@ -38,11 +38,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.llm.router import Router  # noqa: E402
-from servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
-from servers.llm.types import Hints, build_messages  # noqa: E402
-from shared.config import LLMSettings, load_settings  # noqa: E402
-from shared.runtime import open_runtime, stop_embedded  # noqa: E402
+from chiffon.servers.llm.router import Router  # noqa: E402
+from chiffon.servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
+from chiffon.servers.llm.types import Hints, build_messages  # noqa: E402
+from chiffon.shared.config import LLMSettings, load_settings  # noqa: E402
+from chiffon.shared.runtime import open_runtime, stop_embedded  # noqa: E402
 
 TARGET_OVERHEAD_MS = 2.0
 TARGET_RATIO = 0.5

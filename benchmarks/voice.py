@@ -36,9 +36,9 @@ import jiwer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.hostd import models  # noqa: E402
-from servers.hostd.audio import WHISPER_RATE, decode  # noqa: E402
-from shared.config import load_settings  # noqa: E402
+from chiffon.servers.hostd import models  # noqa: E402
+from chiffon.servers.hostd.audio import WHISPER_RATE, decode  # noqa: E402
+from chiffon.shared.config import load_settings  # noqa: E402
 from tests.llm.fakes import free_port  # noqa: E402
 from tests.voice.conftest import COMMANDS, VOICE  # noqa: E402
 

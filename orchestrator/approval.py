@@ -25,7 +25,7 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
-from servers.ansible.plans import Plan
+from chiffon.servers.ansible.plans import Plan
 
 APPROVAL_KEY = "chiffon_approval"
 MAX_DIFF_CHARS = 4000

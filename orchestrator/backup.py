@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings
-from shared.errors import ChiffonError, InvalidInput
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ChiffonError, InvalidInput
 
 KEEP_DAYS = 7
 _STAMP = "%Y%m%d-%H%M%S"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import ConfigError, InvalidInput
+from chiffon.shared.errors import ConfigError, InvalidInput
 
 CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "trae", "antigravity")
 SERVER_NAME = "chiffon"

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 from fastmcp import FastMCP
 
-from orchestrator.server import create_orchestrator, mount_tasks
-from servers.ansible.service import AnsibleService
-from shared.config import Settings
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator, mount_tasks
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.config import Settings
+from chiffon.shared.runtime import Runtime
 
 if TYPE_CHECKING:
-    from servers.memory.service import MemoryService
+    from chiffon.servers.memory.service import MemoryService
 
 
 # What an IDE's first requests need is ready at once; what only later calls need (the agent worker, the
@@ -47,11 +47,11 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
 
     Closes everything on exit.
     """
-    from servers.ansible.dispatch import running_worker
-    from servers.llm.router import open_router
-    from servers.memory.service import open_memory
-    from servers.tasks.service import open_tasks
-    from servers.voice.service import open_voice
+    from chiffon.servers.ansible.dispatch import running_worker
+    from chiffon.servers.llm.router import open_router
+    from chiffon.servers.memory.service import open_memory
+    from chiffon.servers.tasks.service import open_tasks
+    from chiffon.servers.voice.service import open_voice
 
     svc = AnsibleService.for_runtime(rt, repo)
     async with running_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
@@ -69,12 +69,12 @@ def agent_tools(rt: Runtime, memory: object | None = None, repo: Path | None = N
 
 
 async def _serve_tasks(settings: Settings, args: argparse.Namespace) -> None:
-    from servers.llm.router import open_router
-    from servers.memory.service import open_memory
-    from servers.tasks.server import create_tasks_server
-    from servers.tasks.service import open_tasks
-    from shared.mcp import serve
-    from shared.runtime import open_runtime
+    from chiffon.servers.llm.router import open_router
+    from chiffon.servers.memory.service import open_memory
+    from chiffon.servers.tasks.server import create_tasks_server
+    from chiffon.servers.tasks.service import open_tasks
+    from chiffon.shared.mcp import serve
+    from chiffon.shared.runtime import open_runtime
 
     async with open_runtime(settings) as rt, open_router(rt) as router, open_memory(rt) as memory, \
             open_tasks(rt, router, tools=agent_tools(rt, memory)) as tasks:
@@ -87,7 +87,7 @@ def tasks_main(argv: list[str] | None = None) -> None:
     With ``worker_in_process`` (the default) it also runs a worker for every role, whose agents use the
     orchestrator's tools; otherwise start workers with ``chiffon worker``.
     """
-    from shared.mcp import server_main
+    from chiffon.shared.mcp import server_main
 
     server_main("chiffon-tasks", tasks_main.__doc__ or "", _serve_tasks, argv)
 
@@ -95,16 +95,16 @@ def tasks_main(argv: list[str] | None = None) -> None:
 @functools.cache
 def _agent_streams() -> tuple[str, ...]:
     """Every agent work stream (role x priority); the role files are read once per process, like the team's."""
-    from servers.tasks.queue import PRIORITIES, stream_for
-    from servers.tasks.roles import PIPELINE, load_roles
+    from chiffon.servers.tasks.queue import PRIORITIES, stream_for
+    from chiffon.servers.tasks.roles import PIPELINE, load_roles
 
     return tuple(stream_for(role, p) for role in [*load_roles(), PIPELINE] for p in PRIORITIES)
 
 
 async def refresh_metrics(rt: Runtime) -> None:
     """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
-    from shared import metrics
-    from shared.bus import AGENT_TASKS
+    from chiffon.shared import metrics
+    from chiffon.shared.bus import AGENT_TASKS
 
     agents = _agent_streams()
     await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.config import Settings
-from shared.errors import InvalidInput
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import InvalidInput
 
 COMMANDS = {
     "orchestrator": ("chiffon orchestrator: MCP over HTTP", "serve --transport http"),

@@ -15,12 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers.ansible.service import AnsibleService
-from shared.config import Settings
-from shared.errors import ChiffonError
-from shared.health import Health, Status, probe
-from shared.redact import redact_text
-from shared.runtime import Runtime, open_runtime
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.health import Health, Status, probe
+from chiffon.shared.redact import redact_text
+from chiffon.shared.runtime import Runtime, open_runtime
 
 
 async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
@@ -42,7 +42,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return "ok", f"{rt.audit.path}: {count} record(s)"
 
     async def repo() -> tuple[Status, str]:
-        from servers.ansible.requirements import missing_collections, requirements_file
+        from chiffon.servers.ansible.requirements import missing_collections, requirements_file
 
         catalog = await svc.catalog()
         detail = (f"{catalog.root}: {len(catalog.playbooks)} playbook(s), {len(catalog.roles)} role(s), "
@@ -67,7 +67,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
             "degraded", "docker CLI present but no engine: containers are not started")
 
     async def chroma() -> tuple[Status, str]:
-        from servers.memory.vectors import open_client
+        from chiffon.servers.memory.vectors import open_client
 
         client = await asyncio.to_thread(open_client, settings.home, settings.chroma_url)
         await asyncio.to_thread(client.heartbeat)
@@ -83,7 +83,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
                 body = (await client.get(f"{settings.voice.hostd_url.rstrip('/')}/health")).json()
             status: Status = "ok" if body.get("status") == "ok" else "degraded"
             return status, f"chiffon-hostd at {settings.voice.hostd_url}: " + ("; ".join(body.get("issues", [])) or "ok")
-        from servers.hostd import models
+        from chiffon.servers.hostd import models
 
         missing = [f"{m['engine']} {m['name']}" for m in await asyncio.to_thread(models.inventory, settings)
                    if not m["present"]]
@@ -103,7 +103,7 @@ async def _llm_parts(rt: Runtime) -> list[Health]:
     if not settings.llm.tiers:
         return [Health(service="llm", status="ok", detail="no tiers configured (llm.tiers): planning uses retrieval "
                                                             "only")]
-    from servers.llm.router import open_router
+    from chiffon.servers.llm.router import open_router
 
     try:
         async with open_router(rt) as router:
@@ -126,7 +126,7 @@ async def _llm_parts(rt: Runtime) -> list[Health]:
 
 async def _host_parts(rt: Runtime) -> list[Health]:
     """One part per configured host, from its heartbeat: busy or offline is ``degraded`` (work for it waits)."""
-    from shared.hosts import host_states
+    from chiffon.shared.hosts import host_states
 
     settings = rt.settings
     names = sorted(settings.hosts)

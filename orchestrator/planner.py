@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from servers.ansible import generated, matching, plans
-from servers.ansible.runner import EventCallback
-from servers.ansible.service import AnsibleService
-from servers.ansible.units import hosts_of_condition
-from shared.config import PROJECT_ROOT
-from shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
+from chiffon.servers.ansible import generated, matching, plans
+from chiffon.servers.ansible.runner import EventCallback
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.ansible.units import hosts_of_condition
+from chiffon.shared.config import PROJECT_ROOT
+from chiffon.shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
 
 if TYPE_CHECKING:
-    from orchestrator.playbook_memory import PlaybookIndex
-    from servers.llm.router import Router
+    from chiffon.orchestrator.playbook_memory import PlaybookIndex
+    from chiffon.servers.llm.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def choose_with_llm(router: Router, request: str, candidates: list[matchin
     Never raises for the model's sake: on any failure the first candidate (retrieval's best) is kept and
     the note says why.
     """
-    from servers.llm.types import Hints, build_messages
+    from chiffon.servers.llm.types import Hints, build_messages
 
     listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} (score {m.score:.2f})"
                         for m in candidates)

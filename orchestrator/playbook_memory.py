@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from servers.ansible.catalog import Catalog, Unit
-from shared.errors import ChiffonError
+from chiffon.servers.ansible.catalog import Catalog, Unit
+from chiffon.shared.errors import ChiffonError
 
 if TYPE_CHECKING:
-    from servers.memory.vectors import VectorMemory
+    from chiffon.servers.memory.vectors import VectorMemory
 
 log = logging.getLogger(__name__)
 

@@ -15,21 +15,21 @@ from fastmcp import Context, FastMCP
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from orchestrator import approval
-from orchestrator.planner import plan_request as make_plan
-from servers.ansible import plans
-from servers.ansible.dispatch import dispatch_run
-from servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
-from servers.ansible.service import AnsibleService, progress_reporter
-from shared.audit import parse_since
-from shared.errors import ChiffonError, InvalidInput
-from shared.mcp import ChiffonErrors
+from chiffon.orchestrator import approval
+from chiffon.orchestrator.planner import plan_request as make_plan
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import dispatch_run
+from chiffon.servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
+from chiffon.servers.ansible.service import AnsibleService, progress_reporter
+from chiffon.shared.audit import parse_since
+from chiffon.shared.errors import ChiffonError, InvalidInput
+from chiffon.shared.mcp import ChiffonErrors
 
 if TYPE_CHECKING:
-    from servers.llm.router import Router
-    from servers.memory.service import MemoryService
-    from servers.tasks.service import TasksService
-    from servers.voice.service import VoiceService
+    from chiffon.servers.llm.router import Router
+    from chiffon.servers.memory.service import MemoryService
+    from chiffon.servers.tasks.service import TasksService
+    from chiffon.servers.voice.service import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
 
 def mount_tasks(mcp: FastMCP, tasks: TasksService) -> None:
     """Mount ``chiffon-tasks`` over ``tasks`` as ``tasks_*`` (after the fact, once the team has the tools)."""
-    from servers.tasks.server import create_tasks_server
+    from chiffon.servers.tasks.server import create_tasks_server
 
     mcp.mount(create_tasks_server(tasks), namespace="tasks")
 
@@ -98,19 +98,19 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     mcp.add_middleware(ChiffonErrors())
     mcp.mount(create_ansible_server(svc), namespace="ansible")
     if router is not None:
-        from servers.llm.server import create_llm_server
+        from chiffon.servers.llm.server import create_llm_server
 
         mcp.mount(create_llm_server(router), namespace="llm")
     if voice is not None:
-        from servers.voice.server import create_voice_server
+        from chiffon.servers.voice.server import create_voice_server
 
         mcp.mount(create_voice_server(voice), namespace="voice")
     if tasks is not None:
         mount_tasks(mcp, tasks)
     playbooks = None
     if memory is not None:
-        from orchestrator.playbook_memory import PlaybookIndex
-        from servers.memory.server import create_memory_server
+        from chiffon.orchestrator.playbook_memory import PlaybookIndex
+        from chiffon.servers.memory.server import create_memory_server
 
         mcp.mount(create_memory_server(memory), namespace="memory")
         playbooks = PlaybookIndex(memory.vectors)
@@ -119,7 +119,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         """Keep the request, plan or result in the shared ``conversations`` memory (best effort)."""
         if memory is None:
             return
-        from servers.memory.vectors import Identity
+        from chiffon.servers.memory.vectors import Identity
 
         try:
             await memory.vectors.remember(text, "shared", Identity(), metadata={"kind": kind, "plan_id": plan_id,

@@ -29,9 +29,9 @@ import httpx
 import psutil
 from pydantic import BaseModel
 
-from shared.config import Settings
-from shared.errors import ConfigError, InvalidInput
-from shared.runtime import open_runtime, stop_embedded
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ConfigError, InvalidInput
+from chiffon.shared.runtime import open_runtime, stop_embedded
 
 Group = Literal["store", "servers", "workers"]
 GROUPS: tuple[Group, ...] = ("store", "servers", "workers")

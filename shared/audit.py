@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from shared.errors import AuditError
-from shared.redact import redact
+from chiffon.shared.errors import AuditError
+from chiffon.shared.redact import redact
 
 if TYPE_CHECKING:  # GitPython and filelock load with the first record or query, not at import (start-up time)
     import git
@@ -166,7 +166,7 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     import re
     from datetime import timedelta
 
-    from shared.errors import InvalidInput
+    from chiffon.shared.errors import InvalidInput
 
     now = now or datetime.now(UTC)
     m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", value or "")

@@ -32,8 +32,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from shared.errors import BusUnavailable
-from shared.redact import redact_text
+from chiffon.shared.errors import BusUnavailable
+from chiffon.shared.redact import redact_text
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from shared.config_errors import describe
-from shared.errors import ConfigError
+from chiffon.shared.config_errors import describe
+from chiffon.shared.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"

@@ -11,7 +11,7 @@ benchmarks and scripts with temporary homes leaves many behind. Two remedies:
   PostgreSQL client backends (``postgres: ... [local]`` children of the postmaster) and Redis's
   ``CLIENT LIST`` minus the watchdog itself.
 
-    python -m shared.embedded watch HOME --idle-s 3600   # what ensure_watchdog spawns
+    python -m chiffon.shared.embedded watch HOME --idle-s 3600   # what ensure_watchdog spawns
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def find() -> list[Embedded]:
 def stop(entry: Embedded, grace_s: float = 10.0) -> list[str]:
     """Stop the servers of ``entry``: PostgreSQL with ``pg_ctl stop -m fast``, Redis with SIGTERM (it writes
     its append-only file first); names what stopped."""
-    from shared.store import stop_embedded as stop_postgres
+    from chiffon.shared.store import stop_embedded as stop_postgres
 
     stopped = []
     if entry.postgres_pid is not None and stop_postgres(entry.home):
@@ -162,24 +162,24 @@ def ensure_watchdog(home: Path, idle_s: float, poll_s: float | None = None) -> i
     pid_file = home / WATCHDOG_PID
     try:
         pid = int(pid_file.read_text())
-        if psutil.pid_exists(pid) and "shared.embedded" in " ".join(psutil.Process(pid).cmdline()):
+        if psutil.pid_exists(pid) and "chiffon.shared.embedded" in " ".join(psutil.Process(pid).cmdline()):
             return pid
     except (OSError, ValueError, psutil.Error):
         pass
     poll = poll_s if poll_s is not None else min(60.0, max(0.5, idle_s / 10))
     with open(home / "embedded-watchdog.log", "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.embedded", "watch", str(home), "--idle-s", str(idle_s),
+            [sys.executable, "-m", "chiffon.shared.embedded", "watch", str(home), "--idle-s", str(idle_s),
              "--poll-s", str(poll)],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
-            cwd=str(Path(__file__).resolve().parents[1]))
+            cwd=str(home))
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m shared.embedded watch HOME --idle-s S [--poll-s S]``."""
-    parser = argparse.ArgumentParser(prog="python -m shared.embedded", description=__doc__,
+    """``python -m chiffon.shared.embedded watch HOME --idle-s S [--poll-s S]``."""
+    parser = argparse.ArgumentParser(prog="python -m chiffon.shared.embedded", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     watch_cmd = sub.add_parser("watch", help="stop HOME's embedded servers once idle")

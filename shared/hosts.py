@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from shared.bus import Bus
+from chiffon.shared.bus import Bus
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
-from shared import metrics
-from shared.config import Settings
-from shared.errors import ChiffonError, ConfigError
+from chiffon.shared import metrics
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ChiffonError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | No
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
-    from shared.health import Health
+    from chiffon.shared.health import Health
 
     server.add_middleware(Measured(server.name))
 
@@ -197,8 +197,8 @@ def server_main(
     ``serve_fn(settings, args)`` runs the server; ``args`` has transport, host, port, config, verbose and
     whatever ``add_arguments`` added. A ChiffonError exits 2 with its message on stderr.
     """
-    from shared.config import load_settings
-    from shared.logs import setup_logging
+    from chiffon.shared.config import load_settings
+    from chiffon.shared.logs import setup_logging
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if add_arguments is not None:

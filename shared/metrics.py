@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from servers.hostd.resources import HostSnapshot
-    from shared.bus import Bus
+    from chiffon.servers.hostd.resources import HostSnapshot
+    from chiffon.shared.bus import Bus
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], h
     ``groups`` maps a stream to the consumer group whose pending count is reported. Errors are logged,
     never raised: a scrape must answer even while Redis restarts.
     """
-    from shared.hosts import host_states
+    from chiffon.shared.hosts import host_states
 
     try:
         pipe = bus.redis.pipeline(transaction=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shared.errors import InvalidInput, PathOutsideRepo
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo
 
 
 def resolve_in_repo(root: Path, relative: str, field_name: str) -> Path:

@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from shared.errors import BusUnavailable
+from chiffon.shared.errors import BusUnavailable
 
 if TYPE_CHECKING:  # the clients (git, redis, asyncpg) load when a runtime opens, not when a CLI starts
-    from shared.audit import AuditLog
-    from shared.bus import Bus
-    from shared.config import Settings
-    from shared.store import Store
+    from chiffon.shared.audit import AuditLog
+    from chiffon.shared.bus import Bus
+    from chiffon.shared.config import Settings
+    from chiffon.shared.store import Store
 
 
 @dataclass
@@ -61,9 +61,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     Raises:
         StoreUnavailable, BusUnavailable: a service cannot be reached (its URL is named).
     """
-    from shared.audit import AuditLog
-    from shared.bus import Bus
-    from shared.store import Store
+    from chiffon.shared.audit import AuditLog
+    from chiffon.shared.bus import Bus
+    from chiffon.shared.store import Store
 
     make_private(settings)
     opened = await asyncio.gather(
@@ -80,7 +80,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     store, bus = cast("tuple[Store, Bus]", tuple(opened))  # no failure: both opened
     make_private(settings)  # again: an embedded PostgreSQL started as root widened the home
     if settings.database_url is None or settings.redis_url is None:
-        from shared.embedded import ensure_watchdog
+        from chiffon.shared.embedded import ensure_watchdog
 
         ensure_watchdog(settings.home.resolve(), settings.embedded.idle_stop_s)
     try:
@@ -110,8 +110,8 @@ async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> 
 
 async def stop_embedded(settings: Settings) -> list[str]:
     """Stop the embedded PostgreSQL and Redis of ``settings.home``; names what was stopped."""
-    from shared.bus import Bus, embedded_socket
-    from shared.store import stop_embedded as stop_store
+    from chiffon.shared.bus import Bus, embedded_socket
+    from chiffon.shared.store import stop_embedded as stop_store
 
     stopped = []
     if settings.redis_url is None:

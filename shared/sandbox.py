@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from shared.errors import ConfigError
+from chiffon.shared.errors import ConfigError
 
 KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.errors import StoreUnavailable
-from shared.redact import redact_text
+from chiffon.shared.errors import StoreUnavailable
+from chiffon.shared.redact import redact_text
 
 log = logging.getLogger(__name__)
 

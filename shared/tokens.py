@@ -14,8 +14,8 @@ import re
 import secrets
 from typing import Any
 
-from shared.errors import InvalidInput, NotFound
-from shared.store import Store
+from chiffon.shared.errors import InvalidInput, NotFound
+from chiffon.shared.store import Store
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 

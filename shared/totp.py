@@ -18,7 +18,7 @@ import time
 import pyotp
 from pydantic import SecretStr
 
-from shared.errors import InvalidInput
+from chiffon.shared.errors import InvalidInput
 
 ISSUER = "chiffon"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from shared.config import PROJECT_ROOT, Settings, load_settings
-from shared.runtime import Runtime, open_runtime, stop_embedded
+from chiffon.shared.config import PROJECT_ROOT, Settings, load_settings
+from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded
 
 # Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
 os.environ["CHIFFON_HOST"] = "pytest"
@@ -84,7 +84,7 @@ def make_repo(dest: Path) -> Path:
 def stop_what_the_tests_started(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Tests stop what they start: every embedded server whose home is under this session's temp dir."""
     yield
-    from shared import embedded
+    from chiffon.shared import embedded
 
     base = tmp_path_factory.getbasetemp().resolve()
     for entry in embedded.find():

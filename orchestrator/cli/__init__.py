@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import hosts, infra, memory, ops, repo, tasks, voice
+from chiffon.orchestrator.cli import hosts, infra, memory, ops, repo, tasks, voice
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)

@@ -1,5 +1,5 @@
-"""``python -m orchestrator.cli``: the same as the ``chiffon`` script."""
+"""``python -m chiffon.orchestrator.cli``: the same as the ``chiffon`` script."""
 
-from orchestrator.cli import main
+from chiffon.orchestrator.cli import main
 
 main()

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from shared.errors import ChiffonError, InvalidInput
+from chiffon.shared.errors import ChiffonError, InvalidInput
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from chiffon.shared.config import Settings
 
 EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
 
@@ -30,7 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:
     """Load settings; a bad configuration is a one-line message (file, key, expected) and exit code 2."""
-    from shared.config import load_settings
+    from chiffon.shared.config import load_settings
 
     try:
         return load_settings(config, **overrides)

@@ -11,12 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
-from shared.errors import InvalidInput
-from shared.logs import setup_logging
+from chiffon.orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from chiffon.shared.config import Settings
 
 app = typer.Typer()
 
@@ -31,7 +31,7 @@ def _known(settings: Settings, name: str) -> str:
 
 
 async def _with_bus(settings: Settings, action: Any) -> Any:
-    from shared.bus import Bus
+    from chiffon.shared.bus import Bus
 
     bus = await Bus.open(settings.redis_url.get_secret_value() if settings.redis_url else None, settings.home)
     try:
@@ -44,7 +44,7 @@ async def _with_bus(settings: Settings, action: Any) -> Any:
 def list_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Every configured host: available, busy or offline, with its last heartbeat's figures."""
     setup_logging()
-    from shared.hosts import host_states
+    from chiffon.shared.hosts import host_states
 
     settings = settings_or_exit(config)
     names = sorted(settings.hosts)
@@ -69,7 +69,7 @@ def busy_cmd(name: str, reason: Annotated[str, typer.Option(help="Shown to whoev
              config: ConfigOpt = None) -> None:
     """Mark a host busy: work for it pauses, and the LLM router skips its backends, until `chiffon host free`."""
     setup_logging()
-    from shared.hosts import set_operator_busy
+    from chiffon.shared.hosts import set_operator_busy
 
     settings = settings_or_exit(config)
     run_or_exit(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), True, reason,
@@ -81,7 +81,7 @@ def busy_cmd(name: str, reason: Annotated[str, typer.Option(help="Shown to whoev
 def free_cmd(name: str, config: ConfigOpt = None) -> None:
     """Clear the operator's busy flag; the host's own heartbeat decides again (paused work resumes)."""
     setup_logging()
-    from shared.hosts import set_operator_busy
+    from chiffon.shared.hosts import set_operator_busy
 
     settings = settings_or_exit(config)
     run_or_exit(_with_bus(settings, lambda bus: set_operator_busy(bus, _known(settings, name), False)))
@@ -97,9 +97,9 @@ def record_cmd(
 ) -> None:
     """Record this host's GPU readings (NVML or amdgpu sysfs) for `hostd.gpu_replay` and the tests."""
     setup_logging()
-    from servers.hostd.resources import open_gpu_reader, record
-    from shared.config import HostConfig
-    from shared.errors import ChiffonError
+    from chiffon.servers.hostd.resources import open_gpu_reader, record
+    from chiffon.shared.config import HostConfig
+    from chiffon.shared.errors import ChiffonError
 
     settings = settings_or_exit(config)
     try:

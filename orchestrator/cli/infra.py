@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import (
+from chiffon.orchestrator.cli.common import (
     EXIT_AWAITING,
     EXIT_ERROR,
     EXIT_FAILED,
@@ -36,22 +36,22 @@ from orchestrator.cli.common import (
     settings_or_exit,
     split_csv,
 )
-from orchestrator.cli.render import show_plan, summary
-from shared.errors import ChiffonError
-from shared.logs import setup_logging
+from chiffon.orchestrator.cli.render import show_plan, summary
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
-    from servers.ansible import plans
-    from servers.ansible.runner import TaskEvent
-    from servers.ansible.service import AnsibleService
-    from shared.config import Settings
-    from shared.runtime import Runtime
+    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible.runner import TaskEvent
+    from chiffon.servers.ansible.service import AnsibleService
+    from chiffon.shared.config import Settings
+    from chiffon.shared.runtime import Runtime
 
 app = typer.Typer()
 
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
-    from servers.ansible.dispatch import dispatch_run
+    from chiffon.servers.ansible.dispatch import dispatch_run
 
     total = len((plan.check_result or {}).get("events", [])) or None
     with progress_bar() as bar:
@@ -83,7 +83,7 @@ async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
     if not (rt.settings.llm.planner and "quick" in rt.settings.llm.tiers):
         yield None
         return
-    from servers.llm.router import open_router
+    from chiffon.servers.llm.router import open_router
 
     async with open_router(rt) as router:
         yield router
@@ -105,11 +105,11 @@ class RequestOptions:
 
 
 async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
-    from orchestrator.planner import plan_request
-    from servers.ansible import plans
-    from servers.ansible.dispatch import running_worker
-    from servers.ansible.service import AnsibleService
-    from shared.runtime import open_runtime
+    from chiffon.orchestrator.planner import plan_request
+    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible.dispatch import running_worker
+    from chiffon.servers.ansible.service import AnsibleService
+    from chiffon.shared.runtime import open_runtime
 
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
@@ -208,8 +208,8 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
                   channel: str = "cli", code: str | None = None) -> plans.Plan | None:
     """Record ``decision``; with ``confirm``, show the plan and ask y/N (and the one-time code when TOTP is set
     up) first. None when the human says no."""
-    from servers.ansible import plans
-    from shared.runtime import open_runtime
+    from chiffon.servers.ansible import plans
+    from chiffon.shared.runtime import open_runtime
 
     async with open_runtime(settings) as rt:
         if confirm:
@@ -264,10 +264,10 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
     """Run an approved plan."""
     setup_logging()
     settings = settings_or_exit(config)
-    from servers.ansible import plans
-    from servers.ansible.dispatch import running_worker
-    from servers.ansible.service import AnsibleService
-    from shared.runtime import open_runtime
+    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible.dispatch import running_worker
+    from chiffon.servers.ansible.service import AnsibleService
+    from chiffon.shared.runtime import open_runtime
 
     async def go() -> int:
         started = time.perf_counter()
@@ -288,8 +288,8 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
 def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
     """Show a plan and where it stands."""
     setup_logging()
-    from servers.ansible import plans
-    from shared.runtime import open_runtime
+    from chiffon.servers.ansible import plans
+    from chiffon.shared.runtime import open_runtime
 
     async def go() -> plans.Plan:
         async with open_runtime(settings_or_exit(config)) as rt:
@@ -313,7 +313,7 @@ def audit_cmd(
     """Query the audit trail: `--failed --since 7d`, `--service uptime-kuma`."""
     setup_logging()
     settings = settings_or_exit(config)
-    from shared.audit import AuditLog, parse_since
+    from chiffon.shared.audit import AuditLog, parse_since
 
     try:
         entries = AuditLog(settings.audit_dir).query(
@@ -347,16 +347,16 @@ def serve_cmd(
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
     setup_logging(verbose)
-    from orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
-    from shared.mcp import serve
-    from shared.runtime import open_runtime
+    from chiffon.orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
+    from chiffon.shared.mcp import serve
+    from chiffon.shared.runtime import open_runtime
 
     settings = settings_or_exit(config)
 
     async def go() -> None:
         async with open_runtime(settings) as rt, open_orchestrator(rt, repo) as composed:
-            from orchestrator.playbook_memory import PlaybookIndex, index_in_background
-            from shared import tokens
+            from chiffon.orchestrator.playbook_memory import PlaybookIndex, index_in_background
+            from chiffon.shared import tokens
 
             indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
                                                                composed.ansible.catalog, BACKGROUND_START_S))

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import ConfigOpt, JsonOpt, out, progress_bar, run_or_exit, settings_or_exit
-from shared.runtime import open_runtime
+from chiffon.orchestrator.cli.common import ConfigOpt, JsonOpt, out, progress_bar, run_or_exit, settings_or_exit
+from chiffon.shared.runtime import open_runtime
 
 app = typer.Typer()
 
@@ -25,8 +25,8 @@ def memory_index(
     as_json: JsonOpt = False,
 ) -> None:
     """Chunk PATH by structure and embed it; a re-run embeds only changed files and drops deleted ones."""
-    from servers.memory.indexer import index_directory
-    from servers.memory.service import open_memory
+    from chiffon.servers.memory.indexer import index_directory
+    from chiffon.servers.memory.service import open_memory
 
     async def go() -> Any:
         async with open_runtime(settings_or_exit(config)) as rt, open_memory(rt) as memory:

@@ -13,9 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
-from shared.errors import ChiffonError
-from shared.logs import setup_logging
+from chiffon.orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, run_or_exit, settings_or_exit
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.logs import setup_logging
 
 app = typer.Typer()
 
@@ -32,7 +32,7 @@ def install_cmd(
     setup_logging()
     import os
 
-    from orchestrator.clients import install
+    from chiffon.orchestrator.clients import install
 
     env = dict(os.environ)
     if repo is not None:
@@ -45,7 +45,7 @@ def install_cmd(
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    from orchestrator.clients import credentialed
+    from chiffon.orchestrator.clients import credentialed
 
     for key in credentialed(env):
         err.print(f"note: {key} holds a password, so it was not written to {escape(str(target))}; put it in "
@@ -74,7 +74,7 @@ def deploy_systemd(
 ) -> None:
     """Generate the systemd units of HOST's chiffon services (restart on failure, non-root, env file for secrets)."""
     setup_logging()
-    from orchestrator.deploy import systemd_units
+    from chiffon.orchestrator.deploy import systemd_units
 
     try:
         units = systemd_units(settings_or_exit(config), host, install_dir=install_dir, home=home, user=user)
@@ -101,8 +101,8 @@ def backup_cmd(
 ) -> None:
     """Back up the state: pg_dump, a ChromaDB snapshot and a git bundle of the audit repo, in a dated folder."""
     setup_logging()
-    from orchestrator.backup import backup
-    from shared.store import Store
+    from chiffon.orchestrator.backup import backup
+    from chiffon.shared.store import Store
 
     settings = settings_or_exit(config)
 
@@ -131,8 +131,8 @@ def restore_cmd(
     """Restore a backup into CHIFFON_HOME (refused when it already holds state, unless --force, which first backs
     up what it replaces)."""
     setup_logging()
-    from orchestrator.backup import backup, check_restorable, restore_db, restore_files
-    from shared.store import Store
+    from chiffon.orchestrator.backup import backup, check_restorable, restore_db, restore_files
+    from chiffon.shared.store import Store
 
     settings = settings_or_exit(config)
 
@@ -164,7 +164,7 @@ def up_cmd(group: GroupOpt = None, timeout: Annotated[float, typer.Option(min=1,
     """Start this host's part of the suite in dependency order (store and bus, servers, workers) and report the
     time to healthy. Exit 2 if a part fails or is not ready within --timeout."""
     setup_logging()
-    from orchestrator.up import up
+    from chiffon.orchestrator.up import up
 
     settings = settings_or_exit(config)
     results = run_or_exit(up(settings, group, config, timeout))
@@ -190,6 +190,8 @@ def up_cmd(group: GroupOpt = None, timeout: Annotated[float, typer.Option(min=1,
 def down_cmd(group: GroupOpt = None,
              all_homes: Annotated[bool, typer.Option("--all", help="Stop the embedded PostgreSQL and Redis of every "
                                                                      "CHIFFON_HOME of this user, listing them.")] = False,
+             under: Annotated[Path | None, typer.Option(help="With --all: only homes inside this folder (e.g. /tmp).")]
+             = None,
              as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Stop what `chiffon up` started here, workers first, and the embedded PostgreSQL and Redis.
 
@@ -197,13 +199,13 @@ def down_cmd(group: GroupOpt = None,
     homes), found in the process table."""
     setup_logging()
     if all_homes:
-        from shared.embedded import find, stop
+        from chiffon.shared.embedded import find, stop
 
         if group is not None:
             err.print("[bold red]error:[/] --all stops embedded servers only; it takes no --group",
                       highlight=False)
             raise typer.Exit(EXIT_ERROR)
-        found = find()
+        found = [e for e in find() if under is None or e.home.is_relative_to(under.expanduser().resolve())]
         report = [{**entry.as_dict(), "stopped": stop(entry)} for entry in found]
         if as_json:
             out.print_json(json.dumps({"homes": report}))
@@ -213,7 +215,7 @@ def down_cmd(group: GroupOpt = None,
                              f"(up {row['up_s']} s)"), soft_wrap=True)
         out.print(f"{len(report)} home(s)" if report else "no embedded server was running")
         return
-    from orchestrator.up import down
+    from chiffon.orchestrator.up import down
 
     stopped = run_or_exit(down(settings_or_exit(config), group))
     if as_json:
@@ -229,7 +231,7 @@ def doctor_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     Exit 0 when the suite is ok, healthy or degraded (it works, partly), 2 when it failed.
     """
     setup_logging()
-    from orchestrator.doctor import run_doctor, summarize
+    from chiffon.orchestrator.doctor import run_doctor, summarize
 
     results = run_or_exit(run_doctor(settings_or_exit(config)))
     overall = summarize(results)
@@ -258,7 +260,7 @@ def totp_setup(account: Annotated[str, typer.Option(help="Name shown in the auth
     Printed once, never stored by this command: put the secret in CHIFFON_APPROVALS__TOTP_SECRET (the
     orchestrator's environment) or approvals.totp_secret of a config file only the operator can read.
     """
-    from shared.totp import new_secret
+    from chiffon.shared.totp import new_secret
 
     secret, uri = new_secret(account)
     out.print(f"secret: {secret}\nauthenticator URI (scan or paste): {uri}", highlight=False, soft_wrap=True)
@@ -271,7 +273,7 @@ app.add_typer(token_app, name="token")
 
 
 async def _with_store(settings: Any, action: Any) -> Any:
-    from shared.store import Store
+    from chiffon.shared.store import Store
 
     secret = settings.database_url.get_secret_value() if settings.database_url else None
     store = await Store.open(secret, settings.home, max_size=1)
@@ -286,7 +288,7 @@ def token_create(name: Annotated[str, typer.Argument(help="Client or machine, e.
                  config: ConfigOpt = None) -> None:
     """Make a token for one client; shown once, stored hashed. Clients send it as `Authorization: Bearer ...`."""
     setup_logging()
-    from shared import tokens
+    from chiffon.shared import tokens
 
     token = run_or_exit(_with_store(settings_or_exit(config), lambda store: tokens.create(store, name)))
     out.print(token, highlight=False, soft_wrap=True)
@@ -298,7 +300,7 @@ def token_create(name: Annotated[str, typer.Argument(help="Client or machine, e.
 def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Every token: name, created, last used, revoked (never the token itself)."""
     setup_logging()
-    from shared import tokens
+    from chiffon.shared import tokens
 
     rows = run_or_exit(_with_store(settings_or_exit(config), tokens.listing))
     if as_json:
@@ -315,7 +317,7 @@ def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 def token_revoke(name: str, config: ConfigOpt = None) -> None:
     """End a token now."""
     setup_logging()
-    from shared import tokens
+    from chiffon.shared import tokens
 
     run_or_exit(_with_store(settings_or_exit(config), lambda store: tokens.revoke(store, name)))
     out.print(f"revoked {escape(name)}")

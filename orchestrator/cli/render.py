@@ -13,10 +13,10 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from orchestrator.cli.common import out
+from chiffon.orchestrator.cli.common import out
 
 if TYPE_CHECKING:
-    from servers.ansible import plans
+    from chiffon.servers.ansible import plans
 
 
 def show_plan(plan: plans.Plan) -> None:

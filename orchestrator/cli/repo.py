@@ -10,12 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, settings_or_exit
-from shared.errors import ChiffonError
-from shared.logs import setup_logging
+from chiffon.orchestrator.cli.common import EXIT_ERROR, ConfigOpt, JsonOpt, err, out, settings_or_exit
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
-    from servers.ansible.catalog import Catalog
+    from chiffon.servers.ansible.catalog import Catalog
 
 app = typer.Typer()
 
@@ -24,8 +24,8 @@ InventoryOpt = Annotated[str | None, typer.Option(help="Inventory name or path i
 
 
 def _catalog(repo: Path | None, inventory: str | None, config: Path | None) -> Catalog:
-    from servers.ansible.catalog import Catalog
-    from servers.ansible.service import NO_REPO
+    from chiffon.servers.ansible.catalog import Catalog
+    from chiffon.servers.ansible.service import NO_REPO
 
     settings = settings_or_exit(config)
     root = repo or settings.repo
@@ -45,7 +45,7 @@ def services_cmd(
 ) -> None:
     """What runs where: each service the repo deploys, its playbook, tags, hosts and condition."""
     setup_logging()
-    from servers.ansible.units import services
+    from chiffon.servers.ansible.units import services
 
     catalog = _catalog(repo, inventory, config)
     resolve = catalog.hosts_matching if catalog.inventory_name else None

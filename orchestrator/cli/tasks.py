@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, parse_vars, run_or_exit, settings_or_exit
-from shared.logs import setup_logging
-from shared.runtime import open_runtime
+from chiffon.orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, parse_vars, run_or_exit, settings_or_exit
+from chiffon.shared.logs import setup_logging
+from chiffon.shared.runtime import open_runtime
 
 app = typer.Typer()
 
@@ -30,8 +30,8 @@ def worker_cmd(
 ) -> None:
     """Run agent tasks from the queue until interrupted (SIGINT/SIGTERM finish the tasks in hand)."""
     setup_logging(verbose)
-    from servers.tasks.roles import load_roles
-    from servers.tasks.service import check_roles, open_team, running_task_worker
+    from chiffon.servers.tasks.roles import load_roles
+    from chiffon.servers.tasks.service import check_roles, open_team, running_task_worker
 
     settings = settings_or_exit(config)
 
@@ -47,9 +47,9 @@ def worker_cmd(
                     err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}")  # type: ignore[union-attr]
                     await stop.wait()
                 return
-            from orchestrator.compose import agent_tools
-            from servers.llm.router import open_router
-            from servers.memory.service import open_memory
+            from chiffon.orchestrator.compose import agent_tools
+            from chiffon.servers.llm.router import open_router
+            from chiffon.servers.memory.service import open_memory
 
             async with open_router(rt) as router, open_memory(rt) as memory, \
                     open_team(rt, all_roles, router, agent_tools(rt, memory)) as team, \
@@ -63,8 +63,8 @@ def worker_cmd(
 
 def _queue(rt: Any) -> Any:
     """The queue over ``rt``, knowing the role files (an unknown role or test command is refused at submit)."""
-    from servers.tasks.queue import TaskQueue
-    from servers.tasks.roles import load_roles
+    from chiffon.servers.tasks.queue import TaskQueue
+    from chiffon.servers.tasks.roles import load_roles
 
     return TaskQueue.for_roles(rt, load_roles())
 
@@ -81,7 +81,7 @@ def task_submit(
 ) -> None:
     """Queue a task (workers run it: `chiffon worker`, or `chiffon serve` in embedded mode)."""
     setup_logging()
-    from servers.tasks.roles import PIPELINE
+    from chiffon.servers.tasks.roles import PIPELINE
 
     async def go() -> Any:
         async with open_runtime(settings_or_exit(config)) as rt:
@@ -171,7 +171,7 @@ def inbox_cmd(
                 done = await rt.store.pool.fetchval(
                     "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 RETURNING id", read)
                 if done is None:
-                    from shared.errors import NotFound
+                    from chiffon.shared.errors import NotFound
 
                     raise NotFound(f"no inbox message {read}")
             return await rt.store.pool.fetch(

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import (
+from chiffon.orchestrator.cli.common import (
     EXIT_ERROR,
     ConfigOpt,
     JsonOpt,
@@ -24,7 +24,7 @@ from orchestrator.cli.common import (
     run_or_exit,
     settings_or_exit,
 )
-from shared.logs import setup_logging
+from chiffon.shared.logs import setup_logging
 
 app = typer.Typer()
 
@@ -33,8 +33,8 @@ app.add_typer(models_app, name="models")
 
 
 def _voice(config: Path | None) -> Any:
-    from servers.voice.client import HostdClient
-    from servers.voice.service import VoiceService
+    from chiffon.servers.voice.client import HostdClient
+    from chiffon.servers.voice.service import VoiceService
 
     settings = settings_or_exit(config)
     return VoiceService(settings, HostdClient(settings))
@@ -107,8 +107,8 @@ def hostd_cmd(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run chiffon-hostd: the speech endpoints of this host (OpenAI-compatible), until interrupted."""
-    from servers.hostd.__main__ import serve_hostd
-    from shared.config import load_settings
+    from chiffon.servers.hostd.__main__ import serve_hostd
+    from chiffon.shared.config import load_settings
 
     setup_logging(verbose)
     try:
@@ -120,7 +120,7 @@ def hostd_cmd(
 @models_app.command("list")
 def models_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The speech models this host is configured for: present or not, where from, size."""
-    from servers.hostd.models import inventory
+    from chiffon.servers.hostd.models import inventory
 
     rows = inventory(settings_or_exit(config))
     if as_json:
@@ -141,7 +141,7 @@ def models_pull(
     """Fetch the configured speech models into CHIFFON_HOME/models (needs a network)."""
     import asyncio
 
-    from servers.hostd.models import pull
+    from chiffon.servers.hostd.models import pull
 
     settings = settings_or_exit(config)
     with progress_bar() as bar:

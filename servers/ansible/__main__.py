@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from servers.ansible.dispatch import running_worker
-from servers.ansible.server import create_ansible_server
-from servers.ansible.service import AnsibleService
-from shared.config import Settings
-from shared.mcp import serve, server_main
-from shared.runtime import open_runtime
+from chiffon.servers.ansible.dispatch import running_worker
+from chiffon.servers.ansible.server import create_ansible_server
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.config import Settings
+from chiffon.shared.mcp import serve, server_main
+from chiffon.shared.runtime import open_runtime
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:

@@ -23,14 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from servers.ansible.layout import (
+from chiffon.servers.ansible.layout import (
     AnsibleCfg,
     InventoryChoice,
     choose_inventory,
     discover_inventories,
     read_ansible_cfg,
 )
-from servers.ansible.plays import (
+from chiffon.servers.ansible.plays import (
     Playbook,
     Task,
     load_yaml,
@@ -38,11 +38,11 @@ from servers.ansible.plays import (
     service_of,
     walk_tasks,
 )
-from servers.ansible.roles import Role, parse_role
-from servers.ansible.scan import ScanCache, git_commit, sort_files, walk
-from servers.ansible.units import Unit, build_units
-from shared.errors import InvalidInput, PlaybookNotFound, RepoError
-from shared.paths import resolve_in_repo
+from chiffon.servers.ansible.roles import Role, parse_role
+from chiffon.servers.ansible.scan import ScanCache, git_commit, sort_files, walk
+from chiffon.servers.ansible.units import Unit, build_units
+from chiffon.shared.errors import InvalidInput, PlaybookNotFound, RepoError
+from chiffon.shared.paths import resolve_in_repo
 
 __all__ = ["Catalog", "Playbook", "Role", "ScanCache", "Task", "Unit", "parse_playbook", "resolve_in_repo",
            "service_of"]

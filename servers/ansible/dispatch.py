@@ -31,13 +31,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from servers.ansible import plans
-from servers.ansible.runner import TaskEvent
-from servers.ansible.service import AnsibleService
-from shared.bus import AGENT_RESULTS, AGENT_TASKS, RUN_PROGRESS, Message
-from shared.errors import ChiffonError, PlanStateError
-from shared.hosts import host_states
-from shared.runtime import Runtime, running
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.bus import AGENT_RESULTS, AGENT_TASKS, RUN_PROGRESS, Message
+from chiffon.shared.errors import ChiffonError, PlanStateError
+from chiffon.shared.hosts import host_states
+from chiffon.shared.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
 

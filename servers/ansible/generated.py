@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers.ansible.catalog import Catalog, Role
-from servers.ansible.scaffold import role_playbook
-from shared.errors import InvalidInput
+from chiffon.servers.ansible.catalog import Catalog, Role
+from chiffon.servers.ansible.scaffold import role_playbook
+from chiffon.shared.errors import InvalidInput
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
 

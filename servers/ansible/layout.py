@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import InvalidInput, PathOutsideRepo, RepoError
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo, RepoError
 
 INVENTORY_FILES = ("hosts.yml", "hosts.yaml", "hosts.ini", "hosts", "inventory.yml", "inventory.yaml",
                    "inventory.ini")

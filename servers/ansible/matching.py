@@ -28,8 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from servers.ansible.catalog import Catalog, Playbook, Unit
-from shared.errors import InvalidInput
+from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit
+from chiffon.shared.errors import InvalidInput
 
 MIN_SCORE = 0.2
 SEMANTIC_WEIGHT = 0.5

@@ -25,17 +25,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from servers.ansible import generated as generated_playbooks
-from servers.ansible import preview, snapshot, variables
-from servers.ansible import secret_vars as secret_vars_store
-from servers.ansible.catalog import Catalog, Unit, parse_playbook
-from servers.ansible.generated import Generated
-from servers.ansible.matching import Match
-from servers.ansible.risk import assess
-from servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
-from shared import totp
-from shared.errors import InvalidInput, PlanNotFound, PlanStateError
-from shared.runtime import Runtime
+from chiffon.servers.ansible import generated as generated_playbooks
+from chiffon.servers.ansible import preview, snapshot, variables
+from chiffon.servers.ansible import secret_vars as secret_vars_store
+from chiffon.servers.ansible.catalog import Catalog, Unit, parse_playbook
+from chiffon.servers.ansible.generated import Generated
+from chiffon.servers.ansible.matching import Match
+from chiffon.servers.ansible.risk import assess
+from chiffon.servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
+from chiffon.shared import totp
+from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

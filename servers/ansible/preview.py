@@ -16,15 +16,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from servers.ansible.catalog import Catalog
-from servers.ansible.plays import Playbook, Task, load_yaml, walk_tasks
-from servers.ansible.requirements import requirements_file
-from servers.ansible.risk import COMMAND_MODULES
-from servers.ansible.runner import Outcome
-from servers.ansible.units import Unit
-from servers.ansible.variables import expression_variables
-from shared.errors import InvalidInput, RepoError
-from shared.redact import redact_text
+from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.plays import Playbook, Task, load_yaml, walk_tasks
+from chiffon.servers.ansible.requirements import requirements_file
+from chiffon.servers.ansible.risk import COMMAND_MODULES
+from chiffon.servers.ansible.runner import Outcome
+from chiffon.servers.ansible.units import Unit
+from chiffon.servers.ansible.variables import expression_variables
+from chiffon.shared.errors import InvalidInput, RepoError
+from chiffon.shared.redact import redact_text
 
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from servers.ansible.catalog import Catalog
-from servers.ansible.plays import load_yaml
+from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.plays import load_yaml
 
 REQUIREMENT_FILES = ("requirements.yml", "requirements.yaml", "collections/requirements.yml",
                      "collections/requirements.yaml", "ansible/requirements.yml", "roles/requirements.yml")

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from servers.ansible.catalog import Catalog, Playbook
-from servers.ansible.risk import COMMAND_MODULES
+from chiffon.servers.ansible.catalog import Catalog, Playbook
+from chiffon.servers.ansible.risk import COMMAND_MODULES
 
 
 class Finding(BaseModel):

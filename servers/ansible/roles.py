@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servers.ansible.plays import Application, load_yaml, walk_tasks
+from chiffon.servers.ansible.plays import Application, load_yaml, walk_tasks
 
 MAX_README_CHARS = 300
 _MAIN = ("main.yml", "main.yaml")

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from shared.errors import AnsibleError
-from shared.redact import redact, redact_text
+from chiffon.shared.errors import AnsibleError
+from chiffon.shared.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 

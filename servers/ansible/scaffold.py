@@ -17,8 +17,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from servers.ansible.catalog import Catalog, Role
-from shared.errors import InvalidInput
+from chiffon.servers.ansible.catalog import Catalog, Role
+from chiffon.shared.errors import InvalidInput
 
 TEMPLATES = Path(__file__).parent / "templates"
 Kind = Literal["service", "config"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from shared.redact import REDACTED, is_secret_key, redact
+from chiffon.shared.redact import REDACTED, is_secret_key, redact
 
 
 def split(extra_vars: dict[str, Any], named: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:

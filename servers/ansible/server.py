@@ -14,11 +14,11 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.ansible import matching, plans, review, scaffold, units
-from servers.ansible.dispatch import dispatch_run
-from servers.ansible.service import AnsibleService, progress_reporter
-from shared.mcp import ChiffonErrors
-from shared.redact import redact
+from chiffon.servers.ansible import matching, plans, review, scaffold, units
+from chiffon.servers.ansible.dispatch import dispatch_run
+from chiffon.servers.ansible.service import AnsibleService, progress_reporter
+from chiffon.shared.mcp import ChiffonErrors
+from chiffon.shared.redact import redact
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 # Check mode is not read-only: tasks with `check_mode: false` run for real (the plan lists them), and a plan,

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servers.ansible.catalog import Catalog, ScanCache
-from servers.ansible.runner import TaskEvent
-from shared.config import PROJECT_ROOT
-from shared.errors import RepoError
-from shared.runtime import Runtime
+from chiffon.servers.ansible.catalog import Catalog, ScanCache
+from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.shared.config import PROJECT_ROOT
+from chiffon.shared.errors import RepoError
+from chiffon.shared.runtime import Runtime
 
 if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
     from fastmcp import Context

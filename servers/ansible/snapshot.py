@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import PlanStateError, RepoError
+from chiffon.shared.errors import PlanStateError, RepoError
 
 MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
 _CHUNK = 1 << 20

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from servers.ansible.plays import Application, Playbook, Task, service_of
-from servers.ansible.roles import Role
+from chiffon.servers.ansible.plays import Application, Playbook, Task, service_of
+from chiffon.servers.ansible.roles import Role
 
 GENERIC_TAGS = frozenset({"always", "never", "all", "tagged", "untagged", "skip_ansible_lint", "molecule-notest"})
 _HOST_CONDITION = re.compile(r"inventory_hostname\s*(?:==|in)\s*(\[[^\]]*\]|['\"][^'\"]+['\"])")

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from servers.ansible.catalog import Catalog, Playbook
-from shared.errors import InvalidInput
+from chiffon.servers.ansible.catalog import Catalog, Playbook
+from chiffon.shared.errors import InvalidInput
 
 MAX_EXTRA_VARS_BYTES = 64 * 1024
 # Ansible's magic variables (besides every ansible_* one) and play keywords that change how and where tasks run

@@ -7,10 +7,10 @@ import asyncio
 import logging
 import sys
 
-from shared.config import Settings, load_settings
-from shared.errors import ChiffonError, ConfigError
-from shared.logs import setup_logging
-from shared.mcp import is_loopback
+from chiffon.shared.config import Settings, load_settings
+from chiffon.shared.errors import ChiffonError, ConfigError
+from chiffon.shared.logs import setup_logging
+from chiffon.shared.mcp import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,14 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     """
     import uvicorn
 
-    from servers.hostd.app import create_app
-    from servers.hostd.heartbeat import Heartbeat
-    from servers.hostd.pool import EnginePool
-    from servers.hostd.resources import open_gpu_reader
-    from shared.bus import Bus
-    from shared.config import HostConfig
-    from shared.errors import BusUnavailable
-    from shared.hosts import HEARTBEAT_KEY
+    from chiffon.servers.hostd.app import create_app
+    from chiffon.servers.hostd.heartbeat import Heartbeat
+    from chiffon.servers.hostd.pool import EnginePool
+    from chiffon.servers.hostd.resources import open_gpu_reader
+    from chiffon.shared.bus import Bus
+    from chiffon.shared.config import HostConfig
+    from chiffon.shared.errors import BusUnavailable
+    from chiffon.shared.hosts import HEARTBEAT_KEY
 
     bind = bind or settings.voice.bind
     port = port or settings.voice.port

@@ -31,13 +31,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from servers.hostd import models
-from servers.hostd.audio import SUPPORTED_OUTPUT, decode, to_pcm16, wav_header
-from servers.hostd.heartbeat import Heartbeat
-from servers.hostd.pool import STT_ALIASES, TTS_ALIASES, TTS_ENGINES, EnginePool
-from shared import metrics
-from shared.config import Settings
-from shared.errors import ChiffonError, ConfigError, InvalidInput
+from chiffon.servers.hostd import models
+from chiffon.servers.hostd.audio import SUPPORTED_OUTPUT, decode, to_pcm16, wav_header
+from chiffon.servers.hostd.heartbeat import Heartbeat
+from chiffon.servers.hostd.pool import STT_ALIASES, TTS_ALIASES, TTS_ENGINES, EnginePool
+from chiffon.shared import metrics
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ChiffonError, ConfigError, InvalidInput
 
 log = logging.getLogger(__name__)
 SERVICE = "chiffon-hostd"

@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from shared.errors import InvalidInput
+from chiffon.shared.errors import InvalidInput
 
 WHISPER_RATE = 16_000
 SUPPORTED_INPUT = ("wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "mp4", "mpeg", "mpga")

@@ -14,10 +14,10 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
-from servers.hostd import models
-from servers.hostd.audio import WHISPER_RATE, sentences
-from shared.config import Settings
-from shared.errors import ConfigError, InvalidInput
+from chiffon.servers.hostd import models
+from chiffon.servers.hostd.audio import WHISPER_RATE, sentences
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ConfigError, InvalidInput
 
 logging.getLogger("phonemizer").setLevel(logging.ERROR)  # it warns on every sentence it splits differently
 

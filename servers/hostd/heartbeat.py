@@ -7,12 +7,12 @@ import logging
 
 import psutil
 
-from servers.hostd.resources import BusyDetector, Fit, GpuReader, HostSnapshot, capacity, machine
-from shared import metrics
-from shared.bus import Bus
-from shared.config import HostConfig, Settings
-from shared.errors import ConfigError, InvalidInput
-from shared.hosts import HEARTBEAT_KEY, SEEN_KEY, operator_flag
+from chiffon.servers.hostd.resources import BusyDetector, Fit, GpuReader, HostSnapshot, capacity, machine
+from chiffon.shared import metrics
+from chiffon.shared.bus import Bus
+from chiffon.shared.config import HostConfig, Settings
+from chiffon.shared.errors import ConfigError, InvalidInput
+from chiffon.shared.hosts import HEARTBEAT_KEY, SEEN_KEY, operator_flag
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Literal
 
 import httpx
 
-from shared.config import Settings
-from shared.errors import ConfigError, ServiceUnavailable
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ConfigError, ServiceUnavailable
 
 KOKORO_RELEASE = "https://github.com/thewh1teagle/kokoro-onnx/releases/download/model-files-v1.0"
 KOKORO_FILES = ("kokoro-v1.0.onnx", "voices-v1.0.bin")

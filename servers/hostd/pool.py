@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from servers.hostd import engines
-from shared.config import Settings
-from shared.errors import InvalidInput
+from chiffon.servers.hostd import engines
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from typing import Literal, Protocol
 import psutil
 from pydantic import BaseModel, Field
 
-from shared.config import HostConfig, HostdSettings
-from shared.errors import ConfigError
+from chiffon.shared.config import HostConfig, HostdSettings
+from chiffon.shared.errors import ConfigError
 
 MB = 1024 * 1024
 AMD_VENDOR = "0x1002"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from servers.llm.router import open_router
-from servers.llm.server import create_llm_server
-from shared.config import Settings
-from shared.mcp import serve, server_main
-from shared.runtime import open_runtime
+from chiffon.servers.llm.router import open_router
+from chiffon.servers.llm.server import create_llm_server
+from chiffon.shared.config import Settings
+from chiffon.shared.mcp import serve, server_main
+from chiffon.shared.runtime import open_runtime
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:

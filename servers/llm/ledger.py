@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from shared.config import LLMPrice
-from shared.errors import InvalidInput
-from shared.store import Store
+from chiffon.shared.config import LLMPrice
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from servers.llm import classifier
-from servers.llm.ledger import cost_usd
-from servers.llm.types import Candidate, Hints, RouteDecision
-from shared.config import TIER_NAMES, LLMPrice
-from shared.errors import InvalidInput, MissingCredential, NoBackendAvailable
+from chiffon.servers.llm import classifier
+from chiffon.servers.llm.ledger import cost_usd
+from chiffon.servers.llm.types import Candidate, Hints, RouteDecision
+from chiffon.shared.config import TIER_NAMES, LLMPrice
+from chiffon.shared.errors import InvalidInput, MissingCredential, NoBackendAvailable
 
 LOCAL_QUOTA_FLOOR = 0.2
 LOCAL_TIERS = ("quick", "local", "local-large")

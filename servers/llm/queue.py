@@ -15,7 +15,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from shared.errors import BackendError
+from chiffon.shared.errors import BackendError
 
 PRIORITY = {"interactive": 0, "background": 1}
 

@@ -20,12 +20,12 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from servers.llm.backends import Backend, make_backend
-from servers.llm.breaker import CircuitBreaker
-from servers.llm.ledger import Entry, Ledger, cost_usd
-from servers.llm.policy import TierState, decide
-from servers.llm.queue import PriorityGate, QueueFull
-from servers.llm.types import (
+from chiffon.servers.llm.backends import Backend, make_backend
+from chiffon.servers.llm.breaker import CircuitBreaker
+from chiffon.servers.llm.ledger import Entry, Ledger, cost_usd
+from chiffon.servers.llm.policy import TierState, decide
+from chiffon.servers.llm.queue import PriorityGate, QueueFull
+from chiffon.servers.llm.types import (
     Candidate,
     ChatResult,
     Delta,
@@ -38,10 +38,10 @@ from servers.llm.types import (
     TierStatus,
     ToolCall,
 )
-from shared import metrics
-from shared.config import TIER_NAMES, LLMSettings, TierName
-from shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
-from shared.hosts import HostStatus
+from chiffon.shared import metrics
+from chiffon.shared.config import TIER_NAMES, LLMSettings, TierName
+from chiffon.shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
+from chiffon.shared.hosts import HostStatus
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from servers.llm.ledger import GROUP_COLUMNS
-from servers.llm.router import Router
-from servers.llm.types import ChatResult, EmbedResult, Hints, ModelsReport, RouteDecision, build_messages
-from shared.audit import parse_since
-from shared.errors import InvalidInput
-from shared.mcp import ChiffonErrors
+from chiffon.servers.llm.ledger import GROUP_COLUMNS
+from chiffon.servers.llm.router import Router
+from chiffon.servers.llm.types import ChatResult, EmbedResult, Hints, ModelsReport, RouteDecision, build_messages
+from chiffon.shared.audit import parse_since
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.mcp import ChiffonErrors
 
 # A completion changes nothing on any machine; it may cost money (external tier), hence open world.
 GENERATE = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True)

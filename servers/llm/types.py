@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.errors import InvalidInput
+from chiffon.shared.errors import InvalidInput
 
 Role = Literal["system", "user", "assistant"]
 Priority = Literal["interactive", "background"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from servers.memory.server import create_memory_server
-from servers.memory.service import open_memory
-from shared.config import Settings
-from shared.mcp import serve, server_main
-from shared.runtime import open_runtime
+from chiffon.servers.memory.server import create_memory_server
+from chiffon.servers.memory.service import open_memory
+from chiffon.shared.config import Settings
+from chiffon.shared.mcp import serve, server_main
+from chiffon.shared.runtime import open_runtime
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:

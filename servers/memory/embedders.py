@@ -12,9 +12,9 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from shared.config import MemorySettings
-from shared.embeddings import DIMENSION, MODEL_NAME, local_model
-from shared.errors import ServiceUnavailable
+from chiffon.shared.config import MemorySettings
+from chiffon.shared.embeddings import DIMENSION, MODEL_NAME, local_model
+from chiffon.shared.errors import ServiceUnavailable
 
 
 class Embedder(Protocol):

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.errors import InvalidInput, NotFound
-from shared.store import Store
+from chiffon.shared.errors import InvalidInput, NotFound
+from chiffon.shared.store import Store
 
 ROLES = ("system", "user", "assistant", "tool")
 MAX_LIMIT = 1000

@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from servers.memory.chunking import Chunk, chunk_file, language_of
-from servers.memory.vectors import VectorMemory
-from shared.errors import InvalidInput, PathOutsideRepo
+from chiffon.servers.memory.chunking import Chunk, chunk_file, language_of
+from chiffon.servers.memory.vectors import VectorMemory
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo
 
 MAX_FILE_BYTES = 1_000_000
 EMBED_BATCH = 64

@@ -9,13 +9,13 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from servers.memory import history as chat
-from servers.memory.history import ChatMessage
-from servers.memory.indexer import IndexReport, index_directory
-from servers.memory.service import MemoryService
-from servers.memory.vectors import Hit, Identity, Remembered
-from shared.errors import InvalidInput
-from shared.mcp import ChiffonErrors
+from chiffon.servers.memory import history as chat
+from chiffon.servers.memory.history import ChatMessage
+from chiffon.servers.memory.indexer import IndexReport, index_directory
+from chiffon.servers.memory.service import MemoryService
+from chiffon.servers.memory.vectors import Hit, Identity, Remembered
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.mcp import ChiffonErrors
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servers.memory.embedders import make_embedder
-from servers.memory.vectors import LazyClient, VectorMemory, open_client
+from chiffon.servers.memory.embedders import make_embedder
+from chiffon.servers.memory.vectors import LazyClient, VectorMemory, open_client
 
 
 @dataclass

@@ -23,9 +23,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from servers.memory.embedders import Embedder
-from shared.config import MemorySettings
-from shared.errors import EmbeddingMismatch, InvalidInput, ServiceUnavailable
+from chiffon.servers.memory.embedders import Embedder
+from chiffon.shared.config import MemorySettings
+from chiffon.shared.errors import EmbeddingMismatch, InvalidInput, ServiceUnavailable
 
 COLLECTIONS = ("conversations", "codebase", "documentation")
 SCOPES = ("session", "agent", "user", "role", "shared")

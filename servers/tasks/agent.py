@@ -30,12 +30,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from servers.llm.router import Router
-from servers.llm.types import Hints, Message
-from servers.tasks.queue import TaskContext
-from servers.tasks.roles import Role
-from servers.tasks.tools import ScopedTools
-from shared.errors import ChiffonError
+from chiffon.servers.llm.router import Router
+from chiffon.servers.llm.types import Hints, Message
+from chiffon.servers.tasks.queue import TaskContext
+from chiffon.servers.tasks.roles import Role
+from chiffon.servers.tasks.tools import ScopedTools
+from chiffon.shared.errors import ChiffonError
 
 STEP_MAX_TOKENS = 512  # completion tokens one step may use
 MIN_STEP_TOKENS = 64  # below this budget left, the next step must be the final answer

@@ -38,10 +38,10 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from servers.tasks.roles import PIPELINE, Role, check_task_inputs
-from shared.bus import AGENT_RESULTS, AGENT_TASKS, STREAM_MAXLEN, Message
-from shared.errors import InvalidInput, NotFound, TaskStateError
-from shared.runtime import Runtime
+from chiffon.servers.tasks.roles import PIPELINE, Role, check_task_inputs
+from chiffon.shared.bus import AGENT_RESULTS, AGENT_TASKS, STREAM_MAXLEN, Message
+from chiffon.shared.errors import InvalidInput, NotFound, TaskStateError
+from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import json
 import logging
 from typing import Any, NamedTuple
 
-from servers.tasks.queue import Finished, Outcome, TaskQueue, TaskRecord, publish_results
-from shared.bus import Message
-from shared.runtime import Runtime
+from chiffon.servers.tasks.queue import Finished, Outcome, TaskQueue, TaskRecord, publish_results
+from chiffon.shared.bus import Message
+from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

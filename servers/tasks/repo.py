@@ -25,10 +25,10 @@ from fastmcp import FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from shared.errors import InvalidInput, NotFound, RepoError
-from shared.mcp import ChiffonErrors
-from shared.paths import resolve_in_repo
-from shared.sandbox import jail
+from chiffon.shared.errors import InvalidInput, NotFound, RepoError
+from chiffon.shared.mcp import ChiffonErrors
+from chiffon.shared.paths import resolve_in_repo
+from chiffon.shared.sandbox import jail
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)

@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.config import PROJECT_ROOT, TIER_NAMES
-from shared.errors import ConfigError, InvalidInput, NotFound
+from chiffon.shared.config import PROJECT_ROOT, TIER_NAMES
+from chiffon.shared.errors import ConfigError, InvalidInput, NotFound
 
 ROLES_DIR = PROJECT_ROOT / "prompts" / "roles"
 PIPELINE = "pipeline"  # not a file: PM -> architect -> developer -> QA (submit_task role "pipeline")

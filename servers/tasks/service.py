@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 
-from servers.tasks.queue import NOOP, TaskQueue
-from servers.tasks.repo import Workspaces, create_repo_server
-from servers.tasks.roles import PIPELINE, Role, load_roles
-from servers.tasks.worker import TaskWorker
-from shared.errors import InvalidInput
-from shared.runtime import Runtime, running
+from chiffon.servers.tasks.queue import NOOP, TaskQueue
+from chiffon.servers.tasks.repo import Workspaces, create_repo_server
+from chiffon.servers.tasks.roles import PIPELINE, Role, load_roles
+from chiffon.servers.tasks.worker import TaskWorker
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.runtime import Runtime, running
 
 if TYPE_CHECKING:
-    from servers.tasks.team import Team
+    from chiffon.servers.tasks.team import Team
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ async def open_team(rt: Runtime, roles: dict[str, Role], router: Any,
                     tools: FastMCP | None = None) -> AsyncIterator[Team]:
     """The team over an in-process tool server: ``tools`` (given by the composition root; None: the repo
     tools only) plus the repo tools under ``repo_``; closed on exit."""
-    from servers.tasks.team import Team
-    from servers.tasks.tools import Toolbox
+    from chiffon.servers.tasks.team import Team
+    from chiffon.servers.tasks.tools import Toolbox
 
     server = FastMCP("chiffon-agent-tools")
     if tools is not None:

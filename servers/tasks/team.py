@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servers.llm.router import Router
-from servers.tasks.agent import VERDICT, Agent, AgentResult
-from servers.tasks.queue import Outcome, TaskContext
-from servers.tasks.repo import Workspaces
-from servers.tasks.roles import PIPELINE, Role, allowed_test_command
-from servers.tasks.tools import ScopedTools, Toolbox
-from shared.bus import NOTIFICATIONS
-from shared.config import PROJECT_ROOT
+from chiffon.servers.llm.router import Router
+from chiffon.servers.tasks.agent import VERDICT, Agent, AgentResult
+from chiffon.servers.tasks.queue import Outcome, TaskContext
+from chiffon.servers.tasks.repo import Workspaces
+from chiffon.servers.tasks.roles import PIPELINE, Role, allowed_test_command
+from chiffon.servers.tasks.tools import ScopedTools, Toolbox
+from chiffon.shared.bus import NOTIFICATIONS
+from chiffon.shared.config import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

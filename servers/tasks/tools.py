@@ -22,8 +22,8 @@ from typing import Any
 from fastmcp import Client, FastMCP
 from mcp_types import Tool
 
-from servers.tasks.roles import Role
-from shared.audit import AuditLog
+from chiffon.servers.tasks.roles import Role
+from chiffon.shared.audit import AuditLog
 
 HIDDEN = {"task_id", "session_id", "agent", "user_id", "role"}  # filled in by the dispatcher
 _MEMORY_SESSION_TOOLS = {"memory_remember", "memory_recall", "memory_append_message", "memory_history"}

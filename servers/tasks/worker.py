@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from servers.tasks.queue import (
+from chiffon.servers.tasks.queue import (
     _COLUMNS,
     ATTEMPTS_KEY,
     DONE_PREFIX,
@@ -44,10 +44,10 @@ from servers.tasks.queue import (
     running_from_entry,
     stream_for,
 )
-from servers.tasks.recorder import Recorder
-from shared.bus import Message
-from shared.errors import ChiffonError
-from shared.runtime import Runtime
+from chiffon.servers.tasks.recorder import Recorder
+from chiffon.shared.bus import Message
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from servers.voice.server import create_voice_server
-from servers.voice.service import open_voice
-from shared.config import Settings
-from shared.mcp import serve, server_main
-from shared.runtime import open_runtime
+from chiffon.servers.voice.server import create_voice_server
+from chiffon.servers.voice.service import open_voice
+from chiffon.shared.config import Settings
+from chiffon.shared.mcp import serve, server_main
+from chiffon.shared.runtime import open_runtime
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     """Open the runtime and the router, serve ``chiffon-voice`` until interrupted."""
-    from servers.llm.router import open_router
+    from chiffon.servers.llm.router import open_router
 
     async with open_runtime(settings) as rt, open_router(rt) as router, open_voice(rt, router) as voice:
         await serve(create_voice_server(voice), settings, args.transport, args.host, args.port)

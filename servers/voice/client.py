@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from shared.config import Settings
-from shared.errors import ChiffonError, ConfigError, InvalidInput, ServiceUnavailable
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ChiffonError, ConfigError, InvalidInput, ServiceUnavailable
 
 IN_PROCESS = "http://in-process-hostd"
 
@@ -28,7 +28,7 @@ class HostdClient:
             self.url = voice.hostd_url.rstrip("/")
             self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         else:
-            from servers.hostd.app import create_app
+            from chiffon.servers.hostd.app import create_app
 
             self.url = IN_PROCESS
             self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url=IN_PROCESS,

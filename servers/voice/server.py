@@ -13,8 +13,8 @@ from fastmcp.tools import ToolResult
 from mcp_types import ResourceLink, TextContent, ToolAnnotations
 from pydantic import Field
 
-from servers.voice.service import Speech, Transcription, Turn, VoiceService
-from shared.mcp import ChiffonErrors
+from chiffon.servers.voice.service import Speech, Transcription, Turn, VoiceService
+from chiffon.shared.mcp import ChiffonErrors
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 MAKES_AUDIO = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from servers.hostd.audio import split_complete, wav_header
-from servers.voice.client import HostdClient
-from shared.config import Settings
-from shared.errors import ConfigError, InvalidInput, NotFound
+from chiffon.servers.hostd.audio import split_complete, wav_header
+from chiffon.servers.voice.client import HostdClient
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ConfigError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    from servers.llm.router import Router
-    from shared.runtime import Runtime
-    from shared.store import Store
+    from chiffon.servers.llm.router import Router
+    from chiffon.shared.runtime import Runtime
+    from chiffon.shared.store import Store
 
 HISTORY_TURNS = 20
 SYSTEM_PROMPT = ("You are chiffon, a homelab assistant answering by voice. Answer in at most three short sentences "
@@ -148,8 +148,8 @@ class VoiceService:
             ConfigError: no LLM tier configured.
             InvalidInput, ServiceUnavailable: bad audio, unknown voice, hostd down.
         """
-        from servers.llm.types import Hints, Message
-        from servers.memory import history
+        from chiffon.servers.llm.types import Hints, Message
+        from chiffon.servers.memory import history
 
         if self.router is None or not self.router.settings.tiers:
             raise ConfigError("converse needs an LLM tier: configure llm.tiers (see README, chiffon-llm)")

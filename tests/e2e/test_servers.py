@@ -12,7 +12,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from shared.config import PROJECT_ROOT
+from chiffon.shared.config import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 INSPECTOR = PROJECT_ROOT / "node_modules" / ".bin" / "mcp-inspector"

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backup import prune
-from servers.memory import history
-from servers.memory.service import open_memory
-from servers.memory.vectors import Identity
-from servers.tasks.queue import TaskQueue
-from shared.config import load_settings
-from shared.runtime import open_runtime, stop_embedded
+from chiffon.orchestrator.backup import prune
+from chiffon.servers.memory import history
+from chiffon.servers.memory.service import open_memory
+from chiffon.servers.memory.vectors import Identity
+from chiffon.servers.tasks.queue import TaskQueue
+from chiffon.shared.config import load_settings
+from chiffon.shared.runtime import open_runtime, stop_embedded
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.deploy import systemd_units
-from shared.config import PROJECT_ROOT, load_settings
-from shared.errors import InvalidInput
+from chiffon.orchestrator.deploy import systemd_units
+from chiffon.shared.config import PROJECT_ROOT, load_settings
+from chiffon.shared.errors import InvalidInput
 
 DEPLOY = PROJECT_ROOT / "deploy"
 BIN = Path(sys.executable).parent

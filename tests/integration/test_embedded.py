@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from shared import embedded
-from shared.config import load_settings
-from shared.runtime import open_runtime
+from chiffon.shared import embedded
+from chiffon.shared.config import load_settings
+from chiffon.shared.runtime import open_runtime
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 
@@ -69,10 +69,13 @@ async def test_chiffon_down_all_lists_and_stops_every_home(tmp_path: Path) -> No
     homes = [tmp_path / "a-home", tmp_path / "b-home"]
     for home in homes:
         await _open_and_close(home)
-    done = subprocess.run([CHIFFON, "down", "--all", "--json"], capture_output=True, text=True, timeout=120,
+    # --under: the session's own servers (and a developer's real home) must survive this test
+    done = subprocess.run([CHIFFON, "down", "--all", "--under", str(tmp_path), "--json"], capture_output=True,
+                          text=True, timeout=120,
                           env={**os.environ, "CHIFFON_HOME": str(tmp_path / "unused")})
     assert done.returncode == 0, done.stderr
     listed = {Path(h["home"]): h["stopped"] for h in json.loads(done.stdout)["homes"]}
     for home in homes:
         assert listed[home.resolve()] == ["postgresql", "redis"]
         assert _of(home) is None
+    assert all(Path(h).is_relative_to(tmp_path.resolve()) for h in listed)

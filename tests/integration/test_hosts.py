@@ -18,12 +18,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from servers.ansible import plans
-from servers.ansible.dispatch import dispatch_run, running_worker
-from servers.ansible.runner import TaskEvent
-from servers.ansible.service import AnsibleService
-from shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
-from shared.runtime import Runtime
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import dispatch_run, running_worker
+from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
+from chiffon.shared.runtime import Runtime
 from tests.llm.fakes import free_port
 
 BIN = Path(sys.executable).parent

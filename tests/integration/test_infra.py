@@ -9,12 +9,12 @@ from pathlib import Path
 import git
 import pytest
 
-from shared.audit import AuditLog, parse_since
-from shared.bus import Bus
-from shared.errors import BusUnavailable, InvalidInput, StoreUnavailable
-from shared.redact import REDACTED
-from shared.runtime import Runtime
-from shared.store import Migration, Store, load_migrations
+from chiffon.shared.audit import AuditLog, parse_since
+from chiffon.shared.bus import Bus
+from chiffon.shared.errors import BusUnavailable, InvalidInput, StoreUnavailable
+from chiffon.shared.redact import REDACTED
+from chiffon.shared.runtime import Runtime
+from chiffon.shared.store import Migration, Store, load_migrations
 
 
 async def test_migrations_are_recorded_and_not_reapplied(rt: Runtime) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from servers.ansible import plans
-from servers.ansible.dispatch import InfraWorker
-from servers.ansible.service import AnsibleService
-from shared.errors import InvalidInput, PlanNotFound, PlanStateError
-from shared.runtime import Runtime
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import InfraWorker
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from chiffon.shared.runtime import Runtime
 
 
 @pytest.fixture

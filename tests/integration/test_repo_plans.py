@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.planner import plan_request
-from servers.ansible import plans
-from servers.ansible.service import AnsibleService
-from shared.errors import InvalidInput, PlanStateError, RepoError, RoleNotApplied
-from shared.runtime import Runtime
+from chiffon.orchestrator.planner import plan_request
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import InvalidInput, PlanStateError, RepoError, RoleNotApplied
+from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all
 from tests.fixtures import repos
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from servers.llm.router import Router
-from servers.llm.tiny_model import write_tiny_llama
-from shared.config import LLMSettings
-from shared.runtime import Runtime
+from chiffon.servers.llm.router import Router
+from chiffon.servers.llm.tiny_model import write_tiny_llama
+from chiffon.shared.config import LLMSettings
+from chiffon.shared.runtime import Runtime
 from tests.llm.fakes import API_KEY, FakeState, anthropic_app, free_port, ollama_app, serve_app
 
 N_CTX = 512

@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.compose import agent_tools
-from servers.llm.router import Router
-from servers.memory.service import open_memory
-from servers.tasks.queue import TaskQueue, TaskRecord
-from servers.tasks.roles import PIPELINE, load_roles
-from servers.tasks.service import open_team, running_task_worker
-from shared.bus import NOTIFICATIONS
-from shared.config import LLMSettings, TaskSettings
-from shared.runtime import Runtime
+from chiffon.orchestrator.compose import agent_tools
+from chiffon.servers.llm.router import Router
+from chiffon.servers.memory.service import open_memory
+from chiffon.servers.tasks.queue import TaskQueue, TaskRecord
+from chiffon.servers.tasks.roles import PIPELINE, load_roles
+from chiffon.servers.tasks.service import open_team, running_task_worker
+from chiffon.shared.bus import NOTIFICATIONS
+from chiffon.shared.config import LLMSettings, TaskSettings
+from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all
 from tests.llm.conftest import LlamaServer
 from tests.llm.fakes import FakeState
@@ -258,9 +258,9 @@ async def test_tasks_tools_through_the_orchestrator(rt: Runtime, llm_settings: L
     from fastmcp import Client
     from fastmcp.exceptions import ToolError
 
-    from orchestrator.server import create_orchestrator
-    from servers.ansible.service import AnsibleService
-    from servers.tasks.service import TasksService
+    from chiffon.orchestrator.server import create_orchestrator
+    from chiffon.servers.ansible.service import AnsibleService
+    from chiffon.servers.tasks.service import TasksService
 
     def script(goal: str, last: str) -> dict[str, Any]:
         return {"verdict": "approve", "feedback": "ok"} if goal.startswith("Review") else {"final": "done: " + goal}

@@ -11,12 +11,12 @@ import pytest_asyncio
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from orchestrator.planner import parse_answer
-from orchestrator.server import create_orchestrator
-from servers.ansible.service import AnsibleService
-from servers.llm.router import Router
-from shared.config import LLMSettings
-from shared.runtime import Runtime
+from chiffon.orchestrator.planner import parse_answer
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.llm.router import Router
+from chiffon.shared.config import LLMSettings
+from chiffon.shared.runtime import Runtime
 from tests.conftest import KUMA_REQUEST
 from tests.llm.fakes import FakeState
 

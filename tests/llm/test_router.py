@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from servers.llm.backends import status_error
-from servers.llm.router import Router
-from servers.llm.types import Hints, build_messages
-from shared.config import LLMSettings
-from shared.errors import ContextOverflow, InvalidInput, MissingCredential, NoBackendAvailable
-from shared.runtime import Runtime
+from chiffon.servers.llm.backends import status_error
+from chiffon.servers.llm.router import Router
+from chiffon.servers.llm.types import Hints, build_messages
+from chiffon.shared.config import LLMSettings
+from chiffon.shared.errors import ContextOverflow, InvalidInput, MissingCredential, NoBackendAvailable
+from chiffon.shared.runtime import Runtime
 from tests.llm.conftest import LlamaServer, homelab_llm
 from tests.llm.fakes import FakeState
 

@@ -9,7 +9,7 @@ import yaml
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from shared.config import PROJECT_ROOT
+from chiffon.shared.config import PROJECT_ROOT
 from tests.llm.fakes import FakeState
 
 BIN = Path(sys.executable).parent

@@ -6,11 +6,11 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
-from servers.llm.router import Router
-from servers.memory import history
-from servers.voice.client import HostdClient
-from servers.voice.service import VoiceService
-from shared.runtime import Runtime
+from chiffon.servers.llm.router import Router
+from chiffon.servers.memory import history
+from chiffon.servers.voice.client import HostdClient
+from chiffon.servers.voice.service import VoiceService
+from chiffon.shared.runtime import Runtime
 
 
 async def test_converse_transcribes_answers_and_speaks_with_timings(router: Router, rt: Runtime) -> None:

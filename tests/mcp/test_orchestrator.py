@@ -11,12 +11,12 @@ import pytest_asyncio
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from orchestrator.server import create_orchestrator
-from servers.ansible import plans
-from servers.ansible.dispatch import running_worker
-from servers.ansible.service import AnsibleService
-from shared.bus import AGENT_TASKS
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import running_worker
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.bus import AGENT_TASKS
+from chiffon.shared.runtime import Runtime
 from tests.conftest import KUMA_REQUEST
 
 

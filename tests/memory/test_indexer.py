@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from servers.memory.embedders import LocalEmbedder
-from servers.memory.indexer import blob_hash, index_directory
-from servers.memory.vectors import Identity, VectorMemory, open_client
-from shared.config import PROJECT_ROOT, MemorySettings
-from shared.errors import InvalidInput, PathOutsideRepo
+from chiffon.servers.memory.embedders import LocalEmbedder
+from chiffon.servers.memory.indexer import blob_hash, index_directory
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
+from chiffon.shared.config import PROJECT_ROOT, MemorySettings
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo
 from tests.conftest import EXAMPLE
 
 BIN = Path(sys.executable).parent

@@ -10,14 +10,14 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from orchestrator.server import create_orchestrator
-from servers.ansible.dispatch import running_worker
-from servers.ansible.service import AnsibleService
-from servers.memory.embedders import LocalEmbedder
-from servers.memory.service import MemoryService
-from servers.memory.vectors import Identity, VectorMemory, open_client
-from shared.config import PROJECT_ROOT, MemorySettings
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible.dispatch import running_worker
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.memory.embedders import LocalEmbedder
+from chiffon.servers.memory.service import MemoryService
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
+from chiffon.shared.config import PROJECT_ROOT, MemorySettings
+from chiffon.shared.runtime import Runtime
 
 BIN = Path(sys.executable).parent
 

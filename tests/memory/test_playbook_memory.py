@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from orchestrator.planner import plan_request
-from orchestrator.playbook_memory import PlaybookIndex, SyncReport
-from orchestrator.server import create_orchestrator
-from servers.ansible import matching
-from servers.ansible.catalog import Catalog
-from servers.ansible.service import AnsibleService
-from servers.memory.embedders import LocalEmbedder, OllamaEmbedder
-from servers.memory.service import MemoryService
-from servers.memory.vectors import Identity, VectorMemory, open_client
-from shared.config import MemorySettings
-from shared.runtime import Runtime
+from chiffon.orchestrator.planner import plan_request
+from chiffon.orchestrator.playbook_memory import PlaybookIndex, SyncReport
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible import matching
+from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.memory.embedders import LocalEmbedder, OllamaEmbedder
+from chiffon.servers.memory.service import MemoryService
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
+from chiffon.shared.config import MemorySettings
+from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all
 from tests.fixtures.playbooks import INVENTORY, labelled_requests, write_labelled_repo
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from servers.memory.embedders import LocalEmbedder
-from servers.memory.indexer import index_directory
-from servers.memory.vectors import Identity, VectorMemory, open_client
-from shared.config import MemorySettings
+from chiffon.servers.memory.embedders import LocalEmbedder
+from chiffon.servers.memory.indexer import index_directory
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
+from chiffon.shared.config import MemorySettings
 from tests.conftest import EXAMPLE
 
 LABELLED = [

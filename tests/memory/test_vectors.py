@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from servers.memory import history
-from servers.memory.embedders import LocalEmbedder
-from servers.memory.vectors import Identity, VectorMemory, open_client
-from shared.config import MemorySettings
-from shared.errors import EmbeddingMismatch, InvalidInput, NotFound
-from shared.runtime import Runtime
+from chiffon.servers.memory import history
+from chiffon.servers.memory.embedders import LocalEmbedder
+from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
+from chiffon.shared.config import MemorySettings
+from chiffon.shared.errors import EmbeddingMismatch, InvalidInput, NotFound
+from chiffon.shared.runtime import Runtime
 
 
 class OtherModel:

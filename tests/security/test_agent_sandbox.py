@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from servers.tasks.repo import Workspaces, create_repo_server
+from chiffon.servers.tasks.repo import Workspaces, create_repo_server
 from tests.conftest import git_commit_all
 
 ESCAPES = '''

@@ -9,12 +9,12 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from servers.tasks.queue import TaskQueue
-from servers.tasks.roles import allowed_test_command, load_roles, parse_role
-from servers.tasks.server import create_tasks_server
-from servers.tasks.service import TasksService
-from shared.errors import ConfigError, InvalidInput
-from shared.runtime import Runtime
+from chiffon.servers.tasks.queue import TaskQueue
+from chiffon.servers.tasks.roles import allowed_test_command, load_roles, parse_role
+from chiffon.servers.tasks.server import create_tasks_server
+from chiffon.servers.tasks.service import TasksService
+from chiffon.shared.errors import ConfigError, InvalidInput
+from chiffon.shared.runtime import Runtime
 
 ROLES = load_roles()
 ATTACKS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fastmcp import Client
 
-from orchestrator.server import create_orchestrator
-from servers.ansible.service import AnsibleService
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.runtime import Runtime
 from tests.e2e.test_cli import chiffon
 
 

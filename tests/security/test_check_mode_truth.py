@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.approval import approval_message
-from servers.ansible import plans
-from servers.ansible.service import AnsibleService
-from shared.runtime import Runtime
+from chiffon.orchestrator.approval import approval_message
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all, make_repo
 
 PLAYBOOK = """# Probe then restart the stack (test helper for check-mode notes).

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.planner import plan_request
-from servers.ansible.service import AnsibleService
-from shared.errors import InvalidInput
-from shared.runtime import Runtime
+from chiffon.orchestrator.planner import plan_request
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.runtime import Runtime
 from tests.e2e.test_cli import chiffon
 
 

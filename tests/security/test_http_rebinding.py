@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.mcp import allowed_hosts_and_origins
+from chiffon.shared.mcp import allowed_hosts_and_origins
 from tests.llm.fakes import free_port
 
 BIN = Path(sys.executable).parent

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from servers.ansible import plans
-from servers.ansible.service import AnsibleService
-from shared.errors import PlanStateError
-from shared.runtime import Runtime
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import PlanStateError
+from chiffon.shared.runtime import Runtime
 from tests.conftest import make_repo
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from servers.ansible import plans
-from servers.ansible.service import AnsibleService
-from shared.redact import REDACTED
-from shared.runtime import Runtime
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.redact import REDACTED
+from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all, make_repo
 
 SECRET = "hunter2-real-value"

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from fastmcp import FastMCP
 
-from servers.hostd.app import create_app
-from shared.config import load_settings
-from shared.mcp import add_http_routes, bearer_verifier
+from chiffon.servers.hostd.app import create_app
+from chiffon.shared.config import load_settings
+from chiffon.shared.mcp import add_http_routes, bearer_verifier
 
 BIN = Path(sys.executable).parent
 
@@ -50,7 +50,7 @@ async def test_the_bearer_verifier_accepts_only_the_exact_token() -> None:
 
 
 async def test_named_tokens_are_stored_hashed_verified_and_revocable(rt) -> None:  # type: ignore[no-untyped-def]
-    from shared import tokens
+    from chiffon.shared import tokens
 
     token = await tokens.create(rt.store, "desktop-trae")
     stored = await rt.store.pool.fetchval("SELECT token_sha256 FROM client_tokens WHERE name='desktop-trae'")

@@ -12,12 +12,12 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from pydantic import SecretStr
 
-from orchestrator.server import create_orchestrator
-from servers.ansible import plans
-from servers.ansible.dispatch import running_worker
-from servers.ansible.service import AnsibleService
-from shared.errors import InvalidInput
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import running_worker
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import InvalidInput
+from chiffon.shared.runtime import Runtime
 from tests.e2e.test_cli import chiffon
 
 SECRET = pyotp.random_base32()

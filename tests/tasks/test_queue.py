@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from servers.tasks.queue import TaskQueue
-from servers.tasks.roles import PIPELINE, load_roles
-from servers.tasks.worker import TaskWorker
-from shared.bus import AGENT_RESULTS
-from shared.errors import InvalidInput, NotFound, TaskStateError
-from shared.runtime import Runtime
+from chiffon.servers.tasks.queue import TaskQueue
+from chiffon.servers.tasks.roles import PIPELINE, load_roles
+from chiffon.servers.tasks.worker import TaskWorker
+from chiffon.shared.bus import AGENT_RESULTS
+from chiffon.shared.errors import InvalidInput, NotFound, TaskStateError
+from chiffon.shared.runtime import Runtime
 
 RECLAIM_S = 2.0
 CHIFFON = str(Path(sys.executable).parent / "chiffon")

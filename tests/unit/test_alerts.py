@@ -7,8 +7,8 @@ import re
 import yaml
 from prometheus_client import REGISTRY
 
-import shared.metrics  # noqa: F401  (registers chiffon's metrics)
-from shared.config import PROJECT_ROOT
+import chiffon.shared.metrics  # noqa: F401  (registers chiffon's metrics)
+from chiffon.shared.config import PROJECT_ROOT
 
 RULES = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
 THRESHOLDS = {"VoiceLatencyHigh", "OllamaMemoryHigh", "HostCpuSustainedHigh", "DiskAlmostFull", "RedisMemoryHigh",

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from servers.ansible.catalog import Catalog, resolve_in_repo
-from servers.ansible.runner import render_diff, unsafe_extra_vars_yaml
-from shared.errors import InvalidInput, PathOutsideRepo, PlaybookNotFound, RepoError
+from chiffon.servers.ansible.catalog import Catalog, resolve_in_repo
+from chiffon.servers.ansible.runner import render_diff, unsafe_extra_vars_yaml
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo, PlaybookNotFound, RepoError
 from tests.conftest import EXAMPLE, git_commit_all
 
 

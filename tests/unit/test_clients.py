@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.clients import CLIENTS, config_path, install
-from shared.errors import ConfigError, InvalidInput
+from chiffon.orchestrator.clients import CLIENTS, config_path, install
+from chiffon.shared.errors import ConfigError, InvalidInput
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 OTHER = {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"], "env": {"GITHUB_TOKEN": "x"}}

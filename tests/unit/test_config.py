@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_settings
-from shared.errors import ConfigError
+from chiffon.shared.config import load_settings
+from chiffon.shared.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

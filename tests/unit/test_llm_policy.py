@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from servers.llm import classifier
-from servers.llm.breaker import CircuitBreaker
-from servers.llm.policy import TierState, decide
-from servers.llm.queue import PriorityGate, QueueFull
-from servers.llm.types import Hints, build_messages
-from shared.config import LLMPrice, load_settings
-from shared.errors import ConfigError, InvalidInput, MissingCredential, NoBackendAvailable
+from chiffon.servers.llm import classifier
+from chiffon.servers.llm.breaker import CircuitBreaker
+from chiffon.servers.llm.policy import TierState, decide
+from chiffon.servers.llm.queue import PriorityGate, QueueFull
+from chiffon.servers.llm.types import Hints, build_messages
+from chiffon.shared.config import LLMPrice, load_settings
+from chiffon.shared.errors import ConfigError, InvalidInput, MissingCredential, NoBackendAvailable
 
 SONNET = LLMPrice(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0)
 SIMPLE = "What port does Redis use?"

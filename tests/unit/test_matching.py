@@ -1,9 +1,9 @@
 
 import pytest
 
-from servers.ansible.catalog import Catalog
-from servers.ansible.matching import MIN_SCORE, rank, terms, validate_request
-from shared.errors import InvalidInput
+from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.matching import MIN_SCORE, rank, terms, validate_request
+from chiffon.shared.errors import InvalidInput
 from tests.conftest import EXAMPLE, KUMA_REQUEST
 
 

@@ -1,4 +1,4 @@
-from shared.redact import REDACTED, redact, redact_text
+from chiffon.shared.redact import REDACTED, redact, redact_text
 
 
 def test_values_under_secret_keys_are_replaced() -> None:

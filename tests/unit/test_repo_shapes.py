@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers.ansible import matching
-from servers.ansible.catalog import Catalog, ScanCache
-from servers.ansible.layout import read_ansible_cfg
-from servers.ansible.preview import validate_tags
-from servers.ansible.units import services
-from shared.errors import InvalidInput, PathOutsideRepo, RepoError
+from chiffon.servers.ansible import matching
+from chiffon.servers.ansible.catalog import Catalog, ScanCache
+from chiffon.servers.ansible.layout import read_ansible_cfg
+from chiffon.servers.ansible.preview import validate_tags
+from chiffon.servers.ansible.units import services
+from chiffon.shared.errors import InvalidInput, PathOutsideRepo, RepoError
 from tests.conftest import git_commit_all
 from tests.fixtures import repos
 
@@ -179,7 +179,7 @@ def test_a_symlinked_playbook_pointing_out_of_the_repo_is_never_read(tmp_path: P
 
 
 def test_a_run_that_reports_its_container_not_started_carries_a_warning() -> None:
-    from servers.ansible.preview import run_warnings
+    from chiffon.servers.ansible.preview import run_warnings
 
     assert run_warnings({"container_started": True, "monitors": ["a"]}) == []
     (warning,) = run_warnings({"container_started": False, "monitors": ["a"]})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.hostd.resources import (
+from chiffon.servers.hostd.resources import (
     AmdgpuSysfsReader,
     BusyDetector,
     GpuReading,
@@ -16,8 +16,8 @@ from servers.hostd.resources import (
     capacity,
     open_gpu_reader,
 )
-from shared.config import HostConfig, HostdSettings
-from shared.errors import ConfigError
+from chiffon.shared.config import HostConfig, HostdSettings
+from chiffon.shared.errors import ConfigError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gpu"
 

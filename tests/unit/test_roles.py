@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.tasks.roles import ROLES_DIR, SCOPES, get_role, load_roles, parse_role
-from shared.errors import ConfigError, NotFound
+from chiffon.servers.tasks.roles import ROLES_DIR, SCOPES, get_role, load_roles, parse_role
+from chiffon.shared.errors import ConfigError, NotFound
 
 ROLE = """---
 title: Tester

@@ -12,9 +12,9 @@ import numpy as np
 import openai
 import pytest
 
-from servers.hostd.app import create_app
-from servers.hostd.audio import to_wav
-from shared.config import load_settings
+from chiffon.servers.hostd.app import create_app
+from chiffon.servers.hostd.audio import to_wav
+from chiffon.shared.config import load_settings
 from tests.voice.conftest import BIN, COMMANDS, MAX_AUDIO_S, MAX_TTS_CHARS, VOICE
 
 

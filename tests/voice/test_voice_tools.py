@@ -11,13 +11,13 @@ import pytest_asyncio
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from orchestrator.server import create_orchestrator
-from servers.ansible.service import AnsibleService
-from servers.voice.client import HostdClient
-from servers.voice.service import VoiceService
-from shared.config import Settings
-from shared.errors import ConfigError, ServiceUnavailable
-from shared.runtime import Runtime
+from chiffon.orchestrator.server import create_orchestrator
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.voice.client import HostdClient
+from chiffon.servers.voice.service import VoiceService
+from chiffon.shared.config import Settings
+from chiffon.shared.errors import ConfigError, ServiceUnavailable
+from chiffon.shared.runtime import Runtime
 from tests.voice.conftest import VOICE
 
 

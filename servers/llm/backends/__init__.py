@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from servers.llm.types import BackendHealth, Chunk, Message
-from shared.config import LLMBackendConfig
-from shared.errors import BackendError, ConfigError, ContextOverflow
+from chiffon.servers.llm.types import BackendHealth, Chunk, Message
+from chiffon.shared.config import LLMBackendConfig
+from chiffon.shared.errors import BackendError, ConfigError, ContextOverflow
 
 # Substrings of the error bodies llama.cpp, llama-cpp-python, Ollama and Anthropic send when a prompt
 # does not fit: "exceed context window", "exceeds the available context size", "prompt is too long".
@@ -87,17 +87,17 @@ def make_backend(name: str, cfg: LLMBackendConfig) -> Backend:
     if cfg.kind in ("llamacpp", "ollama") and not cfg.url:
         raise ConfigError(f"llm.backends.{name}.url is required for kind {cfg.kind}")
     if cfg.kind == "llamacpp":
-        from servers.llm.backends.llamacpp import LlamaCppServer
+        from chiffon.servers.llm.backends.llamacpp import LlamaCppServer
 
         return LlamaCppServer(name, cfg)
     if cfg.kind == "ollama":
-        from servers.llm.backends.ollama import OllamaBackend
+        from chiffon.servers.llm.backends.ollama import OllamaBackend
 
         return OllamaBackend(name, cfg)
     if cfg.kind == "anthropic":
-        from servers.llm.backends.anthropic import AnthropicBackend
+        from chiffon.servers.llm.backends.anthropic import AnthropicBackend
 
         return AnthropicBackend(name, cfg)
-    from servers.llm.backends.inprocess import InProcessLlama
+    from chiffon.servers.llm.backends.inprocess import InProcessLlama
 
     return InProcessLlama(name, cfg)

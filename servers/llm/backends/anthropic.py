@@ -8,10 +8,10 @@ from typing import Any
 
 import anthropic
 
-from servers.llm.backends import schema_instruction, status_error
-from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message, ToolCall
-from shared.config import LLMBackendConfig
-from shared.errors import BackendError, MissingCredential
+from chiffon.servers.llm.backends import schema_instruction, status_error
+from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message, ToolCall
+from chiffon.shared.config import LLMBackendConfig
+from chiffon.shared.errors import BackendError, MissingCredential
 
 
 class AnthropicBackend:

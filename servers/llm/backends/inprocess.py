@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
-from shared.config import LLMBackendConfig
-from shared.errors import BackendError, ConfigError, ContextOverflow
+from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
+from chiffon.shared.config import LLMBackendConfig
+from chiffon.shared.errors import BackendError, ConfigError, ContextOverflow
 
 _END = object()
 

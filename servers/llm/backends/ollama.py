@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import ollama
 
-from servers.llm.backends import status_error
-from servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
-from shared.config import LLMBackendConfig
-from shared.errors import BackendError
+from chiffon.servers.llm.backends import status_error
+from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
+from chiffon.shared.config import LLMBackendConfig
+from chiffon.shared.errors import BackendError
 
 
 class OllamaBackend:

@@ -1,0 +1,51 @@
+"""The wheel installs one top-level package, `chiffon`, with its prompts, default config and example repo:
+an installed chiffon runs the main job from any directory, without the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from chiffon.shared.config import PROJECT_ROOT
+from tests.conftest import KUMA_REQUEST, git_commit_all
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kwargs)
+    assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr[-3000:]}"
+    return done
+
+
+def test_the_installed_wheel_runs_the_main_job_from_another_directory(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH (the README installs it)"
+    run([uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(PROJECT_ROOT)])
+    wheel = next((tmp_path / "dist").glob("chiffon-*.whl"))
+    venv = tmp_path / "venv"
+    run([uv, "venv", "-q", str(venv)])
+    run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)])
+
+    site = Path(run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                    cwd=tmp_path).stdout.strip())
+    assert not any((site / name).exists() for name in ("servers", "shared", "orchestrator", "prompts"))
+    assert (site / "chiffon" / "prompts" / "roles" / "developer.md").is_file()
+    assert (site / "chiffon" / "deploy" / "config" / "chiffon.yaml").is_file()
+
+    repo = tmp_path / "my-homelab"
+    shutil.copytree(site / "chiffon" / "examples" / "homelab-infra", repo)  # the packaged example repo
+    git_commit_all(repo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHIFFON_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env.update(CHIFFON_HOME=str(tmp_path / "home"), HOMELAB_ROOT=str(tmp_path / "targets"),
+               CHIFFON_EMBEDDED__IDLE_STOP_S="0")
+    try:
+        done = run([str(venv / "bin" / "chiffon"), "run", KUMA_REQUEST, "--repo", str(repo), "--approve", "--json"],
+                   cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    finally:
+        subprocess.run([str(venv / "bin" / "chiffon"), "down"], cwd=tmp_path, env=env, capture_output=True,
+                       timeout=120)
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded" and result["playbook"] == "deploy-uptime-kuma.yml"
+    assert (tmp_path / "targets" / "east" / "uptime-kuma" / "monitors.json").is_file()
