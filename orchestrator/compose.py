@@ -108,4 +108,4 @@ async def refresh_metrics(rt: Runtime) -> None:
 
     agents = _agent_streams()
     await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
-                                 sorted(rt.settings.hosts), rt.settings.llm.assume_hosts_available)
+                                 sorted(rt.settings.hosts), rt.settings.hostd.assume_available)

@@ -13,7 +13,7 @@ hostd         ``chiffon hostd``                                network
 Every unit runs as a non-root user, restarts on failure (5 s apart, at most 5
 times a minute), reads secrets from an environment file (``/etc/chiffon/chiffon.env``,
 mode 0600: ``ANTHROPIC_API_KEY``, ``CHIFFON_HTTP__BEARER_TOKEN``,
-``CHIFFON_VOICE__HOSTD_TOKEN``, database and Redis URLs) and may write only
+``CHIFFON_HOSTD__TOKEN``, database and Redis URLs) and may write only
 ``CHIFFON_HOME``.
 """
 

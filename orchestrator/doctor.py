@@ -76,13 +76,13 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return ("ok" if settings.chroma_url else "healthy"), f"ChromaDB {where}, {count} collection(s)"
 
     async def voice() -> tuple[Status, str]:
-        if settings.voice.hostd_url:
+        if settings.hostd.url:
             import httpx
 
             async with httpx.AsyncClient(timeout=10) as client:
-                body = (await client.get(f"{settings.voice.hostd_url.rstrip('/')}/health")).json()
+                body = (await client.get(f"{settings.hostd.url.rstrip('/')}/health")).json()
             status: Status = "ok" if body.get("status") == "ok" else "degraded"
-            return status, f"chiffon-hostd at {settings.voice.hostd_url}: " + ("; ".join(body.get("issues", [])) or "ok")
+            return status, f"chiffon-hostd at {settings.hostd.url}: " + ("; ".join(body.get("issues", [])) or "ok")
         from chiffon.servers.hostd import models
 
         missing = [f"{m['engine']} {m['name']}" for m in await asyncio.to_thread(models.inventory, settings)
@@ -131,7 +131,7 @@ async def _host_parts(rt: Runtime) -> list[Health]:
     settings = rt.settings
     names = sorted(settings.hosts)
     try:
-        states = await host_states(rt.bus, names, settings.llm.assume_hosts_available)
+        states = await host_states(rt.bus, names, settings.hostd.assume_available)
     except Exception as exc:  # Redis trouble is reported by the redis part
         return [Health(service=f"host:{h}", status="failed", issues=[str(exc)], detail=str(exc)) for h in names]
     parts = []

@@ -72,7 +72,7 @@ def components(settings: Settings, config: Path | None = None) -> list[Component
     out = []
     if "hostd" in wanted:
         out.append(Component("hostd", "servers", [str(BIN / "chiffon-hostd"), "--host", settings.host],
-                             f"http://{_local(settings.voice.bind)}:{settings.voice.port}/health"))
+                             f"http://{_local(settings.hostd.bind)}:{settings.hostd.port}/health"))
     if "orchestrator" in wanted:
         out.append(Component("orchestrator", "servers",
                              [str(BIN / "chiffon"), "serve", "--transport", "http", *config_args],

@@ -155,6 +155,11 @@ class LLMPrice(Section):
 class LLMSettings(Section):
     """LLM routing: backends, tiers, prices, budget and reliability knobs. No tiers means no LLM."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _host_keys_moved(cls, data: Any) -> Any:
+        return _moved(data, {"assume_hosts_available": "hostd.assume_available"}, "llm")
+
     backends: dict[str, LLMBackendConfig] = Field(default_factory=dict)
     tiers: dict[TierName, LLMTierConfig] = Field(default_factory=dict)
     embeddings: dict[str, str] = Field(
@@ -166,8 +171,6 @@ class LLMSettings(Section):
     breaker_cooldown_s: float = Field(30.0, gt=0, description="Seconds an open circuit waits before one probe.")
     retries: int = Field(2, ge=0, le=10, description="Retries of a transient error on the same backend.")
     retry_backoff_s: float = Field(0.25, ge=0, description="First retry delay; doubles each time (jittered).")
-    assume_hosts_available: bool = Field(
-        True, description="A host without a heartbeat key counts as available (until host daemons report).")
     planner: bool = Field(True, description="Let plan_request ask the quick tier to choose and explain.")
 
     @model_validator(mode="after")
@@ -196,15 +199,24 @@ class MemorySettings(Section):
         description="Directories index_repo may read (with everything below them); CHIFFON_REPO is always allowed.")
 
 
-class VoiceSettings(Section):
-    """Speech: what chiffon-hostd serves on this host and how chiffon-voice reaches it."""
+def _moved(data: Any, moved: dict[str, str], section: str) -> Any:
+    """Refuse keys that moved to another section, naming where they live now (configs written before)."""
+    if isinstance(data, dict):
+        old = [k for k in moved if k in data]
+        if old:
+            raise ValueError("; ".join(f"{section}.{k} moved to {moved[k]}" for k in old))
+    return data
 
-    hostd_url: str | None = Field(
-        None, description="chiffon-hostd for chiffon-voice, e.g. http://ai:8770; unset runs the engines in-process.")
-    hostd_token: SecretStr | None = Field(
-        None, description="Bearer token hostd requires (CHIFFON_VOICE__HOSTD_TOKEN); needed to bind beyond loopback.")
-    bind: str = Field("127.0.0.1", description="Address chiffon-hostd listens on.")
-    port: int = Field(8770, ge=1, le=65535, description="Port chiffon-hostd listens on.")
+
+class VoiceSettings(Section):
+    """Speech: the models and voices chiffon-hostd serves on this host (where hostd listens: ``hostd:``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hostd_keys_moved(cls, data: Any) -> Any:
+        return _moved(data, {"hostd_url": "hostd.url", "hostd_token": "hostd.token", "bind": "hostd.bind",
+                             "port": "hostd.port"}, "voice")
+
     stt_models: list[str] = Field(["tiny.en"], min_length=1, description="Whisper models served; the first is the default.")
     tts_engine: Literal["kokoro", "piper"] = Field("kokoro", description="Default TTS engine.")
     piper_voices: list[str] = Field(["en_US-joe-medium"], description="Piper voices served.")
@@ -246,7 +258,17 @@ class TaskSettings(Section):
 
 
 class HostdSettings(Section):
-    """chiffon-hostd's resource reporting: heartbeats, the busy signal and model capacity."""
+    """chiffon-hostd: where it listens and how clients reach it, its heartbeats, the busy signal and model
+    capacity, and how the scheduler treats hosts without one."""
+
+    url: str | None = Field(
+        None, description="chiffon-hostd for chiffon-voice, e.g. http://ai:8770; unset runs the engines in-process.")
+    token: SecretStr | None = Field(
+        None, description="Bearer token hostd requires (CHIFFON_HOSTD__TOKEN); needed to bind beyond loopback.")
+    bind: str = Field("127.0.0.1", description="Address chiffon-hostd listens on.")
+    port: int = Field(8770, ge=1, le=65535, description="Port chiffon-hostd listens on.")
+    assume_available: bool = Field(
+        True, description="A host without a heartbeat key counts as available (until host daemons report).")
 
     heartbeat_s: float = Field(5.0, gt=0, description="Seconds between heartbeats.")
     heartbeat_ttl_s: float = Field(15.0, gt=0, description="A heartbeat key lives this long; a host whose key "

@@ -10,7 +10,7 @@ Keys in Redis:
 
 A host is ``busy`` when the operator says so or its heartbeat does; ``offline`` when it sent
 heartbeats once and its key has expired; a host that never reported counts as available while
-``llm.assume_hosts_available`` is on (before any daemon runs), else offline.
+``hostd.assume_available`` is on (before any daemon runs), else offline.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dic
         elif host in seen or not assume_available:
             status, reason = "offline", "no heartbeat within its TTL" if host in seen else "never sent a heartbeat"
         else:
-            status, reason = "available", "no heartbeat yet (llm.assume_hosts_available)"
+            status, reason = "available", "no heartbeat yet (hostd.assume_available)"
         out[host] = {"status": status, "reason": reason, "heartbeat": beat}
     return out
 

@@ -48,7 +48,7 @@ def list_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
     settings = settings_or_exit(config)
     names = sorted(settings.hosts)
-    states = run_or_exit(_with_bus(settings, lambda bus: host_states(bus, names, settings.llm.assume_hosts_available)))
+    states = run_or_exit(_with_bus(settings, lambda bus: host_states(bus, names, settings.hostd.assume_available)))
     if as_json:
         out.print_json(json.dumps(states))
         return

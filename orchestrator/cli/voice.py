@@ -1,7 +1,7 @@
 """``chiffon say``, ``chiffon transcribe``, ``chiffon hostd`` and ``chiffon models``: speech from the terminal.
 
 ``say`` and ``transcribe`` go through the same client as the voice MCP server:
-chiffon-hostd at ``voice.hostd_url``, or the engines in this process when unset.
+chiffon-hostd at ``hostd.url``, or the engines in this process when unset.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def transcribe(
 @app.command("hostd")
 def hostd_cmd(
     host: Annotated[str | None, typer.Option(help="This host's name (selects deploy/config/hosts/<name>.yaml).")] = None,
-    bind: Annotated[str | None, typer.Option(help="Listen address (default voice.bind: 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (default voice.port: 8770).")] = None,
+    bind: Annotated[str | None, typer.Option(help="Listen address (default hostd.bind: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default hostd.port: 8770).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run chiffon-hostd: the speech endpoints of this host (OpenAI-compatible), until interrupted."""

@@ -122,7 +122,7 @@ async def wait_for_hosts(rt: Runtime, plan: plans.Plan, on_event: Callable[[Task
     targets = [h for h in plan.hosts if h in rt.settings.hosts]
     reason = ""
     while targets:
-        states = await host_states(rt.bus, targets, rt.settings.llm.assume_hosts_available)
+        states = await host_states(rt.bus, targets, rt.settings.hostd.assume_available)
         blocked = {h: s for h, s in states.items() if s["status"] != "available"}
         if not blocked:
             break

@@ -19,7 +19,7 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     """Serve hostd until interrupted.
 
     Raises:
-        ConfigError: binding beyond loopback without ``voice.hostd_token``, or with an empty one (anyone on the
+        ConfigError: binding beyond loopback without ``hostd.token``, or with an empty one (anyone on the
             network could use it).
     """
     import uvicorn
@@ -33,11 +33,11 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     from chiffon.shared.errors import BusUnavailable
     from chiffon.shared.hosts import HEARTBEAT_KEY
 
-    bind = bind or settings.voice.bind
-    port = port or settings.voice.port
-    token = settings.voice.hostd_token.get_secret_value().strip() if settings.voice.hostd_token else ""
+    bind = bind or settings.hostd.bind
+    port = port or settings.hostd.port
+    token = settings.hostd.token.get_secret_value().strip() if settings.hostd.token else ""
     if not is_loopback(bind) and not token:
-        raise ConfigError(f"refusing to listen on {bind} without a token: set CHIFFON_VOICE__HOSTD_TOKEN "
+        raise ConfigError(f"refusing to listen on {bind} without a token: set CHIFFON_HOSTD__TOKEN "
                           "(clients send it as 'Authorization: Bearer <token>'), or bind 127.0.0.1")
     reader = open_gpu_reader(settings.hosts.get(settings.host, HostConfig()).gpu, settings.hostd)
     try:
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``chiffon-hostd`` script."""
     parser = argparse.ArgumentParser(prog="chiffon-hostd", description=__doc__)
     parser.add_argument("--host", help="This host's name (selects deploy/config/hosts/<name>.yaml).")
-    parser.add_argument("--bind", help="Listen address (default voice.bind, 127.0.0.1).")
-    parser.add_argument("--port", type=int, help="Listen port (default voice.port, 8770).")
+    parser.add_argument("--bind", help="Listen address (default hostd.bind, 127.0.0.1).")
+    parser.add_argument("--port", type=int, help="Listen port (default hostd.port, 8770).")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

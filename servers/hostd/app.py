@@ -65,7 +65,8 @@ def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: He
     (``/capacity`` answers 503 without one)."""
     pool = pool or EnginePool(settings)
     voice = settings.voice
-    token = voice.hostd_token.get_secret_value() if voice.hostd_token else None
+    hostd = settings.hostd
+    token = hostd.token.get_secret_value() if hostd.token else None
 
     async def health(request: Request) -> JSONResponse:
         inventory = models.inventory(settings)

@@ -66,8 +66,10 @@ class Router:
                       for name in backends}
 
     @classmethod
-    async def open(cls, settings: LLMSettings, *, store: Any = None, bus: Any = None) -> Router:
-        """Build backends from config; start the ledger when a store is given.
+    async def open(cls, settings: LLMSettings, *, store: Any = None, bus: Any = None,
+                   assume_hosts_available: bool = True) -> Router:
+        """Build backends from config; start the ledger when a store is given. A backend host without a
+        heartbeat counts as available when ``assume_hosts_available`` (``hostd.assume_available``).
 
         Raises:
             ConfigError: a backend is misconfigured.
@@ -76,7 +78,7 @@ class Router:
         ledger = Ledger(store) if store is not None else None
         if ledger is not None:
             await ledger.start()
-        return cls(settings, backends, ledger, HostStatus(bus, settings.assume_hosts_available))
+        return cls(settings, backends, ledger, HostStatus(bus, assume_hosts_available))
 
     @property
     def configured(self) -> bool:
@@ -359,7 +361,8 @@ class Router:
 async def open_router(rt: Any) -> AsyncIterator[Router]:
     """A router over ``rt.settings.llm`` (a :class:`shared.runtime.Runtime`): ledger in ``rt.store``,
     host heartbeats from ``rt.bus``; flushed and closed on exit."""
-    router = await Router.open(rt.settings.llm, store=rt.store, bus=rt.bus)
+    router = await Router.open(rt.settings.llm, store=rt.store, bus=rt.bus,
+                               assume_hosts_available=rt.settings.hostd.assume_available)
     try:
         yield router
     finally:

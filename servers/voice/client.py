@@ -1,7 +1,7 @@
 """chiffon-voice's way to the speech engines: chiffon-hostd over HTTP, or the same app in-process.
 
-With ``voice.hostd_url`` set the client talks to that daemon (bearer token from
-``voice.hostd_token``); unset, it mounts hostd's ASGI app in this process, so the
+With ``hostd.url`` set the client talks to that daemon (bearer token from
+``hostd.token``); unset, it mounts hostd's ASGI app in this process, so the
 embedded setup needs no daemon and both paths run the same code.
 """
 
@@ -21,11 +21,11 @@ class HostdClient:
     """Async client of hostd's audio endpoints; errors come back as chiffon errors naming the URL."""
 
     def __init__(self, settings: Settings) -> None:
-        voice = settings.voice
-        headers = {"Authorization": f"Bearer {voice.hostd_token.get_secret_value()}"} if voice.hostd_token else {}
+        hostd = settings.hostd
+        headers = {"Authorization": f"Bearer {hostd.token.get_secret_value()}"} if hostd.token else {}
         timeout = httpx.Timeout(300, connect=5)
-        if voice.hostd_url:
-            self.url = voice.hostd_url.rstrip("/")
+        if hostd.url:
+            self.url = hostd.url.rstrip("/")
             self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         else:
             from chiffon.servers.hostd.app import create_app
@@ -39,7 +39,7 @@ class HostdClient:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"chiffon-hostd at {self.url} is unreachable: {type(exc).__name__}: {exc}. "
-                                     "Start it with `chiffon hostd` on the voice host, or unset voice.hostd_url "
+                                     "Start it with `chiffon hostd` on the voice host, or unset hostd.url "
                                      "to run the engines in this process.") from exc
         if response.status_code < 400:
             return response
@@ -52,7 +52,7 @@ class HostdClient:
             field = param or "request"
             raise InvalidInput(field, message.removeprefix(f"{field}: "))
         if response.status_code == 401:
-            raise ConfigError(f"chiffon-hostd at {self.url} refused the token: set voice.hostd_token to its token")
+            raise ConfigError(f"chiffon-hostd at {self.url} refused the token: set hostd.token to its token")
         if response.status_code == 503:
             raise ConfigError(f"chiffon-hostd at {self.url}: {message}")
         raise ChiffonError(f"chiffon-hostd at {self.url} answered {response.status_code}: {message}")

@@ -1,7 +1,7 @@
 """MCP server ``chiffon-voice``: transcribe, speak, converse (a whole voice turn with timings), voices.
 
 Thin by design: the models run in chiffon-hostd on the host that has the
-hardware (``voice.hostd_url``), or in this process when no daemon is configured.
+hardware (``hostd.url``), or in this process when no daemon is configured.
 """
 
 from __future__ import annotations

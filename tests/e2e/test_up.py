@@ -33,7 +33,7 @@ def lab(tmp_path: Path) -> dict[str, str]:
                       "hostd:\n  heartbeat_s: 1\n  heartbeat_ttl_s: 5\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIFFON_")}
     return {**env, "CHIFFON_CONFIG": str(config), "CHIFFON_HOST": "lab", "CHIFFON_HOME": str(tmp_path / "home"),
-            "CHIFFON_HTTP__PORT": str(free_port()), "CHIFFON_VOICE__PORT": str(free_port()),
+            "CHIFFON_HTTP__PORT": str(free_port()), "CHIFFON_HOSTD__PORT": str(free_port()),
             "CHIFFON_REPO": str(EXAMPLE)}  # the example only when asked for by path
 
 

@@ -17,14 +17,14 @@ BIN = Path(sys.executable).parent
 
 
 def test_hostd_refuses_an_empty_token_beyond_loopback(tmp_path: Path) -> None:
-    env = {"CHIFFON_HOME": str(tmp_path), "CHIFFON_VOICE__HOSTD_TOKEN": "  ", "PATH": "/usr/bin:/bin"}
+    env = {"CHIFFON_HOME": str(tmp_path), "CHIFFON_HOSTD__TOKEN": "  ", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([str(BIN / "chiffon-hostd"), "--bind", "0.0.0.0", "--port", "1"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "without a token" in proc.stderr
 
 
 async def test_hostd_metrics_need_the_token_when_bound_beyond_loopback(tmp_path: Path) -> None:
-    settings = load_settings(None, home=tmp_path, voice={"hostd_token": "s3cret"})
+    settings = load_settings(None, home=tmp_path, hostd={"token": "s3cret"})
     app = create_app(settings, open_metrics=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
         denied = await c.get("/metrics")

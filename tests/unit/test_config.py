@@ -53,10 +53,10 @@ def test_tool_approval_is_off_by_default(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_the_file_the_key_and_the_known_keys(tmp_path: Path) -> None:
-    base = write(tmp_path / "chiffon.yaml", "hosts:\n  ai: {}\nvoice:\n  bnd: 0.0.0.0\n")
+    base = write(tmp_path / "chiffon.yaml", "hosts:\n  ai: {}\nhostd:\n  bnd: 0.0.0.0\n")
     with pytest.raises(ConfigError) as err:
         load_settings(base, host="x", home=tmp_path)
-    assert f"{base}: voice.bnd: unknown key; known keys here: bind," in str(err.value)
+    assert f"{base}: hostd.bnd: unknown key; known keys here: assume_available, bind," in str(err.value)
 
 
 def test_wrong_type_names_the_override_file_and_the_expected_type(tmp_path: Path) -> None:
@@ -103,3 +103,15 @@ def test_heartbeat_ttl_must_outlive_the_beat(tmp_path: Path) -> None:
 def test_the_shipped_deploy_config_loads_for_every_host(tmp_path: Path) -> None:
     for host in ("ai", "desktop", "east"):
         assert host in load_settings(host=host, home=tmp_path).hosts
+
+
+def test_keys_that_moved_to_hostd_name_their_new_place(tmp_path: Path) -> None:
+    base = write(tmp_path / "chiffon.yaml", "voice:\n  bind: 0.0.0.0\n  hostd_token: x\nllm:\n  assume_hosts_available: true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(base, host="x", home=tmp_path)
+    message = str(caught.value)
+    assert "voice.bind moved to hostd.bind" in message and "voice.hostd_token moved to hostd.token" in message
+    assert "llm.assume_hosts_available moved to hostd.assume_available" in message and "chiffon.yaml" in message
+    good = write(tmp_path / "ok.yaml", "hostd:\n  bind: 0.0.0.0\n  port: 9770\n  assume_available: false\n")
+    s = load_settings(good, host="x", home=tmp_path)
+    assert (s.hostd.bind, s.hostd.port, s.hostd.assume_available) == ("0.0.0.0", 9770, False)

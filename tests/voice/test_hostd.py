@@ -105,7 +105,7 @@ def test_health_and_models(hostd: str) -> None:
 
 
 async def test_a_token_guards_everything_but_health(home) -> None:  # type: ignore[no-untyped-def]
-    settings = load_settings(None, home=home, voice={"hostd_token": "s3cret"})
+    settings = load_settings(None, home=home, hostd={"token": "s3cret"})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://h") as c:
         denied = await c.get("/v1/models")
         allowed = await c.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
@@ -117,4 +117,4 @@ async def test_a_token_guards_everything_but_health(home) -> None:  # type: igno
 def test_binding_beyond_loopback_needs_a_token(hostd_env: dict[str, str]) -> None:
     proc = subprocess.run([str(BIN / "chiffon-hostd"), "--bind", "0.0.0.0", "--port", "1"], env=hostd_env,
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "CHIFFON_VOICE__HOSTD_TOKEN" in proc.stderr
+    assert proc.returncode == 2 and "CHIFFON_HOSTD__TOKEN" in proc.stderr

@@ -23,7 +23,7 @@ from tests.voice.conftest import VOICE
 
 @pytest_asyncio.fixture
 async def client(rt: Runtime, repo: Path, hostd: str) -> AsyncIterator[Client]:
-    settings = rt.settings.model_copy(update={"voice": rt.settings.voice.model_copy(update={"hostd_url": hostd})})
+    settings = rt.settings.model_copy(update={"hostd": rt.settings.hostd.model_copy(update={"url": hostd})})
     voice = VoiceService(settings, HostdClient(settings), None, rt.store)
     async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), voice=voice)) as c:
         yield c
@@ -61,8 +61,8 @@ async def test_bad_input_gets_a_clear_error(client: Client, tool: str, args: dic
 
 
 async def test_unreachable_hostd_is_named(settings: Settings, tmp_path: Path) -> None:
-    dead = settings.model_copy(update={"home": tmp_path, "voice": settings.voice.model_copy(
-        update={"hostd_url": "http://127.0.0.1:9"})})
+    dead = settings.model_copy(update={"home": tmp_path, "hostd": settings.hostd.model_copy(
+        update={"url": "http://127.0.0.1:9"})})
     voice = VoiceService(dead, HostdClient(dead))
     with pytest.raises(ServiceUnavailable, match=r"chiffon-hostd at http://127.0.0.1:9 is unreachable"):
         await voice.speak("hello")
@@ -82,7 +82,7 @@ async def test_chiffon_voice_serves_over_stdio(cli_env: dict[str, str], hostd: s
     from fastmcp.client.transports import StdioTransport
 
     bin_dir = Path(sys.executable).parent
-    env = {**cli_env, "CHIFFON_VOICE__HOSTD_URL": hostd}
+    env = {**cli_env, "CHIFFON_HOSTD__URL": hostd}
     async with Client(StdioTransport(command=str(bin_dir / "chiffon-voice"), args=[], env=env)) as c:
         names = {t.name for t in await c.list_tools()}
         voices = (await c.call_tool("voices", {})).structured_content
