@@ -47,14 +47,14 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
 
     Closes everything on exit.
     """
-    from chiffon.servers.ansible.dispatch import running_worker
+    from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.llm.router import open_router
     from chiffon.servers.memory.service import open_memory
     from chiffon.servers.tasks.service import open_tasks
     from chiffon.servers.voice.service import open_voice
 
     svc = AnsibleService.for_runtime(rt, repo)
-    async with running_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
+    async with running_infra_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
             open_memory(rt) as memory, open_voice(rt, router) as voice:
         server = create_orchestrator(svc, router, memory, voice)
         async with open_tasks(rt, router, tools=server, start_delay_s=BACKGROUND_START_S) as tasks:
@@ -66,6 +66,31 @@ def agent_tools(rt: Runtime, memory: object | None = None, repo: Path | None = N
     """The tools a worker's agents may call (each role sees only its scopes): the orchestrator without
     the LLM, voice and tasks servers."""
     return create_orchestrator(AnsibleService.for_runtime(rt, repo), None, memory)  # type: ignore[arg-type]
+
+
+async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:
+    from chiffon.orchestrator.runs import dispatch_run, running_infra_worker
+    from chiffon.servers.ansible.server import create_ansible_server
+    from chiffon.shared.mcp import serve
+    from chiffon.shared.runtime import open_runtime
+
+    async with open_runtime(settings) as rt:
+        svc = AnsibleService.for_runtime(rt, args.repo)
+        svc.run_plan = dispatch_run
+        async with running_infra_worker(svc, settings.worker_in_process):
+            await serve(create_ansible_server(svc), settings, args.transport, args.host, args.port)
+
+
+def ansible_main(argv: list[str] | None = None) -> None:
+    """``chiffon-ansible``: the Ansible MCP server on its own (stdio or HTTP). Its ``run`` tool takes the one
+    run path (:func:`~chiffon.orchestrator.runs.dispatch_run`); with ``worker_in_process`` (the default) an
+    infra worker runs approved plans in this process."""
+    from chiffon.shared.mcp import server_main
+
+    def add_repo(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--repo", type=Path, help="IaC repo (default: CHIFFON_REPO or the `repo` key)")
+
+    server_main("chiffon-ansible", ansible_main.__doc__ or "", _serve_ansible, argv, add_repo)
 
 
 async def _serve_tasks(settings: Settings, args: argparse.Namespace) -> None:
@@ -103,9 +128,10 @@ def _agent_streams() -> tuple[str, ...]:
 
 async def refresh_metrics(rt: Runtime) -> None:
     """Queue depth of the infra and agent streams, Redis memory and host states, for a ``/metrics`` scrape."""
+    from chiffon.servers.tasks.queue import GROUP, INFRA, PRIORITIES, stream_for
     from chiffon.shared import metrics
-    from chiffon.shared.bus import AGENT_TASKS
 
     agents = _agent_streams()
-    await metrics.refresh_shared(rt.bus, [AGENT_TASKS, *agents], {AGENT_TASKS: "infra", **dict.fromkeys(agents, "agents")},
+    infra = tuple(stream_for(INFRA, p) for p in PRIORITIES)
+    await metrics.refresh_shared(rt.bus, [*infra, *agents], dict.fromkeys([*infra, *agents], GROUP),
                                  sorted(rt.settings.hosts), rt.settings.hostd.assume_available)

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from chiffon.orchestrator import approval
 from chiffon.orchestrator.planner import plan_request as make_plan
+from chiffon.orchestrator.runs import dispatch_run
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.dispatch import dispatch_run
 from chiffon.servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.audit import parse_since
@@ -86,6 +86,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     as ``llm``, ``chiffon-memory`` as ``memory``, ``chiffon-voice`` as ``voice`` and ``chiffon-tasks`` as
     ``tasks`` (each when given), plus the orchestration tools."""
     rt = svc.rt
+    svc.run_plan = svc.run_plan or dispatch_run  # the ansible server's run tool takes the one run path too
     mcp = FastMCP(
         "chiffon",
         instructions=(

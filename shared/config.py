@@ -61,6 +61,8 @@ class AnsibleSettings(Section):
     check_timeout_s: int = Field(600, gt=0, description="Wall-clock limit of a check-mode run, seconds.")
     run_timeout_s: int = Field(3600, gt=0, description="Wall-clock limit of a real run, seconds.")
     forks: int = Field(5, gt=0, le=100, description="Ansible forks (hosts changed in parallel).")
+    parallel_runs: int = Field(2, ge=1, le=32, description="Plans one infra worker runs at once (checks are not "
+                                                           "queued).")
     lint: bool = Field(True, description="Run ansible-lint in suggest_improvements.")
 
 

@@ -51,7 +51,7 @@ app = typer.Typer()
 
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
-    from chiffon.servers.ansible.dispatch import dispatch_run
+    from chiffon.orchestrator.runs import dispatch_run
 
     total = len((plan.check_result or {}).get("events", [])) or None
     with progress_bar() as bar:
@@ -106,15 +106,15 @@ class RequestOptions:
 
 async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
     from chiffon.orchestrator.planner import plan_request
+    from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.ansible import plans
-    from chiffon.servers.ansible.dispatch import running_worker
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
-        async with running_worker(svc, settings.worker_in_process):
+        async with running_infra_worker(svc, settings.worker_in_process):
             with progress_bar() as bar:
                 task = bar.add_task("planning: check mode", total=None)
 
@@ -264,8 +264,8 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
     """Run an approved plan."""
     setup_logging()
     settings = settings_or_exit(config)
+    from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.ansible import plans
-    from chiffon.servers.ansible.dispatch import running_worker
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
@@ -276,7 +276,7 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
             plan = await plans.get_plan(rt, plan_id)
             if plan.status != "approved":
                 raise plans.not_runnable(plan)
-            async with running_worker(svc, settings.worker_in_process):
+            async with running_infra_worker(svc, settings.worker_in_process):
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
                            0 if result.status == "succeeded" else EXIT_FAILED)

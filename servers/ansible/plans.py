@@ -322,6 +322,12 @@ async def resume(rt: Runtime, plan_id: str) -> bool:
         "WHERE id=$1 AND status='paused' RETURNING id", plan_id) is not None
 
 
+async def paused_ids(rt: Runtime) -> list[str]:
+    """Ids of the paused plans, oldest first."""
+    return [r["id"] for r in await rt.store.pool.fetch(
+        "SELECT id FROM plans WHERE status='paused' ORDER BY updated_at")]
+
+
 def not_runnable(plan: Plan) -> PlanStateError:
     """The error for running ``plan`` in its current (non-approved) status."""
     hint = {

@@ -15,8 +15,8 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import matching, plans, review, scaffold, units
-from chiffon.servers.ansible.dispatch import dispatch_run
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
+from chiffon.shared.errors import ConfigError
 from chiffon.shared.mcp import ChiffonErrors
 from chiffon.shared.redact import redact
 
@@ -172,14 +172,17 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
     async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> plans.RunResult:
         """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans.
 
-        Goes through the same queue as execute_plan (:func:`~servers.ansible.dispatch.dispatch_run`): an infra
+        Goes through the same queue as execute_plan (``run_plan``, given by the composition root): an infra
         worker runs it once its hosts are free; a busy host pauses it.
         """
         plan = await plans.get_plan(svc.rt, plan_id)
         if plan.status not in ("approved", "paused"):
             raise plans.not_runnable(plan)
+        if svc.run_plan is None:
+            raise ConfigError("this ansible server was started without the run queue; run plans through "
+                              "`chiffon serve` (execute_plan) or `chiffon execute`")
         total = len((plan.check_result or {}).get("events", []))
-        return await dispatch_run(svc.rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
+        return await svc.run_plan(svc.rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
 
     @mcp.tool(annotations=READ_ONLY)
     async def run_events(

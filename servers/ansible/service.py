@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible.catalog import Catalog, ScanCache
 from chiffon.servers.ansible.runner import TaskEvent
@@ -17,6 +17,7 @@ from chiffon.shared.runtime import Runtime
 if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
     from fastmcp import Context
 
+RunPlan = Callable[..., Awaitable[Any]]  # (rt, plan_id, *, on_event) -> plans.RunResult
 EXAMPLE_REPO = PROJECT_ROOT / "examples" / "homelab-infra"
 NO_REPO = (
     "no IaC repo is configured. Set one with CHIFFON_REPO=/path/to/repo, the `repo:` key of chiffon.yaml, "
@@ -33,6 +34,9 @@ class AnsibleService:
     repo: Path | None
     inventory: str | None = None
     _caches: dict[Path, ScanCache] = field(default_factory=dict)
+    # How an approved plan runs: the one run path (queue, host wait, run), given by the composition root
+    # (chiffon.orchestrator.runs.dispatch_run). None: this server was built without one and refuses to run.
+    run_plan: RunPlan | None = None
 
     @classmethod
     def for_runtime(cls, rt: Runtime, repo: Path | None = None, inventory: str | None = None) -> AnsibleService:

@@ -21,7 +21,7 @@ at-least-once; completion is exactly-once:
   ``tasks.reclaim_idle_s`` (XCLAIM to itself resets the idle time); entries of a
   dead worker go idle and a live worker takes them over with XAUTOCLAIM.
 
-The stream ``agent_tasks`` itself carries infra runs (:mod:`servers.ansible.dispatch`).
+Plans run the same way: tasks of kind and role ``infra`` (:mod:`chiffon.orchestrator.runs`).
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ log = logging.getLogger(__name__)
 GROUP = "agents"
 PRIORITIES = ("high", "normal", "low")
 Priority = Literal["high", "normal", "low"]
-Kind = Literal["agent", "pipeline", "noop"]
+Kind = Literal["agent", "pipeline", "noop", "infra"]
 Status = Literal["queued", "running", "succeeded", "failed", "escalated", "cancelled"]
 TERMINAL = frozenset({"succeeded", "failed", "escalated", "cancelled"})
 NOOP = "noop"  # the queue's own probe: no LLM, sleeps inputs.sleep_s (at most MAX_NOOP_S)
+INFRA: Literal["infra"] = "infra"  # kind and role of a plan's run: inputs.plan_id; the composition root gives workers its handler
 MAX_NOOP_S = 60.0
 DONE_PREFIX = "chiffon:task-done:"  # + task id: the once-only marker of a finished or cancelled task
 ATTEMPTS_KEY = "chiffon:task-attempts"  # hash: task id -> deliveries that started it, until it finishes
@@ -217,9 +218,11 @@ class TaskQueue:
             raise InvalidInput("inputs", "must be a JSON object")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise InvalidInput("idempotency_key", "must be 1 to 200 characters")
-        if kind != NOOP and self.role_names and role not in self.role_names:
+        if kind == INFRA and (role != INFRA or not isinstance((inputs or {}).get("plan_id"), str)):
+            raise InvalidInput("inputs", "an infra task has role infra and inputs.plan_id")
+        if kind not in (NOOP, INFRA) and self.role_names and role not in self.role_names:
             raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(self.role_names))}")
-        if self.check_inputs is not None and kind != NOOP:
+        if self.check_inputs is not None and kind not in (NOOP, INFRA):
             self.check_inputs(role, inputs)
         try:
             encoded = json.dumps(inputs or {})

@@ -59,7 +59,7 @@ async def test_up_starts_in_dependency_order_and_down_stops_everything(lab: dict
             health = (await http.get(f"{base}/health")).json()
         assert 'chiffon_mcp_tool_calls_total{outcome="ok",server="chiffon",tool="ansible_list_playbooks"} 1.0' \
             in metrics
-        assert 'chiffon_queue_depth{state="length",stream="agent_tasks"}' in metrics
+        assert 'chiffon_queue_depth{state="length",stream="agent_tasks:infra:normal"}' in metrics
         assert health["status"] == "ok"
 
         again = json.loads(chiffon(lab, "up", "--json").stdout)

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from chiffon.orchestrator.runs import dispatch_run, running_infra_worker
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.dispatch import dispatch_run, running_worker
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
@@ -115,7 +115,7 @@ async def test_busy_host_pauses_a_plan_which_resumes_when_freed(
     async def on_event(event: TaskEvent) -> None:
         events.append(event.as_dict())
 
-    async with running_worker(svc):
+    async with running_infra_worker(svc):
         run = asyncio.create_task(dispatch_run(rt, plan.id, on_event=on_event, timeout_s=120))
 
         async def paused() -> plans.Plan | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.dispatch import InfraWorker
+from chiffon.servers.ansible.dispatch import run_approved
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime
@@ -63,12 +63,10 @@ async def test_a_plan_runs_once(svc: AnsibleService) -> None:
 
 async def test_redelivered_task_returns_the_stored_result_without_running_again(svc: AnsibleService) -> None:
     plan = await approved_plan(svc, "echo-message.yml")
-    worker = InfraWorker(svc)
-    task = {"task_id": "task-1", "kind": "ansible.run", "plan_id": plan.id}
-    first = await worker.handle(task)
-    again = await worker.handle(task)
-    assert first["ok"] and again["ok"]
-    assert again["result"]["run_id"] == first["result"]["run_id"]
+    first = await run_approved(svc, plan.id)
+    again = await run_approved(svc, plan.id)  # the queue redelivered the task
+    assert first.result is not None and again.result is not None
+    assert again.result.run_id == first.result.run_id
     assert await svc.rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 1
 
 

@@ -11,11 +11,10 @@ import pytest_asyncio
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
+from chiffon.orchestrator.runs import running_infra_worker
 from chiffon.orchestrator.server import create_orchestrator
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.dispatch import running_worker
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.shared.bus import AGENT_TASKS
 from chiffon.shared.runtime import Runtime
 from tests.conftest import KUMA_REQUEST
 
@@ -23,7 +22,7 @@ from tests.conftest import KUMA_REQUEST
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def server(rt: Runtime, repo: Path) -> AsyncIterator[FastMCP]:
     svc = AnsibleService.for_runtime(rt, repo)
-    async with running_worker(svc):
+    async with running_infra_worker(svc):
         yield create_orchestrator(svc)
 
 
@@ -104,11 +103,11 @@ async def test_ansible_run_goes_through_the_queue_like_execute_plan(server: Fast
     async with Client(server) as client:
         plan = (await client.call_tool("ansible_check", {"playbook": "echo-message.yml"})).structured_content
         await plans.decide(rt, plan["id"], "approved", approver="tester", channel="cli")
-        before = await rt.bus.last_id(AGENT_TASKS)
         result = (await client.call_tool("ansible_run", {"plan_id": plan["id"]})).structured_content
     assert result["status"] == "succeeded"
-    queued = [m.data for m in await rt.bus.read({AGENT_TASKS: before}, block_ms=100)]
-    assert [(m["kind"], m["plan_id"]) for m in queued] == [("ansible.run", plan["id"])]  # the one run path
+    queued = await rt.store.pool.fetch("SELECT kind, role, status FROM agent_tasks WHERE inputs->>'plan_id' = $1",
+                                       plan["id"])
+    assert [tuple(r) for r in queued] == [("infra", "infra", "succeeded")]  # the one run path: a queued task
 
 
 async def test_no_tool_can_approve_by_default(server: FastMCP) -> None:

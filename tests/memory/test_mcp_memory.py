@@ -10,8 +10,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
+from chiffon.orchestrator.runs import running_infra_worker
 from chiffon.orchestrator.server import create_orchestrator
-from chiffon.servers.ansible.dispatch import running_worker
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.memory.embedders import LocalEmbedder
 from chiffon.servers.memory.service import MemoryService
@@ -85,7 +85,7 @@ async def test_orchestrator_records_plans_and_runs_in_memory(rt: Runtime, repo: 
     async def approve(message, response_type, params, context):  # type: ignore[no-untyped-def]
         return {"approve": True, "reason": "test"}
 
-    async with running_worker(svc), Client(create_orchestrator(svc, memory=memory), mode="legacy",
+    async with running_infra_worker(svc), Client(create_orchestrator(svc, memory=memory), mode="legacy",
                                            elicitation_handler=approve) as c:
         plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
         await c.call_tool("execute_plan", {"plan_id": plan["id"]})

@@ -12,9 +12,9 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from pydantic import SecretStr
 
+from chiffon.orchestrator.runs import running_infra_worker
 from chiffon.orchestrator.server import create_orchestrator
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.dispatch import running_worker
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.runtime import Runtime
@@ -72,7 +72,7 @@ async def test_the_approval_form_needs_the_code_too(rt: Runtime, repo: Path, tot
         with pytest.raises(ToolError, match="one-time code"):
             await client.call_tool("execute_plan", {"plan_id": plan.id})
     assert (await plans.get_plan(rt, plan.id)).status == "pending_approval"
-    async with running_worker(svc), \
+    async with running_infra_worker(svc), \
             Client(server, mode="legacy", elicitation_handler=form(pyotp.TOTP(SECRET).now())) as client:
         result = (await client.call_tool("execute_plan", {"plan_id": plan.id})).structured_content
     assert result["status"] == "succeeded"

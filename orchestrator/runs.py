@@ -1,0 +1,142 @@
+"""The one run path of a plan: a task of kind ``infra`` on the task queue, run by a queue worker.
+
+Every run goes through :func:`dispatch_run`: ``execute_plan``, ``chiffon run``/``execute``, the ansible
+server's ``run`` tool (given :func:`dispatch_run` as its ``run_plan``) and agents with ``infra.run`` (they call
+those tools). The queue is the agents' queue (:mod:`chiffon.servers.tasks.queue`): the task row is committed
+before its stream entry, its result before the entry is acked, a dead worker's task is taken over after
+``tasks.reclaim_idle_s``, and a redelivered run answers with the stored run (:func:`run_approved`). One worker
+class runs everything queued; :func:`running_infra_worker` gives it the ``infra`` handler, with at most
+``ansible.parallel_runs`` runs at once.
+
+A plan whose hosts are busy is paused and its task ends, so it holds no worker slot; every infra worker
+resumes ready plans each ``hostd.heartbeat_s`` (:func:`resume_ready`) and queues them again. A client waiting
+in :func:`dispatch_run` follows the plan, not one task: progress arrives keyed by plan, across the pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.dispatch import publish_progress, resume_ready, run_approved
+from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.servers.tasks.queue import INFRA, Handler, Outcome, TaskContext, TaskQueue, TaskRecord
+from chiffon.servers.tasks.worker import TaskWorker
+from chiffon.shared.bus import AGENT_RESULTS, RUN_PROGRESS
+from chiffon.shared.errors import ChiffonError, PlanStateError
+from chiffon.shared.runtime import Runtime, running
+
+log = logging.getLogger(__name__)
+
+
+def infra_handler(svc: AnsibleService) -> Handler:
+    """The queue handler of kind ``infra``: run ``inputs.plan_id`` (:func:`run_approved`), progress on
+    ``run_progress``. The outcome's result is ``{"run": RunResult}`` or ``{"paused": reason}``; a plan that
+    cannot run (unapproved, rejected, unknown) fails the task with the reason."""
+
+    async def handle(ctx: TaskContext) -> Outcome:
+        plan_id = str(ctx.task.inputs["plan_id"])
+
+        async def progress(event: TaskEvent) -> None:
+            await publish_progress(ctx.rt, plan_id, event)
+
+        try:
+            ran = await run_approved(svc, plan_id, progress)
+        except ChiffonError as exc:
+            return Outcome(status="failed", error=str(exc), result={"error_type": type(exc).__name__})
+        if ran.result is None:
+            return Outcome(status="succeeded", result={"paused": ran.paused})
+        return Outcome(status="succeeded", result={"run": ran.result.model_dump(mode="json")})
+
+    return handle
+
+
+async def queue_run(rt: Runtime, plan_id: str) -> TaskRecord:
+    """Queue one run of ``plan_id`` (a task of kind ``infra``)."""
+    return await TaskQueue(rt).submit(INFRA, f"run plan {plan_id}", {"plan_id": plan_id}, kind=INFRA)
+
+
+class Resumer:
+    """Each ``hostd.heartbeat_s``: resume the paused plans whose hosts are free and queue them again."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                for plan_id in await resume_ready(self.rt):
+                    await queue_run(self.rt, plan_id)
+            except ChiffonError as exc:
+                log.warning("could not resume paused plans: %s", exc)
+            await asyncio.sleep(self.rt.settings.hostd.heartbeat_s)
+
+    async def close(self) -> None:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def running_infra_worker(svc: AnsibleService, enabled: bool = True) -> AsyncIterator[TaskWorker | None]:
+    """Run a queue worker for ``infra`` tasks, and the resumer, for the block (embedded mode, ``chiffon serve``,
+    ``chiffon run``); bounded shutdown."""
+    if not enabled:
+        yield None
+        return
+    rt = svc.rt
+    worker = TaskWorker(rt, {INFRA: infra_handler(svc)}, [INFRA], concurrency=rt.settings.ansible.parallel_runs,
+                        name=f"{socket.gethostname()}-{os.getpid()}-infra")
+    async with running(worker, "chiffon-infra-worker"), running(Resumer(rt), "chiffon-plan-resumer"):
+        yield worker
+
+
+async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEvent], Awaitable[None]] | None = None,
+                       timeout_s: float | None = None) -> plans.RunResult:
+    """Queue a run of ``plan_id`` and wait for the plan's run, relaying its progress (also across a pause).
+
+    Raises:
+        PlanStateError: the plan cannot run (unapproved, rejected, already running...), with the reason.
+        TimeoutError: no run within ``timeout_s`` (default: the run timeout plus a minute; a pause counts).
+    """
+    timeout_s = timeout_s or rt.settings.ansible.run_timeout_s + 60
+    bus = rt.bus
+    queue = TaskQueue(rt)
+    # progress first: in one XREAD reply a run's last progress precedes its result
+    cursors = {RUN_PROGRESS: await bus.last_id(RUN_PROGRESS), AGENT_RESULTS: await bus.last_id(AGENT_RESULTS)}
+    await queue_run(rt, plan_id)
+    async with asyncio.timeout(timeout_s):
+        while True:
+            for msg in await bus.read(cursors, block_ms=1000):
+                cursors[msg.stream] = msg.id
+                if msg.stream == RUN_PROGRESS:
+                    if msg.data.get("plan_id") == plan_id and on_event is not None:
+                        await on_event(TaskEvent(**msg.data["event"]))
+                    continue
+                if msg.data.get("role") != INFRA:
+                    continue
+                task = await queue.get(msg.data["task_id"])
+                if task.inputs.get("plan_id") != plan_id:
+                    continue
+                ran = _ran(task)
+                if ran is not None:
+                    return ran
+
+
+def _ran(task: TaskRecord) -> plans.RunResult | None:
+    """The run a finished infra task reports; None when it paused the plan (another task will run it).
+
+    Raises:
+        PlanStateError: the task failed: the plan cannot run (its reason).
+    """
+    result: dict[str, Any] = task.result or {}
+    if task.status != "succeeded":
+        raise PlanStateError(task.error or f"the run task {task.id} ended {task.status}")
+    if "run" in result:
+        return plans.RunResult(**result["run"])
+    return None
