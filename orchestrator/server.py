@@ -203,16 +203,8 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     async def plan_status(plan_id: str = Field(description="Plan id.")) -> PlanStatus:
         """A plan with its approval decision and its run (status, changes, failure), if any."""
         plan = await plans.get_plan(rt, plan_id)
-        decision = await rt.store.pool.fetchrow(
-            "SELECT decision, approver, channel, reason, decided_at, audit_commit FROM approvals WHERE plan_id=$1", plan_id)
-        run = await rt.store.pool.fetchrow(
-            "SELECT id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at "
-            "FROM runs WHERE plan_id=$1", plan_id)
-
-        def jsonable(row: Any) -> dict[str, Any] | None:
-            return None if row is None else {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(row).items()}
-
-        return PlanStatus(plan=plan, approval=jsonable(decision), run=jsonable(run))
+        decision, run = await plans.decision_and_run(rt, plan_id)
+        return PlanStatus(plan=plan, approval=decision, run=run)
 
     @mcp.tool(annotations=READ_ONLY)
     async def audit_query(

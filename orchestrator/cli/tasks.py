@@ -167,18 +167,13 @@ def inbox_cmd(
 
     async def go() -> Any:
         async with open_runtime(settings_or_exit(config)) as rt:
+            from chiffon.servers.tasks import inbox
+
             if read is not None:
-                done = await rt.store.pool.fetchval(
-                    "UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 RETURNING id", read)
-                if done is None:
-                    from chiffon.shared.errors import NotFound
+                await inbox.mark_read(rt, read)
+            return await inbox.messages(rt, include_read=show_all)
 
-                    raise NotFound(f"no inbox message {read}")
-            return await rt.store.pool.fetch(
-                "SELECT id, kind, task_id, title, body, created_at, read_at FROM notifications "
-                "WHERE $1 OR read_at IS NULL ORDER BY created_at DESC LIMIT 100", show_all)
-
-    rows = [dict(r) for r in run_or_exit(go())]
+    rows = run_or_exit(go())
     if as_json:
         out.print_json(json.dumps(rows, default=str))
         return

@@ -322,6 +322,23 @@ async def resume(rt: Runtime, plan_id: str) -> bool:
         "WHERE id=$1 AND status='paused' RETURNING id", plan_id) is not None
 
 
+async def decision_and_run(rt: Runtime, plan_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The plan's approval decision (decision, approver, channel, reason, decided_at, audit_commit) and its run
+    (id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at), JSON-ready; None
+    for either that does not exist."""
+    decision = await rt.store.pool.fetchrow(
+        "SELECT decision, approver, channel, reason, decided_at, audit_commit FROM approvals WHERE plan_id=$1", plan_id)
+    run = await rt.store.pool.fetchrow(
+        "SELECT id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at "
+        "FROM runs WHERE plan_id=$1", plan_id)
+
+    def jsonable(row: Any) -> dict[str, Any] | None:
+        return None if row is None else {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                         for k, v in dict(row).items()}
+
+    return jsonable(decision), jsonable(run)
+
+
 async def paused_ids(rt: Runtime) -> list[str]:
     """Ids of the paused plans, oldest first."""
     return [r["id"] for r in await rt.store.pool.fetch(

@@ -114,7 +114,7 @@ class Router:
         """(why the tier cannot take a request now, missing credential variable)."""
         cfg = self.settings.tiers[tier]
         backend = self.backends[cfg.backend]
-        if getattr(backend, "has_credential", True) is False:
+        if not backend.has_credential:
             var = self.settings.backends[cfg.backend].api_key_env
             return f"{var} is not set", var
         breaker = self.breakers[cfg.backend]
@@ -238,7 +238,7 @@ class Router:
             if on_progress is not None:
                 await on_progress(0, None, f"waiting for {candidate.backend}: position {n} in its queue")
 
-        native = tools if tools and getattr(backend, "native_tools", False) else None
+        native = tools if tools and backend.native_tools else None
         extra: dict[str, Any] = {"json_schema": json_schema} if json_schema else {}
         if native:
             extra["tools"] = native

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from chiffon.servers.llm.router import Router
+from chiffon.servers.tasks import inbox
 from chiffon.servers.tasks.agent import VERDICT, Agent, AgentResult
 from chiffon.servers.tasks.queue import Outcome, TaskContext
 from chiffon.servers.tasks.repo import Workspaces
 from chiffon.servers.tasks.roles import PIPELINE, Role, allowed_test_command
 from chiffon.servers.tasks.tools import ScopedTools, Toolbox
-from chiffon.shared.bus import NOTIFICATIONS
 from chiffon.shared.config import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,8 @@ class Reviewed:
 
 
 async def notify(ctx: TaskContext, kind: str, title: str, body: dict[str, Any]) -> int:
-    """Put a message in the human's inbox (PostgreSQL) and on the ``notifications`` stream; returns its id."""
-    note_id = await ctx.rt.store.pool.fetchval(
-        "INSERT INTO notifications (kind, task_id, title, body) VALUES ($1, $2, $3, $4) RETURNING id",
-        kind, ctx.task.id, title, json.loads(json.dumps(body, default=str)))
-    await ctx.rt.bus.publish(NOTIFICATIONS, {"id": note_id, "kind": kind, "task_id": ctx.task.id, "title": title})
-    return int(note_id)
+    """Put a message about the task in the human's inbox (:func:`chiffon.servers.tasks.inbox.notify`); its id."""
+    return await inbox.notify(ctx.rt, ctx.task.id, kind, title, body)
 
 
 class Team:

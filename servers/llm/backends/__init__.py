@@ -35,6 +35,11 @@ class Backend(Protocol):
     kind: str
     native_tools: bool  # honours ``tools`` with real tool use
 
+    @property
+    def has_credential(self) -> bool:
+        """False when the backend needs an API key that was not set (it cannot serve); local ones: True."""
+        ...
+
     def stream(self, model: str, messages: list[Message], max_tokens: int, temperature: float,
                json_schema: dict[str, Any] | None = None,
                tools: list[dict[str, Any]] | None = None) -> AsyncIterator[Chunk]:

@@ -25,6 +25,7 @@ class InProcessLlama:
 
     kind = "llamacpp-inprocess"
     native_tools = False  # actions come as grammar-constrained JSON (json_schema)
+    has_credential = True  # a local endpoint needs no API key
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         if not cfg.model_path:

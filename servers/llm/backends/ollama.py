@@ -19,6 +19,7 @@ class OllamaBackend:
 
     kind = "ollama"
     native_tools = False  # actions come as grammar-constrained JSON (json_schema)
+    has_credential = True  # a local endpoint needs no API key
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         self.name = name
