@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import time
 
-import pyotp
 from pydantic import SecretStr
 
 from chiffon.shared.errors import InvalidInput
@@ -25,6 +24,8 @@ ISSUER = "chiffon"
 
 def new_secret(account: str) -> tuple[str, str]:
     """A fresh base32 secret and its ``otpauth://`` provisioning URI for ``account``."""
+    import pyotp  # loaded where codes are made or checked (it costs start-up time everywhere else)
+
     secret = pyotp.random_base32()
     return secret, pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=ISSUER)
 
@@ -43,6 +44,8 @@ def require(secret: SecretStr | None, code: str | None, now: float | None = None
     if not given:
         raise InvalidInput("code", "approvals need the current one-time code from your authenticator app "
                                    "(approvals.totp_secret is set)")
+    import pyotp
+
     otp = pyotp.TOTP(secret.get_secret_value())
     at = time.time() if now is None else now
     step = otp.timecode(at)
