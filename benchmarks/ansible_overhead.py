@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="chiffon-bench-"))
-    env = {**os.environ, "CHIFFON_HOME": str(work / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "CHIFFON_HOME": str(work / "home"), "CHIFFON_EMBEDDED__IDLE_STOP_S": "0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     raw, chiffon = [], []
     for i in range(args.rounds + 1):
         raw_s = raw_round({**env, "HOMELAB_ROOT": str(work / f"raw-{i}")})

@@ -78,7 +78,8 @@ def main() -> None:
         serve_bare()
         return
     work = Path(tempfile.mkdtemp(prefix="chiffon-startup-"))
-    env = {**os.environ, "CHIFFON_HOME": str(work / "home"), "HOMELAB_ROOT": str(work / "targets"),
+    env = {**os.environ, "CHIFFON_HOME": str(work / "home"), "CHIFFON_EMBEDDED__IDLE_STOP_S": "0",
+           "HOMELAB_ROOT": str(work / "targets"),
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     chiffon = str(BIN / "chiffon")
     runs: dict[str, list[float]] = {k: [] for k in ("serve_tools_list_s", "bare_tools_list_s", "cli_help_s",

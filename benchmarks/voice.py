@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from chiffon.servers.hostd import models  # noqa: E402
 from chiffon.servers.hostd.audio import WHISPER_RATE, decode  # noqa: E402
+from chiffon.shared import embedded  # noqa: E402
 from chiffon.shared.config import load_settings  # noqa: E402
 from tests.llm.fakes import free_port  # noqa: E402
 from tests.voice.conftest import COMMANDS, VOICE  # noqa: E402
@@ -131,6 +132,9 @@ def main(rounds: int) -> dict[str, object]:
         http.close()
         proc.terminate()
         proc.wait(15)
+        for entry in embedded.find():  # hostd's heartbeats started an embedded Redis in this home: stop it
+            if entry.home == home.resolve():
+                embedded.stop(entry)
     rtf_direct = statistics.median(direct_s) / audio_s
     rtf_chiffon = statistics.median(chiffon_s) / audio_s
     result: dict[str, object] = {
