@@ -23,7 +23,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution
 from chiffon.servers.ansible.dispatch import publish_progress, resume_ready, run_approved
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
@@ -97,7 +97,7 @@ async def running_infra_worker(svc: AnsibleService, enabled: bool = True) -> Asy
 
 
 async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEvent], Awaitable[None]] | None = None,
-                       timeout_s: float | None = None) -> plans.RunResult:
+                       timeout_s: float | None = None) -> execution.RunResult:
     """Queue a run of ``plan_id`` and wait for the plan's run, relaying its progress (also across a pause).
 
     Raises:
@@ -128,7 +128,7 @@ async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEve
                     return ran
 
 
-def _ran(task: TaskRecord) -> plans.RunResult | None:
+def _ran(task: TaskRecord) -> execution.RunResult | None:
     """The run a finished infra task reports; None when it paused the plan (another task will run it).
 
     Raises:
@@ -138,5 +138,5 @@ def _ran(task: TaskRecord) -> plans.RunResult | None:
     if task.status != "succeeded":
         raise PlanStateError(task.error or f"the run task {task.id} ended {task.status}")
     if "run" in result:
-        return plans.RunResult(**result["run"])
+        return execution.RunResult(**result["run"])
     return None

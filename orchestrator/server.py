@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from chiffon.orchestrator import approval
 from chiffon.orchestrator.planner import plan_request as make_plan
 from chiffon.orchestrator.runs import dispatch_run
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.audit import parse_since
@@ -40,7 +40,7 @@ class ExecuteResult(BaseModel):
     plan_id: str
     status: Literal["succeeded", "failed", "awaiting_approval", "rejected"]
     message: str = Field(description="What happened, and what to do next when nothing ran.")
-    run: plans.RunResult | None = None
+    run: execution.RunResult | None = None
 
 
 class PlanStatus(BaseModel):
@@ -189,7 +189,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             if plan.status == "rejected":
                 return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")
         if plan.status != "approved":
-            raise plans.not_runnable(plan)
+            raise execution.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", [])) or None
         result = await dispatch_run(rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
         await record(f"Plan {plan_id} ({result.playbook}) {result.status} on {', '.join(result.hosts)}: "

@@ -41,7 +41,7 @@ from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
-    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible import execution, plans
     from chiffon.servers.ansible.runner import TaskEvent
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.config import Settings
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> plans.RunResult:
+async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> execution.RunResult:
     from chiffon.orchestrator.runs import dispatch_run
 
     total = len((plan.check_result or {}).get("events", [])) or None
@@ -153,7 +153,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                            0 if result.status == "succeeded" else EXIT_FAILED)
 
 
-def _report(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float, as_json: bool,
+def _report(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float, as_json: bool,
             note: str | None, code: int) -> int:
     if as_json:
         out.print_json(json.dumps(summary(plan, status, result, started)))
@@ -265,7 +265,7 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
     setup_logging()
     settings = settings_or_exit(config)
     from chiffon.orchestrator.runs import running_infra_worker
-    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible import execution, plans
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
@@ -275,7 +275,7 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
             svc = AnsibleService.for_runtime(rt)
             plan = await plans.get_plan(rt, plan_id)
             if plan.status != "approved":
-                raise plans.not_runnable(plan)
+                raise execution.not_runnable(plan)
             async with running_infra_worker(svc, settings.worker_in_process):
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,

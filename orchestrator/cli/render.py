@@ -16,7 +16,7 @@ from rich.table import Table
 from chiffon.orchestrator.cli.common import out
 
 if TYPE_CHECKING:
-    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible import execution, plans
 
 
 def show_plan(plan: plans.Plan) -> None:
@@ -62,7 +62,7 @@ def show_plan(plan: plans.Plan) -> None:
         out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
 
 
-def summary(plan: plans.Plan, status: str, result: plans.RunResult | None, started: float) -> dict[str, Any]:
+def summary(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float) -> dict[str, Any]:
     """The one JSON object of ``chiffon run/execute --json`` (keys listed in the README)."""
     data = result.artifact_data if result else {}
     return {

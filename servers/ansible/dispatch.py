@@ -3,7 +3,7 @@
 The composition root (:mod:`chiffon.orchestrator.runs`) puts each run on the task queue as a task of kind
 ``infra`` and runs this module's :func:`run_approved` in a queue worker; every run goes that way
 (``execute_plan``, ``chiffon run``/``execute``, this server's ``run`` tool, agents with ``infra.run``).
-Only :func:`run_approved` calls :func:`chiffon.servers.ansible.plans.execute`.
+Only :func:`run_approved` calls :func:`chiffon.servers.ansible.execution.execute`.
 
 * Delivery is at-least-once, so a plan that already ran answers with its stored run instead of running again.
 * Before a run the plan's target hosts that the config knows (``hosts:``) are asked (:mod:`chiffon.shared.hosts`).
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.bus import RUN_PROGRESS
@@ -37,7 +37,7 @@ OnEvent = Callable[[TaskEvent], Awaitable[None]]
 class Ran:
     """What one attempt did: a run (stored, possibly an earlier one), or a pause with its reason."""
 
-    result: plans.RunResult | None = None
+    result: execution.RunResult | None = None
     paused: str | None = None
 
 
@@ -63,7 +63,7 @@ async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | No
         PlanNotFound, PlanStateError: no such plan, or it is not approved (the status is named).
     """
     rt = svc.rt
-    done = await plans.existing_run(rt, plan_id)
+    done = await execution.existing_run(rt, plan_id)
     if done is not None:  # redelivered after the run finished: answer, do not run twice
         return Ran(result=done)
     plan = await plans.get_plan(rt, plan_id)
@@ -78,7 +78,7 @@ async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | No
         if plan.status == "paused" and await plans.resume(rt, plan_id):
             await _note(rt, plan, "resume", "its hosts are available again", on_event, ",".join(plan.hosts))
     catalog = await svc.catalog(Path(plan.repo))
-    return Ran(result=await plans.execute(rt, catalog, plan_id, on_event=on_event))
+    return Ran(result=await execution.execute(rt, catalog, plan_id, on_event=on_event))
 
 
 async def resume_ready(rt: Runtime) -> list[str]:

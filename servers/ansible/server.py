@@ -14,7 +14,7 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from chiffon.servers.ansible import matching, plans, review, scaffold, units
+from chiffon.servers.ansible import execution, matching, plans, review, scaffold, units
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.mcp import ChiffonErrors
@@ -169,7 +169,7 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         )
 
     @mcp.tool(annotations=DESTRUCTIVE)
-    async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> plans.RunResult:
+    async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> execution.RunResult:
         """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans.
 
         Goes through the same queue as execute_plan (``run_plan``, given by the composition root): an infra
@@ -177,7 +177,7 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         """
         plan = await plans.get_plan(svc.rt, plan_id)
         if plan.status not in ("approved", "paused"):
-            raise plans.not_runnable(plan)
+            raise execution.not_runnable(plan)
         if svc.run_plan is None:
             raise ConfigError("this ansible server was started without the run queue; run plans through "
                               "`chiffon serve` (execute_plan) or `chiffon execute`")
@@ -191,7 +191,7 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         limit: int = Field(500, ge=1, le=5000),
     ) -> list[dict[str, Any]]:
         """Stored task events of a run, in order: seq, status, host, task, module, changed, message."""
-        return await plans.run_events(svc.rt, run_id, after_seq=after_seq, limit=limit)
+        return await execution.run_events(svc.rt, run_id, after_seq=after_seq, limit=limit)
 
     @mcp.tool(annotations=READ_ONLY)
     async def suggest_improvements(playbook: str = Field(description="Playbook path relative to the repo.")) -> list[review.Finding]:

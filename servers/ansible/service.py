@@ -17,7 +17,7 @@ from chiffon.shared.runtime import Runtime
 if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
     from fastmcp import Context
 
-RunPlan = Callable[..., Awaitable[Any]]  # (rt, plan_id, *, on_event) -> plans.RunResult
+RunPlan = Callable[..., Awaitable[Any]]  # (rt, plan_id, *, on_event) -> execution.RunResult
 EXAMPLE_REPO = PROJECT_ROOT / "examples" / "homelab-infra"
 NO_REPO = (
     "no IaC repo is configured. Set one with CHIFFON_REPO=/path/to/repo, the `repo:` key of chiffon.yaml, "

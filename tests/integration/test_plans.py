@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.dispatch import run_approved
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
@@ -26,7 +26,7 @@ async def approved_plan(svc: AnsibleService, playbook: str, **kwargs) -> plans.P
 async def test_extra_vars_are_never_templated(svc: AnsibleService, targets: Path) -> None:
     payload = "{{ lookup('pipe', 'id') }}"
     plan = await approved_plan(svc, "echo-message.yml", extra_vars={"message": payload})
-    result = await plans.execute(svc.rt, await svc.catalog(), plan.id)
+    result = await execution.execute(svc.rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"
     assert (targets / "ai" / "echo.txt").read_text() == payload  # literal, not `uid=0(root)...`
 
@@ -41,7 +41,7 @@ async def test_check_mode_changes_nothing(svc: AnsibleService, targets: Path) ->
 async def test_unapproved_plan_does_not_run(svc: AnsibleService) -> None:
     plan = await plans.create_plan(svc.rt, await svc.catalog(), "echo-message.yml")
     with pytest.raises(PlanStateError, match="not been approved"):
-        await plans.execute(svc.rt, await svc.catalog(), plan.id)
+        await execution.execute(svc.rt, await svc.catalog(), plan.id)
     assert await svc.rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 0
 
 
@@ -49,16 +49,16 @@ async def test_rejected_plan_does_not_run_and_cannot_be_approved_later(svc: Ansi
     plan = await plans.create_plan(svc.rt, await svc.catalog(), "echo-message.yml")
     await plans.decide(svc.rt, plan.id, "rejected", approver="tester", channel="cli", reason="not today")
     with pytest.raises(PlanStateError, match="rejected"):
-        await plans.execute(svc.rt, await svc.catalog(), plan.id)
+        await execution.execute(svc.rt, await svc.catalog(), plan.id)
     with pytest.raises(PlanStateError, match="only a pending plan"):
         await plans.decide(svc.rt, plan.id, "approved", approver="tester", channel="cli")
 
 
 async def test_a_plan_runs_once(svc: AnsibleService) -> None:
     plan = await approved_plan(svc, "echo-message.yml")
-    await plans.execute(svc.rt, await svc.catalog(), plan.id)
+    await execution.execute(svc.rt, await svc.catalog(), plan.id)
     with pytest.raises(PlanStateError, match="already ran"):
-        await plans.execute(svc.rt, await svc.catalog(), plan.id)
+        await execution.execute(svc.rt, await svc.catalog(), plan.id)
 
 
 async def test_redelivered_task_returns_the_stored_result_without_running_again(svc: AnsibleService) -> None:
@@ -72,7 +72,7 @@ async def test_redelivered_task_returns_the_stored_result_without_running_again(
 
 async def test_failed_run_stores_a_structured_failure(svc: AnsibleService) -> None:
     plan = await approved_plan(svc, "break-things.yml")
-    result = await plans.execute(svc.rt, await svc.catalog(), plan.id)
+    result = await execution.execute(svc.rt, await svc.catalog(), plan.id)
     assert result.status == "failed" and result.rc != 0
     failure = result.failure
     assert failure is not None
@@ -87,7 +87,7 @@ async def test_failed_run_stores_a_structured_failure(svc: AnsibleService) -> No
 
 async def test_unknown_plan_is_not_found(svc: AnsibleService) -> None:
     with pytest.raises(PlanNotFound, match="plan-nope"):
-        await plans.execute(svc.rt, await svc.catalog(), "plan-nope")
+        await execution.execute(svc.rt, await svc.catalog(), "plan-nope")
 
 
 async def test_bad_extra_var_names_are_refused_before_anything_runs(svc: AnsibleService) -> None:

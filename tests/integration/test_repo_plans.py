@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chiffon.orchestrator.planner import plan_request
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanStateError, RepoError, RoleNotApplied
 from chiffon.shared.runtime import Runtime
@@ -29,7 +29,7 @@ async def test_deploy_jellyfin_on_a_site_playbook_plans_and_runs_only_its_tag(
     assert {e["task"] for e in plan.check_result["events"]} == {"Create the Jellyfin directory",
                                                                 "Write the Jellyfin compose file"}
     await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"
     assert (targets / "nas" / "jellyfin" / "compose.yaml").is_file()
     assert not (targets / "nas" / "sonarr").exists()  # --tags jellyfin ran nothing else
@@ -63,7 +63,7 @@ async def test_a_role_no_playbook_applies_is_said_plainly_then_planned_from_a_ge
                             text=True, check=True).stdout
     assert status == ""  # nothing was written into the checkout
     await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded" and (targets / "mon" / "uptime-kuma" / "compose.yaml").is_file()
     assert not (repo / "apply-uptime-kuma.yml").exists()
 

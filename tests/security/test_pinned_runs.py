@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import PlanStateError
 from chiffon.shared.runtime import Runtime
@@ -31,9 +31,9 @@ async def test_a_playbook_edited_after_approval_runs_as_approved(rt: Runtime, fr
     pwned = targets / "ai" / "pwned"
     echo = fresh_repo / "echo-message.yml"
     echo.write_text(echo.read_text() + f"    - name: Added after approval\n      ansible.builtin.command: touch {pwned}\n")
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded" and not pwned.exists()
-    assert "Added after approval" not in {e["task"] for e in await plans.run_events(rt, result.run_id)}
+    assert "Added after approval" not in {e["task"] for e in await execution.run_events(rt, result.run_id)}
     assert (targets / "ai" / "echo.txt").read_text() == "approved"
 
 
@@ -41,7 +41,7 @@ async def test_an_inventory_edited_after_approval_is_not_used(rt: Runtime, fresh
     svc, plan = await approved_echo(rt, fresh_repo)
     inventory = fresh_repo / "inventories" / "local.ini"
     inventory.write_text(inventory.read_text().replace("ansible_connection=local", "ansible_connection=ssh"))
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"  # ssh to "ai" would be unreachable: the approved inventory ran
 
 
@@ -51,7 +51,7 @@ async def test_a_snapshot_changed_after_approval_is_refused(rt: Runtime, fresh_r
     os.chmod(copy, 0o644)
     copy.write_text(copy.read_text().replace("Write the message", "Write something else"))
     with pytest.raises(PlanStateError, match="was modified after approval \\(echo-message.yml\\)"):
-        await plans.execute(rt, await svc.catalog(), plan.id)
+        await execution.execute(rt, await svc.catalog(), plan.id)
     assert await rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 0
 
 
@@ -60,7 +60,7 @@ async def test_an_approval_older_than_the_ttl_is_refused_and_the_plan_expires(rt
     await rt.store.pool.execute("UPDATE approvals SET decided_at = now() - interval '25 hours' WHERE plan_id=$1",
                                 plan.id)
     with pytest.raises(PlanStateError, match="expired"):
-        await plans.execute(rt, await svc.catalog(), plan.id)
+        await execution.execute(rt, await svc.catalog(), plan.id)
     assert (await plans.get_plan(rt, plan.id)).status == "expired"
     assert await rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 0
     assert rt.audit.query(plan_id=plan.id, limit=5)[0].body["kind"] == "expiry"

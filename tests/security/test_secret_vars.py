@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chiffon.servers.ansible import plans
+from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.redact import REDACTED
 from chiffon.shared.runtime import Runtime
@@ -59,7 +59,7 @@ async def test_a_secret_reaches_the_run_and_nowhere_else(rt: Runtime, tmp_path: 
     assert kept.stat().st_mode & 0o777 == 0o600 and rt.settings.secrets_dir.stat().st_mode & 0o777 == 0o700
 
     await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"
     assert (targets / "ai" / "db-password").read_text() == SECRET  # the real value, not the marker
     assert (targets / "ai" / "db-note").read_text() == SECRET + "-note"
@@ -94,7 +94,7 @@ async def test_ansible_does_not_see_chiffons_own_credentials(rt: Runtime, tmp_pa
     svc = AnsibleService.for_runtime(rt, repo)
     plan = await plans.create_plan(rt, await svc.catalog(), "env-probe.yml")
     await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
-    result = await plans.execute(rt, await svc.catalog(), plan.id)
+    result = await execution.execute(rt, await svc.catalog(), plan.id)
     assert result.status == "succeeded"
     assert (targets / "ai" / "env.txt").read_text() == "[][][True]"
 
