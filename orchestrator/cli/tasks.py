@@ -23,12 +23,14 @@ app.add_typer(task_app, name="task")
 
 @app.command("worker")
 def worker_cmd(
-    roles: Annotated[str | None, typer.Option(help="Comma-separated roles to serve (default: all, and pipeline).")] = None,
+    roles: Annotated[str | None, typer.Option(
+        help="Comma-separated roles to serve: role names, pipeline, infra (plan runs). Default: all.")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Tasks at once (default tasks.concurrency).")] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
-    """Run agent tasks from the queue until interrupted (SIGINT/SIGTERM finish the tasks in hand)."""
+    """Run queued work until interrupted: agent tasks and, with role infra (included by default), approved plans.
+    SIGINT/SIGTERM finish the tasks in hand."""
     setup_logging(verbose)
     from chiffon.servers.tasks.roles import load_roles
     from chiffon.servers.tasks.service import check_roles, open_team, running_task_worker
@@ -41,9 +43,21 @@ def worker_cmd(
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        async with open_runtime(settings) as rt:
-            if wanted is not None and set(wanted) <= {"noop"}:
-                async with running_task_worker(rt, None, wanted, concurrency=concurrency) as worker:
+        from chiffon.orchestrator.runs import running_infra_worker
+        from chiffon.servers.ansible.service import AnsibleService
+        from chiffon.servers.tasks.queue import INFRA
+
+        serve_infra = wanted is None or INFRA in wanted
+        agent_roles = None if wanted is None else [r for r in wanted if r != INFRA]
+        async with open_runtime(settings) as rt, \
+                running_infra_worker(AnsibleService.for_runtime(rt), serve_infra) as infra:
+            if infra is not None:
+                err.print(f"worker {infra.name}: running approved plans ({infra.concurrency} at once)")
+            if agent_roles is not None and set(agent_roles) <= {"noop"}:
+                if not agent_roles:  # infra only
+                    await stop.wait()
+                    return
+                async with running_task_worker(rt, None, agent_roles, concurrency=concurrency) as worker:
                     err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}")  # type: ignore[union-attr]
                     await stop.wait()
                 return
@@ -53,7 +67,7 @@ def worker_cmd(
 
             async with open_router(rt) as router, open_memory(rt) as memory, \
                     open_team(rt, all_roles, router, agent_tools(rt, memory)) as team, \
-                    running_task_worker(rt, team, wanted, concurrency=concurrency) as worker:
+                    running_task_worker(rt, team, agent_roles, concurrency=concurrency) as worker:
                 err.print(f"worker {worker.name}: serving {', '.join(worker.roles)} "  # type: ignore[union-attr]
                           f"({worker.concurrency} at once)")  # type: ignore[union-attr]
                 await stop.wait()

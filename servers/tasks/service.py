@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 
-from chiffon.servers.tasks.queue import NOOP, TaskQueue
+from chiffon.servers.tasks.queue import INFRA, NOOP, TaskQueue
 from chiffon.servers.tasks.repo import Workspaces, create_repo_server
 from chiffon.servers.tasks.roles import PIPELINE, Role, load_roles
 from chiffon.servers.tasks.worker import TaskWorker
@@ -41,12 +41,12 @@ class TasksService:
 
 
 def check_roles(roles: dict[str, Role], wanted: Iterable[str]) -> list[str]:
-    """``wanted`` validated against the role files (plus ``pipeline`` and ``noop``).
+    """``wanted`` validated against the role files (plus ``pipeline``, ``noop`` and ``infra``: plan runs).
 
     Raises:
         InvalidInput: an unknown role; the known ones are listed.
     """
-    known = {*roles, PIPELINE, NOOP}
+    known = {*roles, PIPELINE, NOOP, INFRA}
     names = [w.strip() for w in wanted if w.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -142,3 +142,20 @@ def test_task_commands_refuse_bad_input_and_list(cli_env: dict[str, str]) -> Non
     assert missing.returncode == 2 and "no task" in missing.stderr
     workers = chiffon(cli_env, "worker", "--roles", "wizard")
     assert workers.returncode == 2 and "unknown role(s) wizard" in workers.stderr
+
+
+def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], repo: Path) -> None:
+    """Deployed mode (no in-process worker): `chiffon worker --roles infra` runs what `chiffon execute` queues."""
+    env = {**cli_env, "CHIFFON_WORKER_IN_PROCESS": "false"}
+    plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
+    assert chiffon(env, "approve", plan_id, "--yes").returncode == 0
+    worker = subprocess.Popen([CHIFFON, "worker", "--roles", "infra"], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        done = chiffon(env, "execute", plan_id, "--json")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, said = worker.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert "running approved plans" in said
