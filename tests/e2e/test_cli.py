@@ -144,9 +144,9 @@ def test_task_commands_refuse_bad_input_and_list(cli_env: dict[str, str]) -> Non
     assert workers.returncode == 2 and "unknown role(s) wizard" in workers.stderr
 
 
-def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], repo: Path) -> None:
+def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], repo: Path, tmp_path: Path) -> None:
     """Deployed mode (no in-process worker): `chiffon worker --roles infra` runs what `chiffon execute` queues."""
-    env = {**cli_env, "CHIFFON_WORKER_IN_PROCESS": "false"}
+    env = {**cli_env, "CHIFFON_WORKER_IN_PROCESS": "false", "HOMELAB_ROOT": str(tmp_path)}  # its own targets
     plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
     assert chiffon(env, "approve", plan_id, "--yes").returncode == 0
     worker = subprocess.Popen([CHIFFON, "worker", "--roles", "infra"], env=env, stdin=subprocess.DEVNULL,
@@ -159,3 +159,4 @@ def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "running approved plans" in said
+    assert (tmp_path / "east" / "redis" / "redis.conf").is_file()
