@@ -62,10 +62,10 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
             yield Composed(server, svc, memory)
 
 
-def agent_tools(rt: Runtime, memory: object | None = None, repo: Path | None = None) -> FastMCP:
-    """The tools a worker's agents may call (each role sees only its scopes): the orchestrator without
-    the LLM, voice and tasks servers."""
-    return create_orchestrator(AnsibleService.for_runtime(rt, repo), None, memory)  # type: ignore[arg-type]
+def agent_tools(rt: Runtime, memory: object | None = None) -> FastMCP:
+    """The tools a worker's agents may call (each role sees only its scopes): the orchestrator over the
+    configured repo, without the LLM, voice and tasks servers."""
+    return create_orchestrator(AnsibleService.for_runtime(rt), None, memory)  # type: ignore[arg-type]
 
 
 async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 def infra_handler(svc: AnsibleService) -> Handler:
     """The queue handler of kind ``infra``: run ``inputs.plan_id`` (:func:`run_approved`), progress on
-    ``run_progress``. The outcome's result is ``{"run": RunResult}`` or ``{"paused": reason}``; a plan that
-    cannot run (unapproved, rejected, unknown) fails the task with the reason."""
+    ``run_progress``. The outcome's result is ``{"run": RunResult}``, ``{"paused": reason}``, or
+    ``{"paused": null}`` when another worker's task runs it; a plan that cannot run (unapproved, rejected,
+    unknown) fails the task with the reason."""
 
     async def handle(ctx: TaskContext) -> Outcome:
         plan_id = str(ctx.task.inputs["plan_id"])

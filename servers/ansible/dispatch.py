@@ -35,7 +35,8 @@ OnEvent = Callable[[TaskEvent], Awaitable[None]]
 
 @dataclass
 class Ran:
-    """What one attempt did: a run (stored, possibly an earlier one), or a pause with its reason."""
+    """What one attempt did: a run (stored, possibly an earlier one), a pause with its reason, or neither: the
+    plan was resumed by another worker, whose queued task runs it."""
 
     result: execution.RunResult | None = None
     paused: str | None = None
@@ -75,7 +76,9 @@ async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | No
                 log.info("plan %s paused: %s", plan_id, reason)
                 await _note(rt, plan, "pause", reason, on_event, ",".join(blocked))
             return Ran(paused=reason)
-        if plan.status == "paused" and await plans.resume(rt, plan_id):
+        if plan.status == "paused":
+            if not await plans.resume(rt, plan_id):
+                return Ran()  # a resumer won the guarded resume and queued the run: running it here too would race
             await _note(rt, plan, "resume", "its hosts are available again", on_event, ",".join(plan.hosts))
     catalog = await svc.catalog(Path(plan.repo))
     return Ran(result=await execution.execute(rt, catalog, plan_id, on_event=on_event))

@@ -59,7 +59,11 @@ async def test_a_home_with_a_client_stays_up(tmp_path: Path) -> None:
     async with open_runtime(load_settings(home=home)) as rt:
         entry = _of(home)
         assert entry is not None and embedded.client_count(entry) >= 2  # a PostgreSQL backend and a Redis client
+        watchdog = embedded.ensure_watchdog(home.resolve(), idle_s=1.0, poll_s=0.2)
+        await asyncio.sleep(3)  # three idle windows: a watchdog that ignored the clients would have stopped them
         await rt.store.pool.fetchval("SELECT 1")
+        assert watchdog is not None and _alive(watchdog)
+        psutil.Process(watchdog).kill()  # this test stops the servers itself
     entry = _of(home)
     assert entry is not None
     assert embedded.stop(entry) == ["postgresql", "redis"]

@@ -70,6 +70,20 @@ async def test_redelivered_task_returns_the_stored_result_without_running_again(
     assert await svc.rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 1
 
 
+async def test_a_paused_plan_another_worker_resumed_is_left_to_that_worker(
+        svc: AnsibleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = await approved_plan(svc, "echo-message.yml")
+    assert await plans.pause(svc.rt, plan.id, "ai is busy: a game")
+
+    async def lost(rt: object, plan_id: str) -> bool:  # the guarded resume went to a resumer, which queued the run
+        return False
+
+    monkeypatch.setattr(plans, "resume", lost)
+    ran = await run_approved(svc, plan.id)
+    assert ran.result is None and ran.paused is None
+    assert await svc.rt.store.pool.fetchval("SELECT count(*) FROM runs WHERE plan_id=$1", plan.id) == 0
+
+
 async def test_failed_run_stores_a_structured_failure(svc: AnsibleService) -> None:
     plan = await approved_plan(svc, "break-things.yml")
     result = await execution.execute(svc.rt, await svc.catalog(), plan.id)
