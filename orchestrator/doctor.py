@@ -33,9 +33,9 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return ("healthy" if settings.database_url is None else "ok"), f"PostgreSQL {version}, schema v{migrations}, {where}"
 
     async def redis() -> tuple[Status, str]:
-        info = await rt.bus.redis.info("server")
+        version = await rt.bus.server_version()
         where = "embedded" if settings.redis_url is None else redact_text(rt.bus.url)
-        return ("healthy" if settings.redis_url is None else "ok"), f"Redis {info['redis_version']}, {where}"
+        return ("healthy" if settings.redis_url is None else "ok"), f"Redis {version}, {where}"
 
     async def audit() -> tuple[Status, str]:
         count = len(await asyncio.to_thread(rt.audit.query, limit=100_000))

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -92,6 +92,14 @@ def start_embedded(home: Path) -> Path:
 
 def _decode(stream: str, entries: list[Any]) -> list[Message]:
     return [Message(stream, msg_id, json.loads(fields["data"])) for msg_id, fields in entries if fields]
+
+
+class StreamStats(NamedTuple):
+    """:meth:`Bus.stream_stats`: entries per stream, pending entries per stream's group, used memory in bytes."""
+
+    lengths: dict[str, int]
+    pending: dict[str, int]
+    used_memory: int | None
 
 
 class Bus:
@@ -164,16 +172,17 @@ class Bus:
         reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [m for _, entries in reply or [] for m in _decode(stream, entries)]
 
-    async def claim_stale(
-        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 10
-    ) -> list[Message]:
-        """XAUTOCLAIM messages pending longer than ``min_idle_ms`` (a crashed worker's). Entries trimmed from the
-        stream while pending come back without fields: they are acked, since nobody can ever process them."""
-        reply = await self.redis.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
-        gone = [msg_id for msg_id, fields in reply[1] if not fields]
-        if gone:
-            await self.redis.xack(stream, group, *gone)
-        return _decode(stream, reply[1])
+    async def keep_claimed(self, stream: str, group: str, consumer: str, ids: list[str]) -> None:
+        """XCLAIM ``ids`` to ``consumer`` again (JUSTID, which counts no delivery): their idle time restarts at 0,
+        so no other worker takes them over while their holder lives."""
+        message_ids: list[Any] = list(ids)
+        await self.redis.xclaim(stream, group, consumer, 0, message_ids, justid=True)
+
+    async def wait_for_entries(self, after: dict[str, str], *, block_ms: int = 1000) -> bool:
+        """Block until one of the streams in ``after`` (stream -> entry id) has an entry newer than its id;
+        False after ``block_ms`` with none. Reads no entry for anybody: a consumer group read follows."""
+        reply: Any = await self.redis.xread(after, count=1, block=block_ms)  # type: ignore[arg-type]
+        return bool(reply)
 
     async def ack(self, stream: str, group: str, msg_id: str) -> None:
         """XACK one message: it will not be redelivered."""
@@ -188,6 +197,54 @@ class Bus:
         """XREAD after the given ids (no group): every reader sees every message."""
         reply: Any = await self.redis.xread(streams, block=block_ms, count=count)  # type: ignore[arg-type]
         return [m for stream, entries in reply or [] for m in _decode(stream, entries)]
+
+    async def put(self, key: str, value: str, *, ttl_ms: int | None = None) -> None:
+        """SET ``key`` to ``value``, expiring after ``ttl_ms`` when given."""
+        await self.redis.set(key, value, px=ttl_ms)
+
+    async def get(self, key: str) -> str | None:
+        """The value of ``key``, or None when it is missing (or expired)."""
+        value: Any = await self.redis.get(key)
+        return None if value is None else str(value)
+
+    async def delete(self, *keys: str) -> None:
+        """DEL ``keys`` (missing ones are ignored)."""
+        if keys:
+            await self.redis.delete(*keys)
+
+    async def remember(self, set_key: str, member: str) -> None:
+        """SADD ``member`` to the set ``set_key``."""
+        await self.redis.sadd(set_key, member)
+
+    async def lookup(self, keys: list[str], set_key: str) -> tuple[list[str | None], set[str]]:
+        """The values of ``keys`` (None where missing) and the members of ``set_key``, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget(keys) if keys else pipe.echo("")
+        pipe.smembers(set_key)
+        values, members = await pipe.execute()
+        return (list(values) if keys else []), {str(m) for m in members}
+
+    async def stream_stats(self, streams: list[str], groups: dict[str, str]) -> StreamStats:
+        """Length of each of ``streams``, pending entries of each ``{stream: group}``, and the server's used
+        memory (bytes), in one round trip. A figure Redis could not give (a stream or group not created yet)
+        is left out rather than raised."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xlen(stream)
+        for stream, group in groups.items():
+            pipe.xpending(stream, group)
+        pipe.info("memory")
+        replies = await pipe.execute(raise_on_error=False)
+        lengths = {s: n for s, n in zip(streams, replies, strict=False) if isinstance(n, int)}
+        pending = {s: int(p.get("pending", 0)) for s, p in zip(groups, replies[len(streams):], strict=False)
+                   if isinstance(p, dict)}
+        memory = replies[-1]
+        return StreamStats(lengths, pending, int(memory.get("used_memory", 0)) if isinstance(memory, dict) else None)
+
+    async def server_version(self) -> str:
+        """The Redis server's version (INFO server)."""
+        info: Any = await self.redis.info("server")
+        return str(info["redis_version"])
 
     async def close(self) -> None:
         """Close the connection (an embedded server keeps running for the next command)."""

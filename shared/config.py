@@ -241,8 +241,9 @@ class TaskSettings(Section):
     max_goal_chars: int = Field(4000, gt=0, description="Longest goal accepted, characters.")
     concurrency: int = Field(4, ge=1, le=256, description="Tasks one worker runs at once.")
     reclaim_idle_s: float = Field(
-        60.0, gt=0, description="A task pending this long without a keepalive is taken over (XAUTOCLAIM); "
-                                "live workers re-claim their tasks every third of it.")
+        3.0, ge=0.3, description="A task pending this long without a keepalive is taken over (XAUTOCLAIM); "
+                                 "live workers re-claim their tasks, and look for silent ones, every third of it. "
+                                 "A dead worker's tasks run again within about 4/3 of it.")
     malformed_retries: int = Field(2, ge=0, le=10, description="Re-asks after a reply that is not one valid JSON "
                                                                "action; then the step fails.")
     tool_result_chars: int = Field(2000, ge=200, description="Longest tool result shown to the model, characters.")

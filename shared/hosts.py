@@ -36,11 +36,9 @@ async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dic
 
     ``heartbeat`` is the host's last snapshot (None when its key is gone).
     """
-    pipe = bus.redis.pipeline(transaction=False)
-    pipe.mget([HEARTBEAT_KEY.format(host=h) for h in hosts])
-    pipe.mget([OVERRIDE_KEY.format(host=h) for h in hosts])
-    pipe.smembers(SEEN_KEY)
-    beats, overrides, seen = await pipe.execute() if hosts else ([], [], set())
+    keys = [HEARTBEAT_KEY.format(host=h) for h in hosts] + [OVERRIDE_KEY.format(host=h) for h in hosts]
+    values, seen = await bus.lookup(keys, SEEN_KEY) if hosts else ([], set())
+    beats, overrides = values[:len(hosts)], values[len(hosts):]
     out: dict[str, dict[str, Any]] = {}
     for host, raw, override in zip(hosts, beats, overrides, strict=True):
         beat = _json(raw)
@@ -62,16 +60,27 @@ async def set_operator_busy(bus: Bus, host: str, busy: bool, reason: str = "", b
     the heartbeat), and hostd reports it in its next heartbeat."""
     key = OVERRIDE_KEY.format(host=host)
     if busy:
-        await bus.redis.set(key, json.dumps({"reason": reason, "by": by, "at": datetime.now(UTC).isoformat()}))
+        await bus.put(key, json.dumps({"reason": reason, "by": by, "at": datetime.now(UTC).isoformat()}))
     else:
-        await bus.redis.delete(key)
+        await bus.delete(key)
 
 
 async def operator_flag(bus: Bus, host: str) -> str | None:
     """The operator's busy reason for ``host`` (``chiffon host busy``), or None when it is not flagged."""
-    raw: Any = await bus.redis.get(OVERRIDE_KEY.format(host=host))
-    said = _json(raw)
+    said = _json(await bus.get(OVERRIDE_KEY.format(host=host)))
     return None if said is None else _operator_reason(said)
+
+
+async def publish_heartbeat(bus: Bus, host: str, snapshot_json: str, ttl_ms: int) -> None:
+    """hostd's beat: ``host``'s snapshot, readable for ``ttl_ms``; the host is remembered as seen, so that a
+    missing beat later reads as offline."""
+    await bus.put(HEARTBEAT_KEY.format(host=host), snapshot_json, ttl_ms=ttl_ms)
+    await bus.remember(SEEN_KEY, host)
+
+
+async def withdraw_heartbeat(bus: Bus, host: str) -> None:
+    """A clean stop of hostd: ``host`` reads as offline at once, not after the TTL."""
+    await bus.delete(HEARTBEAT_KEY.format(host=host))
 
 
 def _operator_reason(said: dict[str, Any]) -> str:

@@ -98,22 +98,13 @@ async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], h
     from chiffon.shared.hosts import host_states
 
     try:
-        pipe = bus.redis.pipeline(transaction=False)
-        for stream in streams:
-            pipe.xlen(stream)
-        for stream, group in groups.items():
-            pipe.xpending(stream, group)
-        pipe.info("memory")
-        replies = await pipe.execute(raise_on_error=False)
-        for stream, length in zip(streams, replies, strict=True):
-            if isinstance(length, int):
-                QUEUE_DEPTH.labels(stream, "length").set(length)
-        for (stream, _), pending in zip(groups.items(), replies[len(streams):], strict=True):
-            if isinstance(pending, dict):
-                QUEUE_DEPTH.labels(stream, "pending").set(pending.get("pending", 0))
-        memory = replies[-1]
-        if isinstance(memory, dict):
-            REDIS_MEMORY.set(memory.get("used_memory", 0))
+        stats = await bus.stream_stats(streams, groups)
+        for stream, length in stats.lengths.items():
+            QUEUE_DEPTH.labels(stream, "length").set(length)
+        for stream, pending in stats.pending.items():
+            QUEUE_DEPTH.labels(stream, "pending").set(pending)
+        if stats.used_memory is not None:
+            REDIS_MEMORY.set(stats.used_memory)
         if hosts:
             for host, state in (await host_states(bus, hosts, assume_available)).items():
                 HOST_ONLINE.labels(host).set(0 if state["status"] == "offline" else 1)

@@ -31,7 +31,7 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
     from chiffon.shared.bus import Bus
     from chiffon.shared.config import HostConfig
     from chiffon.shared.errors import BusUnavailable
-    from chiffon.shared.hosts import HEARTBEAT_KEY
+    from chiffon.shared.hosts import withdraw_heartbeat
 
     bind = bind or settings.hostd.bind
     port = port or settings.hostd.port
@@ -58,7 +58,7 @@ async def serve_hostd(settings: Settings, bind: str | None = None, port: int | N
         beating.cancel()
         await pool.close()
         if bus is not None:  # a clean stop is offline at once, not after the TTL
-            await bus.redis.delete(HEARTBEAT_KEY.format(host=settings.host))
+            await withdraw_heartbeat(bus, settings.host)
             await bus.close()
 
 

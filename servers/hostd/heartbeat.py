@@ -12,7 +12,7 @@ from chiffon.shared import metrics
 from chiffon.shared.bus import Bus
 from chiffon.shared.config import HostConfig, Settings
 from chiffon.shared.errors import ConfigError, InvalidInput
-from chiffon.shared.hosts import HEARTBEAT_KEY, SEEN_KEY, operator_flag
+from chiffon.shared.hosts import operator_flag, publish_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,7 @@ class Heartbeat:
                                 gpu_reader=self.reader.kind, gpus=gpus, **figures)  # type: ignore[arg-type]
         if self.bus is not None:
             ttl_ms = int(self.settings.hostd.heartbeat_ttl_s * 1000)
-            pipe = self.bus.redis.pipeline(transaction=False)
-            pipe.set(HEARTBEAT_KEY.format(host=self.settings.host), snapshot.model_dump_json(), px=ttl_ms)
-            pipe.sadd(SEEN_KEY, self.settings.host)
-            await pipe.execute()
+            await publish_heartbeat(self.bus, self.settings.host, snapshot.model_dump_json(), ttl_ms)
         metrics.observe_snapshot(snapshot, await asyncio.to_thread(self._resident))
         if self.latest is None or self.latest.status != snapshot.status:
             log.info("host %s is %s%s", snapshot.host, snapshot.status, f": {reason}" if reason else "")

@@ -109,12 +109,19 @@ end
 return {out, wake}
 """
 
-# Admit entries taken over from a dead worker (XAUTOCLAIM). KEYS: the stream of each entry. ARGV: group, attempts
-# hash, marker prefix, then per entry its id and task id. Returns per entry its delivery count, or 0 (acked unrun).
-_ADMIT_SCRIPT = _ADMIT_LUA + """
+# Take over the entries of dead workers: XAUTOCLAIM on each stream in KEYS the entries idle at least ARGV[5] ms (no
+# keepalive for that long), at most ARGV[6] per stream, admitting each. ARGV: group, attempts hash, marker prefix,
+# consumer, min idle ms, count. Returns the same flat entries as the read script.
+_RECLAIM_SCRIPT = _ADMIT_LUA + """
 local out = {}
-for i, key in ipairs(KEYS) do
-  table.insert(out, admit(key, ARGV[2 * i + 2], {'task', ARGV[2 * i + 3]}) or 0)
+for _, key in ipairs(KEYS) do
+  local reply = redis.call('XAUTOCLAIM', key, ARGV[1], ARGV[4], ARGV[5], '0-0', 'COUNT', ARGV[6])
+  for _, entry in ipairs(reply[2]) do
+    local n, data = admit(key, entry[1], entry[2])
+    if n then
+      table.insert(out, key); table.insert(out, entry[1]); table.insert(out, data); table.insert(out, n)
+    end
+  end
 end
 return out
 """
@@ -170,26 +177,21 @@ class TaskWorker:
             await self._recorder.close()
 
     async def _reclaim(self) -> list[Delivery]:
-        """Take over the entries of dead workers (:meth:`Bus.claim_stale`) and admit them (:data:`_ADMIT_SCRIPT`)."""
-        found: list[Message] = []
-        for stream in self.streams:
-            found += await self.rt.bus.claim_stale(stream, GROUP, self.name, min_idle_ms=self.reclaim_idle_ms,
-                                                   count=self.concurrency)
-        if not found:
-            return []
-        log.info("worker %s took over %d stale task(s)", self.name, len(found))
-        args: list[Any] = [*_ADMIT_ARGS]
-        for msg in found:
-            args += [msg.id, str(msg.data.get("task_id", ""))]
-        counts = await self.rt.bus.script(_ADMIT_SCRIPT)(keys=[msg.stream for msg in found], args=args)
-        return [Delivery(msg, int(n)) for msg, n in zip(found, counts, strict=True) if int(n) > 0]
+        """Take over and admit the entries of dead workers, every stream in one round trip
+        (:data:`_RECLAIM_SCRIPT`)."""
+        reply = await self.rt.bus.script(_RECLAIM_SCRIPT)(
+            keys=self.streams, args=[*_ADMIT_ARGS, self.name, self.reclaim_idle_ms, self.concurrency])
+        found = _deliveries(reply)
+        if found:
+            log.info("worker %s took over %d task(s) of a silent worker", self.name, len(found))
+        return found
 
     async def _read(self) -> list[Delivery]:
         """Up to one entry per free slot, highest priority first, in one round trip (:data:`_READ_SCRIPT`). After
         a read that drained every stream, first wait (at most a second) for an entry newer than the newest one."""
         free = max(1, self._slots._value)
         if self._wake_after:
-            await self.rt.bus.redis.xread(dict(zip(self.streams, self._wake_after, strict=True)), count=1, block=1000)
+            await self.rt.bus.wait_for_entries(dict(zip(self.streams, self._wake_after, strict=True)))
         entries, self._wake_after = await self.rt.bus.script(_READ_SCRIPT)(
             keys=self.streams, args=[*_ADMIT_ARGS, self.name, free])
         return _deliveries(entries)
@@ -281,7 +283,7 @@ class TaskWorker:
                 if not ids:
                     continue
                 try:
-                    await self.rt.bus.redis.xclaim(stream, GROUP, self.name, 0, list(ids), justid=True)
+                    await self.rt.bus.keep_claimed(stream, GROUP, self.name, list(ids))
                 except Exception as exc:  # a transient Redis error: the next beat tries again
                     log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
