@@ -3,7 +3,7 @@
 Throughput: ``--burst`` no-op jobs through one worker with ``--concurrency`` slots in the process that enqueues
 them, batch enqueue (32 at a time) where the library has it; seconds from the first enqueue to the last job
 finished. chiffon: ``TaskQueue.submit_many`` and a :class:`TaskWorker` (row committed before its entry, result
-before its ack). Peers (``benchmarks/queue_peers.py``, in their own venv ``benchmarks/.peers`` built from
+before its ack), on uvloop like ``chiffon worker``. Peers (``benchmarks/queue_peers.py``, in their own venv ``benchmarks/.peers`` built from
 ``queue-peers.txt``): pgqueuer, procrastinate, arq (``poll_delay=0.01``) and saq, on the same embedded
 PostgreSQL and Redis. Bare streams: XADD pipelined 32 at a time, XREADGROUP COUNT 32, one XACK per batch.
 ``--rounds`` rounds run every contender once, interleaved, so that a noisy moment on a shared machine hits all;
@@ -294,4 +294,6 @@ if __name__ == "__main__":
     parser.add_argument("--recovery-cap", type=float, default=45.0, help="Seconds to wait for a restart.")
     parser.add_argument("--no-peers", action="store_true", help="chiffon and bare streams only (no peers' venv).")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    print(json.dumps(asyncio.run(main(parser.parse_args()))))
+    import uvloop  # chiffon's part runs on the loop `chiffon worker` runs on
+
+    print(json.dumps(uvloop.run(main(parser.parse_args()))))

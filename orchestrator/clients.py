@@ -17,6 +17,10 @@ The entry named ``chiffon`` runs ``chiffon serve`` over stdio with absolute path
 and the ``CHIFFON_*`` variables that locate this installation. Every other server
 in the file is kept as it is; the file is backed up before it is written, and a
 file that is not valid JSON is refused and left untouched.
+
+With a URL (an orchestrator on another machine, ``chiffon serve --transport http``),
+the entry is remote, in each client's own syntax (:func:`remote_entry`), and sends
+``Authorization: Bearer <token>``; a file that holds a token is written 0600.
 """
 
 from __future__ import annotations
@@ -86,6 +90,62 @@ def server_entry(client: str, env: dict[str, str] | None = None) -> dict[str, An
     return entry
 
 
+def check_url(url: str, *, allow_http: bool = False) -> str:
+    """``url`` if it is an ``https://`` (or, for loopback or with ``allow_http``, ``http://``) URL with a host
+    and no credentials, query or fragment.
+
+    Raises:
+        InvalidInput: anything else; a bearer token must not cross the network in clear text.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise InvalidInput("--url", f"{url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("--url", f"{url!r}: use https://HOST:PORT/mcp")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidInput("--url", "no user, password, query or fragment in the URL; the token goes in --token")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise InvalidInput("--url", "the URL holds whitespace or control characters")
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme == "http" and not loopback and not allow_http:
+        raise InvalidInput("--url", f"http:// to {parts.hostname} would send the token in clear text; serve HTTPS "
+                                    "(http.tls_cert and http.tls_key) and use https://, or pass --allow-http")
+    return url
+
+
+def remote_entry(client: str, url: str, token: str | None) -> dict[str, Any]:
+    """The ``chiffon`` entry for an orchestrator at ``url``, in ``client``'s documented syntax:
+
+    * ``claude-code`` (``.mcp.json``) and ``vscode`` (``.vscode/mcp.json``): ``{"type": "http", "url", "headers"}``;
+    * ``cursor`` and ``trae``: ``{"url", "headers"}``;
+    * ``antigravity``: ``{"serverUrl", "headers"}``;
+    * ``claude-desktop``, whose config file has no remote servers: the ``mcp-remote`` stdio bridge (npm),
+      ``npx -y mcp-remote URL --header Authorization:${CHIFFON_AUTH}`` with the header's value in ``env``
+      (the form mcp-remote documents, since some clients mangle spaces in arguments).
+
+    Raises InvalidInput for an unknown client or a token that is not one printable line.
+    """
+    if client not in CLIENTS:
+        raise InvalidInput("client", f"{client!r} is not one of {', '.join(CLIENTS)}")
+    if token is not None and (not token or any(c.isspace() or ord(c) < 32 for c in token)):
+        raise InvalidInput("--token", "a token is one line without spaces, as `chiffon token create` printed it")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if client == "claude-desktop":
+        args = ["-y", "mcp-remote", url]
+        entry: dict[str, Any] = {"command": "npx", "args": args}
+        if token:
+            args += ["--header", "Authorization:${CHIFFON_AUTH}"]
+            entry["env"] = {"CHIFFON_AUTH": f"Bearer {token}"}
+        return entry
+    key = "serverUrl" if client == "antigravity" else "url"
+    entry = {key: url, **({"headers": headers} if headers else {})}
+    if client in ("vscode", "claude-code"):
+        entry = {"type": "http", **entry}
+    return entry
+
+
 def merged(client: str, path: Path, entry: dict[str, Any]) -> dict[str, Any]:
     """The client's config with the ``chiffon`` entry added or replaced, everything else kept.
 
@@ -110,16 +170,19 @@ def merged(client: str, path: Path, entry: dict[str, Any]) -> dict[str, Any]:
     return {**data, key: {**servers, SERVER_NAME: entry}}
 
 
-def install(client: str, *, path: Path | None = None, dry_run: bool = False,
-            env: dict[str, str] | None = None) -> tuple[Path, dict[str, Any], Path | None]:
+def install(client: str, *, path: Path | None = None, dry_run: bool = False, env: dict[str, str] | None = None,
+            entry: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any], Path | None]:
     """Add chiffon to ``client``'s config; returns (file, the merged config, the backup or None).
 
-    With ``dry_run`` nothing is written. Raises InvalidInput (unknown client) or ConfigError (see :func:`merged`).
+    ``entry``: the entry to write (:func:`remote_entry`); default the local stdio one (:func:`server_entry`).
+    With ``dry_run`` nothing is written. A config that holds a bearer token is written mode 0600, and so is its
+    backup. Raises InvalidInput (unknown client) or ConfigError (see :func:`merged`).
     """
     target = path or config_path(client)
     if client not in CLIENTS:
         raise InvalidInput("client", f"{client!r} is not one of {', '.join(CLIENTS)}")
-    config = merged(client, target, server_entry(client, env))
+    entry = entry if entry is not None else server_entry(client, env)
+    config = merged(client, target, entry)
     if dry_run:
         return target, config, None
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +190,14 @@ def install(client: str, *, path: Path | None = None, dry_run: bool = False,
     if target.exists():
         backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.copy2(target, backup)
+    secret = "Bearer " in json.dumps(config)
+    if secret and backup is not None:
+        backup.chmod(0o600)
     tmp = target.with_name(target.name + ".chiffon-tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(config, indent=2) + "\n")
+    if secret:
+        tmp.chmod(0o600)  # an existing temp file keeps its mode through os.open
     tmp.replace(target)
     return target, config, backup

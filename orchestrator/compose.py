@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastmcp import FastMCP
 
-from chiffon.orchestrator.server import create_orchestrator, mount_tasks
+from chiffon.orchestrator.server import DEFAULT_TOOLSETS, create_orchestrator, mount_tasks
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.config import Settings
 from chiffon.shared.runtime import Runtime
@@ -41,11 +41,13 @@ class Composed:
 
 
 @contextlib.asynccontextmanager
-async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncIterator[Composed]:
-    """Everything ``chiffon serve`` exposes, opened once: the ansible service with its in-process infra
-    worker, router, memory, voice and tasks, whose agents use the orchestrator's own tools.
+async def open_orchestrator(rt: Runtime, repo: Path | None = None,
+                            toolsets: Collection[str] = DEFAULT_TOOLSETS) -> AsyncIterator[Composed]:
+    """What ``chiffon serve`` exposes, opened once: the ansible service with its in-process infra worker,
+    router, memory, voice and tasks, whose agents use the orchestrator's tools over the same ansible service
+    and memory (:func:`agent_tools`). The served server mounts the servers named in ``toolsets``.
 
-    Closes everything on exit.
+    Closes everything on exit. Raises InvalidInput for an unknown toolset.
     """
     from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.llm.router import open_router
@@ -56,16 +58,20 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None) -> AsyncItera
     svc = AnsibleService.for_runtime(rt, repo)
     async with running_infra_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
             open_memory(rt) as memory, open_voice(rt, router) as voice:
-        server = create_orchestrator(svc, router, memory, voice)
-        async with open_tasks(rt, router, tools=server, start_delay_s=BACKGROUND_START_S) as tasks:
-            mount_tasks(server, tasks)
+        server = create_orchestrator(svc, router, memory, voice, toolsets=toolsets)
+        async with open_tasks(rt, router, tools=agent_tools(rt, memory, svc), start_delay_s=BACKGROUND_START_S) \
+                as tasks:
+            if "tasks" in toolsets:
+                mount_tasks(server, tasks)
             yield Composed(server, svc, memory)
 
 
-def agent_tools(rt: Runtime, memory: object | None = None) -> FastMCP:
-    """The tools a worker's agents may call (each role sees only its scopes): the orchestrator over the
-    configured repo, without the LLM, voice and tasks servers."""
-    return create_orchestrator(AnsibleService.for_runtime(rt), None, memory)  # type: ignore[arg-type]
+def agent_tools(rt: Runtime, memory: object | None = None, svc: AnsibleService | None = None) -> FastMCP:
+    """The tools a worker's agents may call (each role sees only its scopes): the orchestrator with the
+    ansible and memory servers over ``svc`` (default: a service over the configured repo), without the LLM,
+    voice and tasks servers, whatever toolsets the IDE was given."""
+    return create_orchestrator(svc or AnsibleService.for_runtime(rt), None, memory,  # type: ignore[arg-type]
+                               toolsets=("ansible", "memory"))
 
 
 async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastmcp import Context, FastMCP
@@ -73,6 +74,33 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
+TOOLSETS = ("ansible", "memory", "llm", "voice", "tasks")
+"""The servers an IDE can be given besides the orchestration tools (``chiffon serve --toolsets``)."""
+DEFAULT_TOOLSETS = ("ansible", "memory")
+"""What ``chiffon serve`` exposes by default: every tool is context on every IDE request (measured in
+``benchmarks/toolsets.py``), and some clients cap the number of tools."""
+
+
+def parse_toolsets(value: str | None) -> tuple[str, ...]:
+    """``"ansible,memory"`` (``"all"``; ``"none"``: the orchestration tools alone; None: :data:`DEFAULT_TOOLSETS`)
+    as a tuple of toolset names.
+
+    Raises:
+        InvalidInput: a name that is not one of :data:`TOOLSETS`.
+    """
+    if value is None:
+        return DEFAULT_TOOLSETS
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if names == ("all",):
+        return TOOLSETS
+    if names in (("none",), ()):
+        return ()
+    unknown = [n for n in names if n not in TOOLSETS]
+    if unknown:
+        raise InvalidInput("--toolsets", f"unknown: {', '.join(unknown)}; choose from {', '.join(TOOLSETS)}, all or none")
+    return names
+
+
 def mount_tasks(mcp: FastMCP, tasks: TasksService) -> None:
     """Mount ``chiffon-tasks`` over ``tasks`` as ``tasks_*`` (after the fact, once the team has the tools)."""
     from chiffon.servers.tasks.server import create_tasks_server
@@ -81,10 +109,15 @@ def mount_tasks(mcp: FastMCP, tasks: TasksService) -> None:
 
 
 def create_orchestrator(svc: AnsibleService, router: Router | None = None, memory: MemoryService | None = None,
-                        voice: VoiceService | None = None, tasks: TasksService | None = None) -> FastMCP:
-    """The ``chiffon`` server: the ansible server mounted as ``ansible``, ``chiffon-llm`` over ``router``
-    as ``llm``, ``chiffon-memory`` as ``memory``, ``chiffon-voice`` as ``voice`` and ``chiffon-tasks`` as
-    ``tasks`` (each when given), plus the orchestration tools."""
+                        voice: VoiceService | None = None, tasks: TasksService | None = None, *,
+                        toolsets: Collection[str] = TOOLSETS) -> FastMCP:
+    """The ``chiffon`` server: the orchestration tools, plus the ansible server mounted as ``ansible``,
+    ``chiffon-llm`` over ``router`` as ``llm``, ``chiffon-memory`` as ``memory``, ``chiffon-voice`` as
+    ``voice`` and ``chiffon-tasks`` as ``tasks``, each when given and named in ``toolsets`` (see
+    :data:`TOOLSETS`). Memory keeps recording requests and plans whether or not its tools are mounted."""
+    unknown = set(toolsets) - set(TOOLSETS)
+    if unknown:
+        raise InvalidInput("toolsets", f"unknown: {', '.join(sorted(unknown))}; choose from {', '.join(TOOLSETS)}")
     rt = svc.rt
     svc.run_plan = svc.run_plan or dispatch_run  # the ansible server's run tool takes the one run path too
     mcp = FastMCP(
@@ -97,23 +130,26 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         mask_error_details=True,
     )
     mcp.add_middleware(ChiffonErrors())
-    mcp.mount(create_ansible_server(svc), namespace="ansible")
-    if router is not None:
+    if "ansible" in toolsets:
+        mcp.mount(create_ansible_server(svc), namespace="ansible")
+    if router is not None and "llm" in toolsets:
         from chiffon.servers.llm.server import create_llm_server
 
         mcp.mount(create_llm_server(router), namespace="llm")
-    if voice is not None:
+    if voice is not None and "voice" in toolsets:
         from chiffon.servers.voice.server import create_voice_server
 
         mcp.mount(create_voice_server(voice), namespace="voice")
-    if tasks is not None:
+    if tasks is not None and "tasks" in toolsets:
         mount_tasks(mcp, tasks)
     playbooks = None
     if memory is not None:
         from chiffon.orchestrator.playbook_memory import PlaybookIndex
-        from chiffon.servers.memory.server import create_memory_server
 
-        mcp.mount(create_memory_server(memory), namespace="memory")
+        if "memory" in toolsets:
+            from chiffon.servers.memory.server import create_memory_server
+
+            mcp.mount(create_memory_server(memory), namespace="memory")
         playbooks = PlaybookIndex(memory.vectors)
 
     async def record(text: str, kind: str, plan_id: str) -> None:

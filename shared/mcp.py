@@ -110,10 +110,13 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
         )
     add_http_routes(server, refresh, metrics_token=(secret or None) if not is_loopback(host) else None)
     hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
-    log.info("serving %s over streamable HTTP on http://%s:%s/mcp (Host allowed: %s)", server.name, host, port,
-             ", ".join(hosts))
+    tls = settings.http.tls_cert is not None and settings.http.tls_key is not None
+    uvicorn_config = {"ssl_certfile": str(settings.http.tls_cert.expanduser()),  # type: ignore[union-attr]
+                      "ssl_keyfile": str(settings.http.tls_key.expanduser())} if tls else None  # type: ignore[union-attr]
+    log.info("serving %s over streamable HTTP on %s://%s:%s/mcp (Host allowed: %s)", server.name,
+             "https" if tls else "http", host, port, ", ".join(hosts))
     await server.run_async("http", show_banner=False, host=host, port=port, host_origin_protection=True,
-                           allowed_hosts=hosts, allowed_origins=origins)
+                           allowed_hosts=hosts, allowed_origins=origins, uvicorn_config=uvicorn_config)
 
 
 def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[list[str], list[str]]:

@@ -339,13 +339,24 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="HTTP bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8765).")] = None,
     repo: Annotated[Path | None, typer.Option(help="IaC repo.")] = None,
+    toolsets: Annotated[str | None, typer.Option(
+        help="Servers whose tools the IDE gets besides the orchestrator's: comma-separated from ansible, memory, "
+             "llm, voice, tasks; all; none (default: ansible,memory).")] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
-    """Serve the orchestrator MCP server (the ansible server mounted as `ansible`)."""
+    """Serve the orchestrator MCP server (plan_request, execute_plan, plan_status, audit_query) with the tools of
+    the servers named in --toolsets."""
     if transport not in ("stdio", "http"):
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
+    from chiffon.orchestrator.server import parse_toolsets
+
+    try:
+        chosen = parse_toolsets(toolsets)
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
     setup_logging(verbose)
     from chiffon.orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
     from chiffon.shared.mcp import serve
@@ -354,7 +365,7 @@ def serve_cmd(
     settings = settings_or_exit(config)
 
     async def go() -> None:
-        async with open_runtime(settings) as rt, open_orchestrator(rt, repo) as composed:
+        async with open_runtime(settings) as rt, open_orchestrator(rt, repo, chosen) as composed:
             from chiffon.orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from chiffon.shared import tokens
 

@@ -27,13 +27,33 @@ def install_cmd(
     path: Annotated[Path | None, typer.Option(help="The client's config file (default: where the client reads it).")] = None,
     repo: Annotated[Path | None, typer.Option(
         help="IaC repo the IDE plans against (recorded as CHIFFON_REPO in the client's entry).")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="An orchestrator on another machine (`chiffon serve --transport http`), e.g. https://ai:8765/mcp.")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="With --url: the bearer token `chiffon token create NAME` printed on that machine; '-' reads it "
+             "from stdin (kept out of shell history).")] = None,
+    allow_http: Annotated[bool, typer.Option(
+        "--allow-http", help="Accept an http:// URL to another machine (the token crosses the network in clear).")] = False,
+    toolsets: Annotated[str | None, typer.Option(
+        help="Local entry: the servers whose tools the IDE gets (`chiffon serve --toolsets`).")] = None,
 ) -> None:
-    """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first)."""
+    """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first): a local stdio
+    entry, or with --url a remote one that sends --token."""
     setup_logging()
     import os
 
-    from chiffon.orchestrator.clients import install
+    from chiffon.orchestrator.clients import check_url, install, remote_entry, server_entry
+    from chiffon.orchestrator.server import parse_toolsets
 
+    if url is None and token is not None:
+        err.print("[bold red]error:[/] --token goes with --url (a local entry needs no token)")
+        raise typer.Exit(2)
+    if url is not None and (repo is not None or toolsets is not None):
+        err.print("[bold red]error:[/] --repo and --toolsets belong to a local entry; a remote orchestrator "
+                  "uses its own (`chiffon serve --repo ... --toolsets ...` on that machine)")
+        raise typer.Exit(2)
+    if token == "-":
+        token = sys.stdin.readline().strip()
     env = dict(os.environ)
     if repo is not None:
         if not repo.expanduser().is_dir():
@@ -41,16 +61,25 @@ def install_cmd(
             raise typer.Exit(2)
         env["CHIFFON_REPO"] = str(repo.expanduser().resolve())
     try:
-        target, config, backup = install(client, path=path, dry_run=print_only, env=env)
+        if url is not None:
+            entry = remote_entry(client, check_url(url, allow_http=allow_http), token)
+        else:
+            entry = server_entry(client, env)
+            if toolsets is not None:
+                entry["args"] += ["--toolsets", ",".join(parse_toolsets(toolsets))]
+        target, config, backup = install(client, path=path, dry_run=print_only, entry=entry)
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     from chiffon.orchestrator.clients import credentialed
 
-    for key in credentialed(env):
+    for key in credentialed(env) if url is None else ():
         err.print(f"note: {key} holds a password, so it was not written to {escape(str(target))}; put it in "
                   "chiffon.yaml (CHIFFON_CONFIG) or the server's environment instead", highlight=False, soft_wrap=True)
-    if "CHIFFON_REPO" not in env:
+    if url is not None and not token:
+        err.print("note: no --token; the orchestrator refuses clients without one unless it is bound to loopback",
+                  highlight=False, soft_wrap=True)
+    if url is None and "CHIFFON_REPO" not in env:
         err.print("note: no IaC repo recorded; the IDE's plans will say so until you run this again with "
                   "--repo PATH (or set CHIFFON_REPO / the `repo` key)", highlight=False, soft_wrap=True)
     if print_only:

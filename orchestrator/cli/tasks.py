@@ -72,7 +72,7 @@ def worker_cmd(
                           f"({worker.concurrency} at once)")  # type: ignore[union-attr]
                 await stop.wait()
 
-    run_or_exit(go())
+    run_or_exit(go(), fast_loop=True)
 
 
 def _queue(rt: Any) -> Any:

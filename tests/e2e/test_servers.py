@@ -28,6 +28,28 @@ async def test_chiffon_serve_over_stdio_lists_and_calls_tools(cli_env: dict[str,
     assert "deploy-uptime-kuma.yml" in {p["name"] for p in listed.structured_content["result"]}
 
 
+async def tool_names(env: dict[str, str], *args: str) -> set[str]:
+    transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", *args], env=env, cwd=str(PROJECT_ROOT))
+    async with Client(transport) as client:
+        return {t.name for t in await client.list_tools()}
+
+
+async def test_serve_exposes_only_the_toolsets_asked_for(cli_env: dict[str, str]) -> None:
+    default = await tool_names(cli_env)
+    every = await tool_names(cli_env, "--toolsets", "all")
+    only_tasks = await tool_names(cli_env, "--toolsets", "tasks")
+    prefixes = {n.split("_", 1)[0] for n in every}
+    assert {"ansible", "memory", "llm", "voice", "tasks"} <= prefixes
+    assert {n.split("_", 1)[0] for n in default - {"plan_request", "execute_plan", "plan_status", "audit_query"}} \
+        == {"ansible", "memory"}
+    assert {"plan_request", "execute_plan", "plan_status", "audit_query"} <= only_tasks
+    assert any(n.startswith("tasks_") for n in only_tasks) and not any(n.startswith("ansible_") for n in only_tasks)
+    assert default < every
+    bad = subprocess.run([str(BIN / "chiffon"), "serve", "--toolsets", "ansible,shell"], env=cli_env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown: shell" in bad.stderr
+
+
 async def test_chiffon_ansible_runs_alone_over_stdio(cli_env: dict[str, str], repo: Path) -> None:
     transport = StdioTransport(command=str(BIN / "chiffon-ansible"), args=["--repo", str(repo)], env=cli_env)
     async with Client(transport) as client:
