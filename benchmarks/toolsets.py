@@ -42,7 +42,8 @@ async def main() -> dict[str, object]:
         try:
             sizes = {name: await listing(env, value) for name, value in CASES.items()}
         finally:
-            await (await asyncio.create_subprocess_exec(str(CHIFFON), "down", env=env)).wait()
+            await (await asyncio.create_subprocess_exec(str(CHIFFON), "down", "--all", "--under", tmp, env=env,
+                                                        stdout=asyncio.subprocess.DEVNULL)).wait()
     return {"toolsets": sizes, "default_vs_all": round(sizes["default"]["chars"] / sizes["all"]["chars"], 3)}
 
 

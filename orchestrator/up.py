@@ -77,6 +77,9 @@ def components(settings: Settings, config: Path | None = None) -> list[Component
         out.append(Component("orchestrator", "servers",
                              [str(BIN / "chiffon"), "serve", "--transport", "http", *config_args],
                              f"http://{_local(settings.http.host)}:{settings.http.port}/health"))
+    if "console" in wanted:
+        out.append(Component("console", "servers", [str(BIN / "chiffon"), "console", *config_args],
+                             f"http://{_local(settings.console.bind)}:{settings.console.port}/health"))
     if "worker" in wanted:
         out.append(Component("worker", "workers", [str(BIN / "chiffon"), "worker", *config_args], None, ": serving "))
     return out
@@ -191,7 +194,7 @@ async def down(settings: Settings, group: str | None = None) -> list[str]:
         raise InvalidInput("group", f"{group!r} is not one of {', '.join(GROUPS)}")
     stopped = []
     names = [(c.name, c.group) for c in components(settings)]
-    known = {"hostd", "orchestrator", "worker"}  # also stop what a different config once started here
+    known = {"hostd", "orchestrator", "console", "worker"}  # also stop what a different config once started here
     names += [(n, "servers" if n != "worker" else "workers") for n in sorted(known - {n for n, _ in names})]
     for name, belongs in sorted(names, key=lambda item: -GROUPS.index(item[1])):
         if group not in (None, belongs):

@@ -110,6 +110,14 @@ class AuditLog:
         except (ValueError, git.BadName, AuditError):
             return False
 
+    def message(self, sha: str) -> str:
+        """The full message of commit ``sha`` (its subject and structured record). Raises AuditError when
+        ``sha`` is not a commit of this repository."""
+        if not self.exists(sha):
+            raise AuditError(f"{sha!r} is not an audit commit")
+        message = self._open().commit(sha).message
+        return message if isinstance(message, str) else message.decode()
+
     def query(
         self,
         *,

@@ -85,6 +85,30 @@ class ApprovalSettings(Section):
                     "after that needs a new plan and approval.")
 
 
+class Operator(Section):
+    """A console login: a name and its argon2 password hash (`chiffon console passwd NAME` prints one)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Login name; the audit records it as "
+                                                                          "the approver.")
+    password_hash: SecretStr = Field(description="argon2id PHC string ($argon2id$...); never the password.")
+
+    @model_validator(mode="after")
+    def _argon2(self) -> Operator:
+        if not self.password_hash.get_secret_value().startswith("$argon2"):
+            raise ValueError("password_hash must be an argon2 hash; make one with `chiffon console passwd NAME`")
+        return self
+
+
+class ConsoleSettings(Section):
+    """The web console (`chiffon console`): plans, runs, audit, hosts, agents and the voice assistant."""
+
+    bind: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(7860, gt=0, lt=65536, description="TCP port.")
+    operators: list[Operator] = Field(default_factory=list, description="Who may log in; the console refuses to "
+                                                                        "start without one.")
+    refresh_s: float = Field(1.0, ge=0.2, le=60, description="How often the open pages refresh, seconds.")
+
+
 class HttpSettings(Section):
     """Streamable HTTP transport of the MCP servers."""
 
@@ -115,7 +139,7 @@ class HostConfig(Section):
     address: str = Field("", description="DNS name or IP the other hosts use.")
     hardware: str = Field("", description="Free-text hardware summary (CPU, RAM, GPU).")
     runs: list[str] = Field(default_factory=list, description="Services this host runs.")
-    chiffon: list[Literal["orchestrator", "worker", "hostd"]] = Field(
+    chiffon: list[Literal["orchestrator", "worker", "hostd", "console"]] = Field(
         default_factory=list, description="chiffon services on this host (systemd units from `chiffon deploy systemd`, "
                                           "processes from `chiffon up`).")
     gpu: Literal["auto", "nvidia", "amd", "none"] = Field(
@@ -341,6 +365,7 @@ class Settings(BaseSettings):
     ansible: AnsibleSettings = Field(default_factory=AnsibleSettings, description="Ansible runs.")
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings, description="Approval policy.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The web console.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
     chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "

@@ -40,3 +40,40 @@ async def probe(service: str, check: Callable[[], Awaitable[tuple[Status, str]]]
         status, detail, issues = "failed", str(exc), [f"{type(exc).__name__}: {exc}"]
     return Health(service=service, status=status, issues=issues, detail=detail,
                   latency_ms=round((time.perf_counter() - start) * 1000, 1))
+
+
+_RANK: dict[str, int] = {"ok": 0, "healthy": 1, "degraded": 2, "failed": 3}
+
+
+async def check_parts(rt: Any, *, service: str = "console", hostd: bool = False) -> dict[str, Any]:
+    """The health of a served part from the parts behind it: the store (``SELECT 1``), the bus (``INFO``) and,
+    with ``hostd``, chiffon-hostd's own ``/health``. ``rt`` is a :class:`~chiffon.shared.runtime.Runtime`.
+
+    Returns ``{"service", "status", "parts": [Health...], "timestamp"}``: the worst part's status, except that
+    hostd down only degrades (plans and runs still work without it).
+    """
+    import httpx
+
+    async def store() -> tuple[Status, str]:
+        await rt.store.pool.fetchval("SELECT 1")
+        return "ok", "PostgreSQL answers"
+
+    async def bus() -> tuple[Status, str]:
+        return "ok", f"Redis {await rt.bus.server_version()} answers"
+
+    async def daemon() -> tuple[Status, str]:
+        url = str(rt.settings.hostd.url).rstrip("/") + "/health"
+        async with httpx.AsyncClient(timeout=3) as client:
+            reply = await client.get(url)
+        return ("ok", f"hostd at {url} answers") if reply.status_code == 200 else \
+            ("failed", f"hostd at {url} answered {reply.status_code}")
+
+    parts = [await probe("store", store), await probe("bus", bus)]
+    if hostd and rt.settings.hostd.url:  # unset: the engines run in-process, nothing to reach
+        heard = await probe("hostd", daemon)
+        if heard.status == "failed":
+            heard.status = "degraded"
+        parts.append(heard)
+    worst = max(parts, key=lambda p: _RANK[p.status]).status
+    return {"service": service, "status": worst, "parts": [p.model_dump() for p in parts],
+            "timestamp": datetime.now(UTC).isoformat()}

@@ -6,6 +6,7 @@
 - :mod:`~orchestrator.cli.tasks`: agent tasks, worker, inbox
 - :mod:`~orchestrator.cli.memory`: vector memory
 - :mod:`~orchestrator.cli.voice`: speech models, hostd
+- :mod:`~orchestrator.cli.console`: the web console and its operator accounts
 - :mod:`~orchestrator.cli.ops`: install, up/down, doctor, backup/restore, deploy kit, TOTP, tokens
 
 Every module imports only :mod:`~orchestrator.cli.common` (and typer, rich); what a command needs
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import typer
 
-from chiffon.orchestrator.cli import hosts, infra, memory, ops, repo, tasks, voice
+from chiffon.orchestrator.cli import console, hosts, infra, memory, ops, repo, tasks, voice
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)
-for _module in (infra, hosts, memory, ops, repo, tasks, voice):
+for _module in (infra, hosts, memory, ops, repo, tasks, voice, console):
     app.add_typer(_module.app)
 
 

@@ -19,6 +19,7 @@ import asyncio
 import getpass
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -75,6 +76,7 @@ class Plan(BaseModel):
                                                              "role no playbook applies); it runs from the plan and "
                                                              "is never written to the repo.")
     audit_commit: str | None = Field(description="Audit commit recording the plan.")
+    supersedes: str | None = Field(None, description="The plan this one replaces after a reviewer asked for changes.")
     created_at: datetime
     updated_at: datetime
 
@@ -209,6 +211,20 @@ async def get_plan(rt: Runtime, plan_id: str) -> Plan:
     if row is None:
         raise PlanNotFound(f"no plan {plan_id!r}; `chiffon audit` lists recent plans")
     return Plan(**dict(row))
+
+
+async def listing(rt: Runtime, statuses: Sequence[str] | None = None, *, limit: int = 50) -> list[Plan]:
+    """The newest ``limit`` plans (1..500), only those in ``statuses`` when given, newest first."""
+    limit = max(1, min(500, limit))
+    rows = await rt.store.pool.fetch(
+        "SELECT * FROM plans WHERE ($1::text[] IS NULL OR status = ANY($1::text[])) ORDER BY created_at DESC LIMIT $2",
+        list(statuses) if statuses is not None else None, limit)
+    return [Plan(**dict(row)) for row in rows]
+
+
+async def link_replacement(rt: Runtime, new_id: str, old_id: str) -> None:
+    """Record that plan ``new_id`` replaces ``old_id`` (its reviewer asked for changes)."""
+    await rt.store.pool.execute("UPDATE plans SET supersedes=$2 WHERE id=$1", new_id, old_id)
 
 
 def default_approver() -> str:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,10 +139,13 @@ class VoiceService:
         pcm, rate, used = await self.hostd.speak(text, voice=voice, speed=speed, model=engine)
         return self._write([pcm], rate, used)
 
-    async def converse(self, audio: str, session_id: str, voice: str | None = None, max_tokens: int = 200) -> Turn:
+    async def converse(self, audio: str, session_id: str, voice: str | None = None, max_tokens: int = 200, *,
+                       on_audio: Callable[[bytes, int], Awaitable[None]] | None = None) -> Turn:
         """Transcribe, answer with the session's history through the router, speak the answer sentence by sentence.
 
-        The user's words and the reply are appended to the session's chat history.
+        The user's words and the reply are appended to the session's chat history. ``on_audio(pcm, rate)``, when
+        given, receives each sentence's speech (16-bit mono PCM) as soon as it is synthesized, so a listener
+        hears the first sentence while the model still writes the next.
 
         Raises:
             ConfigError: no LLM tier configured.
@@ -195,6 +198,8 @@ class VoiceService:
                     continue
                 pcm, state["rate"], state["voice"] = await self.hostd.speak(sentence, voice=voice)
                 spoken.append((attempt, pcm))
+                if on_audio is not None and attempt == state["attempt"]:
+                    await on_audio(pcm, state["rate"])
                 if state["first_audio"] is None:
                     state["first_audio"] = time.perf_counter()
 

@@ -1,0 +1,260 @@
+"""What the console's pages do and show, with no web code: each function takes the runtime (and the operator
+where a decision is made) and returns plain text, Markdown or rows.
+
+Every string that comes from a repo, a request, Ansible or an agent is escaped before it is put in Markdown
+(:func:`md`, :func:`fenced`): a task name holding ``[click](javascript:...)`` or ``<img onerror>`` shows as
+written. Decisions go through :func:`chiffon.servers.ansible.plans.decide` with the logged-in operator as the
+approver and ``console`` as the channel; an approved plan runs through the one run path (a queued ``infra``
+task, :func:`chiffon.orchestrator.runs.queue_run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from chiffon.orchestrator.planner import plan_request
+from chiffon.orchestrator.runs import queue_run
+from chiffon.servers.ansible import execution, plans
+from chiffon.servers.ansible.service import AnsibleService
+from chiffon.shared.errors import InvalidInput, NoMatch, PlanStateError
+from chiffon.shared.runtime import Runtime
+
+CHANNEL = "console"
+MAX_COMMENT_CHARS = 2000
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+def md(text: object) -> str:
+    """``text`` with every Markdown and HTML special character escaped (one line: newlines become spaces)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def fenced(text: str, lang: str = "") -> str:
+    """``text`` in a code fence longer than any backtick run inside it (so it cannot close the fence)."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def approver(operator: str) -> str:
+    return f"{operator} (console)"
+
+
+async def pending(rt: Runtime) -> list[tuple[str, str]]:
+    """``(label, plan id)`` of the plans waiting for a decision, newest first."""
+    return [(f"{p.id} · {p.playbook} · {p.risk} risk", p.id)
+            for p in await plans.listing(rt, ["pending_approval"], limit=100)]
+
+
+async def recent(rt: Runtime) -> list[tuple[str, str]]:
+    """``(label, plan id)`` of the newest 100 plans of any status, for the Runs page."""
+    return [(f"{p.id} · {p.playbook} · {p.status}", p.id) for p in await plans.listing(rt, limit=100)]
+
+
+def plan_markdown(plan: plans.Plan) -> str:
+    """Everything a reviewer needs before deciding: playbook, hosts, tags, limit, extra vars, risk and why,
+    warnings, the tasks that run even in check mode, and the full check-mode diff."""
+    lines = [f"### {md(plan.id)}: {md(plan.playbook)}",
+             f"**Status:** {md(plan.status)}" + (f" (waiting: {md(plan.paused_reason)})" if plan.paused_reason else ""),
+             f"**Request:** {md(plan.request or '(none)')}",
+             f"**Hosts:** {md(', '.join(plan.hosts) or '(none)')}",
+             f"**Limit:** {md(plan.host_limit or '(none)')} · **Tags:** {md(', '.join(plan.tags) or '(whole playbook)')}"
+             f" · **Skip tags:** {md(', '.join(plan.skip_tags) or '(none)')}",
+             f"**Extra vars:** {md(', '.join(f'{k}={v}' for k, v in plan.extra_vars.items()) or '(none)')}",
+             f"**Risk:** {md(plan.risk)}: {md('; '.join(plan.risk_reasons) or 'no reason given')}"]
+    if plan.supersedes:
+        lines.append(f"**Replaces:** {md(plan.supersedes)} (changes were requested)")
+    if plan.blocked_reason:
+        lines.append(f"**Cannot be approved:** {md(plan.blocked_reason)}")
+    for warning in plan.warnings:
+        lines.append(f"- ⚠ {md(warning)}")
+    always = [e for e in (plan.check_result or {}).get("events", []) if e.get("check_mode") is False]
+    if always:
+        lines.append("**Tasks that run even in check mode:** " + md(", ".join(str(e.get("task", "")) for e in always)))
+    lines.append("**Check-mode diff:**")
+    lines.append(fenced(plan.diff or "(no changes predicted)", "diff"))
+    return "\n\n".join(lines)
+
+
+async def show_plan(rt: Runtime, plan_id: str | None) -> str:
+    if not plan_id:
+        return "No plan selected."
+    return plan_markdown(await plans.get_plan(rt, plan_id))
+
+
+async def approve(rt: Runtime, plan_id: str, operator: str, *, reason: str | None = "", code: str | None = "") -> str:
+    """Approve ``plan_id`` as ``operator`` (with the TOTP ``code`` when approvals need one) and queue its run.
+
+    Raises PlanNotFound, PlanStateError or InvalidInput (see :func:`plans.decide`).
+    """
+    _check_id(plan_id)
+    await plans.decide(rt, plan_id, "approved", approver=approver(operator), channel=CHANNEL,
+                       reason=(reason or "").strip()[:MAX_COMMENT_CHARS] or None, code=(code or "").strip() or None)
+    await queue_run(rt, plan_id)
+    return f"Approved {plan_id} as {operator}; its run is queued. Follow it on the Runs page."
+
+
+async def reject(rt: Runtime, plan_id: str, operator: str, *, reason: str | None = "") -> str:
+    """Reject ``plan_id`` as ``operator``. Raises PlanNotFound or PlanStateError."""
+    _check_id(plan_id)
+    await plans.decide(rt, plan_id, "rejected", approver=approver(operator), channel=CHANNEL,
+                       reason=(reason or "").strip()[:MAX_COMMENT_CHARS] or None)
+    return f"Rejected {plan_id}; nothing ran."
+
+
+async def request_changes(svc: AnsibleService, plan_id: str, operator: str, comment: str | None) -> plans.Plan:
+    """Plan ``plan_id``'s request again with the reviewer's ``comment`` added, then reject the old plan with the
+    comment and link the new one to it. Returns the new plan (pending approval).
+
+    The request plus the comment goes through the planner (which may pick another playbook, or read a limit or
+    vars from it with an LLM tier); when it matches no playbook, the old plan's playbook is checked again with the
+    same tags, limit and vars against the repo as it is now. Nothing changes when the new plan cannot be made.
+
+    Raises:
+        InvalidInput: an empty comment, or one over 2,000 characters.
+        PlanNotFound, PlanStateError: the plan is unknown or no longer pending.
+    """
+    _check_id(plan_id)
+    comment = (comment or "").strip()
+    if not comment:
+        raise InvalidInput("comment", "say what should change; the new plan is made with it")
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidInput("comment", f"at most {MAX_COMMENT_CHARS} characters")
+    old = await plans.get_plan(svc.rt, plan_id)
+    if old.status != "pending_approval":
+        raise PlanStateError(f"plan {plan_id} is {old.status}; only a pending plan can be changed")
+    request = f"{old.request or old.playbook}\n\nChanges requested by the reviewer: {comment}"
+    try:
+        new = await plan_request(svc, request, limit=old.host_limit, extra_vars=old.extra_vars or None,
+                                 skip_tags=old.skip_tags or None)
+    except NoMatch:
+        new = await plans.create_plan(svc.rt, await svc.catalog(), old.playbook, request=request,
+                                      limit=old.host_limit, tags=old.tags or None, skip_tags=old.skip_tags or None,
+                                      extra_vars=old.extra_vars or None)
+    await plans.link_replacement(svc.rt, new.id, old.id)
+    await plans.decide(svc.rt, plan_id, "rejected", approver=approver(operator), channel=CHANNEL,
+                       reason=f"changes requested: {comment}")
+    return new.model_copy(update={"supersedes": old.id})
+
+
+async def run_view(rt: Runtime, plan_id: str | None) -> tuple[str, str]:
+    """``(status Markdown, event log)`` of ``plan_id``'s run: queued, running with each task as it ends, then the
+    result or the structured failure."""
+    if not plan_id:
+        return "No plan selected.", ""
+    plan = await plans.get_plan(rt, plan_id)
+    decision, run = await plans.decision_and_run(rt, plan_id)
+    head = [f"### {md(plan.id)}: {md(plan.playbook)}", f"**Plan:** {md(plan.status)}"]
+    if decision:
+        head.append(f"**Decision:** {md(decision['decision'])} by {md(decision['approver'])}"
+                    + (f": {md(decision['reason'])}" if decision.get("reason") else ""))
+    if plan.paused_reason:
+        head.append(f"**Waiting:** {md(plan.paused_reason)}")
+    if run is None:
+        return "\n\n".join([*head, "**Run:** not started"]), ""
+    head.append(f"**Run:** {md(run['status'])} · changed {md(run.get('changed'))} · rc {md(run.get('rc'))}")
+    if run.get("failure"):
+        head.append(f"**Failure:** {md(run['failure'])}")
+    events = await execution.run_events(rt, run["id"], limit=5000)
+    log = "\n".join(f"{e['created_at'][11:19]} {e['status']:<10} {e.get('host') or '-':<12} {e.get('task') or ''}"
+                    + (f"  {e['message']}" if e.get("message") else "") for e in events)
+    return "\n\n".join(head), log
+
+
+async def audit_rows(rt: Runtime, *, failed: bool = False, since: str = "", service: str = "",
+                     plan_id: str = "") -> list[list[str]]:
+    """Audit records, newest first: ``[time, kind, plan, service, status, summary, commit]``.
+
+    Raises InvalidInput for a bad ``since`` (7d, 12h, 30m, 2w or an ISO date).
+    """
+    from chiffon.shared.audit import parse_since
+
+    entries = await asyncio.to_thread(
+        rt.audit.query, since=parse_since(since) if since.strip() else None, failed=failed,
+        service=service.strip() or None, plan_id=plan_id.strip() or None, limit=200)
+    return [[e.time.strftime("%Y-%m-%d %H:%M:%S"), str(e.body.get("kind", "")), str(e.body.get("plan_id", "")),
+             str(e.body.get("service") or ""), str(e.body.get("status") or e.body.get("decision") or ""), e.subject,
+             e.commit] for e in entries]
+
+
+async def audit_commit(rt: Runtime, sha: str) -> str:
+    """The audit commit ``sha`` (40 hex digits) as Markdown: its subject and its full record."""
+    sha = sha.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{40}", sha) or not await asyncio.to_thread(rt.audit.exists, sha):
+        return "Pick a record: its commit id (40 hex digits) shows here."
+    message = await asyncio.to_thread(rt.audit.message, sha)
+    return f"**Commit** `{sha}`\n\n" + fenced(message)
+
+
+async def host_rows(rt: Runtime) -> list[list[str]]:
+    """Each configured host: ``[host, status, reason, CPU %, RAM used/total MB, VRAM used/total MB]`` (figures
+    from its last hostd heartbeat; empty when it has none)."""
+    from chiffon.shared.hosts import host_states
+
+    names = sorted(rt.settings.hosts)
+    states = await host_states(rt.bus, names, rt.settings.hostd.assume_available)
+    rows = []
+    for name in names:
+        state = states[name]
+        beat = state.get("heartbeat") or {}
+        gpus = beat.get("gpus") or []
+        vram = (f"{sum(g.get('vram_used_mb', 0) for g in gpus)}/{sum(g.get('vram_total_mb', 0) for g in gpus)}"
+                if gpus else "")
+        ram = (f"{beat['ram_total_mb'] - beat['ram_available_mb']}/{beat['ram_total_mb']}"
+               if beat.get("ram_total_mb") is not None and beat.get("ram_available_mb") is not None else "")
+        cpu = f"{beat['cpu_percent']:.0f}" if beat.get("cpu_percent") is not None else ""
+        rows.append([name, state["status"], state["reason"], cpu, ram, vram])
+    return rows
+
+
+async def mark_host(rt: Runtime, host: str, busy: bool, operator: str, reason: str | None = "") -> str:
+    """Mark a configured host busy (plans on it pause) or free again. Raises InvalidInput for an unknown host."""
+    from chiffon.shared.hosts import set_operator_busy
+
+    if host not in rt.settings.hosts:
+        raise InvalidInput("host", f"{host!r} is not a configured host ({', '.join(sorted(rt.settings.hosts))})")
+    await set_operator_busy(rt.bus, host, busy, (reason or "").strip()[:200] or "marked on the console", by=operator)
+    return f"{host} marked {'busy' if busy else 'free'} by {operator}."
+
+
+async def task_rows(rt: Runtime) -> list[list[str]]:
+    """The newest 100 agent tasks: ``[task, role, status, goal, attempts, created]``."""
+    from chiffon.servers.tasks.queue import TaskQueue
+
+    tasks = await TaskQueue(rt).list(limit=100)
+    return [[t.id, t.role, t.status, t.goal[:120], str(t.attempts), t.created_at.strftime("%Y-%m-%d %H:%M:%S")]
+            for t in tasks if t.kind != "noop"]
+
+
+async def task_steps(rt: Runtime, task_id: str) -> str:
+    """The step log of ``task_id``, one line per step."""
+    from chiffon.servers.tasks.queue import TaskQueue
+
+    if not re.fullmatch(r"[a-z]+-[0-9a-f]{6,40}", task_id.strip()):
+        return "Pick a task id from the table."
+    queue = TaskQueue(rt)
+    task = await queue.get(task_id.strip())
+    steps = await queue.steps(task.id)
+    lines = [f"{s.at.strftime('%H:%M:%S')} #{s.seq} {s.role} {s.kind}: {_short(s.content)}" for s in steps]
+    result = task.error or (task.result or {}).get("summary") or ""
+    return "\n".join([f"{task.id} {task.status}" + (f": {result}" if result else ""), *lines])
+
+
+async def inbox_rows(rt: Runtime) -> list[list[str]]:
+    """Unread escalations for a human: ``[id, task, kind, title, at]``."""
+    from chiffon.servers.tasks import inbox
+
+    return [[str(m["id"]), str(m.get("task_id", "")), str(m.get("kind", "")), str(m.get("title", "")),
+             str(m.get("created_at", ""))[:19]] for m in await inbox.messages(rt)]
+
+
+def _short(content: dict[str, Any], limit: int = 240) -> str:
+    text = " ".join(f"{k}={v}" for k, v in content.items() if k != "step_s")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_id(plan_id: str) -> None:
+    if not re.fullmatch(r"plan-[0-9a-f]{10}", plan_id or ""):
+        raise InvalidInput("plan", "pick a plan from the list")
