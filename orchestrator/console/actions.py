@@ -158,7 +158,8 @@ async def run_view(rt: Runtime, plan_id: str | None) -> tuple[str, str]:
     if run.get("failure"):
         head.append(f"**Failure:** {md(run['failure'])}")
     events = await execution.run_events(rt, run["id"], limit=5000)
-    log = "\n".join(f"{e['created_at'][11:19]} {e['status']:<10} {e.get('host') or '-':<12} {e.get('task') or ''}"
+    log = "\n".join(f"{e['created_at'][11:19]} {'changed' if e.get('changed') else e['status']:<10} "
+                    f"{e.get('host') or '-':<12} {e.get('task') or ''}"
                     + (f"  {e['message']}" if e.get("message") else "") for e in events)
     return "\n\n".join(head), log
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -205,7 +206,13 @@ def _voice_page(voice: Any) -> None:
     send = gr.Button("Send", variant="primary", elem_id="voice-send")
     heard = gr.Textbox(label="You said", interactive=False, elem_id="voice-heard")
     reply = gr.Textbox(label="Reply", interactive=False, elem_id="voice-reply")
-    spoken = gr.Audio(label="Spoken reply", streaming=True, autoplay=True, interactive=False, elem_id="voice-out")
+    # Gradio encodes a streamed reply with ffmpeg; without it the reply plays once it is whole.
+    streaming = shutil.which("ffmpeg") is not None
+    if not streaming:
+        gr.Markdown("ffmpeg is not installed: the reply plays when it is whole, not sentence by sentence "
+                    "(`apt-get install ffmpeg`).")
+    spoken = gr.Audio(label="Spoken reply", streaming=streaming, autoplay=True, interactive=False,
+                      type="filepath", elem_id="voice-out")
     timings = gr.JSON(label="Timings (s)", elem_id="voice-timings")
     session = gr.State(lambda: f"console-{secrets.token_hex(6)}")
 
@@ -231,13 +238,15 @@ def _voice_page(voice: Any) -> None:
         running = asyncio.create_task(turn())
         while (item := await chunks.get()) is not None:
             pcm, rate = item
-            yield gr.update(), gr.update(), (rate, np.frombuffer(pcm, dtype=np.int16)), gr.update()
+            if streaming:
+                yield gr.update(), gr.update(), (rate, np.frombuffer(pcm, dtype=np.int16)), gr.update()
         try:
             done = await running
         except ChiffonError as exc:
             yield "", f"Refused: {exc}", None, {}
             return
-        yield done.transcript, done.reply, gr.update(), {**done.timings.model_dump(), **first}
+        whole = done.audio.path if done.audio is not None and not streaming else gr.update()
+        yield done.transcript, done.reply, whole, {**done.timings.model_dump(), **first}
 
     send.click(talk, [mic, session], [heard, reply, spoken, timings])
 

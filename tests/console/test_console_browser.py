@@ -3,14 +3,6 @@ user starts it. Screenshots go under each test's tmp dir."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,61 +11,19 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from chiffon.orchestrator.console.auth import hash_password
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
+from tests.console.helpers import BROWSER_ARGS, CHROMIUM, PASSWORD, choose, log_in, needs_chromium, running_console
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHIFFON = str(Path(sys.executable).parent / "chiffon")
-PASSWORD = "correct horse battery"
-# Flags for a sandboxed, offline machine (see ../shared/ENVIRONMENT.md): no background fetches, no first run.
-BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(.ci/run installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def console(home: Path, targets: Path, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`chiffon console` on a free port, one operator (alice), hosts ai and desktop; its base URL."""
-    port = free_port()
-    env = {**os.environ, "CHIFFON_HOME": str(home), "HOMELAB_ROOT": str(targets), "PYTHONUNBUFFERED": "1",
-           "CHIFFON_CONSOLE__OPERATORS": json.dumps([{"name": "alice", "password_hash": hash_password(PASSWORD)}]),
-           "CHIFFON_CONSOLE__REFRESH_S": "0.5", "CHIFFON_HOSTD__HEARTBEAT_S": "0.3",
-           "CHIFFON_HOSTS": json.dumps({"ai": {"address": "127.0.0.1"}, "desktop": {"address": "127.0.0.1"}})}
-    log = tmp_path_factory.mktemp("console") / "console.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen([CHIFFON, "console", "--port", str(port), "--repo", str(repo)], env=env,
-                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "chiffon console never answered /health:\n" + log.read_text()[-4000:]
-            time.sleep(0.3)
+    with running_console(home, targets, repo, tmp_path_factory.mktemp("console") / "console.log") as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -89,21 +39,6 @@ async def page(console: str, tmp_path: Path) -> AsyncIterator[Any]:
         finally:
             await tab.screenshot(path=str(tmp_path / "console.png"), full_page=True)
             await browser.close()
-
-
-async def log_in(tab: Any, base: str, name: str, password: str) -> None:
-    await tab.goto(base + "/")
-    await tab.get_by_label("username").fill(name)
-    await tab.get_by_label("password").fill(password)
-    await tab.get_by_role("button", name="Login").click()
-
-
-async def choose(tab: Any, elem_id: str, text: str) -> None:
-    """Pick the option holding ``text`` in the Gradio dropdown ``elem_id``."""
-    box = tab.locator(f"#{elem_id} input")
-    await box.click()
-    await box.fill(text)
-    await tab.get_by_role("option").filter(has_text=text).first.click()
 
 
 async def refresh_and_pick(tab: Any, tab_name: str, button: str, dropdown: str, plan_id: str) -> None:
@@ -138,13 +73,15 @@ async def test_approve_a_pending_plan_and_watch_it_succeed(page: Any, rt: Runtim
     plan = await echo_plan(rt, repo, "from the console")
     await refresh_and_pick(page, "Plans", "plans-refresh", "plan-pick", plan.id)
     await page.locator("#plan-view").get_by_text("echo-message.yml").first.wait_for()
+    await page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
     await page.locator("#plan-comment textarea").fill("looks right")
     await page.locator("#approve").click()
     await page.locator("#plan-outcome").get_by_text(f"Approved {plan.id} as alice").wait_for()
     await refresh_and_pick(page, "Runs", "runs-refresh", "run-pick", plan.id)
     await page.locator("#run-view").get_by_text("succeeded").first.wait_for(timeout=120_000)
     await page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
-    assert "ok" in await page.locator("#run-log textarea").input_value()
+    log = await page.locator("#run-log textarea").input_value()
+    assert "changed" in log and "Write the message" in log
     decision, run = await plans.decision_and_run(rt, plan.id)
     assert decision is not None and decision["approver"] == "alice (console)" and decision["channel"] == "console"
     assert run is not None and run["status"] == "succeeded"
