@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chiffon.shared.config import Settings
+from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError, InvalidInput
 
 KEEP_DAYS = 7
@@ -96,8 +97,9 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
         if (audit / ".git").exists():
             _run("git bundle", ["git", "-C", str(audit), "bundle", "create", str(folder / "audit.bundle"), "--all"])
             manifest["parts"]["audit"] = {"file": "audit.bundle"}
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
+        report_error("backup", "backup_failed", f"{type(exc).__name__}: {exc}", "error")
         raise
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     manifest["folder"] = str(folder)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.config import Settings
+from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.health import Health, Status, probe
 from chiffon.shared.redact import redact_text
@@ -172,6 +173,11 @@ async def run_doctor(settings: Settings) -> list[Health]:
     """Health of every part; a part that cannot even open is reported ``failed``."""
     try:
         async with open_runtime(settings) as rt:
-            return await _checks(rt, AnsibleService.for_runtime(rt))
+            parts = await _checks(rt, AnsibleService.for_runtime(rt))
+            for part in parts:
+                if part.status in ("degraded", "failed"):
+                    report_error("doctor", f"{part.service}_{part.status}", "; ".join(part.issues) or part.detail,
+                                 "error" if part.status == "failed" else "warning")
+            return parts
     except ChiffonError as exc:
         return [Health(service="runtime", status="failed", issues=[str(exc)], detail=str(exc))]

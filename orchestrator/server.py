@@ -258,6 +258,25 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             plan_id=plan_id, kind=kind, limit=limit)
         return [e.as_dict() for e in entries]
 
+    @mcp.tool(annotations=READ_ONLY)
+    async def errors(
+        since: str | None = Field(None, description="7d, 12h, 30m, 2w or an ISO date."),
+        severity: Literal["info", "warning", "error", "critical"] | None = Field(
+            None, description="At least this severity."),
+        incident_id: str | None = Field(None, pattern=r"^inc-[0-9a-f]{10}$",
+                                        description="One incident, with its recent events."),
+        limit: int = Field(50, ge=1, le=500),
+    ) -> dict[str, Any]:
+        """Incidents: errors from every part (LLM backends, runs, workers, hostd, backups, doctor) grouped by the
+        plan, task, host or backend they share, newest first; or one incident with its recent events."""
+        from chiffon.orchestrator import incidents as inc
+
+        await inc.Correlator(rt).catch_up()
+        if incident_id:
+            return {"incident": await inc.incident(rt, incident_id)}
+        return {"incidents": await inc.incidents(rt, since=parse_since(since) if since else None, severity=severity,
+                                                 limit=limit)}
+
     if rt.settings.approvals.allow_tool_approval:
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
         async def approve_plan(

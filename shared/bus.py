@@ -157,6 +157,18 @@ class Bus:
         """XADD ``data`` as JSON to ``stream`` (trimmed to about STREAM_MAXLEN); returns the id."""
         return str(await self.redis.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True))
 
+    async def publish_many(self, stream: str, items: list[dict[str, Any]]) -> list[str]:
+        """XADD each of ``items`` as JSON to ``stream`` in one pipelined round trip; their ids."""
+        pipe = self.redis.pipeline(transaction=False)
+        for data in items:
+            pipe.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
+        return [str(i) for i in await pipe.execute()]
+
+    async def recent(self, stream: str, *, count: int = 100) -> list[Message]:
+        """The newest ``count`` entries of ``stream``, newest first (XREVRANGE)."""
+        entries: Any = await self.redis.xrevrange(stream, count=count)
+        return _decode(stream, entries)
+
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create consumer ``group`` on ``stream`` (and the stream) if missing."""
         try:
@@ -166,9 +178,9 @@ class Bus:
                 raise
 
     async def read_group(
-        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int = 1000
+        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int | None = 1000
     ) -> list[Message]:
-        """XREADGROUP new messages for ``consumer``; empty list after ``block_ms``."""
+        """XREADGROUP new messages for ``consumer``; empty list after ``block_ms`` (None: answer at once)."""
         reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [m for _, entries in reply or [] for m in _decode(stream, entries)]
 

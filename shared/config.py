@@ -109,6 +109,22 @@ class ConsoleSettings(Section):
     refresh_s: float = Field(1.0, ge=0.2, le=60, description="How often the open pages refresh, seconds.")
 
 
+class ErrorSettings(Section):
+    """The error bus (shared/error_bus.py) and its incidents (orchestrator/incidents.py)."""
+
+    flood_threshold: int = Field(3, ge=1, description="Events of one fingerprint sent as they come per window; the "
+                                                      "rest go out as one aggregated event with their count.")
+    flood_window_s: float = Field(10.0, gt=0, description="Flood-detection window, seconds.")
+    incident_window_s: float = Field(300.0, gt=0, description="An error joins an open incident that shares a plan, "
+                                                              "task, host, backend or correlation id and was "
+                                                              "updated this recently, seconds.")
+    resolve_after_s: float = Field(1800.0, gt=0, description="An incident quiet this long resolves, seconds.")
+    escalate_after_s: float = Field(3600.0, gt=0, description="An incident open this long goes to the inbox and "
+                                                              "notifications (a critical one at once), seconds.")
+    notify_urls: list[SecretStr] = Field(default_factory=list, description="Apprise URLs escalations go to "
+                                                                          "(ntfy://, mailto://, discord://, json://...).")
+
+
 class HttpSettings(Section):
     """Streamable HTTP transport of the MCP servers."""
 
@@ -366,6 +382,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings, description="Approval policy.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The web console.")
+    errors: ErrorSettings = Field(default_factory=ErrorSettings, description="Error bus and incidents.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
     chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "

@@ -81,7 +81,8 @@ def is_loopback(host: str) -> bool:
 
 async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None,
                 refresh: Callable[[], Awaitable[None]] | None = None,
-                token_lookup: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+                token_lookup: Callable[[str], Awaitable[str | None]] | None = None,
+                health_check: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
     """Run ``server`` until cancelled. Over HTTP, ``refresh()`` runs before each ``/metrics`` scrape (to read
     gauges that live elsewhere, e.g. queue depth in Redis).
 
@@ -108,7 +109,8 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
             f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
             "or bind to 127.0.0.1"
         )
-    add_http_routes(server, refresh, metrics_token=(secret or None) if not is_loopback(host) else None)
+    add_http_routes(server, refresh, metrics_token=(secret or None) if not is_loopback(host) else None,
+                    health_check=health_check)
     hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
     tls = settings.http.tls_cert is not None and settings.http.tls_key is not None
     uvicorn_config = {"ssl_certfile": str(settings.http.tls_cert.expanduser()),  # type: ignore[union-attr]
@@ -158,11 +160,14 @@ def bearer_verifier(secret: str, token_lookup: Callable[[str], Awaitable[str | N
 
 
 def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None, *,
-                    metrics_token: str | None = None) -> None:
+                    metrics_token: str | None = None,
+                    health_check: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
     """``GET /health`` and ``GET /metrics`` beside ``/mcp``, and tool-call metrics on ``server``.
 
     ``metrics_token``: when set (a server bound beyond loopback), ``/metrics`` answers 401 without
-    ``Authorization: Bearer <token>``.
+    ``Authorization: Bearer <token>``. ``health_check``: the parts behind the server
+    (:func:`chiffon.shared.health.check_parts`); ``/health`` answers 503 when it says ``failed``. Without it,
+    ``/health`` only says the process answers.
     """
     import hmac
 
@@ -175,7 +180,10 @@ def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | No
 
     @server.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
-        return JSONResponse(Health(service=server.name, status="ok").model_dump())
+        if health_check is None:
+            return JSONResponse(Health(service=server.name, status="ok").model_dump())
+        report = await health_check()
+        return JSONResponse(report, status_code=503 if report["status"] == "failed" else 200)
 
     @server.custom_route("/metrics", methods=["GET"])
     async def metrics_route(request: Request) -> Response:

@@ -71,6 +71,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         Bus.open(_secret(settings.redis_url), settings.home),
         return_exceptions=True,
     )
+    make_private(settings)  # again, failed or not: an embedded PostgreSQL started as root widened the home
     failures = [o for o in opened if isinstance(o, BaseException)]
     if failures:
         for part in opened:
@@ -78,14 +79,17 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 await part.close()
         raise failures[0]
     store, bus = cast("tuple[Store, Bus]", tuple(opened))  # no failure: both opened
-    make_private(settings)  # again: an embedded PostgreSQL started as root widened the home
     if settings.database_url is None or settings.redis_url is None:
         from chiffon.shared.embedded import ensure_watchdog
 
         ensure_watchdog(settings.home.resolve(), settings.embedded.idle_stop_s)
+    from chiffon.shared import error_bus
+
+    reporter = error_bus.attach(bus, threshold=settings.errors.flood_threshold, window_s=settings.errors.flood_window_s)
     try:
         yield Runtime(settings, store, bus, AuditLog(settings.audit_dir))
     finally:
+        await error_bus.detach(reporter)
         await bus.close()
         await store.close()
 

@@ -368,12 +368,14 @@ def serve_cmd(
         async with open_runtime(settings) as rt, open_orchestrator(rt, repo, chosen) as composed:
             from chiffon.orchestrator.playbook_memory import PlaybookIndex, index_in_background
             from chiffon.shared import tokens
+            from chiffon.shared.health import check_parts
 
             indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
                                                                composed.ansible.catalog, BACKGROUND_START_S))
             await serve(composed.server, settings, "http" if transport == "http" else "stdio", host, port,
                         refresh=lambda: refresh_metrics(rt),
-                        token_lookup=lambda token: tokens.verify(rt.store, token))
+                        token_lookup=lambda token: tokens.verify(rt.store, token),
+                        health_check=lambda: check_parts(rt, service="chiffon", hostd=True))
             indexing.cancel()
 
     try:

@@ -351,3 +351,55 @@ def token_revoke(name: str, config: ConfigOpt = None) -> None:
     run_or_exit(_with_store(settings_or_exit(config), lambda store: tokens.revoke(store, name)))
     out.print(f"revoked {escape(name)}")
 
+
+@app.command("errors")
+def errors_cmd(
+    since: Annotated[str | None, typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
+    severity: Annotated[str | None, typer.Option(help="At least: info, warning, error or critical.")] = None,
+    incident: Annotated[str | None, typer.Option(help="One incident, with its recent events.")] = None,
+    events: Annotated[bool, typer.Option("--events", help="The raw error events instead of incidents.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Incidents (errors correlated by plan, task, host, backend), newest first; or one incident; or raw events."""
+    setup_logging()
+    from chiffon.orchestrator import incidents as inc
+    from chiffon.shared.audit import parse_since
+    from chiffon.shared.runtime import open_runtime
+
+    async def go() -> Any:
+        async with open_runtime(settings_or_exit(config)) as rt:
+            await inc.Correlator(rt).catch_up()  # current even where no correlator runs
+            when = parse_since(since) if since else None
+            if incident:
+                return await inc.incident(rt, incident)
+            if events:
+                return await inc.recent_errors(rt, since=when, severity=severity)
+            return await inc.incidents(rt, since=when, severity=severity)
+
+    found = run_or_exit(go())
+    if as_json:
+        key = "incident" if incident else "events" if events else "incidents"
+        out.print_json(json.dumps({key: found}, default=str))
+        return
+    if incident:
+        out.print(escape(f"{found['id']} {found['status']} {found['severity']}: {found['title']}"), soft_wrap=True)
+        out.print(escape(f"keys: {', '.join(found['keys'])}; sources: {', '.join(found['sources'])}; "
+                         f"events: {found['events']}; opened {found['opened_at']}"), soft_wrap=True)
+        for event in found["recent_events"]:
+            out.print(escape(f"  {event['at'][:19]} {event['severity']:<8} {event['source']} {event['error_type']} "
+                             f"x{event['count']}: {event['message']}"), soft_wrap=True)
+        return
+    from rich.table import Table
+
+    if events:
+        table = Table("time", "severity", "source", "type", "count", "message")
+        for e in found:
+            table.add_row(e["at"][:19], e["severity"], escape(e["source"]), escape(e["error_type"]), str(e["count"]),
+                          escape(e["message"][:160]))
+    else:
+        table = Table("incident", "status", "severity", "events", "keys", "title", "updated")
+        for i in found:
+            table.add_row(i["id"], i["status"], i["severity"], str(i["events"]), escape(", ".join(i["keys"])[:60]),
+                          escape(i["title"][:100]), i["updated_at"][:19])
+    out.print(table)

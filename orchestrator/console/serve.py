@@ -21,6 +21,7 @@ async def serve_console(settings: Settings, bind: str, port: int, repo: Path | N
     import uvicorn
 
     from chiffon.orchestrator.console.app import create_app
+    from chiffon.orchestrator.incidents import running_correlator
     from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.servers.llm.router import open_router
@@ -33,7 +34,7 @@ async def serve_console(settings: Settings, bind: str, port: int, repo: Path | N
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, repo)
         async with running_infra_worker(svc, settings.worker_in_process), open_router(rt) as router, \
-                open_voice(rt, router) as voice:
+                open_voice(rt, router) as voice, running_correlator(rt):
             app = create_app(svc, voice if router.settings.tiers else None)
             tls = settings.http.tls_cert is not None and settings.http.tls_key is not None
             config = uvicorn.Config(app, host=bind, port=port, log_level="warning", lifespan="on",

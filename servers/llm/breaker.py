@@ -32,6 +32,11 @@ class CircuitBreaker:
         return "half_open" if self._clock() - self._opened_at >= self.cooldown_s else "open"
 
     @property
+    def failures(self) -> int:
+        """Consecutive failures since the last success."""
+        return self._failures
+
+    @property
     def retry_in_s(self) -> float:
         """Seconds until the next probe may go (0 when closed or half-open)."""
         if self._opened_at is None:

@@ -40,6 +40,7 @@ from chiffon.servers.llm.types import (
 )
 from chiffon.shared import metrics
 from chiffon.shared.config import TIER_NAMES, LLMSettings, TierName
+from chiffon.shared.error_bus import report_error, report_recovery
 from chiffon.shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
 from chiffon.shared.hosts import HostStatus
 
@@ -192,7 +193,7 @@ class Router:
                 failures.append(f"{candidate.tier}: {exc}")
                 continue
             except BackendError as exc:
-                breaker.failure()
+                _failed(breaker, candidate.backend, candidate.tier, exc)
                 failures.append(f"{candidate.tier}: {exc}")
                 self._record_error(request_id, hints, candidate, exc)
                 log.warning("llm %s failed (%s); trying the next tier", candidate.tier, exc)
@@ -200,7 +201,7 @@ class Router:
             except BaseException:
                 breaker.release_probe()
                 raise
-            breaker.success()
+            _succeeded(breaker, candidate.backend)
             text, done, latency_ms, ttft_ms, tps, calls = result
             tokens_in = done.tokens_in if done.tokens_in is not None else decision.estimated_tokens_in
             tokens_out = done.tokens_out or 0
@@ -317,12 +318,12 @@ class Router:
             async with self.gates[name].slot("interactive"):
                 vectors = await self.backends[name].embed(model, texts)
         except BackendError as exc:
-            breaker.failure()
+            _failed(breaker, name, "embeddings", exc)
             raise NoBackendAvailable([str(exc)]) from exc
         except BaseException:
             breaker.release_probe()
             raise
-        breaker.success()
+        _succeeded(breaker, name)
         return EmbedResult(backend=name, model=model, dimensions=len(vectors[0]) if vectors else 0, vectors=vectors)
 
     async def models(self) -> ModelsReport:
@@ -367,3 +368,21 @@ async def open_router(rt: Any) -> AsyncIterator[Router]:
         yield router
     finally:
         await router.aclose()
+
+
+def _failed(breaker: CircuitBreaker, backend: str, tier: str, exc: Exception) -> None:
+    """Record a backend failure on its breaker and on the error bus (the breaker opening is its own event)."""
+    was = breaker.state
+    breaker.failure()
+    report_error("llm", "backend_failed", f"{tier} on {backend}: {exc}", "warning", {"backend": backend})
+    if breaker.state != "closed" and was != breaker.state:
+        report_error("llm", "breaker_open", f"{backend}: circuit open after repeated failures; retry in "
+                     f"{breaker.retry_in_s:.0f} s", "error", {"backend": backend})
+
+
+def _succeeded(breaker: CircuitBreaker, backend: str) -> None:
+    """Record a success; a backend that had failed reports its recovery (resolving its incident)."""
+    failing = breaker.state != "closed" or breaker.failures > 0
+    breaker.success()
+    if failing:
+        report_recovery("llm", f"{backend} answers again", {"backend": backend})

@@ -14,7 +14,7 @@ from chiffon.shared.errors import NotFound
 from chiffon.shared.runtime import Runtime
 
 
-async def notify(rt: Runtime, task_id: str, kind: str, title: str, body: dict[str, Any]) -> int:
+async def notify(rt: Runtime, task_id: str | None, kind: str, title: str, body: dict[str, Any]) -> int:
     """Put a message in the inbox and on the ``notifications`` stream; its id."""
     note_id = await rt.store.pool.fetchval(
         "INSERT INTO notifications (kind, task_id, title, body) VALUES ($1, $2, $3, $4) RETURNING id",

@@ -46,6 +46,7 @@ from chiffon.servers.tasks.queue import (
 )
 from chiffon.servers.tasks.recorder import Recorder
 from chiffon.shared.bus import Message
+from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.runtime import Runtime
 
@@ -272,6 +273,8 @@ class TaskWorker:
             return Outcome(status="failed", error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must fail the task, not leave it to be redelivered forever
             log.exception("task %s: handler crashed", ctx.task.id)
+            report_error("worker", "handler_crashed", f"{ctx.task.kind} handler: {type(exc).__name__}: {exc}", "error",
+                         {"task": ctx.task.id, "plan": ctx.task.inputs.get("plan_id")})
             return Outcome(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
 
     async def _keepalive(self) -> None:

@@ -40,7 +40,7 @@ async def test_serve_exposes_only_the_toolsets_asked_for(cli_env: dict[str, str]
     only_tasks = await tool_names(cli_env, "--toolsets", "tasks")
     prefixes = {n.split("_", 1)[0] for n in every}
     assert {"ansible", "memory", "llm", "voice", "tasks"} <= prefixes
-    assert {n.split("_", 1)[0] for n in default - {"plan_request", "execute_plan", "plan_status", "audit_query"}} \
+    assert {n.split("_", 1)[0] for n in default - {"plan_request", "execute_plan", "plan_status", "audit_query", "errors"}} \
         == {"ansible", "memory"}
     assert {"plan_request", "execute_plan", "plan_status", "audit_query"} <= only_tasks
     assert any(n.startswith("tasks_") for n in only_tasks) and not any(n.startswith("ansible_") for n in only_tasks)
