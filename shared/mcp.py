@@ -93,6 +93,7 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
         ConfigError: HTTP on a non-loopback address with neither ``http.bearer_token`` nor named tokens, or an
             empty bearer token.
     """
+    metrics.mark_started(server.name)
     if transport == "stdio":
         await server.run_async("stdio", show_banner=False)
         return

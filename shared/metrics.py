@@ -31,6 +31,18 @@ TOOL_SECONDS = Histogram("chiffon_mcp_tool_seconds", "MCP tool call latency, sec
 LLM_REQUESTS = Counter("chiffon_llm_requests", "LLM requests by tier and outcome.", ["tier", "status"])
 LLM_TOKENS = Counter("chiffon_llm_tokens", "LLM tokens by tier and direction.", ["tier", "direction"])
 LLM_COST = Counter("chiffon_llm_cost_usd", "Spend on paid LLM tiers, USD.", ["tier"])
+LLM_TTFT = Histogram("chiffon_llm_ttft_seconds", "Time to first token of an answered LLM request, seconds.", ["tier"],
+                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+LLM_TOKENS_PER_S = Gauge("chiffon_llm_tokens_per_second", "Output tokens per second of the tier's last answer.",
+                         ["tier"])
+LLM_BREAKER_OPEN = Gauge("chiffon_llm_breaker_open", "1 while the backend's circuit breaker is open.", ["backend"])
+RUNS = Counter("chiffon_runs", "Plan runs that ended, by status.", ["status"])
+RUN_SECONDS = Histogram("chiffon_run_seconds", "Duration of a plan's run, seconds.",
+                        buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+APPROVALS = Counter("chiffon_approvals", "Human decisions on plans, by decision and channel.", ["decision", "channel"])
+VOICE_STAGE_SECONDS = Histogram("chiffon_voice_stage_seconds", "Seconds per stage of a voice turn (stt, llm_ttft, "
+                                "tts_first_audio, total).", ["stage"], buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20))
+STARTUP_SECONDS = Gauge("chiffon_startup_seconds", "Seconds from the process start to serving, per part.", ["part"])
 ERRORS = Counter("chiffon_errors", "Errors reported on the error bus, by source and severity.", ["source", "severity"])
 ERRORS_DROPPED = Counter("chiffon_errors_dropped", "Error events dropped because the reporter's queue was full.")
 INCIDENTS_OPEN = Gauge("chiffon_incidents_open", "Open incidents, by highest severity.", ["severity"])
@@ -59,9 +71,15 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-def count_llm(tier: str, status: str, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
-    """Count one LLM attempt of ``tier`` (``status`` ok or error) with its tokens and spend."""
+def count_llm(tier: str, status: str, tokens_in: int, tokens_out: int, cost_usd: float,
+              ttft_ms: float | None = None, tokens_per_s: float | None = None) -> None:
+    """Count one LLM attempt of ``tier`` (``status`` ok or error) with its tokens, spend, time to first token
+    (milliseconds) and output tokens per second."""
     LLM_REQUESTS.labels(tier, status).inc()
+    if ttft_ms is not None:
+        LLM_TTFT.labels(tier).observe(ttft_ms / 1000)
+    if tokens_per_s is not None:
+        LLM_TOKENS_PER_S.labels(tier).set(tokens_per_s)
     if tokens_in:
         LLM_TOKENS.labels(tier, "in").inc(tokens_in)
     if tokens_out:
@@ -114,3 +132,15 @@ async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], h
                 HOST_BUSY.labels(host).set(1 if state["status"] == "busy" else 0)
     except Exception as exc:  # a scrape reports what it can
         log.warning("metrics refresh from Redis failed: %s", exc)
+
+
+def mark_started(part: str) -> float:
+    """Set ``chiffon_startup_seconds{part}`` to the seconds since this process started (psutil's create time);
+    returns them."""
+    import time
+
+    import psutil
+
+    seconds = max(0.0, time.time() - psutil.Process().create_time())
+    STARTUP_SECONDS.labels(part).set(seconds)
+    return seconds

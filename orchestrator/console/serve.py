@@ -43,5 +43,8 @@ async def serve_console(settings: Settings, bind: str, port: int, repo: Path | N
             if not is_loopback(bind) and not tls:
                 log.warning("the console on %s is plain HTTP: logins cross the network in clear; set http.tls_cert "
                             "and http.tls_key", bind)
+            from chiffon.shared import metrics
+
+            metrics.mark_started("console")
             log.info("console on %s://%s:%s", "https" if tls else "http", bind, port)
             await uvicorn.Server(config).serve()

@@ -22,6 +22,7 @@ from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
 from chiffon.servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
+from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime
@@ -171,6 +172,8 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             run_id, status, outcome.rc, outcome.stats, outcome.artifact_data, outcome.changed, failure, sha, warnings,
         )
         await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1", plan_id, status)
+    metrics.RUNS.labels(status).inc()
+    metrics.RUN_SECONDS.observe(duration)
     if failure is not None:
         for failed in outcome.failures or [failure]:
             report_error("ansible", "run_failed", f"{plan.playbook}: {failed.get('task') or 'the run'} failed: "

@@ -33,7 +33,7 @@ from chiffon.servers.ansible.generated import Generated
 from chiffon.servers.ansible.matching import Match
 from chiffon.servers.ansible.risk import assess
 from chiffon.servers.ansible.runner import EventCallback, Outcome, run_playbook
-from chiffon.shared import totp
+from chiffon.shared import metrics, totp
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime
 
@@ -283,6 +283,7 @@ async def decide(
          "risk": plan.risk, "snapshot": plan.snapshot_digest},
     )
     await rt.store.pool.execute("UPDATE approvals SET audit_commit=$2 WHERE id=$1", approval_id, sha)
+    metrics.APPROVALS.labels(decision, channel).inc()
     return plan.model_copy(update={"status": decision})
 
 

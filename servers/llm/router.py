@@ -209,7 +209,7 @@ class Router:
             cost = cost_usd(price, tokens_in, tokens_out)
             if failures:
                 notes.append("fell back after " + "; ".join(failures))
-            metrics.count_llm(candidate.tier, "ok", tokens_in, tokens_out, cost)
+            metrics.count_llm(candidate.tier, "ok", tokens_in, tokens_out, cost, ttft_ms, tps)
             if self.ledger is not None:
                 self.ledger.record(Entry(request_id, hints.caller, candidate.tier, candidate.backend, candidate.model,
                                          candidate.tier == "external", "ok", tokens_in, tokens_out, latency_ms,
@@ -374,6 +374,7 @@ def _failed(breaker: CircuitBreaker, backend: str, tier: str, exc: Exception) ->
     """Record a backend failure on its breaker and on the error bus (the breaker opening is its own event)."""
     was = breaker.state
     breaker.failure()
+    metrics.LLM_BREAKER_OPEN.labels(backend).set(0 if breaker.state == "closed" else 1)
     report_error("llm", "backend_failed", f"{tier} on {backend}: {exc}", "warning", {"backend": backend})
     if breaker.state != "closed" and was != breaker.state:
         report_error("llm", "breaker_open", f"{backend}: circuit open after repeated failures; retry in "
@@ -384,5 +385,6 @@ def _succeeded(breaker: CircuitBreaker, backend: str) -> None:
     """Record a success; a backend that had failed reports its recovery (resolving its incident)."""
     failing = breaker.state != "closed" or breaker.failures > 0
     breaker.success()
+    metrics.LLM_BREAKER_OPEN.labels(backend).set(0)
     if failing:
         report_recovery("llm", f"{backend} answers again", {"backend": backend})

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.hostd.audio import split_complete, wav_header
 from chiffon.servers.voice.client import HostdClient
+from chiffon.shared import metrics
 from chiffon.shared.config import Settings
 from chiffon.shared.errors import ConfigError, InvalidInput, NotFound
 
@@ -225,12 +226,16 @@ class VoiceService:
         def since(t: float | None) -> float | None:
             return None if t is None else round(t - started, 3)
 
+        timings = Timings(stt_s=round(stt_s, 3), llm_ttft_s=None if state["first_token"] is None
+                          else round(state["first_token"] - llm_started, 3),
+                          llm_s=round(llm_s, 3), tts_first_audio_s=since(state["first_audio"]),
+                          total_s=round(time.perf_counter() - started, 3))
+        for stage in ("stt_s", "llm_ttft_s", "tts_first_audio_s", "total_s"):
+            if (value := getattr(timings, stage)) is not None:
+                metrics.VOICE_STAGE_SECONDS.labels(stage.removesuffix("_s")).observe(value)
         return Turn(session_id=session_id, transcript=heard.text, reply=result.text, audio=speech,
-                    answered_by=result.answered_by.model_dump(),
-                    timings=Timings(stt_s=round(stt_s, 3), llm_ttft_s=None if state["first_token"] is None
-                                    else round(state["first_token"] - llm_started, 3),
-                                    llm_s=round(llm_s, 3), tts_first_audio_s=since(state["first_audio"]),
-                                    total_s=round(time.perf_counter() - started, 3)))
+                    answered_by=result.answered_by.model_dump(), timings=timings)
+
 
 
 @asynccontextmanager
