@@ -65,7 +65,9 @@ async def queue_run(rt: Runtime, plan_id: str) -> TaskRecord:
 
 
 class Resumer:
-    """Each ``hostd.heartbeat_s``: resume the paused plans whose hosts are free and queue them again."""
+    """Each ``hostd.heartbeat_s``: record the runs a stopped process left ``running``
+    (:func:`~chiffon.servers.ansible.execution.reconcile`), then resume the paused plans whose hosts are free
+    and queue them again."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -73,10 +75,11 @@ class Resumer:
     async def run_forever(self) -> None:
         while True:
             try:
+                await execution.reconcile(self.rt)
                 for plan_id in await resume_ready(self.rt):
                     await queue_run(self.rt, plan_id)
-            except ChiffonError as exc:
-                log.warning("could not resume paused plans: %s", exc)
+            except Exception as exc:  # the store or the bus restarting: try again next beat
+                log.warning("could not reconcile or resume plans: %s", exc)
             await asyncio.sleep(self.rt.settings.hostd.heartbeat_s)
 
     async def close(self) -> None:

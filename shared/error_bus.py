@@ -76,6 +76,7 @@ class ErrorReporter:
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.dropped = 0
 
     def start(self) -> None:
@@ -126,7 +127,9 @@ class ErrorReporter:
                     del self._windows[key]
 
     async def _publish_forever(self) -> None:
-        while True:
+        # Stopped by a flag, not by cancelling: Python 3.11's wait_for can swallow a cancellation that lands as
+        # the event is set, which reporting during shutdown does all the time.
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=min(1.0, self.window_s / 2))
             except TimeoutError:
@@ -148,13 +151,21 @@ class ErrorReporter:
                 log.warning("could not publish %d error event(s): %s", len(batch), exc)
                 return
 
-    async def close(self) -> None:
-        """Flush held-back counts and publish what is queued, then stop."""
-        self._flush_windows(everything=True)
-        await self.drain()
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Stop publishing, then flush held-back counts and publish what is queued (at most ``timeout_s``: a bus
+        that is down loses them, with a log line)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+        self._flush_windows(everything=True)
+        try:
+            await asyncio.wait_for(self.drain(), timeout_s)
+        except TimeoutError:
+            log.warning("%d error event(s) not published: the bus did not answer", len(self._queue))
 
 
 _reporters: list[ErrorReporter] = []  # the newest open runtime's reporter gets the reports

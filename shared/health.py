@@ -77,3 +77,34 @@ async def check_parts(rt: Any, *, service: str = "console", hostd: bool = False)
     worst = max(parts, key=lambda p: _RANK[p.status]).status
     return {"service": service, "status": worst, "parts": [p.model_dump() for p in parts],
             "timestamp": datetime.now(UTC).isoformat()}
+
+
+async def watch_parts(rt: Any, *, every_s: float = 1.0, timeout_s: float = 1.5, misses: int = 3) -> None:
+    """Probe the store (``SELECT 1``) and the bus (``PING``) every ``every_s``; never returns while both answer.
+
+    Raises:
+        StoreUnavailable, BusUnavailable: one failed ``misses`` probes in a row (each bounded by ``timeout_s``),
+            so a dead part is known within ``misses * (every_s + timeout_s)`` seconds (7.5 s by default).
+    """
+    import asyncio
+
+    from chiffon.shared.errors import BusUnavailable, StoreUnavailable
+
+    async def store() -> None:
+        await rt.store.pool.fetchval("SELECT 1", timeout=timeout_s)
+
+    async def bus() -> None:
+        await rt.bus.server_version()
+
+    failed = {"PostgreSQL": 0, "Redis": 0}
+    while True:
+        for name, probe in (("PostgreSQL", store), ("Redis", bus)):
+            try:
+                await asyncio.wait_for(probe(), timeout_s)
+                failed[name] = 0
+            except Exception as exc:  # any failure of the probe counts: refused, reset, timed out
+                failed[name] += 1
+                if failed[name] >= misses:
+                    error = StoreUnavailable if name == "PostgreSQL" else BusUnavailable
+                    raise error(f"{name} stopped answering ({type(exc).__name__}: {exc})") from exc
+        await asyncio.sleep(every_s)

@@ -85,6 +85,9 @@ def stop_embedded(home: Path) -> bool:
     return True
 
 
+CLOSE_TIMEOUT_S = 5.0
+
+
 class Store:
     """An asyncpg pool over the chiffon schema. Use :meth:`open`, then ``await close()``."""
 
@@ -155,6 +158,12 @@ class Store:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         return applied_now
 
-    async def close(self) -> None:
-        """Close the pool. The embedded server stops when its last user process exits."""
-        await self.pool.close()
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Close the pool, waiting at most ``timeout_s`` for connections in use to be released (asyncpg waits for
+        ever otherwise, e.g. on a connection whose server died), then terminate it. The embedded server keeps
+        running for the next command."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("closing the PostgreSQL pool: %s; terminated it", exc or type(exc).__name__)
+            self.pool.terminate()

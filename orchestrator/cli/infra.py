@@ -52,6 +52,7 @@ app = typer.Typer()
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> execution.RunResult:
     from chiffon.orchestrator.runs import dispatch_run
+    from chiffon.shared.health import watch_parts
 
     total = len((plan.check_result or {}).get("events", [])) or None
     with progress_bar() as bar:
@@ -60,7 +61,20 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> exec
         async def on_event(event: TaskEvent) -> None:
             bar.update(task, completed=event.seq, description=escape(f"{event.task[:50]} [{event.host}]"))
 
-        result = await dispatch_run(svc.rt, plan.id, on_event=on_event)
+        run = asyncio.ensure_future(dispatch_run(svc.rt, plan.id, on_event=on_event))
+        watch = asyncio.ensure_future(watch_parts(svc.rt))
+        await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():  # the store or the bus died under the run: say so now, not after the run timeout
+            run.cancel()
+            lost = watch.exception()
+            err.print(f"[bold red]error:[/] {escape(str(lost))} during the run of {plan.id}. " + escape(
+                f"Nothing is lost: Ansible finishes what it started in this process and its outcome is kept in "
+                f"{svc.rt.settings.runs_dir}/<run>/outcome.json, which is recorded (plan, run and audit) when the "
+                f"store is back: `chiffon status {plan.id}`. Nothing runs again without a new plan and approval."),
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_ERROR)
+        watch.cancel()
+        result = run.result()
     if not as_json:
         colour = "green" if result.status == "succeeded" else "red"
         target = result.playbook + (f" --tags {','.join(plan.tags)}" if plan.tags else "")
@@ -292,7 +306,10 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
     from chiffon.shared.runtime import open_runtime
 
     async def go() -> plans.Plan:
+        from chiffon.servers.ansible import execution
+
         async with open_runtime(settings_or_exit(config)) as rt:
+            await execution.reconcile(rt)  # a run whose process stopped is recorded before it is shown
             return await plans.get_plan(rt, plan_id)
 
     plan = run_or_exit(go())

@@ -9,7 +9,10 @@ stores the run and its events, and commits the audit record. Only the infra queu
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -124,16 +127,30 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         if claimed is None:
             raise not_runnable(plan)
         await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
+    run_dir = rt.settings.runs_dir / run_id
+    await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
+        "plan_id": plan_id, "run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+        "started_at": datetime.now(UTC).isoformat()})
     started = asyncio.get_running_loop().time()
+    unrecorded: list[TaskEvent] = []
 
     async def record(event: TaskEvent) -> None:
-        await rt.store.pool.execute(
-            "INSERT INTO run_events (run_id, seq, event, host, task, module, changed, message) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-            run_id, event.seq, event.status, event.host, event.task, event.module, event.changed, event.message,
-        )
+        """Store the event; while the store is down keep it (the run goes on: the artifacts are its record)."""
+        try:
+            await _store_events(rt, run_id, [*unrecorded, event])
+            unrecorded.clear()
+        except Exception as exc:  # the store stopped: never stop a run on the machines for it
+            if not unrecorded:
+                log.warning("run %s: events not stored (%s); the run goes on, its artifacts are its record",
+                            run_id, exc)
+                report_error("ansible", "store_lost_during_run", f"events of {run_id} not stored: {exc}", "critical",
+                             {"plan": plan_id})
+            unrecorded.append(event)
         if on_event is not None:
-            await on_event(event)
+            try:
+                await on_event(event)
+            except Exception as exc:  # a progress listener (the bus) down is no reason to stop the run either
+                log.warning("run %s: progress not published: %s", run_id, exc)
 
     try:
         assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
@@ -154,38 +171,127 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         outcome = Outcome(status="failed", rc=None, failures=[
             {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
     secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
-    status = "succeeded" if outcome.status == "successful" else "failed"
-    failure = outcome.failures[0] if outcome.failures else None
-    warnings = preview.run_warnings(outcome.artifact_data) if status == "succeeded" else []
     duration = round(asyncio.get_running_loop().time() - started, 3)
+    ended = _ended(plan, run_id, outcome, duration, unrecorded)
+    await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
+    return await _record_outcome(rt, plan, ended)
+
+
+async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: str | None = None) -> RunResult:
+    """Store a run's outcome (from :func:`_ended`, or read back from its ``outcome.json``): its events not stored
+    yet, the audit commit, then the run and plan rows (only from ``running``: an outcome is recorded once);
+    ``note`` says how it got here (a reconciliation).
+
+    Raises:
+        PlanStateError: the run is no longer ``running`` (another worker recorded it).
+    """
+    plan_id, run_id, status = plan.id, ended["run_id"], ended["status"]
+    failure, warnings, duration = ended["failure"], ended["warnings"], ended["duration_s"]
+    if ended["unrecorded"]:
+        await _store_events(rt, run_id, [TaskEvent(**e) for e in ended["unrecorded"]])
+    if await rt.store.pool.fetchval("SELECT status FROM runs WHERE id=$1", run_id) != "running":
+        raise PlanStateError(f"run {run_id} of {plan_id} was already recorded")
     sha = await asyncio.to_thread(
-        rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({outcome.changed} changed)",
-        {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": outcome.rc, "playbook": plan.playbook,
-         "service": plan.service, "hosts": outcome.hosts or plan.hosts, "changed": outcome.changed,
-         "tags": plan.tags, "stats": outcome.stats, "artifact_data": outcome.artifact_data,
-         "failures": outcome.failures, "warnings": warnings, "duration_s": duration},
+        rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({ended['changed']} changed)",
+        {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": ended["rc"], "playbook": plan.playbook,
+         "service": plan.service, "hosts": ended["hosts"], "changed": ended["changed"],
+         "tags": plan.tags, "stats": ended["stats"], "artifact_data": ended["artifact_data"],
+         "failures": ended["failures"], "warnings": warnings, "duration_s": duration,
+         **({"reconciled": note} if note else {})},
     )
     async with rt.store.pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "UPDATE runs SET status=$2, rc=$3, stats=$4, artifact_data=$5, changed=$6, failure=$7, "
-            "audit_commit=$8, warnings=$9, finished_at=now() WHERE id=$1",
-            run_id, status, outcome.rc, outcome.stats, outcome.artifact_data, outcome.changed, failure, sha, warnings,
+            "audit_commit=$8, warnings=$9, finished_at=now() WHERE id=$1 AND status='running'",
+            run_id, status, ended["rc"], ended["stats"], ended["artifact_data"], ended["changed"], failure, sha,
+            warnings,
         )
-        await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1", plan_id, status)
+        await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='running'",
+                           plan_id, status)
     metrics.RUNS.labels(status).inc()
     metrics.RUN_SECONDS.observe(duration)
     if failure is not None:
-        for failed in outcome.failures or [failure]:
+        for failed in ended["failures"] or [failure]:
             report_error("ansible", "run_failed", f"{plan.playbook}: {failed.get('task') or 'the run'} failed: "
                          f"{failed.get('message') or 'no message'}", "error",
                          {"plan": plan_id, "host": failed.get("host")})
-    monitors = outcome.artifact_data.get("monitors")
+    monitors = ended["artifact_data"].get("monitors")
     return RunResult(
-        run_id=run_id, plan_id=plan_id, status=status, rc=outcome.rc, playbook=plan.playbook,
-        hosts=outcome.hosts or plan.hosts, changed=outcome.changed,
-        monitors=list(monitors) if isinstance(monitors, list) else None, artifact_data=outcome.artifact_data,
+        run_id=run_id, plan_id=plan_id, status=status, rc=ended["rc"], playbook=plan.playbook,
+        hosts=ended["hosts"], changed=ended["changed"],
+        monitors=list(monitors) if isinstance(monitors, list) else None, artifact_data=ended["artifact_data"],
         failure=failure, warnings=warnings, audit_commit=sha, duration_s=duration,
     )
+
+
+OWNER_FILE = "owner.json"  # in the run's folder: which process runs it (plan, run, pid, host, start)
+OUTCOME_FILE = "outcome.json"  # written when ansible-runner is done, before any store write: the run's record
+
+
+def _ended(plan: Plan, run_id: str, outcome: Outcome, duration: float, unrecorded: list[TaskEvent]) -> dict[str, Any]:
+    """A finished run as JSON: what :func:`_record_outcome` stores, and what ``outcome.json`` keeps."""
+    status = "succeeded" if outcome.status == "successful" else "failed"
+    return {"plan_id": plan.id, "run_id": run_id, "status": status, "rc": outcome.rc, "stats": outcome.stats,
+            "artifact_data": outcome.artifact_data, "failures": outcome.failures,
+            "failure": outcome.failures[0] if outcome.failures else None, "changed": outcome.changed,
+            "hosts": outcome.hosts or plan.hosts,
+            "warnings": preview.run_warnings(outcome.artifact_data) if status == "succeeded" else [],
+            "duration_s": duration, "unrecorded": [e.as_dict() for e in unrecorded],
+            "ended_at": datetime.now(UTC).isoformat()}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    tmp.replace(path)
+
+
+async def _store_events(rt: Runtime, run_id: str, events: list[TaskEvent]) -> None:
+    await rt.store.pool.executemany(
+        "INSERT INTO run_events (run_id, seq, event, host, task, module, changed, message) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
+        [(run_id, e.seq, e.status, e.host, e.task, e.module, e.changed, e.message) for e in events])
+
+
+async def reconcile(rt: Runtime) -> list[str]:
+    """Record the outcome of every run left ``running`` by a process that stopped, from its run folder; the ids
+    of the runs reconciled. Nothing runs again: a run is only recorded.
+
+    * ``outcome.json`` present (Ansible finished, the store was down when it ended): that outcome.
+    * no outcome, and the process in ``owner.json`` is gone from this host: ``failed``, with the reason and the
+      events ansible-runner wrote in its artifacts (the hosts may be half-changed: check them).
+
+    Runs owned by a live process, or by another host, are left alone.
+    """
+    import psutil
+
+    done = []
+    for row in await rt.store.pool.fetch("SELECT id, plan_id FROM runs WHERE status='running' ORDER BY started_at"):
+        run_dir = rt.settings.runs_dir / row["id"]
+        outcome_file, owner_file = run_dir / OUTCOME_FILE, run_dir / OWNER_FILE
+        if outcome_file.exists():
+            ended, note = json.loads(outcome_file.read_text()), "recorded from outcome.json after the store returned"
+        else:
+            owner = json.loads(owner_file.read_text()) if owner_file.exists() else None
+            if owner is None or owner.get("host") != socket.gethostname() or psutil.pid_exists(int(owner["pid"])):
+                continue
+            plan = await get_plan(rt, row["plan_id"])
+            message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
+                       "the hosts may be half-changed: check them, then plan again")
+            ended = {"plan_id": plan.id, "run_id": row["id"], "status": "failed", "rc": None, "stats": {},
+                     "artifact_data": {}, "failures": [{"task": None, "host": None, "module": None, "message": message,
+                                                        "rc": None}],
+                     "failure": {"task": None, "host": None, "module": None, "message": message, "rc": None},
+                     "changed": 0, "hosts": plan.hosts, "warnings": [], "duration_s": 0.0, "unrecorded": []}
+            note = "the process running it stopped"
+        try:
+            await _record_outcome(rt, await get_plan(rt, row["plan_id"]), ended, note)
+        except PlanStateError:
+            continue
+        log.info("run %s of %s reconciled: %s (%s)", row["id"], row["plan_id"], ended["status"], note)
+        done.append(row["id"])
+    return done
 
 
 async def run_events(rt: Runtime, run_id: str, *, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:
