@@ -44,7 +44,7 @@ def make_private(settings: Settings) -> None:
     As root, the home is 0711 instead: the embedded PostgreSQL runs as the ``pgserver`` user (pgserver
     drops root), which must traverse the home to reach ``postgres/``; it still cannot list the home or enter
     the 0700 folders. pgserver opens every folder above its data dir to everyone (g+rx, o+rx) when it starts
-    as root, so this runs again once the store is open.
+    as root; :meth:`Store.open <chiffon.shared.store.Store.open>` puts the home's mode back.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     as_root = os.name == "posix" and os.geteuid() == 0
@@ -71,7 +71,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         Bus.open(_secret(settings.redis_url), settings.home),
         return_exceptions=True,
     )
-    make_private(settings)  # again, failed or not: an embedded PostgreSQL started as root widened the home
     failures = [o for o in opened if isinstance(o, BaseException)]
     if failures:
         for part in opened:

@@ -59,9 +59,13 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     import pgserver  # imported lazily: only the embedded mode needs it
 
     pgdata.mkdir(parents=True, exist_ok=True)
+    home = pgdata.parent
+    mode = home.stat().st_mode & 0o777
     with warnings.catch_warnings():  # platformdirs warns on hosts without XDG_RUNTIME_DIR; harmless here
         warnings.simplefilter("ignore")
         server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
+    if home.stat().st_mode & 0o777 != mode:  # pgserver, as root, opens every folder above its data dir to all
+        os.chmod(home, mode)
     return server, server.get_uri()
 
 

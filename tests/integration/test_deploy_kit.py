@@ -44,7 +44,7 @@ def test_every_host_override_loads(host: str) -> None:
 def test_compose_services_have_model_friendly_health_checks_and_redis_limits() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "chromadb", "ollama"}
+    assert set(services) == {"postgres", "redis", "chromadb", "ollama", "prometheus", "grafana"}
     for name, service in services.items():
         check = service["healthcheck"]
         assert (check["interval"], check["timeout"], check["retries"], check["start_period"]) == \
