@@ -111,3 +111,41 @@ async def test_killing_postgres_mid_run_is_told_at_once_and_converges(
     assert run["audit_commit"] == records[0].commit
     lines = (Path(env["HOMELAB_ROOT"]) / "ai" / "runs.txt").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ran ")  # applied once, never again
+
+
+def execute_and_interrupt(settings: Settings, env: dict[str, str], plan_id: str) -> tuple[int, str]:
+    """`chiffon execute PLAN`, then Ctrl-C (SIGINT) once Ansible runs; (exit code, stderr)."""
+    proc = subprocess.Popen([CHIFFON, "execute", plan_id], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((settings.home / "runs").glob("*/owner.json")):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # Ansible is in its pause
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stderr
+
+
+async def test_ctrl_c_stops_ansible_and_the_run_is_recorded_as_interrupted(
+        isolated: tuple[Settings, dict[str, str], Path]) -> None:
+    settings, env, repo = isolated
+    async with open_runtime(settings) as rt:
+        svc = AnsibleService.for_runtime(rt, repo)
+        plan = await plans.create_plan(rt, await svc.catalog(), "slow-echo.yml")
+        await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
+    returncode, stderr = await asyncio.to_thread(execute_and_interrupt, settings, env, plan.id)
+    assert returncode != 0, stderr[-3000:]
+    status = subprocess.run([CHIFFON, "status", plan.id], env=env, capture_output=True, text=True, timeout=180)
+    assert "failed" in status.stdout, status.stdout + status.stderr[-2000:]
+    async with open_runtime(settings) as rt:
+        _, run = await plans.decision_and_run(rt, plan.id)
+        records = rt.audit.query(plan_id=plan.id, kind="run")
+    assert run is not None and run["status"] == "failed" and "interrupted" in run["failure"]["message"]
+    assert len(records) == 1 and records[0].body["status"] == "failed"
+    assert not (Path(env["HOMELAB_ROOT"]) / "ai" / "runs.txt").exists()  # Ansible stopped before the change
