@@ -87,13 +87,9 @@ class Resumer:
 
 
 @contextlib.asynccontextmanager
-async def running_infra_worker(svc: AnsibleService, enabled: bool = True, *,
-                               interactive: bool = False) -> AsyncIterator[TaskWorker | None]:
+async def running_infra_worker(svc: AnsibleService, enabled: bool = True) -> AsyncIterator[TaskWorker | None]:
     """Run a queue worker for ``infra`` tasks, and the resumer, for the block (embedded mode, ``chiffon serve``,
-    ``chiffon run``); bounded shutdown. On leaving the block the runs in hand finish, except that an
-    ``interactive`` block (``chiffon run``/``execute``) left by Ctrl-C stops them: ansible-runner ends
-    ansible-playbook within about half a second, and the run is recorded as interrupted
-    (:func:`~chiffon.servers.ansible.execution.reconcile`)."""
+    ``chiffon run``); bounded shutdown."""
     if not enabled:
         yield None
         return
@@ -101,12 +97,7 @@ async def running_infra_worker(svc: AnsibleService, enabled: bool = True, *,
     worker = TaskWorker(rt, {INFRA: infra_handler(svc)}, [INFRA], concurrency=rt.settings.ansible.parallel_runs,
                         name=f"{socket.gethostname()}-{os.getpid()}-infra")
     async with running(worker, "chiffon-infra-worker"), running(Resumer(rt), "chiffon-plan-resumer"):
-        try:
-            yield worker
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            if interactive:
-                worker.abort()
-            raise
+        yield worker
 
 
 async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEvent], Awaitable[None]] | None = None,

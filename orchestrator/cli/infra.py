@@ -128,7 +128,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
-        async with running_infra_worker(svc, settings.worker_in_process, interactive=True):
+        async with running_infra_worker(svc, settings.worker_in_process):
             with progress_bar() as bar:
                 task = bar.add_task("planning: check mode", total=None)
 
@@ -290,7 +290,7 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None
             plan = await plans.get_plan(rt, plan_id)
             if plan.status != "approved":
                 raise execution.not_runnable(plan)
-            async with running_infra_worker(svc, settings.worker_in_process, interactive=True):
+            async with running_infra_worker(svc, settings.worker_in_process):
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
                            0 if result.status == "succeeded" else EXIT_FAILED)

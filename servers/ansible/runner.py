@@ -14,7 +14,6 @@ import difflib
 import logging
 import os
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from chiffon.shared.redact import redact, redact_text
 log = logging.getLogger(__name__)
 
 # Credentials chiffon uses and Ansible never does: blanked in ansible-runner's environment.
-CANCEL_CHECK_S = 0.5  # how often ansible-runner asks whether a run was cancelled (its pexpect_timeout; default 5 s)
 CHIFFON_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CHROMA_API_KEY", "PGPASSWORD"})
 TASK_RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -257,8 +255,6 @@ async def run_playbook(
         loop.call_soon_threadsafe(queue.put_nowait, event)
         return True
 
-    cancelled = threading.Event()  # set when the caller is cancelled (Ctrl-C, shutdown): Ansible stops too
-
     def blocking_run() -> Any:
         try:
             import ansible_runner  # 0.1 s of imports: loaded by the first check or run, not at start-up
@@ -267,7 +263,6 @@ async def run_playbook(
                 private_data_dir=str(private_dir), project_dir=str(repo), playbook=playbook,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
-                cancel_callback=cancelled.is_set, settings={"pexpect_timeout": CANCEL_CHECK_S},
             )
         finally:
             vars_file.unlink(missing_ok=True)
@@ -275,14 +270,10 @@ async def run_playbook(
 
     collector = _EventCollector()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
-    try:
-        while (raw := await queue.get()) is not None:
-            event = collector.feed(raw)
-            if event is not None and on_event is not None:
-                await on_event(event)
-    except asyncio.CancelledError:
-        cancelled.set()  # ansible-runner checks it at least every CANCEL_CHECK_S and stops ansible-playbook
-        raise
+    while (raw := await queue.get()) is not None:
+        event = collector.feed(raw)
+        if event is not None and on_event is not None:
+            await on_event(event)
     try:
         result = await runner_task
     except Exception as exc:  # ansible-runner raises ConfigurationError, OSError...

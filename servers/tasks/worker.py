@@ -290,12 +290,6 @@ class TaskWorker:
                 except Exception as exc:  # a transient Redis error: the next beat tries again
                     log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
-    def abort(self) -> None:
-        """Cancel the tasks in hand (an interactive command interrupted by its user); their entries stay pending
-        and their handlers see the cancellation (a run stops Ansible)."""
-        for task in self._running:
-            task.cancel()
-
     async def close(self) -> None:
         """Wait for the tasks in hand to finish and their rows to be written."""
         if self._running:
