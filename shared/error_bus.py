@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from chiffon.shared import metrics
 from chiffon.shared.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,6 @@ class ErrorReporter:
         if len(self._queue) >= MAX_QUEUE:
             self._queue.popleft()
             self.dropped += 1
-            from chiffon.shared import metrics
-
             metrics.ERRORS_DROPPED.inc()
         self._queue.append(event)
 
@@ -214,8 +213,6 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
     event = {"source": source, "error_type": error_type, "message": message, "severity": severity,
              "context": context, "fingerprint": fingerprint(source, error_type, message), "count": 1,
              "aggregated": False, "at": datetime.now(UTC).isoformat()}
-    from chiffon.shared import metrics
-
     metrics.ERRORS.labels(source, severity).inc()
     (log.info if severity == "info" else log.warning)("%s %s: %s %s", source, error_type, message, context or "")
     if _reporters:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -126,3 +129,20 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
 def cli_env(home: Path, targets: Path) -> dict[str, str]:
     """Environment for `chiffon` subprocesses sharing the session's CHIFFON_HOME."""
     return {**os.environ, "CHIFFON_HOME": str(home), "HOMELAB_ROOT": str(targets)}
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, output: Callable[[], str], timeout_s: float = 180,  # type: ignore[type-arg]
+                 **client: Any) -> httpx.Response:
+    """Poll ``url`` (a served part's ``/health``) until it answers 200; fail with ``output()`` (the process's
+    log) when ``proc`` exits first or ``timeout_s`` passes. ``client``: httpx options (``verify`` for TLS)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            reply = httpx.get(url, timeout=2, **client)
+            if reply.status_code == 200:
+                return reply
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, output()[-4000:]
+        assert time.monotonic() < deadline, f"{url} never answered 200:\n" + output()[-4000:]
+        time.sleep(0.3)

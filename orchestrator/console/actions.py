@@ -55,7 +55,8 @@ async def recent(rt: Runtime) -> list[tuple[str, str]]:
 
 def plan_markdown(plan: plans.Plan) -> str:
     """Everything a reviewer needs before deciding: playbook, hosts, tags, limit, extra vars, risk and why,
-    warnings, the tasks that run even in check mode, and the full check-mode diff."""
+    warnings (among them the tasks that run even in check mode, :func:`preview.check_mode_notes`), and the full
+    check-mode diff."""
     lines = [f"### {md(plan.id)}: {md(plan.playbook)}",
              f"**Status:** {md(plan.status)}" + (f" (waiting: {md(plan.paused_reason)})" if plan.paused_reason else ""),
              f"**Request:** {md(plan.request or '(none)')}",
@@ -70,9 +71,6 @@ def plan_markdown(plan: plans.Plan) -> str:
         lines.append(f"**Cannot be approved:** {md(plan.blocked_reason)}")
     for warning in plan.warnings:
         lines.append(f"- ⚠ {md(warning)}")
-    always = [e for e in (plan.check_result or {}).get("events", []) if e.get("check_mode") is False]
-    if always:
-        lines.append("**Tasks that run even in check mode:** " + md(", ".join(str(e.get("task", "")) for e in always)))
     lines.append("**Check-mode diff:**")
     lines.append(fenced(plan.diff or "(no changes predicted)", "diff"))
     return "\n\n".join(lines)

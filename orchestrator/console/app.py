@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -268,7 +266,6 @@ def create_app(svc: AnsibleService, voice: Any = None) -> FastAPI:
     async def auth(name: str, password: str) -> bool:
         return await login(operators, name, password)
 
-    uploads = Path(tempfile.gettempdir()) / "chiffon-console"
     return gr.mount_gradio_app(app, build(svc, voice), path="", auth=auth, ssr_mode=False,
                                auth_message="chiffon console: log in as an operator (console.operators).",
-                               allowed_paths=[str(rt.settings.home / "voice"), str(uploads)])
+                               allowed_paths=[str(rt.settings.home / "voice")])

@@ -30,7 +30,8 @@ async def serve_console(settings: Settings, bind: str, port: int, repo: Path | N
     from chiffon.shared.runtime import open_runtime
 
     if not settings.console.operators:
-        raise ConfigError("no operator accounts in console.operators; `chiffon console passwd NAME` prints one")
+        raise ConfigError("no operator accounts: add one to console.operators in chiffon.yaml (`chiffon console passwd "
+                          "NAME` prints the entry)")
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, repo)
         async with running_infra_worker(svc, settings.worker_in_process), open_router(rt) as router, \

@@ -270,13 +270,13 @@ async def reconcile(rt: Runtime) -> list[str]:
     for row in await rt.store.pool.fetch("SELECT id, plan_id FROM runs WHERE status='running' ORDER BY started_at"):
         run_dir = rt.settings.runs_dir / row["id"]
         outcome_file, owner_file = run_dir / OUTCOME_FILE, run_dir / OWNER_FILE
+        plan = await get_plan(rt, row["plan_id"])
         if outcome_file.exists():
             ended, note = json.loads(outcome_file.read_text()), "recorded from outcome.json after the store returned"
         else:
             owner = json.loads(owner_file.read_text()) if owner_file.exists() else None
             if owner is None or owner.get("host") != socket.gethostname() or psutil.pid_exists(int(owner["pid"])):
                 continue
-            plan = await get_plan(rt, row["plan_id"])
             message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
                        "the hosts may be half-changed: check them, then plan again")
             ended = {"plan_id": plan.id, "run_id": row["id"], "status": "failed", "rc": None, "stats": {},
@@ -286,7 +286,7 @@ async def reconcile(rt: Runtime) -> list[str]:
                      "changed": 0, "hosts": plan.hosts, "warnings": [], "duration_s": 0.0, "unrecorded": []}
             note = "the process running it stopped"
         try:
-            await _record_outcome(rt, await get_plan(rt, row["plan_id"]), ended, note)
+            await _record_outcome(rt, plan, ended, note)
         except PlanStateError:
             continue
         log.info("run %s of %s reconciled: %s (%s)", row["id"], row["plan_id"], ended["status"], note)

@@ -10,15 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from chiffon.orchestrator.console.auth import hash_password
+from tests.conftest import wait_healthy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
@@ -52,16 +51,7 @@ def running_console(home: Path, targets: Path, repo: Path, log: Path, **extra_en
                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "chiffon console never answered /health:\n" + log.read_text()[-4000:]
-            time.sleep(0.3)
+        wait_healthy(f"{base}/health", proc, log.read_text)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGINT)

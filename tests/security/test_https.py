@@ -11,7 +11,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from chiffon.orchestrator.up import components
 from chiffon.shared.config import load_settings
 from chiffon.shared.errors import ConfigError
+from tests.conftest import wait_healthy
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 
@@ -55,16 +55,9 @@ def test_serve_speaks_https_with_the_configured_certificate(cli_env: dict[str, s
     proc = subprocess.Popen([CHIFFON, "serve", "--transport", "http", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                reply = httpx.get(f"https://127.0.0.1:{port}/health", verify=ssl.create_default_context(cafile=str(cert)),
-                                  timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
-                assert time.monotonic() < deadline, "no HTTPS answer"
-                time.sleep(0.3)
+        reply = wait_healthy(f"https://127.0.0.1:{port}/health", proc,
+                             lambda: proc.stderr.read() if proc.stderr else "", timeout_s=120,
+                             verify=ssl.create_default_context(cafile=str(cert)))
         assert reply.status_code == 200 and reply.url.scheme == "https"
         with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets no answer
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.conftest import KUMA_REQUEST
+from tests.conftest import KUMA_REQUEST, wait_healthy
 from tests.e2e.test_cli import chiffon
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
@@ -59,16 +58,8 @@ def remote(cli_env: dict[str, str], repo: Path) -> Iterator[tuple[str, str, dict
                                "--repo", str(repo)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://{address}:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read()[-3000:] if server.stderr else ""
-            assert time.monotonic() < deadline, "chiffon serve never answered /health"
-            time.sleep(0.3)
+        wait_healthy(f"http://{address}:{port}/health", server,
+                     lambda: server.stderr.read() if server.stderr else "", timeout_s=120)
         yield f"http://{address}:{port}/mcp", address, env
     finally:
         server.send_signal(signal.SIGINT)
