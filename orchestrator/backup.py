@@ -7,13 +7,18 @@ unless ``--dest``) holding:
   runs, ledger, chat history, agent tasks), with the ``pg_dump`` of the embedded
   server's own PostgreSQL 16 (the ``pgserver`` wheel) or the one on the PATH;
 * ``chroma/``: a copy of the embedded ChromaDB directory, its SQLite file copied
-  through SQLite's online backup API so a concurrent writer cannot tear it (a
-  Chroma *server*, ``chroma_url``, is backed up with its own volume: noted);
+  through SQLite's online backup API so a concurrent writer cannot tear it; with a
+  Chroma *server* (``chroma_url``), ``chroma-export/`` instead: every collection read
+  through the server's API (``<name>.jsonl``: one header line with the collection's
+  metadata, then ``{"id", "document", "metadata"}`` per record, and ``<name>.npy``: the
+  embeddings, float32, in the same order), written back the same way on restore;
 * ``audit.bundle``: ``git bundle --all`` of the audit repository;
 * ``manifest.json``: what is in it, sizes, and when.
 
-Folders older than ``keep_days`` (7) in the same parent are deleted after a
-successful backup. ``chiffon restore FOLDER`` refuses a home that already holds
+After a successful backup the same parent is thinned out (:func:`prune`: every backup of
+the last 24 hours, then one a day for ``backup.keep_days``, 7); ``chiffon deploy systemd``
+emits a timer that runs it on ``backup.schedule`` (every 30 minutes). Each backup, good or failed, is recorded
+(:mod:`orchestrator.jobs`) so ``chiffon doctor`` can say when the last one ran. ``chiffon restore FOLDER`` refuses a home that already holds
 state unless ``--force``; it restores with ``pg_restore --clean --if-exists``.
 """
 
@@ -23,6 +28,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,60 @@ def _copy_chroma(source: Path, dest: Path) -> None:
             src.backup(out)
 
 
+_PAGE = 1000  # records per Chroma API call when exporting
+
+
+def export_chroma(client: Any, dest: Path) -> dict[str, int]:
+    """Every collection of a Chroma server through its API into ``dest``; returns ``{collection: records}``.
+
+    Pages of 1,000 records (``get(limit, offset)``); the embeddings go to ``<name>.npy`` (float32, n x dim).
+    """
+    import numpy as np
+
+    dest.mkdir(parents=True)
+    counts: dict[str, int] = {}
+    for listed in client.list_collections():
+        col = client.get_collection(listed.name if hasattr(listed, "name") else listed, embedding_function=None)
+        vectors: list[Any] = []
+        with (dest / f"{col.name}.jsonl").open("w") as out:
+            out.write(json.dumps({"collection": col.name, "metadata": col.metadata}) + "\n")
+            offset = 0
+            while True:
+                page = col.get(limit=_PAGE, offset=offset, include=["embeddings", "documents", "metadatas"])
+                if not page["ids"]:
+                    break
+                for i, rid in enumerate(page["ids"]):
+                    out.write(json.dumps({"id": rid, "document": page["documents"][i],
+                                          "metadata": page["metadatas"][i]}) + "\n")
+                vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
+                offset += len(page["ids"])
+        np.save(dest / f"{col.name}.npy", np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32))
+        counts[col.name] = offset
+    return counts
+
+
+def import_chroma(client: Any, source: Path) -> dict[str, int]:
+    """Write an :func:`export_chroma` folder back through ``client`` (a collection of the same name is replaced);
+    returns ``{collection: records}``."""
+    import numpy as np
+
+    counts: dict[str, int] = {}
+    batch = max(1, min(client.get_max_batch_size(), 5000))
+    for lines in sorted(source.glob("*.jsonl")):
+        header, *rows = (json.loads(line) for line in lines.read_text().splitlines())
+        name = header["collection"]
+        vectors = np.load(source / f"{name}.npy")
+        if name in {c.name if hasattr(c, "name") else c for c in client.list_collections()}:
+            client.delete_collection(name)
+        col = client.create_collection(name, metadata=header["metadata"], embedding_function=None)
+        for start in range(0, len(rows), batch):
+            part = rows[start:start + batch]
+            col.add(ids=[r["id"] for r in part], documents=[r["document"] for r in part],
+                    metadatas=[r["metadata"] for r in part], embeddings=vectors[start:start + len(part)])
+        counts[name] = len(rows)
+    return counts
+
+
 def backup(settings: Settings, database_url: str, dest: Path | None = None, keep_days: int = KEEP_DAYS,
            now: datetime | None = None) -> dict[str, Any]:
     """Write a backup folder; returns its manifest (``folder`` added). Old folders beyond ``keep_days`` go.
@@ -89,7 +149,10 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
         manifest["parts"]["postgres"] = {"file": "postgres.dump", "bytes": (folder / "postgres.dump").stat().st_size}
         chroma = settings.home / "chroma"
         if settings.chroma_url:
-            manifest["parts"]["chroma"] = {"skipped": f"Chroma server at {settings.chroma_url}: back up its volume"}
+            from chiffon.servers.memory.vectors import open_client
+
+            counts = export_chroma(open_client(settings.home, settings.chroma_url), folder / "chroma-export")
+            manifest["parts"]["chroma"] = {"export": "chroma-export", "records": counts}
         elif chroma.exists():
             _copy_chroma(chroma, folder / "chroma")
             manifest["parts"]["chroma"] = {"dir": "chroma"}
@@ -108,17 +171,29 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
 
 
 def prune(parent: Path, keep_days: int, now: datetime) -> list[str]:
-    """Delete backup folders in ``parent`` older than ``keep_days``; returns their names."""
-    cutoff = now - timedelta(days=keep_days)
-    gone = []
-    for child in sorted(parent.iterdir()):
+    """Thin out backup folders in ``parent``; returns the names deleted.
+
+    Kept: every backup of the last 24 hours, then the newest of each UTC day up to ``keep_days`` days back
+    (a grandfather-father-son rotation without the grandfathers: half-hourly backups cost 48 + ``keep_days``
+    copies, not 48 x ``keep_days``). Folders that are not chiffon backups are never touched.
+    """
+    recent, cutoff = now - timedelta(hours=24), now - timedelta(days=keep_days)
+    newest_of_day: dict[str, Path] = {}
+    dated = []
+    for child in sorted(parent.iterdir()):  # oldest first: the stamp sorts by time
         try:
             made = datetime.strptime(child.name, _STAMP).replace(tzinfo=UTC)
         except ValueError:
             continue  # not ours
-        if child.is_dir() and (child / "manifest.json").exists() and made < cutoff:
-            shutil.rmtree(child)
-            gone.append(child.name)
+        if child.is_dir() and (child / "manifest.json").exists():
+            dated.append((made, child))
+            newest_of_day[made.strftime("%Y%m%d")] = child
+    gone = []
+    for made, child in dated:
+        if made >= recent or (made >= cutoff and newest_of_day[made.strftime("%Y%m%d")] == child):
+            continue
+        shutil.rmtree(child)
+        gone.append(child.name)
     return gone
 
 
@@ -140,7 +215,19 @@ def check_restorable(settings: Settings, folder: Path, force: bool) -> dict[str,
 
 def restore_files(settings: Settings, folder: Path, manifest: dict[str, Any]) -> None:
     """Put back Chroma's directory and the audit repository (the database is restored by :func:`restore_db`)."""
-    if "dir" in manifest["parts"].get("chroma", {}):
+    chroma = manifest["parts"].get("chroma", {})
+    if "export" in chroma or ("dir" in chroma and settings.chroma_url):
+        from chiffon.servers.memory.vectors import open_client
+
+        client = open_client(settings.home, settings.chroma_url)
+        if "export" in chroma:
+            import_chroma(client, folder / chroma["export"])
+        else:  # an embedded directory restored into a Chroma server: read from a copy (opening it writes)
+            with tempfile.TemporaryDirectory(prefix="chiffon-restore-") as tmp:
+                shutil.copytree(folder / "chroma", Path(tmp) / "chroma")
+                export_chroma(open_client(Path(tmp), None), Path(tmp) / "export")
+                import_chroma(client, Path(tmp) / "export")
+    elif "dir" in chroma:
         shutil.rmtree(settings.home / "chroma", ignore_errors=True)
         shutil.copytree(folder / "chroma", settings.home / "chroma")
     if "file" in manifest["parts"].get("audit", {}):

@@ -1,7 +1,8 @@
 """``chiffon doctor``: check every configured part and say what is wrong.
 
 Parts: PostgreSQL, Redis, ChromaDB, the audit repo, the IaC repo, Ansible, Docker, speech
-(hostd or the in-process engines), each LLM backend (with its circuit breaker) and each
+(hostd or the in-process engines), the last backup and purge (``degraded`` when one failed, is
+overdue or never ran), each LLM backend (with its circuit breaker) and each
 configured host (its heartbeat). :func:`summarize` folds them into one health answer for the
 suite: ``failed`` when the store or the bus is down (nothing works without them), ``degraded``
 naming every other part that is not fine, else ``healthy`` or ``ok``.
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.config import Settings
@@ -92,8 +94,16 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
             return "degraded", f"in-process engines; missing {', '.join(missing)} (chiffon models pull)"
         return "ok", "in-process engines; every configured model is present"
 
+    def scheduled(job: str) -> Any:
+        async def last_run() -> tuple[Status, str]:
+            from chiffon.orchestrator.housekeeping import describe, last_runs
+
+            return describe(job, (await last_runs(rt.store)).get(job))
+        return last_run
+
     names = {"postgresql": postgres, "redis": redis, "chromadb": chroma, "audit": audit, "iac-repo": repo,
-             "ansible": ansible, "docker": docker, "voice": voice}
+             "ansible": ansible, "docker": docker, "voice": voice, "backup": scheduled("backup"),
+             "purge": scheduled("purge")}
     checks = [probe(n, c) for n, c in names.items()]
     return [*await asyncio.gather(*checks), *await _llm_parts(rt), *await _host_parts(rt)]
 

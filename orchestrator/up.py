@@ -154,7 +154,8 @@ async def _start(settings: Settings, component: Component, began: float, timeout
     log = log_file(settings, component.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file(settings, component.name).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CHIFFON_HOST": settings.host, "CHIFFON_HOME": str(settings.home)}
+    env = {"CHIFFON_LOG_FORMAT": "json", "CHIFFON_LOG_LEVEL": "info",  # `chiffon logs` reads these files
+           **os.environ, "CHIFFON_HOST": settings.host, "CHIFFON_HOME": str(settings.home)}
     with log.open("ab") as sink:
         proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,  # noqa: ASYNC220 (spawning returns at once)
                                 start_new_session=True)  # survives `chiffon up` exiting

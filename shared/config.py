@@ -99,6 +99,30 @@ class Operator(Section):
         return self
 
 
+_CALENDAR = r"^[A-Za-z0-9*:/,. ~-]{1,64}$"  # a systemd OnCalendar expression, one line (it goes into a unit file)
+
+
+class BackupSettings(Section):
+    """`chiffon backup` and the timer `chiffon deploy systemd` emits for it."""
+
+    schedule: str = Field("*:00/30", pattern=_CALENDAR, description="systemd OnCalendar of the backup timer (every "
+                                                                    "30 min: a failure loses at most ~31 min).")
+    keep_days: int = Field(7, ge=1, description="Every backup of the last 24 h is kept, then the newest of each "
+                                                "day up to this many days; older ones are deleted after a backup.")
+    dest: Path | None = Field(None, description="Parent folder of the backups; unset: CHIFFON_HOME/backups.")
+
+
+class RetentionSettings(Section):
+    """`chiffon purge` (a daily timer): what is kept, and how long. Chat history: ``memory.retention_days``."""
+
+    schedule: str = Field("daily", pattern=_CALENDAR, description="systemd OnCalendar of the purge timer.")
+    run_artifacts_days: int | None = Field(
+        30, gt=0, description="ansible-runner folders (CHIFFON_HOME/runs) of finished runs and checks older than "
+                              "this are deleted; unset keeps all.")
+    speech_days: int | None = Field(7, gt=0, description="Spoken replies (CHIFFON_HOME/voice/*.wav) older than "
+                                                         "this are deleted; unset keeps all.")
+
+
 class ConsoleSettings(Section):
     """The web console (`chiffon console`): plans, runs, audit, hosts, agents and the voice assistant."""
 
@@ -383,6 +407,9 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The web console.")
     errors: ErrorSettings = Field(default_factory=ErrorSettings, description="Error bus and incidents.")
+    backup: BackupSettings = Field(default_factory=BackupSettings, description="Backups.")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What the daily "
+                                                                                         "purge deletes.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
     chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "

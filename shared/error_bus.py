@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from chiffon.shared import metrics
 from chiffon.shared.errors import InvalidInput
+from chiffon.shared.logs import current_context
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,9 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
         error_type: a short stable name, e.g. ``backend_failed``, ``breaker_open``, ``run_failed``.
         message: what happened, for a human (at most 2,000 characters are kept).
         severity: info, warning, error or critical.
-        context: any of plan, task, host, backend, correlation_id (other keys are refused).
+        context: any of plan, task, host, backend, correlation_id (other keys are refused); the ids bound by
+            :func:`chiffon.shared.logs.log_context` fill in what is not given (a tool call's ``request`` id
+            as ``correlation_id``).
 
     Returns the event as queued. Never blocks; also logs it.
 
@@ -209,6 +212,10 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
     unknown = set(context) - set(CONTEXT_KEYS)
     if unknown:
         raise InvalidInput("context", f"unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(CONTEXT_KEYS)}")
+    bound = current_context()  # the ids of the work in hand (shared.logs.log_context) fill what the caller left
+    if "request" in bound:
+        bound["correlation_id"] = bound.pop("request")
+    context = {**{k: v for k, v in bound.items() if k in CONTEXT_KEYS}, **context}
     message = message[:MAX_MESSAGE_CHARS]
     event = {"source": source, "error_type": error_type, "message": message, "severity": severity,
              "context": context, "fingerprint": fingerprint(source, error_type, message), "count": 1,

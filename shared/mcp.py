@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 from chiffon.shared import metrics
 from chiffon.shared.config import Settings
 from chiffon.shared.errors import ChiffonError, ConfigError
+from chiffon.shared.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,8 @@ class ChiffonErrors(Middleware):
 
 
 class Measured(Middleware):
-    """Count and time every tool call (``chiffon_mcp_tool_*`` metrics), labelled by server and tool."""
+    """Count and time every tool call (``chiffon_mcp_tool_*`` metrics), labelled by server and tool, and give
+    each a correlation id (``request``) for its log records and errors."""
 
     def __init__(self, server: str) -> None:
         self.server = server
@@ -61,7 +64,8 @@ class Measured(Middleware):
         tool = str(getattr(context.message, "name", "?"))
         started, outcome = time.perf_counter(), "error"
         try:
-            result = await call_next(context)
+            with log_context(request=f"req-{uuid.uuid4().hex[:12]}"):  # one id per tool call, on every record
+                result = await call_next(context)
             outcome = "ok"
             return result
         finally:
@@ -221,7 +225,7 @@ def server_main(
     parser.add_argument("--config", type=Path, help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, part=prog.removeprefix("chiffon-"))
     try:
         asyncio.run(serve_fn(load_settings(args.config), args))
     except ChiffonError as exc:

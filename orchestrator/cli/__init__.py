@@ -7,7 +7,8 @@
 - :mod:`~orchestrator.cli.memory`: vector memory
 - :mod:`~orchestrator.cli.voice`: speech models, hostd
 - :mod:`~orchestrator.cli.console`: the web console and its operator accounts
-- :mod:`~orchestrator.cli.ops`: install, up/down, doctor, backup/restore, deploy kit, TOTP, tokens
+- :mod:`~orchestrator.cli.ops`: install, up/down, doctor, deploy kit, TOTP, tokens
+- :mod:`~orchestrator.cli.state`: backup, restore, purge (retention)
 
 Every module imports only :mod:`~orchestrator.cli.common` (and typer, rich); what a command needs
 is imported when it runs, so ``chiffon --help`` stays fast.
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import typer
 
-from chiffon.orchestrator.cli import console, hosts, infra, memory, ops, repo, tasks, voice
+from chiffon.orchestrator.cli import console, hosts, infra, memory, ops, repo, state, tasks, voice
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)
-for _module in (infra, hosts, memory, ops, repo, tasks, voice, console):
+for _module in (infra, hosts, memory, ops, state, repo, tasks, voice, console):
     app.add_typer(_module.app)
 
 

@@ -30,7 +30,7 @@ def console_cmd(
     """Serve the web console (behind the operators' login; /health open). Needs the `console` extra."""
     if ctx.invoked_subcommand is not None:
         return
-    setup_logging(verbose)
+    setup_logging(verbose, part="console")
     settings = settings_or_exit(config)
     try:
         import gradio  # noqa: F401

@@ -374,7 +374,7 @@ def serve_cmd(
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
-    setup_logging(verbose)
+    setup_logging(verbose, part="orchestrator")
     from chiffon.orchestrator.compose import BACKGROUND_START_S, open_orchestrator, refresh_metrics
     from chiffon.shared.mcp import serve
     from chiffon.shared.runtime import open_runtime

@@ -1,9 +1,8 @@
 """Operating chiffon: ``chiffon up|down|doctor``, ``chiffon install`` (IDE clients), ``chiffon deploy systemd``,
-``chiffon backup|restore``, and the metrics a served orchestrator refreshes per scrape."""
+and the metrics a served orchestrator refreshes per scrape."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -120,70 +119,6 @@ def deploy_systemd(
     err.print(f"wrote {', '.join(units) or 'nothing (no chiffon services for this host)'} to {out}")
 
 
-
-@app.command("backup")
-def backup_cmd(
-    dest: Annotated[Path | None, typer.Option(help="Parent folder (default CHIFFON_HOME/backups).")] = None,
-    keep_days: Annotated[int, typer.Option(min=1, help="Delete backups older than this many days.")] = 7,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Back up the state: pg_dump, a ChromaDB snapshot and a git bundle of the audit repo, in a dated folder."""
-    setup_logging()
-    from chiffon.orchestrator.backup import backup
-    from chiffon.shared.store import Store
-
-    settings = settings_or_exit(config)
-
-    async def go() -> Any:
-        secret = settings.database_url.get_secret_value() if settings.database_url else None
-        store = await Store.open(secret, settings.home, max_size=1)
-        try:
-            return await asyncio.to_thread(backup, settings, store.url, dest, keep_days)
-        finally:
-            await store.close()
-
-    manifest = run_or_exit(go())
-    if as_json:
-        out.print_json(json.dumps(manifest))
-    else:
-        out.print(f"backup in {manifest['folder']}: {', '.join(manifest['parts'])}"
-                  + (f"; deleted {', '.join(manifest['deleted'])}" if manifest["deleted"] else ""))
-
-
-@app.command("restore")
-def restore_cmd(
-    folder: Annotated[Path, typer.Argument(help="A folder `chiffon backup` wrote.")],
-    force: Annotated[bool, typer.Option(help="Replace the state already in CHIFFON_HOME (backed up first).")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Restore a backup into CHIFFON_HOME (refused when it already holds state, unless --force, which first backs
-    up what it replaces)."""
-    setup_logging()
-    from chiffon.orchestrator.backup import backup, check_restorable, restore_db, restore_files
-    from chiffon.shared.store import Store
-
-    settings = settings_or_exit(config)
-
-    async def go() -> str | None:
-        manifest = check_restorable(settings, folder, force)
-        secret = settings.database_url.get_secret_value() if settings.database_url else None
-        store = await Store.open(secret, settings.home, max_size=1)
-        try:
-            saved = None
-            if force:  # what --force replaces is backed up first, so a wrong restore can be undone
-                saved = (await asyncio.to_thread(backup, settings, store.url, None, 3650))["folder"]
-            await asyncio.to_thread(restore_files, settings, folder, manifest)
-            await asyncio.to_thread(restore_db, folder, store.url)
-            return saved
-        finally:
-            await store.close()
-
-    saved = run_or_exit(go())
-    out.print(escape(f"restored {folder} into {settings.home}"
-                     + (f"; what it replaced is backed up in {saved}" if saved else "")), soft_wrap=True)
-
-
 GroupOpt = Annotated[str | None, typer.Option("--group", help="store, servers or workers (default: all).")]
 
 
@@ -251,6 +186,45 @@ def down_cmd(group: GroupOpt = None,
         out.print_json(json.dumps({"stopped": stopped}))
         return
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command("logs")
+def logs_cmd(
+    plan: Annotated[str | None, typer.Option(help="Only records of this plan (and its runs).")] = None,
+    run: Annotated[str | None, typer.Option(help="Only records of this run.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only records of this agent task.")] = None,
+    request: Annotated[str | None, typer.Option(help="Only records of this MCP tool call (req-...).")] = None,
+    since: Annotated[int | None, typer.Option(min=1, help="Only the last this many minutes.")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new records (Ctrl-C stops).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Follow one plan, run, task or tool call across every part: the JSON log records of `chiffon up`'s
+    services (CHIFFON_HOME/logs) and of the chiffon-* systemd units (the journal), merged in time."""
+    setup_logging()
+    from datetime import UTC, datetime, timedelta
+
+    from chiffon.orchestrator.logview import follow as follow_records
+    from chiffon.orchestrator.logview import records, render
+
+    ids = {k: v for k, v in {"plan": plan, "run": run, "task": task, "request": request}.items() if v}
+    log_dir = settings_or_exit(None).home / "logs"
+    show = (lambda r: sys.stdout.write(json.dumps(r) + "\n")) if as_json else (lambda r: out.print(
+        escape(render(r)), highlight=False, soft_wrap=True))
+    cutoff = datetime.now(UTC) - timedelta(minutes=since) if since else None
+    found = records(log_dir, ids, cutoff)
+    for record in found:
+        show(record)
+    if not found and not follow:
+        err.print(f"no log records{' for ' + ', '.join(f'{k} {v}' for k, v in ids.items()) if ids else ''} in "
+                  f"{log_dir} or the journal (services log JSON records under `chiffon up` and systemd)",
+                  highlight=False, soft_wrap=True)
+    if follow:
+        try:
+            for record in follow_records(log_dir, ids):
+                show(record)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command("doctor")

@@ -31,7 +31,7 @@ def worker_cmd(
 ) -> None:
     """Run queued work until interrupted: agent tasks and, with role infra (included by default), approved plans.
     SIGINT/SIGTERM finish the tasks in hand."""
-    setup_logging(verbose)
+    setup_logging(verbose, part="worker")
     from chiffon.servers.tasks.roles import load_roles
     from chiffon.servers.tasks.service import check_roles, open_team, running_task_worker
 

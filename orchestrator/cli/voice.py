@@ -110,7 +110,7 @@ def hostd_cmd(
     from chiffon.servers.hostd.__main__ import serve_hostd
     from chiffon.shared.config import load_settings
 
-    setup_logging(verbose)
+    setup_logging(verbose, part="hostd")
     try:
         run_or_exit(serve_hostd(load_settings(None, host=host), bind, port))
     except KeyboardInterrupt:

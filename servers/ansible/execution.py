@@ -28,6 +28,7 @@ from chiffon.servers.ansible.runner import EventCallback, Outcome, TaskEvent, ru
 from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from chiffon.shared.logs import log_context
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -127,54 +128,62 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         if claimed is None:
             raise not_runnable(plan)
         await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
-    run_dir = rt.settings.runs_dir / run_id
-    await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
-        "plan_id": plan_id, "run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
-        "started_at": datetime.now(UTC).isoformat()})
-    started = asyncio.get_running_loop().time()
-    unrecorded: list[TaskEvent] = []
+    with log_context(plan=plan_id, run=run_id):  # every record of this run, in every part, carries both
+        run_dir = rt.settings.runs_dir / run_id
+        await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
+            "plan_id": plan_id, "run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+            "started_at": datetime.now(UTC).isoformat()})
+        log.info("run %s of plan %s started: %s on %s%s", run_id, plan_id, plan.playbook, plan.inventory,
+                 f" (limit {plan.host_limit})" if plan.host_limit else "")
+        started = asyncio.get_running_loop().time()
+        unrecorded: list[TaskEvent] = []
 
-    async def record(event: TaskEvent) -> None:
-        """Store the event; while the store is down keep it (the run goes on: the artifacts are its record)."""
-        try:
-            await _store_events(rt, run_id, [*unrecorded, event])
-            unrecorded.clear()
-        except Exception as exc:  # the store stopped: never stop a run on the machines for it
-            if not unrecorded:
-                log.warning("run %s: events not stored (%s); the run goes on, its artifacts are its record",
-                            run_id, exc)
-                report_error("ansible", "store_lost_during_run", f"events of {run_id} not stored: {exc}", "critical",
-                             {"plan": plan_id})
-            unrecorded.append(event)
-        if on_event is not None:
+        async def record(event: TaskEvent) -> None:
+            """Store the event; while the store is down keep it (the run goes on: the artifacts are its record)."""
+            if event.status in ("ok", "changed", "skipped"):
+                log.info("%s on %s: %s", event.task, event.host, event.status)
+            else:
+                log.warning("%s on %s: %s (%s)", event.task, event.host, event.status, event.message[:300])
             try:
-                await on_event(event)
-            except Exception as exc:  # a progress listener (the bus) down is no reason to stop the run either
-                log.warning("run %s: progress not published: %s", run_id, exc)
+                await _store_events(rt, run_id, [*unrecorded, event])
+                unrecorded.clear()
+            except Exception as exc:  # the store stopped: never stop a run on the machines for it
+                if not unrecorded:
+                    log.warning("run %s: events not stored (%s); the run goes on, its artifacts are its record",
+                                run_id, exc)
+                    report_error("ansible", "store_lost_during_run", f"events of {run_id} not stored: {exc}", "critical",
+                                 {"plan": plan_id})
+                unrecorded.append(event)
+            if on_event is not None:
+                try:
+                    await on_event(event)
+                except Exception as exc:  # a progress listener (the bus) down is no reason to stop the run either
+                    log.warning("run %s: progress not published: %s", run_id, exc)
 
-    try:
-        assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
-        run_path, roles_path = plan.playbook, None
-        if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
-            run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
-                                                     Path(plan.playbook).name, plan.generated_playbook))
-            roles_path = generated_playbooks.role_bases(catalog, snap.tree)
-        outcome = await run_playbook(
-            snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
-            check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
-            extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
-            roles_path=roles_path,
-            vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
-            timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
-        )
-    except Exception as exc:
-        outcome = Outcome(status="failed", rc=None, failures=[
-            {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
-    secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
-    duration = round(asyncio.get_running_loop().time() - started, 3)
-    ended = _ended(plan, run_id, outcome, duration, unrecorded)
-    await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
-    return await _record_outcome(rt, plan, ended)
+        try:
+            assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
+            run_path, roles_path = plan.playbook, None
+            if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
+                run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
+                                                         Path(plan.playbook).name, plan.generated_playbook))
+                roles_path = generated_playbooks.role_bases(catalog, snap.tree)
+            outcome = await run_playbook(
+                snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
+                check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
+                extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
+                roles_path=roles_path,
+                vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
+                timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
+            )
+        except Exception as exc:
+            outcome = Outcome(status="failed", rc=None, failures=[
+                {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
+        secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
+        duration = round(asyncio.get_running_loop().time() - started, 3)
+        ended = _ended(plan, run_id, outcome, duration, unrecorded)
+        await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
+        log.info("run %s ended: %s in %.1f s", run_id, ended["status"], duration)
+        return await _record_outcome(rt, plan, ended)
 
 
 async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: str | None = None) -> RunResult:

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="Listen port (default hostd.port, 8770).")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, part="hostd")
     try:
         settings = load_settings(None, host=args.host)
         asyncio.run(serve_hostd(settings, args.bind, args.port))

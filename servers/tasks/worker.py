@@ -48,6 +48,7 @@ from chiffon.servers.tasks.recorder import Recorder
 from chiffon.shared.bus import Message
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError
+from chiffon.shared.logs import log_context
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -248,17 +249,21 @@ class TaskWorker:
         held = self._held.setdefault(msg.stream, set())
         held.add(msg.id)
         try:
-            ctx = TaskContext(task, self.rt)
-            try:
-                outcome = await self._run(ctx)
-            finally:
-                self._slots.release()
-            await self._recorder.finish(msg, task, outcome, ctx.tokens)
-            self.handled += 1
+            with log_context(task=task.id):
+                await self._handle(msg, task)
         except Exception:
             log.exception("task %s failed in worker %s; it stays pending for reclaim", task.id, self.name)
         finally:
             held.discard(msg.id)
+
+    async def _handle(self, msg: Message, task: TaskRecord) -> None:
+        ctx = TaskContext(task, self.rt)
+        try:
+            outcome = await self._run(ctx)
+        finally:
+            self._slots.release()
+        await self._recorder.finish(msg, task, outcome, ctx.tokens)
+        self.handled += 1
 
     async def _run(self, ctx: TaskContext) -> Outcome | None:
         handler = self.handlers.get(ctx.task.kind)

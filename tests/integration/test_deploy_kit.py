@@ -11,7 +11,7 @@ import yaml
 
 from chiffon.orchestrator.deploy import systemd_units
 from chiffon.shared.config import PROJECT_ROOT, load_settings
-from chiffon.shared.errors import InvalidInput
+from chiffon.shared.errors import ConfigError, InvalidInput
 
 DEPLOY = PROJECT_ROOT / "deploy"
 BIN = Path(sys.executable).parent
@@ -21,17 +21,40 @@ PLAYBOOK = DEPLOY / "ansible" / "install-chiffon.yml"
 def test_units_for_each_host_run_unprivileged_and_restart_on_failure() -> None:
     settings = load_settings()
     ai = systemd_units(settings, "ai", install_dir=Path("/opt/chiffon"), home=Path("/var/lib/chiffon"))
-    assert set(ai) == {"chiffon-orchestrator.service", "chiffon-worker.service", "chiffon-hostd.service"}
-    for text in ai.values():
-        assert "User=chiffon" in text and "Restart=on-failure" in text
-        assert "EnvironmentFile=-/etc/chiffon/chiffon.env" in text and "Environment=CHIFFON_HOST=ai" in text
-        assert "ReadWritePaths=/var/lib/chiffon" in text and "WantedBy=multi-user.target" in text
+    assert set(ai) == {"chiffon-orchestrator.service", "chiffon-worker.service", "chiffon-hostd.service",
+                       "chiffon-backup.service", "chiffon-backup.timer", "chiffon-purge.service", "chiffon-purge.timer"}
+    for name, text in ai.items():
+        if name.endswith(".timer"):
+            continue
+        assert "User=chiffon" in text and "EnvironmentFile=-/etc/chiffon/chiffon.env" in text
+        assert "Environment=CHIFFON_HOST=ai" in text and "ReadWritePaths=/var/lib/chiffon" in text
+        if name in ("chiffon-backup.service", "chiffon-purge.service"):
+            assert "Type=oneshot" in text and "Restart=" not in text
+        else:
+            assert "Restart=on-failure" in text and "WantedBy=multi-user.target" in text
+    backup_timer = ai["chiffon-backup.timer"]
+    assert "OnCalendar=*:00/30" in backup_timer and "Persistent=true" in backup_timer
+    assert "WantedBy=timers.target" in backup_timer and "OnCalendar=daily" in ai["chiffon-purge.timer"]
+    assert "ExecStart=/opt/chiffon/.venv/bin/chiffon backup\n" in ai["chiffon-backup.service"]
+    assert "ExecStart=/opt/chiffon/.venv/bin/chiffon purge\n" in ai["chiffon-purge.service"]
     assert "ExecStart=/opt/chiffon/.venv/bin/chiffon serve --transport http" in ai["chiffon-orchestrator.service"]
     assert set(systemd_units(settings, "east", install_dir=Path("/opt/c"), home=Path("/h"))) == {"chiffon-hostd.service"}
     with pytest.raises(InvalidInput, match="'gamer' is not a configured host; hosts: ai, desktop, east"):
         systemd_units(settings, "gamer", install_dir=Path("/opt/c"), home=Path("/h"))
     with pytest.raises(InvalidInput, match="not root"):
         systemd_units(settings, "ai", install_dir=Path("/opt/c"), home=Path("/h"), user="root")
+
+
+def test_job_schedules_are_configurable_and_cannot_inject_unit_lines(tmp_path: Path) -> None:
+    settings = load_settings(backup={"schedule": "*-*-* *:00/30:00", "dest": str(tmp_path / "nas")},
+                             retention={"schedule": "Sun 03:00"})
+    ai = systemd_units(settings, "ai", install_dir=Path("/opt/c"), home=Path("/h"))
+    assert "OnCalendar=*-*-* *:00/30:00" in ai["chiffon-backup.timer"]
+    assert f"ReadWritePaths=/h {tmp_path / 'nas'}" in ai["chiffon-backup.service"]
+    assert "OnCalendar=Sun 03:00" in ai["chiffon-purge.timer"]
+    for bad in ("hourly\nExecStartPre=/bin/sh -c id", "daily; rm -rf /", ""):
+        with pytest.raises(ConfigError, match="backup.schedule"):
+            load_settings(backup={"schedule": bad})
 
 
 @pytest.mark.parametrize("host", ["ai", "desktop", "east"])
