@@ -94,7 +94,7 @@ async def fill(home: Path) -> None:
         for i in range(AUDIT):
             await asyncio.to_thread(rt.audit.record, "run", f"run run-{i + 1} of plan-{i + 1}: succeeded",
                                     {"plan_id": f"plan-{i + 1}", "status": "succeeded"})
-    await stop_embedded(settings)
+    # the servers stay up: pgserver keeps a handle per data dir in this process, which a stop would leave stale
 
 
 async def snapshot(home: Path) -> dict[str, Any]:

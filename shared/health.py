@@ -79,6 +79,9 @@ async def check_parts(rt: Any, *, service: str = "console", hostd: bool = False)
             "timestamp": datetime.now(UTC).isoformat()}
 
 
+WATCH_WINDOW_S = 3 * (1.0 + 1.5) + 1.0  # watch_parts' defaults: a dead part is known within this, seconds
+
+
 async def watch_parts(rt: Any, *, every_s: float = 1.0, timeout_s: float = 1.5, misses: int = 3) -> None:
     """Probe the store (``SELECT 1``) and the bus (``PING``) every ``every_s``; never returns while both answer.
 

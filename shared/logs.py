@@ -107,6 +107,8 @@ def setup_logging(verbose: bool = False, part: str | None = None) -> None:
     handler.setFormatter(_json_formatter() if log_format() == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s%(ctx)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+    # asyncpg logs a traceback each second while PostgreSQL is down; chiffon's health watch says it once
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     own = os.environ.get("CHIFFON_LOG_LEVEL", "").strip().upper()
     if own in ("DEBUG", "INFO", "WARNING", "ERROR"):
         logging.getLogger("chiffon").setLevel(own)

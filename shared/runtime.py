@@ -8,7 +8,7 @@ closes them in reverse order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from chiffon.shared.errors import BusUnavailable
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the clients (git, redis, asyncpg) load when a runtime opens, not when a CLI starts
     from chiffon.shared.audit import AuditLog
@@ -100,14 +102,19 @@ SHUTDOWN_GRACE_S = 10.0
 async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> AsyncIterator[Any]:
     """Run ``worker.run_forever()`` as a background task for the block; on exit cancel it (waiting at most
     ``grace_s``: a worker stuck on a dead connection must not keep the command from exiting), then
-    ``await worker.close()`` to let the tasks in hand finish."""
+    ``await worker.close()`` to let the tasks in hand finish, also when the worker's loop had died (a run in
+    hand finishes and writes its outcome whatever happened to the bus)."""
     task = asyncio.create_task(worker.run_forever(), name=name)
     try:
         yield worker
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        try:
             await asyncio.wait_for(task, grace_s)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+        except Exception as exc:  # it died on its own (its Redis or PostgreSQL went away): what it holds still ends
+            log.warning("%s had stopped: %s: %s", name, type(exc).__name__, exc)
         await worker.close()
 
 

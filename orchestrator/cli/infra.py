@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 the run failed, 2 bad input or a service is unreachable,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -51,8 +52,12 @@ app = typer.Typer()
 
 
 async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> execution.RunResult:
+    from asyncpg import InterfaceError, PostgresError
+    from redis.exceptions import RedisError
+
     from chiffon.orchestrator.runs import dispatch_run
-    from chiffon.shared.health import watch_parts
+    from chiffon.shared.errors import BusUnavailable, StoreUnavailable
+    from chiffon.shared.health import WATCH_WINDOW_S, watch_parts
 
     total = len((plan.check_result or {}).get("events", [])) or None
     with progress_bar() as bar:
@@ -64,7 +69,11 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> exec
         run = asyncio.ensure_future(dispatch_run(svc.rt, plan.id, on_event=on_event))
         watch = asyncio.ensure_future(watch_parts(svc.rt))
         await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if not run.done():  # the store or the bus died under the run: say so now, not after the run timeout
+        if run.done() and not run.cancelled() and isinstance(run.exception(), (OSError, RedisError, PostgresError, InterfaceError)):
+            # a connection lost under the wait: the watcher names the part within its window, else it was a blip
+            with contextlib.suppress(TimeoutError, StoreUnavailable, BusUnavailable):
+                await asyncio.wait_for(asyncio.shield(watch), WATCH_WINDOW_S)
+        if watch.done():  # the store or the bus died under the run: say so now, not after the run timeout
             run.cancel()
             lost = watch.exception()
             err.print(f"[bold red]error:[/] {escape(str(lost))} during the run of {plan.id}. " + escape(

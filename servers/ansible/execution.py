@@ -27,7 +27,7 @@ from chiffon.servers.ansible.plans import Plan, get_plan, new_id
 from chiffon.servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
 from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
-from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError, StoreUnavailable
 from chiffon.shared.logs import log_context
 from chiffon.shared.runtime import Runtime
 
@@ -183,12 +183,21 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         ended = _ended(plan, run_id, outcome, duration, unrecorded)
         await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
         log.info("run %s ended: %s in %.1f s", run_id, ended["status"], duration)
-        return await _record_outcome(rt, plan, ended)
+        try:
+            return await _record_outcome(rt, plan, ended)
+        except Exception as exc:
+            if not _store_gone(exc):
+                raise
+            raise StoreUnavailable(
+                f"run {run_id} ended {ended['status']}, but PostgreSQL is unreachable ({type(exc).__name__}: "
+                f"{exc}); its outcome is kept in {run_dir / OUTCOME_FILE} and recorded when the store is back "
+                f"(`chiffon status {plan_id}`)") from exc
 
 
 async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: str | None = None) -> RunResult:
     """Store a run's outcome (from :func:`_ended`, or read back from its ``outcome.json``): its events not stored
-    yet, the audit commit, then the run and plan rows (only from ``running``: an outcome is recorded once);
+    yet, then, holding the run's row lock, the audit commit and the run and plan rows (only from ``running``:
+    an outcome is recorded once, however many recorders race);
     ``note`` says how it got here (a reconciliation).
 
     Raises:
@@ -198,17 +207,19 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
     failure, warnings, duration = ended["failure"], ended["warnings"], ended["duration_s"]
     if ended["unrecorded"]:
         await _store_events(rt, run_id, [TaskEvent(**e) for e in ended["unrecorded"]])
-    if await rt.store.pool.fetchval("SELECT status FROM runs WHERE id=$1", run_id) != "running":
-        raise PlanStateError(f"run {run_id} of {plan_id} was already recorded")
-    sha = await asyncio.to_thread(
-        rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({ended['changed']} changed)",
-        {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": ended["rc"], "playbook": plan.playbook,
-         "service": plan.service, "hosts": ended["hosts"], "changed": ended["changed"],
-         "tags": plan.tags, "stats": ended["stats"], "artifact_data": ended["artifact_data"],
-         "failures": ended["failures"], "warnings": warnings, "duration_s": duration,
-         **({"reconciled": note} if note else {})},
-    )
     async with rt.store.pool.acquire() as conn, conn.transaction():
+        # the row lock makes the check and the audit commit one step: of two recorders (a reconcile and a
+        # redelivered task), the second waits here, then finds the run recorded
+        if await conn.fetchval("SELECT status FROM runs WHERE id=$1 FOR UPDATE", run_id) != "running":
+            raise PlanStateError(f"run {run_id} of {plan_id} was already recorded")
+        sha = await asyncio.to_thread(
+            rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({ended['changed']} changed)",
+            {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": ended["rc"], "playbook": plan.playbook,
+             "service": plan.service, "hosts": ended["hosts"], "changed": ended["changed"],
+             "tags": plan.tags, "stats": ended["stats"], "artifact_data": ended["artifact_data"],
+             "failures": ended["failures"], "warnings": warnings, "duration_s": duration,
+             **({"reconciled": note} if note else {})},
+        )
         await conn.execute(
             "UPDATE runs SET status=$2, rc=$3, stats=$4, artifact_data=$5, changed=$6, failure=$7, "
             "audit_commit=$8, warnings=$9, finished_at=now() WHERE id=$1 AND status='running'",
@@ -263,6 +274,25 @@ async def _store_events(rt: Runtime, run_id: str, events: list[TaskEvent]) -> No
         [(run_id, e.seq, e.status, e.host, e.task, e.module, e.changed, e.message) for e in events])
 
 
+def _store_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL is unreachable (refused, reset, closed), not that a statement failed."""
+    import asyncpg  # loaded with the store already; imported here so this module stays light to import
+
+
+    return isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                            asyncpg.CannotConnectNowError))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
 async def reconcile(rt: Runtime) -> list[str]:
     """Record the outcome of every run left ``running`` by a process that stopped, from its run folder; the ids
     of the runs reconciled. Nothing runs again: a run is only recorded.
@@ -273,8 +303,6 @@ async def reconcile(rt: Runtime) -> list[str]:
 
     Runs owned by a live process, or by another host, are left alone.
     """
-    import psutil
-
     done = []
     for row in await rt.store.pool.fetch("SELECT id, plan_id FROM runs WHERE status='running' ORDER BY started_at"):
         run_dir = rt.settings.runs_dir / row["id"]
@@ -284,7 +312,7 @@ async def reconcile(rt: Runtime) -> list[str]:
             ended, note = json.loads(outcome_file.read_text()), "recorded from outcome.json after the store returned"
         else:
             owner = json.loads(owner_file.read_text()) if owner_file.exists() else None
-            if owner is None or owner.get("host") != socket.gethostname() or psutil.pid_exists(int(owner["pid"])):
+            if owner is None or owner.get("host") != socket.gethostname() or _alive(int(owner["pid"])):
                 continue
             message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
                        "the hosts may be half-changed: check them, then plan again")

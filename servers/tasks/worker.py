@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from redis.exceptions import RedisError
+
 from chiffon.servers.tasks.queue import (
     _COLUMNS,
     ATTEMPTS_KEY,
@@ -251,6 +253,9 @@ class TaskWorker:
         try:
             with log_context(task=task.id):
                 await self._handle(msg, task)
+        except (RedisError, OSError) as exc:  # the bus went away: the row is written, the entry waits for a reclaim
+            log.warning("task %s: result not published (%s: %s); it stays pending for reclaim", task.id,
+                        type(exc).__name__, exc)
         except Exception:
             log.exception("task %s failed in worker %s; it stays pending for reclaim", task.id, self.name)
         finally:
