@@ -103,10 +103,15 @@ async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> 
     """Run ``worker.run_forever()`` as a background task for the block; on exit cancel it (waiting at most
     ``grace_s``: a worker stuck on a dead connection must not keep the command from exiting), then
     ``await worker.close()`` to let the tasks in hand finish, also when the worker's loop had died (a run in
-    hand finishes and writes its outcome whatever happened to the bus)."""
+    hand finishes and writes its outcome whatever happened to the bus). When the block is cancelled (Ctrl-C)
+    the tasks in hand are aborted first (``worker.abort()``), so the command stops in seconds."""
     task = asyncio.create_task(worker.run_forever(), name=name)
     try:
         yield worker
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: stop what is in hand rather than wait for it
+        if hasattr(worker, "abort"):
+            worker.abort()
+        raise
     finally:
         task.cancel()
         try:

@@ -68,7 +68,15 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> exec
 
         run = asyncio.ensure_future(dispatch_run(svc.rt, plan.id, on_event=on_event))
         watch = asyncio.ensure_future(watch_parts(svc.rt))
-        await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # Ctrl-C: the in-process worker stops the run as this unwinds
+            run.cancel()
+            watch.cancel()
+            err.print(escape(f"stopping the run of {plan.id}: Ansible is killed and the run recorded as failed "
+                             f"(cancelled); the hosts may be half-changed: check them, `chiffon status {plan.id}`"),
+                      highlight=False, soft_wrap=True)
+            raise
         if run.done() and not run.cancelled() and isinstance(run.exception(), (OSError, RedisError, PostgresError, InterfaceError)):
             # a connection lost under the wait: the watcher names the part within its window, else it was a blip
             with contextlib.suppress(TimeoutError, StoreUnavailable, BusUnavailable):

@@ -9,6 +9,7 @@ stores the run and its events, and commits the audit record. Only the infra queu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -178,6 +179,17 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         except Exception as exc:
             outcome = Outcome(status="failed", rc=None, failures=[
                 {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
+        except asyncio.CancelledError:  # Ctrl-C, or the worker stopping: Ansible was killed; record that
+            message = ("cancelled: the run was stopped (Ctrl-C or its worker stopping) and Ansible killed; the "
+                       "hosts may be half-changed: check them, then plan again")
+            ended = _ended(plan, run_id, Outcome(status="canceled", rc=None, failures=[
+                {"task": None, "host": None, "module": None, "message": message, "rc": None}]),
+                round(asyncio.get_running_loop().time() - started, 3), unrecorded)
+            secret_vars_store.discard(rt.settings.secrets_dir, plan_id)
+            await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)
+            with contextlib.suppress(Exception, TimeoutError):  # else a reconcile records outcome.json later
+                await asyncio.wait_for(_record_outcome(rt, plan, ended), RECORD_ON_CANCEL_S)
+            raise
         secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
         duration = round(asyncio.get_running_loop().time() - started, 3)
         ended = _ended(plan, run_id, outcome, duration, unrecorded)
@@ -244,6 +256,7 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
     )
 
 
+RECORD_ON_CANCEL_S = 2.0  # a cancelled run's outcome is stored if the store answers this fast, else reconciled
 OWNER_FILE = "owner.json"  # in the run's folder: which process runs it (plan, run, pid, host, start)
 OUTCOME_FILE = "outcome.json"  # written when ansible-runner is done, before any store write: the run's record
 

@@ -10,10 +10,12 @@ reaches the playbook as that literal text).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from chiffon.shared.redact import redact, redact_text
 log = logging.getLogger(__name__)
 
 # Credentials chiffon uses and Ansible never does: blanked in ansible-runner's environment.
+CANCEL_POLL_S = 0.5  # how often ansible-runner checks for a cancel (its pexpect timeout; its default is 5 s)
+CANCEL_WAIT_S = 3.0  # how long a cancelled run waits for ansible-runner to kill Ansible and return
 CHIFFON_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CHROMA_API_KEY", "PGPASSWORD"})
 TASK_RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -217,6 +221,9 @@ async def run_playbook(
     Returns:
         The :class:`Outcome`; a failed playbook is an outcome with ``status="failed"``, not an error.
 
+    Cancelling the call (Ctrl-C) stops Ansible: ansible-runner kills ansible-playbook's process group within
+    :data:`CANCEL_POLL_S`, and the call waits at most :data:`CANCEL_WAIT_S` for it before re-raising.
+
     Raises:
         AnsibleError: ansible-runner could not start at all.
     """
@@ -263,19 +270,28 @@ async def run_playbook(
                 private_data_dir=str(private_dir), project_dir=str(repo), playbook=playbook,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
+                cancel_callback=cancelled.is_set, settings={"pexpect_timeout": CANCEL_POLL_S},
             )
         finally:
             vars_file.unlink(missing_ok=True)
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     collector = _EventCollector()
+    cancelled = threading.Event()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
-    while (raw := await queue.get()) is not None:
-        event = collector.feed(raw)
-        if event is not None and on_event is not None:
-            await on_event(event)
     try:
+        while (raw := await queue.get()) is not None:
+            event = collector.feed(raw)
+            if event is not None and on_event is not None:
+                await on_event(event)
         result = await runner_task
+    except asyncio.CancelledError:
+        # ansible-runner sees the flag at its next poll and SIGKILLs ansible-playbook's process group (its forks
+        # with it): nothing keeps changing the hosts once this returns
+        cancelled.set()
+        with contextlib.suppress(Exception, asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runner_task), CANCEL_WAIT_S)
+        raise
     except Exception as exc:  # ansible-runner raises ConfigurationError, OSError...
         raise AnsibleError(f"ansible-runner could not run {playbook}: {exc}") from exc
     outcome = collector.outcome

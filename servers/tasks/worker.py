@@ -300,6 +300,12 @@ class TaskWorker:
                 except Exception as exc:  # a transient Redis error: the next beat tries again
                     log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
+    def abort(self) -> None:
+        """Cancel the tasks in hand (Ctrl-C on a CLI that runs its own worker): a handler stops at its next
+        await (a run kills Ansible and records itself cancelled); an entry left unacked is taken over later."""
+        for running in self._running:
+            running.cancel()
+
     async def close(self) -> None:
         """Wait for the tasks in hand to finish and their rows to be written."""
         if self._running:

@@ -12,7 +12,9 @@ Cases (the part killed with SIGKILL about 1 s into Ansible):
 * ``cli``: the ``chiffon execute`` process itself, which runs the plan in-process;
 * ``worker``: a ``chiffon worker`` running the plan for a client (``chiffon execute`` with
   ``worker_in_process`` off), with a second worker started 5 s later (as systemd's ``Restart=on-failure``
-  would).
+  would);
+* ``ctrl-c``: not a kill but SIGINT to ``chiffon execute``, as a terminal's Ctrl-C sends it (ansible-playbook
+  runs in its own session under ansible-runner's pty, so only chiffon gets it).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from chiffon.shared.runtime import open_runtime
 from tests.conftest import git_commit_all, make_repo
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
-CASES = ("postgres", "redis", "cli", "worker")
+CASES = ("postgres", "redis", "cli", "worker", "ctrl-c")
 RESTART_AFTER_S = 5.0  # systemd's RestartSec in the units of `chiffon deploy systemd`
 SLOW = """- name: Slow echo
   hosts: ai
@@ -144,6 +146,7 @@ class Fault:
     exit_code: int | None
     stderr: str
     detect_s: float | None
+    exit_s: float | None = None  # from the kill (or SIGINT) to the client's exit
 
 
 def inject(case: str, lab: Lab, plan_id: str) -> Fault:
@@ -157,12 +160,13 @@ def inject(case: str, lab: Lab, plan_id: str) -> Fault:
         owner = _wait_for_run(lab, [client, *workers])
         time.sleep(1.0)  # Ansible is in its pause
         victim = {"postgres": lambda: part_pid(lab, "postgres"), "redis": lambda: part_pid(lab, "redis"),
-                  "cli": lambda: client.pid, "worker": lambda: int(owner["pid"])}[case]()
-        os.kill(victim, signal.SIGKILL)
+                  "cli": lambda: client.pid, "worker": lambda: int(owner["pid"]),
+                  "ctrl-c": lambda: client.pid}[case]()
+        os.kill(victim, signal.SIGINT if case == "ctrl-c" else signal.SIGKILL)
         killed = time.monotonic()
         if case == "cli":
             client.wait(30)
-            return Fault(client.returncode, "", None)
+            return Fault(client.returncode, "", None, time.monotonic() - killed)
         if case == "worker":
             time.sleep(RESTART_AFTER_S)
             workers.append(_start_worker(lab))
@@ -177,6 +181,7 @@ def inject(case: str, lab: Lab, plan_id: str) -> Fault:
                 if detect_s is None and ("error" in line.lower() or "failed" in line.lower()):
                     detect_s = time.monotonic() - killed
             client.wait(30)
+            exit_s = time.monotonic() - killed
             if detect_s is None:  # told on stdout only (--json): its answer came when it exited
                 detect_s = time.monotonic() - killed
             assert client.stdout is not None
@@ -185,12 +190,25 @@ def inject(case: str, lab: Lab, plan_id: str) -> Fault:
             watchdog.cancel()
         if client.returncode == -signal.SIGABRT:
             raise AssertionError("the client did not exit within 120 s:\n" + "".join(lines)[-6000:])
-        return Fault(client.returncode, "".join(lines), detect_s)
+        return Fault(client.returncode, "".join(lines), detect_s, exit_s)
     finally:
         if client.poll() is None:
             client.kill()
         for worker in workers:
             _stop(worker)
+
+
+def ansible_left(lab: Lab) -> list[str]:
+    """Command lines of ansible-playbook processes still running on the lab's runs (there should be none)."""
+    import psutil
+
+    runs = str(lab.settings.home / "runs")
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if "ansible-playbook" in line and runs in line:
+            left.append(line)
+    return left
 
 
 async def converged(lab: Lab, plan_id: str) -> dict[str, Any]:

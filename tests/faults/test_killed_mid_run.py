@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from chiffon.shared.runtime import stop_embedded
-from tests.faults.harness import Lab, approved_plan, converged, inject, make_lab
+from tests.faults.harness import Lab, ansible_left, approved_plan, converged, inject, make_lab
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -54,3 +54,17 @@ async def test_a_worker_killed_mid_run_is_reported_to_the_waiting_client_by_the_
     state = await converged(lab, plan_id)
     assert state["converged"], state
     assert state["status"] == "failed"
+
+
+async def test_ctrl_c_stops_the_run_kills_ansible_and_records_it_cancelled(lab: Lab) -> None:
+    plan_id = await approved_plan(lab)
+    fault = await asyncio.to_thread(inject, "ctrl-c", lab, plan_id)
+    assert fault.exit_code == 130, fault.stderr[-3000:]
+    assert f"stopping the run of {plan_id}" in fault.stderr and "interrupted" in fault.stderr
+    assert "Traceback" not in fault.stderr
+    assert ansible_left(lab) == []  # ansible-playbook and its forks were killed with the run
+    state = await converged(lab, plan_id)
+    assert state["converged"], state
+    assert state["status"] == "failed" and state["applied"] == 0
+    assert state["audit"][0]["failures"][0]["message"].startswith("cancelled: ")
+    assert "reconciled" not in state["audit"][0]  # recorded as it stopped, not afterwards
