@@ -31,6 +31,7 @@ from chiffon.servers.tasks.queue import INFRA, Handler, Outcome, TaskContext, Ta
 from chiffon.servers.tasks.worker import TaskWorker
 from chiffon.shared.bus import AGENT_RESULTS, RUN_PROGRESS
 from chiffon.shared.errors import ChiffonError, PlanStateError
+from chiffon.shared.hosts import HeartbeatWatch
 from chiffon.shared.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,20 @@ async def queue_run(rt: Runtime, plan_id: str) -> TaskRecord:
 
 
 class Resumer:
-    """Each ``hostd.heartbeat_s``: record the runs a stopped process left ``running``
+    """Each ``hostd.heartbeat_s``: report hosts whose hostd heartbeats stopped or came back
+    (:class:`~chiffon.shared.hosts.HeartbeatWatch`), record the runs a stopped process left ``running``
     (:func:`~chiffon.servers.ansible.execution.reconcile`), then resume the paused plans whose hosts are free
     and queue them again."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.heartbeats = HeartbeatWatch()
 
     async def run_forever(self) -> None:
+        beating = sorted(h for h, c in self.rt.settings.hosts.items() if "hostd" in c.chiffon)
         while True:
             try:
+                await self.heartbeats.check(self.rt.bus, beating)
                 await execution.reconcile(self.rt)
                 for plan_id in await resume_ready(self.rt):
                     await queue_run(self.rt, plan_id)

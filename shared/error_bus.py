@@ -76,6 +76,7 @@ class ErrorReporter:
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # report() may be called from worker threads (ansible-runner, engines)
         self._wake = asyncio.Event()
+        self._draining = asyncio.Lock()  # one publisher at a time, so drain() returns only once all is out
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -139,17 +140,20 @@ class ErrorReporter:
             await self.drain()
 
     async def drain(self) -> None:
-        """Publish everything queued (in one pipeline per batch); a Redis error keeps them for the next try."""
-        while self._queue:
-            with self._lock:
-                batch = [self._queue.popleft() for _ in range(min(500, len(self._queue)))]
-            try:
-                await self.bus.publish_many(ERRORS_STREAM, batch)
-            except Exception as exc:  # the bus is down: keep them, say so in the log only (no recursion)
+        """Publish everything queued (in one pipeline per batch); a Redis error keeps them for the next try.
+        Returns once what was queued when it was called is on the stream, also what a concurrent drain (the
+        background publisher) had taken."""
+        async with self._draining:
+            while self._queue:
                 with self._lock:
-                    self._queue.extendleft(reversed(batch))
-                log.warning("could not publish %d error event(s): %s", len(batch), exc)
-                return
+                    batch = [self._queue.popleft() for _ in range(min(500, len(self._queue)))]
+                try:
+                    await self.bus.publish_many(ERRORS_STREAM, batch)
+                except Exception as exc:  # the bus is down: keep them, say so in the log only (no recursion)
+                    with self._lock:
+                        self._queue.extendleft(reversed(batch))
+                    log.warning("could not publish %d error event(s): %s", len(batch), exc)
+                    return
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Stop publishing, then flush held-back counts and publish what is queued (at most ``timeout_s``: a bus

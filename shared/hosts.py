@@ -29,6 +29,7 @@ HEARTBEAT_KEY = "chiffon:host:{host}"
 OVERRIDE_KEY = "chiffon:host-override:{host}"
 SEEN_KEY = "chiffon:hosts:seen"
 HostState = Literal["available", "busy", "offline"]
+LAPSED = "no heartbeat within its TTL"  # the reason of a host that sent heartbeats and stopped
 
 
 async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dict[str, dict[str, Any]]:
@@ -48,7 +49,7 @@ async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dic
         elif beat is not None:
             status, reason = str(beat.get("status", "available")), str(beat.get("reason", ""))
         elif host in seen or not assume_available:
-            status, reason = "offline", "no heartbeat within its TTL" if host in seen else "never sent a heartbeat"
+            status, reason = "offline", LAPSED if host in seen else "never sent a heartbeat"
         else:
             status, reason = "available", "no heartbeat yet (hostd.assume_available)"
         out[host] = {"status": status, "reason": reason, "heartbeat": beat}
@@ -126,3 +127,28 @@ class HostStatus:
             return
         for host, state in states.items():
             self._cache[host] = (now, state["status"])
+
+
+class HeartbeatWatch:
+    """Tell the error bus when a host's heartbeats stop (``hostd`` ``heartbeat_lost``, a warning with the
+    host) and when they come back (``recovered``, which resolves the incident). Only hosts that sent a beat
+    before count: one never started is ``offline`` without being lost. Call :meth:`check` each heartbeat
+    interval; the hosts lost so far are remembered between calls (several watchers report the same loss,
+    which flood detection and the incident's host key fold into one)."""
+
+    def __init__(self) -> None:
+        self.lost: set[str] = set()
+
+    async def check(self, bus: Bus, hosts: list[str]) -> set[str]:
+        """Report changes since the last call; returns the hosts whose heartbeats are lost now."""
+        from chiffon.shared.error_bus import report_error, report_recovery
+
+        states = await host_states(bus, hosts, assume_available=True)
+        lost = {h for h, state in states.items() if state["status"] == "offline" and state["reason"] == LAPSED}
+        for host in sorted(lost - self.lost):
+            report_error("hostd", "heartbeat_lost", f"{host}: no heartbeat within its TTL (is chiffon-hostd running "
+                         "there?); work for it waits", "warning", {"host": host})
+        for host in sorted(self.lost - lost):
+            report_recovery("hostd", f"{host}: heartbeats again", {"host": host})
+        self.lost = lost
+        return lost

@@ -74,8 +74,12 @@ def create_app(settings: Settings, pool: EnginePool | None = None, heartbeat: He
         default_tts = voice.tts_engine
         essential = [m for m in inventory if (m["engine"] == "whisper" and m["name"] == voice.stt_models[0])
                      or m["engine"] == default_tts]
-        status = "ok" if not missing else "degraded" if all(m["present"] for m in essential) else "failed"
-        return JSONResponse({"status": status, "issues": missing, "service": SERVICE,
+        essential_keys = {f"stt:{voice.stt_models[0]}", f"tts:{default_tts}"}
+        broken = [f"{key} failed to load: {why}" for key, why in sorted(pool.failures.items())]
+        beat = [f"heartbeat not published: {heartbeat.failure}"] if heartbeat is not None and heartbeat.failure else []
+        status = ("failed" if not all(m["present"] for m in essential) or essential_keys & set(pool.failures)
+                  else "degraded" if missing or broken or beat else "ok")
+        return JSONResponse({"status": status, "issues": missing + broken + beat, "service": SERVICE,
                              "timestamp": datetime.now(UTC).isoformat(), "host": settings.host,
                              "models": {"loaded": pool.loaded(), "inventory": inventory}})
 

@@ -11,6 +11,7 @@ from chiffon.servers.hostd.resources import BusyDetector, Fit, GpuReader, HostSn
 from chiffon.shared import metrics
 from chiffon.shared.bus import Bus
 from chiffon.shared.config import HostConfig, Settings
+from chiffon.shared.error_bus import report_error, report_recovery
 from chiffon.shared.errors import ConfigError, InvalidInput
 from chiffon.shared.hosts import operator_flag, publish_heartbeat
 
@@ -29,6 +30,7 @@ class Heartbeat:
         self.bus = bus
         self.detector = BusyDetector(settings.hostd)
         self.latest: HostSnapshot | None = None
+        self.failure: str | None = None  # why the last beat failed; None once one succeeds again
 
     async def beat(self) -> HostSnapshot:
         """Take one snapshot and, with a bus, write it with its TTL."""
@@ -55,6 +57,15 @@ class Heartbeat:
                 await self.beat()
             except Exception as exc:  # Redis restarting, a driver hiccup: keep beating
                 log.warning("heartbeat failed: %s", exc)
+                if self.failure is None:  # said once per outage; the error bus queues it while Redis is down
+                    report_error("hostd", "heartbeat_failed", f"{self.settings.host}: heartbeat not published: "
+                                 f"{type(exc).__name__}: {exc}", "error", {"host": self.settings.host})
+                self.failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if self.failure is not None:
+                    report_recovery("hostd", f"{self.settings.host}: heartbeats published again",
+                                    {"host": self.settings.host})
+                self.failure = None
             await asyncio.sleep(self.settings.hostd.heartbeat_s)
 
     def _resident(self) -> dict[str, int]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from chiffon.servers.hostd import engines
 from chiffon.shared.config import Settings
+from chiffon.shared.error_bus import report_error, report_recovery
 from chiffon.shared.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class EnginePool:
         self._use_locks: dict[str, asyncio.Lock] = {}
         self._last_used: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.failures: dict[str, str] = {}  # engine key -> why its last load failed (cleared when one succeeds)
 
     def stt_name(self, model: str | None) -> str:
         """The Whisper model for a request's ``model`` (None or whisper-1: the default). Raises InvalidInput."""
@@ -66,8 +68,16 @@ class EnginePool:
                     if self._admit is not None:
                         await self._admit(key)
                     started = time.perf_counter()
-                    self._engines[key] = await asyncio.to_thread(load)
+                    try:
+                        self._engines[key] = await asyncio.to_thread(load)
+                    except Exception as exc:
+                        self.failures[key] = f"{type(exc).__name__}: {exc}"[:500]
+                        report_error("hostd", "engine_failed", f"{key} failed to load: {self.failures[key]}",
+                                     "error", {"host": self.settings.host})
+                        raise
                     log.info("loaded %s in %.1f s", key, time.perf_counter() - started)
+                    if self.failures.pop(key, None) is not None:
+                        report_recovery("hostd", f"{key} loads again", {"host": self.settings.host})
         self._last_used[key] = time.monotonic()
         self._ensure_reaper()
         return self._engines[key]  # type: ignore[no-any-return]

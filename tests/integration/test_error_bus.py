@@ -121,3 +121,32 @@ def test_bad_reports_are_refused() -> None:
     with pytest.raises(InvalidInput, match="unknown key"):
         report_error("x", "y", "z", "error", {"user": "root"})
     assert keys_of({"source": "s", "error_type": "t", "context": {}}) == ["source:s:t"]
+
+
+async def test_a_hosts_lapsed_heartbeat_opens_an_incident_that_its_return_resolves(rt: Runtime) -> None:
+    import asyncio
+
+    from chiffon.shared.hosts import HeartbeatWatch, publish_heartbeat
+
+    host, never = f"lab-{secrets.token_hex(3)}", f"new-{secrets.token_hex(3)}"
+    watch = HeartbeatWatch()
+    reporter = error_bus.attach(rt.bus)
+    try:
+        await publish_heartbeat(rt.bus, host, json.dumps({"status": "available"}), ttl_ms=300)
+        assert await watch.check(rt.bus, [host, never]) == set()  # beating; the other never beat: not "lost"
+        await asyncio.sleep(0.6)  # the beat's TTL lapses: hostd stopped
+        assert await watch.check(rt.bus, [host, never]) == {host}
+        assert await watch.check(rt.bus, [host, never]) == {host}  # reported once, not every check
+        await reporter.drain()
+        await Correlator(rt).catch_up()
+        (opened,) = [i for i in await incidents(rt) if f"host:{host}" in i["keys"]]
+        assert opened["status"] == "open" and opened["sources"] == ["hostd"] and opened["events"] == 1
+        await publish_heartbeat(rt.bus, host, json.dumps({"status": "available"}), ttl_ms=30_000)
+        assert await watch.check(rt.bus, [host, never]) == set()
+    finally:
+        await error_bus.detach(reporter)
+    lost = [e for e in await events_of(rt, "hostd") if e["context"].get("host") == host]
+    assert sorted(e["error_type"] for e in lost) == ["heartbeat_lost", "recovered"]  # once each
+    await Correlator(rt).catch_up()
+    (closed,) = [i for i in await incidents(rt) if f"host:{host}" in i["keys"]]
+    assert closed["status"] == "resolved"

@@ -118,3 +118,37 @@ def test_binding_beyond_loopback_needs_a_token(hostd_env: dict[str, str]) -> Non
     proc = subprocess.run([str(BIN / "chiffon-hostd"), "--bind", "0.0.0.0", "--port", "1"], env=hostd_env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "CHIFFON_HOSTD__TOKEN" in proc.stderr
+
+
+async def test_health_says_degraded_or_failed_when_an_engine_or_the_heartbeat_fails(home) -> None:  # type: ignore[no-untyped-def]
+    from chiffon.servers.hostd.heartbeat import Heartbeat
+    from chiffon.servers.hostd.pool import EnginePool
+
+    class NoGpus:  # /health reads no GPU
+        kind = "none"
+
+        def read(self) -> list[object]:
+            return []
+
+    settings = load_settings(None, home=home)
+    pool = EnginePool(settings)
+    beat = Heartbeat(settings, NoGpus(), None)  # type: ignore[arg-type]
+    app = create_app(settings, pool, beat)
+
+    def broken() -> None:
+        raise RuntimeError("CUDA driver version is insufficient")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
+        assert (await c.get("/health")).json()["status"] == "ok"
+        with pytest.raises(RuntimeError):
+            await pool._get("stt:large-v3", broken)  # a model this host does not default to
+        degraded = (await c.get("/health")).json()
+        assert degraded["status"] == "degraded"
+        assert degraded["issues"] == ["stt:large-v3 failed to load: RuntimeError: CUDA driver version is insufficient"]
+        beat.failure = "ConnectionError: Redis refused the connection"
+        assert "heartbeat not published: ConnectionError" in " ".join((await c.get("/health")).json()["issues"])
+        with pytest.raises(RuntimeError):
+            await pool._get(f"tts:{settings.voice.tts_engine}", broken)  # the default voice cannot speak
+        assert (await c.get("/health")).json()["status"] == "failed"
+        await pool._get("stt:large-v3", lambda: "an engine")  # it loads again: no longer an issue
+        assert not any("large-v3" in i for i in (await c.get("/health")).json()["issues"])
