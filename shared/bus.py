@@ -228,6 +228,13 @@ class Bus:
         """SADD ``member`` to the set ``set_key``."""
         await self.redis.sadd(set_key, member)
 
+    async def matching(self, pattern: str) -> dict[str, str]:
+        """``{key: value}`` of the keys matching ``pattern`` (SCAN, then MGET); keys expiring meanwhile are left
+        out. For small sets of presence keys, not for bulk data."""
+        keys = [str(k) async for k in self.redis.scan_iter(match=pattern, count=500)]
+        values = await self.redis.mget(keys) if keys else []
+        return {k: str(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
     async def lookup(self, keys: list[str], set_key: str) -> tuple[list[str | None], set[str]]:
         """The values of ``keys`` (None where missing) and the members of ``set_key``, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)

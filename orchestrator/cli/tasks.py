@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chiffon.orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, parse_vars, run_or_exit, settings_or_exit
+from chiffon.shared.errors import ConfigError
 from chiffon.shared.logs import setup_logging
 from chiffon.shared.runtime import open_runtime
 
@@ -77,6 +80,27 @@ def worker_cmd(
     run_or_exit(go(), fast_loop=True)
 
 
+@asynccontextmanager
+async def _local_worker(rt: Any, roles: Any, role: str) -> AsyncIterator[Any]:
+    """A worker in this process for ``role`` (`task submit --wait` when none serves it): the probe role needs
+    no model; an agent role gets the team (router, memory and tools), as `chiffon worker` builds it."""
+    from chiffon.servers.tasks.queue import NOOP
+    from chiffon.servers.tasks.service import open_team, running_task_worker
+
+    if role == NOOP:
+        async with running_task_worker(rt, None, [NOOP]) as worker:
+            yield worker
+        return
+    from chiffon.orchestrator.compose import agent_tools
+    from chiffon.servers.llm.router import open_router
+    from chiffon.servers.memory.service import open_memory
+
+    async with open_router(rt) as router, open_memory(rt) as memory, \
+            open_team(rt, roles, router, agent_tools(rt, memory)) as team, \
+            running_task_worker(rt, team, None) as worker:
+        yield worker
+
+
 def _queue(rt: Any) -> Any:
     """The queue over ``rt``, knowing the role files (an unknown role or test command is refused at submit)."""
     from chiffon.servers.tasks.queue import TaskQueue
@@ -95,16 +119,40 @@ def task_submit(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Queue a task (workers run it: `chiffon worker`, or `chiffon serve` in embedded mode)."""
+    """Queue a task (workers run it: `chiffon worker`, or `chiffon serve` in embedded mode). With no worker
+    serving the role it says so at once; with --wait it then runs the task here, in an in-process worker."""
     setup_logging()
-    from chiffon.servers.tasks.roles import PIPELINE
+    from chiffon.servers.tasks.queue import NOOP
+    from chiffon.servers.tasks.roles import PIPELINE, load_roles
+    from chiffon.servers.tasks.worker import workers_serving
+
+    settings = settings_or_exit(config)
 
     async def go() -> Any:
-        async with open_runtime(settings_or_exit(config)) as rt:
+        async with open_runtime(settings) as rt:
             queue = _queue(rt)
-            task = await queue.submit(role, goal, parse_vars(inputs), priority,
-                                      kind="pipeline" if role == PIPELINE else "agent")
-            return await queue.wait(task.id, wait) if wait > 0 else task
+            kind = "pipeline" if role == PIPELINE else "agent"
+            queue.spec(role, goal, parse_vars(inputs), priority, kind=kind)  # bad input: refused, nothing queued
+            serving = await workers_serving(rt.bus, role)
+            here = not serving and wait > 0
+            if here and role != NOOP and not settings.llm.tiers:
+                raise ConfigError(
+                    f"no worker serves {role!r} and no LLM is configured (llm.tiers is empty), so no agent can run "
+                    "it here either: configure a tier (README, LLM routing) or start a worker where one is "
+                    f"(`chiffon worker --roles {role}`, or `chiffon up`). Nothing was queued.")
+            task = await queue.submit(role, goal, parse_vars(inputs), priority, kind=kind)
+            if not serving and not here:
+                err.print(escape(
+                    f"note: no worker serves {role!r} now, so {task.id} waits in the queue until one does: start "
+                    f"`chiffon worker --roles {role}` (or `chiffon up`), or submit with --wait SECONDS to run it "
+                    "here"), highlight=False, soft_wrap=True)
+            if wait <= 0:
+                return task
+            if not here:
+                return await queue.wait(task.id, wait)
+            err.print(f"no worker serves {role!r}: running {task.id} here", highlight=False)
+            async with _local_worker(rt, load_roles(), role):
+                return await queue.wait(task.id, wait)
 
     task = run_or_exit(go())
     if as_json:

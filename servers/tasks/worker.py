@@ -18,6 +18,7 @@ A :class:`TaskWorker` serves the streams of its roles in the consumer group
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from chiffon.servers.tasks.queue import (
     stream_for,
 )
 from chiffon.servers.tasks.recorder import Recorder
-from chiffon.shared.bus import Message
+from chiffon.shared.bus import Bus, Message
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import log_context
@@ -55,6 +56,7 @@ from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+WORKER_KEY = "chiffon:worker:{name}"  # a live worker's roles, re-set every keepalive (it expires when the worker stops)
 BACKLOG_FACTOR = 4  # finished tasks waiting for their row write, per slot, before the worker stops reading
 _ADMIT_ARGS = (GROUP, ATTEMPTS_KEY, DONE_PREFIX)  # ARGV[1..3] of the read and admit scripts
 _RETURNING = ", ".join(f"t.{column.strip()}" for column in _COLUMNS.split(","))
@@ -164,6 +166,7 @@ class TaskWorker:
         """Take over stale tasks, then read and run new ones until cancelled."""
         for stream in self.streams:
             await self.rt.bus.ensure_group(stream, GROUP)
+        await self._announce()
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
         keepalive = asyncio.create_task(self._keepalive())
@@ -292,6 +295,7 @@ class TaskWorker:
         stream): their idle time stays far below the threshold at which another worker would take them."""
         while True:
             await asyncio.sleep(self.reclaim_idle_ms / 3000)
+            await self._announce()
             for stream, ids in list(self._held.items()):
                 if not ids:
                     continue
@@ -300,6 +304,12 @@ class TaskWorker:
                 except Exception as exc:  # a transient Redis error: the next beat tries again
                     log.warning("keepalive of %d task(s) on %s failed: %s", len(ids), stream, exc)
 
+    async def _announce(self) -> None:
+        """Say which roles this worker serves, for as long as it keeps saying it (:func:`workers_serving`)."""
+        await self.rt.bus.put(WORKER_KEY.format(name=self.name), json.dumps(
+            {"name": self.name, "roles": self.roles, "host": socket.gethostname(), "pid": os.getpid(),
+             "concurrency": self.concurrency}), ttl_ms=max(3 * self.reclaim_idle_ms // 3, 2000))
+
     def abort(self) -> None:
         """Cancel the tasks in hand (Ctrl-C on a CLI that runs its own worker): a handler stops at its next
         await (a run kills Ansible and records itself cancelled); an entry left unacked is taken over later."""
@@ -307,10 +317,19 @@ class TaskWorker:
             running.cancel()
 
     async def close(self) -> None:
-        """Wait for the tasks in hand to finish and their rows to be written."""
+        """Wait for the tasks in hand to finish and their rows to be written; stop announcing this worker."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         await self._recorder.close()
+        with contextlib.suppress(Exception):  # the bus may be what stopped; the key then expires by itself
+            await self.rt.bus.delete(WORKER_KEY.format(name=self.name))
+
+
+async def workers_serving(bus: Bus, role: str) -> list[dict[str, Any]]:
+    """The live workers that serve ``role`` (each re-announces itself every third of ``tasks.reclaim_idle_s``;
+    a stopped one drops out within the reclaim time): ``[{"name", "roles", "host", "pid", "concurrency"}]``."""
+    found = [json.loads(v) for v in (await bus.matching(WORKER_KEY.format(name="*"))).values()]
+    return sorted((w for w in found if role in w.get("roles", [])), key=lambda w: str(w.get("name")))
 
 
 def _deliveries(reply: list[Any] | None) -> list[Delivery]:

@@ -160,3 +160,48 @@ def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], 
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "running approved plans" in said
     assert (tmp_path / "east" / "redis" / "redis.conf").is_file()
+
+
+def test_task_submit_says_at_once_when_no_worker_serves_the_role(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**cli_env, "CHIFFON_WORKER_IN_PROCESS": "false"}
+    queued = chiffon(env, "task", "submit", "developer", "summarise the README", "--json")
+    assert queued.returncode == 0, queued.stderr
+    task_id = json.loads(queued.stdout)["id"]
+    said = " ".join(queued.stderr.split())
+    assert f"no worker serves 'developer' now, so {task_id} waits in the queue" in said
+    assert "chiffon worker --roles developer" in said and "--wait" in said
+    assert chiffon(env, "task", "cancel", task_id).returncode == 0
+
+    before = len(json.loads(chiffon(env, "task", "list", "--json", "--limit", "500").stdout))
+    refused = chiffon(env, "task", "submit", "developer", "summarise the README", "--wait", "5")
+    assert refused.returncode == 2 and "no LLM is configured" in refused.stderr and "Nothing was queued" in refused.stderr
+    assert len(json.loads(chiffon(env, "task", "list", "--json", "--limit", "500").stdout)) == before
+
+    # a model configured (the tiny random-weight llama, in-process): --wait runs the task here, to its end
+    from chiffon.servers.llm.tiny_model import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    tiny = {**env, "CHIFFON_LLM__BACKENDS": json.dumps({"tiny": {"kind": "llamacpp-inprocess",
+                                                                  "model_path": str(model), "n_ctx": 2048}}),
+            "CHIFFON_LLM__TIERS": json.dumps({t: {"backend": "tiny", "model": "tiny", "context_window": 2048}
+                                              for t in ("quick", "local")}),
+            "CHIFFON_TASKS__MALFORMED_RETRIES": "0"}
+    here = chiffon(tiny, "task", "submit", "developer", "summarise the README", "--wait", "240", "--json")
+    assert here.returncode == 0, here.stderr
+    ran = json.loads(here.stdout)
+    assert "no worker serves 'developer': running task-" in here.stderr
+    assert ran["status"] in ("succeeded", "failed", "escalated") and ran["attempts"] >= 1  # it ran, whatever
+    # random weights say: never a task left queued with no one to run it
+
+    worker = subprocess.Popen([CHIFFON, "worker", "--roles", "developer"], env=tiny, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        while ": serving " not in (line := worker.stderr.readline()):
+            assert line, "the worker did not start"
+        served = chiffon(tiny, "task", "submit", "developer", "summarise the README", "--json")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=120)
+    assert served.returncode == 0, served.stderr
+    assert "no worker serves" not in served.stderr  # a live worker announced the role
