@@ -50,7 +50,7 @@ from chiffon.shared.config import load_settings  # noqa: E402
 from chiffon.shared.runtime import open_runtime, stop_embedded  # noqa: E402
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
-PLANS, MESSAGES, SESSIONS, CHUNKS, AUDIT = 1000, 10_000, 100, 20_000, 1000
+SIZES = {"plans": 1000, "messages": 10_000, "sessions": 100, "chunks": 20_000, "audit": 1000}
 SCHEDULE_S = 1800.0 + 60.0  # backup.schedule's default (*:00/30) plus the timer's RandomizedDelaySec
 TARGET_S = 3600.0
 ROLES = ["jellyfin", "uptime-kuma", "pihole", "grafana", "postgres", "redis", "traefik", "homeassistant"]
@@ -63,7 +63,10 @@ def chunk(i: int) -> str:
             f"{3000 + i % 500} and mounts /srv/{role}/data{i % 37}; handler restarts {role} on change.")
 
 
-async def fill(home: Path) -> None:
+async def fill(home: Path, scale: float) -> dict[str, int]:
+    """Fill ``home`` with :data:`SIZES` times ``scale``; the sizes used."""
+    n = {k: max(1, int(v * scale)) for k, v in SIZES.items()}
+    PLANS, MESSAGES, SESSIONS, CHUNKS, AUDIT = n["plans"], n["messages"], n["sessions"], n["chunks"], n["audit"]
     settings = load_settings(home=home)
     async with open_runtime(settings) as rt, open_memory(rt) as memory:
         pool = rt.store.pool
@@ -95,6 +98,7 @@ async def fill(home: Path) -> None:
             await asyncio.to_thread(rt.audit.record, "run", f"run run-{i + 1} of plan-{i + 1}: succeeded",
                                     {"plan_id": f"plan-{i + 1}", "status": "succeeded"})
     # the servers stay up: pgserver keeps a handle per data dir in this process, which a stop would leave stale
+    return n
 
 
 async def snapshot(home: Path) -> dict[str, Any]:
@@ -108,8 +112,10 @@ async def snapshot(home: Path) -> dict[str, Any]:
             col = await memory.vectors.collection(name)
             counts[f"chroma:{name}"] = await asyncio.to_thread(col.count)
         records = await asyncio.to_thread(rt.audit.query, limit=100_000)
-        hits = await memory.vectors.recall(QUERY, Identity(), scopes=["shared"], k=3, collection="codebase")
-        return {"counts": counts, "audit": [(r.commit, r.subject) for r in records], "recall": [h.id for h in hits]}
+        hits = await memory.vectors.recall(QUERY, Identity(), scopes=["shared"], k=3, collections=["codebase"])
+        live = await pool.fetchval("SELECT count(*) FROM chat_sessions WHERE id='s-live'")
+        return {"counts": counts, "audit": [(r.commit, r.subject) for r in records], "recall": [h.id for h in hits],
+                "live": bool(live)}
 
 
 async def newest_message(home: Path) -> datetime:
@@ -160,12 +166,14 @@ async def one_round(source: Path, target: Path, before: dict[str, Any]) -> dict[
     rpo_s = (failed_at - await newest_message(target)).total_seconds()
     await stop_embedded(load_settings(home=target))
     live = after["counts"]["chat_messages"] - before["counts"]["chat_messages"]
-    verified = ({k: v for k, v in after.items() if k != "counts"} == {k: v for k, v in before.items() if k != "counts"}
-                and {k: v for k, v in after["counts"].items() if k != "chat_messages"}
-                == {k: v for k, v in before["counts"].items() if k != "chat_messages"}
-                and 0 < live <= written)
+    # the live writer adds its messages and its one session ("s-live") after `before` was read
+    expected = {**before["counts"], "chat_messages": after["counts"]["chat_messages"],
+                "chat_sessions": before["counts"]["chat_sessions"] + (0 if before["live"] else 1)}
+    mismatched = sorted(k for k in expected if expected[k] != after["counts"].get(k))
+    mismatched += [k for k in ("audit", "recall") if after[k] != before[k]]
+    verified = not mismatched and 0 < live <= written
     return {"backup_s": round(backup_s, 2), "restore_s": round(restore_s, 2), "rpo_s": round(rpo_s, 2),
-            "verified": verified, "live_messages_written": written, "live_messages_restored": live}
+            "verified": verified, "mismatched": mismatched, "live_messages_written": written, "live_messages_restored": live}
 
 
 def spread(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
@@ -176,11 +184,12 @@ def spread(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="Data size factor (0.01 for a smoke run).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chiffon-bench-restore-") as tmp:
         source = Path(tmp) / "source"
         started = time.monotonic()
-        await fill(source)
+        sizes = await fill(source, args.scale)
         fill_s = time.monotonic() - started
         rounds = []
         try:
@@ -195,7 +204,8 @@ async def main() -> None:
             "backup_s": backup_s["median"], "restore_s": restore_s["median"], "rpo_s": rpo_s["median"],
             "worst_rpo_s": round(SCHEDULE_S + rpo_s["max"], 2), "verified": all(r["verified"] for r in rounds),
             "spread": {"backup_s": backup_s, "restore_s": restore_s, "rpo_s": rpo_s},
-            "data": {"plans": PLANS, "chat_messages": MESSAGES, "memory_chunks": CHUNKS, "audit_records": AUDIT},
+            "data": {"plans": sizes["plans"], "chat_messages": sizes["messages"], "memory_chunks": sizes["chunks"],
+                     "audit_records": sizes["audit"]},
             "fill_s": round(fill_s, 1), "target_s": TARGET_S,
             "met": restore_s["max"] < TARGET_S and SCHEDULE_S + rpo_s["max"] < TARGET_S,
             "rounds": rounds,
