@@ -113,12 +113,13 @@ async def running(worker: Any, name: str, grace_s: float = SHUTDOWN_GRACE_S) -> 
             worker.abort()
         raise
     finally:
-        task.cancel()
-        try:
-            await asyncio.wait_for(task, grace_s)
-        except (asyncio.CancelledError, TimeoutError):
-            pass
-        except Exception as exc:  # it died on its own (its Redis or PostgreSQL went away): what it holds still ends
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while not task.done() and asyncio.get_running_loop().time() < deadline:
+            # cancel again until it ends: Python 3.11's wait_for inside the loop can swallow one cancellation
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()  # it died on its own (its Redis or PostgreSQL went away): what it holds still ends
             log.warning("%s had stopped: %s: %s", name, type(exc).__name__, exc)
         await worker.close()
 
