@@ -81,19 +81,13 @@ def worker_cmd(
 
 
 @asynccontextmanager
-async def _local_worker(rt: Any, roles: Any, role: str) -> AsyncIterator[Any]:
-    """A worker in this process for ``role`` (`task submit --wait` when none serves it): the probe role needs
-    no model; an agent role gets the team (router, memory and tools), as `chiffon worker` builds it."""
-    from chiffon.servers.tasks.queue import NOOP
-    from chiffon.servers.tasks.service import open_team, running_task_worker
-
-    if role == NOOP:
-        async with running_task_worker(rt, None, [NOOP]) as worker:
-            yield worker
-        return
+async def _local_worker(rt: Any, roles: Any) -> AsyncIterator[Any]:
+    """A worker in this process serving every role and the pipeline (`task submit --wait` when none serves the
+    role), with the team (router, memory and tools) as `chiffon worker` builds it."""
     from chiffon.orchestrator.compose import agent_tools
     from chiffon.servers.llm.router import open_router
     from chiffon.servers.memory.service import open_memory
+    from chiffon.servers.tasks.service import open_team, running_task_worker
 
     async with open_router(rt) as router, open_memory(rt) as memory, \
             open_team(rt, roles, router, agent_tools(rt, memory)) as team, \
@@ -122,7 +116,6 @@ def task_submit(
     """Queue a task (workers run it: `chiffon worker`, or `chiffon serve` in embedded mode). With no worker
     serving the role it says so at once; with --wait it then runs the task here, in an in-process worker."""
     setup_logging()
-    from chiffon.servers.tasks.queue import NOOP
     from chiffon.servers.tasks.roles import PIPELINE, load_roles
     from chiffon.servers.tasks.worker import workers_serving
 
@@ -135,7 +128,7 @@ def task_submit(
             queue.spec(role, goal, parse_vars(inputs), priority, kind=kind)  # bad input: refused, nothing queued
             serving = await workers_serving(rt.bus, role)
             here = not serving and wait > 0
-            if here and role != NOOP and not settings.llm.tiers:
+            if here and not settings.llm.tiers:
                 raise ConfigError(
                     f"no worker serves {role!r} and no LLM is configured (llm.tiers is empty), so no agent can run "
                     "it here either: configure a tier (README, LLM routing) or start a worker where one is "
@@ -151,7 +144,7 @@ def task_submit(
             if not here:
                 return await queue.wait(task.id, wait)
             err.print(f"no worker serves {role!r}: running {task.id} here", highlight=False)
-            async with _local_worker(rt, load_roles(), role):
+            async with _local_worker(rt, load_roles()):
                 return await queue.wait(task.id, wait)
 
     task = run_or_exit(go())
