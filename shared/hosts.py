@@ -134,10 +134,12 @@ class HeartbeatWatch:
     host) and when they come back (``recovered``, which resolves the incident). Only hosts that sent a beat
     before count: one never started is ``offline`` without being lost. Call :meth:`check` each heartbeat
     interval; the hosts lost so far are remembered between calls (several watchers report the same loss,
-    which flood detection and the incident's host key fold into one)."""
+    which flood detection and the incident's host key fold into one). A watcher reports the changes it sees,
+    not the state it finds: the first call only takes the baseline, so each short-lived `chiffon run` (which
+    runs one) does not report again a host that was already down."""
 
     def __init__(self) -> None:
-        self.lost: set[str] = set()
+        self.lost: set[str] | None = None  # None until the first check took the baseline
 
     async def check(self, bus: Bus, hosts: list[str]) -> set[str]:
         """Report changes since the last call; returns the hosts whose heartbeats are lost now."""
@@ -145,6 +147,9 @@ class HeartbeatWatch:
 
         states = await host_states(bus, hosts, assume_available=True)
         lost = {h for h, state in states.items() if state["status"] == "offline" and state["reason"] == LAPSED}
+        if self.lost is None:
+            self.lost = lost
+            return lost
         for host in sorted(lost - self.lost):
             report_error("hostd", "heartbeat_lost", f"{host}: no heartbeat within its TTL (is chiffon-hostd running "
                          "there?); work for it waits", "warning", {"host": host})
