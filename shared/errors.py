@@ -144,6 +144,14 @@ class BackendError(ChiffonError):
         super().__init__(f"{backend}: {message}")
 
 
+class InvalidReply(ChiffonError):
+    """A model's structured answer did not validate against the expected JSON schema, even when asked again."""
+
+    def __init__(self, caller: str, replies: int, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{caller}: no valid answer in {replies} replies (last: {reason})")
+
+
 class ContextOverflow(BackendError):
     """The prompt plus max_tokens do not fit the model's context window."""
 

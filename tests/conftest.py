@@ -22,6 +22,9 @@ from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded
 os.environ["CHIFFON_HOST"] = "pytest"
 # No idle watchdog per test home: the session stops every embedded server it started (below).
 os.environ["CHIFFON_EMBEDDED__IDLE_STOP_S"] = "0"
+# No packaged quick tier unless a test asks for one (tests/llm/test_packaged_model.py): the test group installs
+# llama-cpp-python and the packaged models, and planning with them is the subject of those tests, not of all.
+os.environ["CHIFFON_LLM__PACKAGED_DEFAULT"] = "off"
 
 EXAMPLE = PROJECT_ROOT / "examples" / "homelab-infra"
 KUMA_REQUEST = "Deploy Uptime Kuma and add the existing portals to its config"

@@ -36,8 +36,9 @@ def show_plan(plan: plans.Plan) -> None:
         table.add_row("limit", escape(plan.host_limit))
     if plan.match:
         table.add_row("matched", escape(f"score {plan.match['score']}: {plan.match['reason']}"))
-        if (plan.match.get("planner") or {}).get("explanation"):
-            table.add_row("why", escape(plan.match["planner"]["explanation"]))
+        planner = plan.match.get("planner") or {}
+        if planner.get("reason") or planner.get("explanation"):  # explanation: plans stored before 0.1 (#20)
+            table.add_row("why", escape(planner.get("reason") or planner["explanation"]))
     table.add_row("hosts", escape(", ".join(plan.hosts)) or "-")
     table.add_row("extra vars", escape(json.dumps(plan.extra_vars)) if plan.extra_vars else "-")
     colour = {"low": "green", "medium": "yellow", "high": "red"}[plan.risk]

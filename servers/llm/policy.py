@@ -18,6 +18,7 @@ Rules, in order (the first three only when the caller names no tier or model):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from chiffon.servers.llm import classifier
@@ -114,7 +115,7 @@ def decide(text: str, max_tokens: int, hints: Hints, tiers: dict[str, TierState]
             reasons.append(f"{preferred} has {low.quota_left:.0%} of its daily quota left (< {LOCAL_QUOTA_FLOOR:.0%})")
             preferred = "external"
         if preferred not in tiers:
-            nearest = _nearest_configured(preferred, tiers)
+            nearest = nearest_configured(preferred, tiers)
             reasons.append(f"{preferred} is not configured; nearest is {nearest}")
             preferred = nearest or preferred  # None only when no tier is configured: nothing can serve
 
@@ -127,7 +128,7 @@ def decide(text: str, max_tokens: int, hints: Hints, tiers: dict[str, TierState]
     external_cost = cost_usd(tiers["external"].price, tokens_in, max_tokens) if "external" in tiers else 0.0
     block = _external_block(hints, tiers, external_cost, budget_left_usd)
     if preferred == "external" and block:
-        local = _nearest_configured("local-large", {k: v for k, v in tiers.items() if not v.external})
+        local = nearest_configured("local-large", {k: v for k, v in tiers.items() if not v.external})
         if local is None:
             raise NoBackendAvailable([f"external: {block}", "no local tier is configured"])
         notes.append(f"external preferred but {block}: answering with {local}")
@@ -161,7 +162,8 @@ def decide(text: str, max_tokens: int, hints: Hints, tiers: dict[str, TierState]
     )
 
 
-def _nearest_configured(tier: str, tiers: dict[str, TierState]) -> str | None:
+def nearest_configured(tier: str, tiers: Collection[str]) -> str | None:
+    """``tier`` when configured, else the first configured tier of its fallback order, else any; None: none."""
     for name in [tier] + DEFAULT_FALLBACK[tier]:
         if name in tiers:
             return name

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,9 @@ VERDICT: dict[str, Any] = {
 
 
 FINAL_TOOL = "final_answer"  # with native tool use, the final answer is a tool call too (tool_choice: any)
+# A file read once is not offered again until the agent writes it: its text is already in the conversation.
+READ_ONCE = ("repo_read_file", "path")
+WRITES = ("repo_write_file", "path")
 
 
 class MalformedReplies(ChiffonError):
@@ -119,13 +123,31 @@ def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: 
     return {"type": "string"}
 
 
+Choices = dict[str, dict[str, list[str]]]  # tool -> argument -> the values it may take now (an enum)
+
+
 def action_schema(tools: ScopedTools, final_schema: dict[str, Any], final_only: bool,
-                  cap: int | None = None) -> dict[str, Any]:
-    """One call of a visible tool with its arguments, or the final answer; strings capped at ``cap`` chars."""
+                  cap: int | None = None, choices: Choices | None = None) -> dict[str, Any]:
+    """One call of a visible tool with its arguments, or the final answer; strings capped at ``cap`` chars.
+
+    ``choices`` narrows string arguments to the values that exist now, e.g. ``repo_read_file``'s ``path`` to
+    the worktree's files not read yet: under a grammar a small model then cannot name a file that is not there,
+    nor read the same file again instead of moving on. A tool whose narrowed argument has no value left is not
+    offered.
+    """
     if final_only:
         return cap_strings(final_schema, cap)
-    calls = [{"type": "object", "properties": {"tool": {"enum": [name]}, "arguments": simplify(tools.schema_for(name))},
-              "required": ["tool", "arguments"], "additionalProperties": False} for name in sorted(tools.visible())]
+    calls = []
+    for name in sorted(tools.visible()):
+        arguments = simplify(tools.schema_for(name))
+        narrowed = {arg: values for arg, values in (choices or {}).get(name, {}).items()
+                    if arg in arguments.get("properties", {})}
+        if any(not values for values in narrowed.values()):
+            continue
+        for arg, values in narrowed.items():
+            arguments["properties"][arg] = {"enum": values}
+        calls.append({"type": "object", "properties": {"tool": {"enum": [name]}, "arguments": arguments},
+                      "required": ["tool", "arguments"], "additionalProperties": False})
     return cap_strings({"anyOf": [*calls, final_schema]}, cap)
 
 
@@ -193,15 +215,23 @@ def _as_action(call: dict[str, Any]) -> dict[str, Any]:
 class Agent:
     """One role working on one task's goal."""
 
-    def __init__(self, role: Role, router: Router, tools: ScopedTools, ctx: TaskContext) -> None:
+    def __init__(self, role: Role, router: Router, tools: ScopedTools, ctx: TaskContext,
+                 choices: Callable[[], Awaitable[Choices]] | None = None) -> None:
         self.role = role
+        self.choices = choices  # asked before each step: the argument values that exist now
         self.router = router
         self.tools = tools
         self.ctx = ctx
         self.retries = ctx.rt.settings.tasks.malformed_retries
         self.result_chars = ctx.rt.settings.tasks.tool_result_chars
-        self.tier = ctx.rt.settings.tasks.role_tiers.get(role.name, role.tier)
-        self.string_cap = ctx.rt.settings.tasks.grammar_max_chars
+        settings = ctx.rt.settings.tasks
+        wanted = settings.role_tiers.get(role.name, role.tier)
+        # A role meant for ``local`` runs on the tier it falls back to when ``local`` is not configured (the
+        # packaged quick tier of a fresh install); the router refuses a forced tier that is not configured.
+        self.tier = router.nearest_tier(wanted) or wanted
+        self.string_cap = settings.grammar_max_chars
+        self.temperature = settings.temperature
+        self.constrained = settings.constrained_decoding
 
     def _system(self, final_schema: dict[str, Any]) -> str:
         final_keys = ", ".join(final_schema.get("required", []))
@@ -225,14 +255,17 @@ class Agent:
         allowed = set(self.tools.visible())
         final_keys = set(final_schema.get("required", []))
         used = 0
-        await self.ctx.step(self.role.name, "note", {"text": f"{self.role.title} starts", "goal": goal[:2000]})
+        read: set[str] = set()
+        await self.ctx.step(self.role.name, "note", {"text": f"{self.role.title} starts", "goal": goal[:2000],
+                                                     "tier": self.tier})
         for step in range(1, self.role.max_steps + 1):
             await self.ctx.check_cancelled()
             step_started = time.perf_counter()
             left = self.role.max_tokens - used
             forced = "budget" if left < MIN_STEP_TOKENS * 2 else "max_steps" if step == self.role.max_steps else None
             final_only = forced is not None or not allowed
-            schema = action_schema(self.tools, final_schema, final_only, self.string_cap)
+            choices = await self._choices(read) if not final_only else None
+            schema = action_schema(self.tools, final_schema, final_only, self.string_cap, choices)
             if forced and allowed:
                 turns.append(Message(role="user", content="This is your last reply: give your final answer now."))
             specs = native_tools(self.tools, final_schema, final_only)
@@ -251,9 +284,25 @@ class Agent:
                 "tool": action["tool"], "ok": outcome.ok, "text": shown,
                 "ms": round((time.perf_counter() - started) * 1000, 1),
                 "step_s": round(time.perf_counter() - step_started, 3)})
+            path = action["arguments"].get(READ_ONCE[1])
+            if outcome.ok and isinstance(path, str):
+                if action["tool"] == READ_ONCE[0]:
+                    read.add(path)
+                elif action["tool"] == WRITES[0]:
+                    read.discard(path)
             label = "Result" if outcome.ok else "Error"
             turns.append(Message(role="user", content=f"{label} of {action['tool']}: {shown or '(empty)'}"))
         raise AssertionError("unreachable: the last step may only answer")
+
+    async def _choices(self, read: set[str]) -> Choices | None:
+        """The argument values this step may use: :attr:`choices` less the files already read."""
+        if self.choices is None:
+            return None
+        choices = await self.choices()
+        tool, arg = READ_ONCE
+        if arg in choices.get(tool, {}):
+            choices[tool][arg] = [p for p in choices[tool][arg] if p not in read]
+        return choices
 
     async def _ask(self, messages: list[Message], schema: dict[str, Any], specs: list[dict[str, Any]],
                    allowed: set[str], final_keys: set[str], max_tokens: int,
@@ -265,7 +314,8 @@ class Agent:
             started = time.perf_counter()
             reply = await self.router.chat(
                 messages + extra, Hints(tier=self.tier, priority="background", caller=f"agent:{self.role.name}"),
-                max_tokens=max_tokens, temperature=0.0, json_schema=schema, tools=specs)
+                max_tokens=max_tokens, temperature=self.temperature,
+                json_schema=schema if self.constrained else None, tools=specs)
             spent += reply.tokens_out
             native = bool(reply.tool_calls)
             text = json.dumps(_as_action(reply.tool_calls[0])) if native else reply.text

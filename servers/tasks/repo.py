@@ -57,6 +57,9 @@ class Workspace(BaseModel):
     test_command: str | None = Field(description="What repo_run_tests runs; None: the task's role runs no tests.")
 
 
+MAX_PATH_CHOICES = 256  # up to this many files, the path of repo_read_file is an enum in the agent's grammar
+
+
 class Workspaces:
     """Worktrees by task id, under ``root`` (``CHIFFON_HOME/worktrees``)."""
 
@@ -87,6 +90,14 @@ class Workspaces:
                        test_command=test_command)
         self._open[task_id] = ws
         return ws
+
+    def files(self, task_id: str, limit: int = MAX_PATH_CHOICES) -> list[str] | None:
+        """The worktree's files (tracked and new, not ignored), sorted; None when there are more than ``limit``
+        (or no worktree): then a path stays free text in the agent's grammar."""
+        if task_id not in self._open:
+            return None
+        listed = _git(Path(self._open[task_id].path), "ls-files", "-co", "--exclude-standard").splitlines()
+        return sorted(set(listed)) if 0 < len(listed) <= limit else None
 
     def get(self, task_id: str) -> Workspace:
         """The open worktree of ``task_id``. Raises NotFound."""

