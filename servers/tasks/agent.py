@@ -40,6 +40,8 @@ from chiffon.shared.errors import ChiffonError
 
 STEP_MAX_TOKENS = 512  # completion tokens one step may use
 MIN_STEP_TOKENS = 64  # below this budget left, the next step must be the final answer
+PACKAGED_STRING_CAP = 300  # grammar cap on strings for a packaged model (tasks.grammar_max_chars unset): a 135M
+# model can repeat a sentence until its token limit, and the unclosed string then fails the step
 KEEP_TURNS = 8  # messages kept after the goal (older tool exchanges are dropped from the prompt, not the log)
 FINAL_TEXT: dict[str, Any] = {"type": "object", "properties": {"final": {"type": "string"}},
                               "required": ["final"], "additionalProperties": False}
@@ -230,6 +232,8 @@ class Agent:
         # packaged quick tier of a fresh install); the router refuses a forced tier that is not configured.
         self.tier = router.nearest_tier(wanted) or wanted
         self.string_cap = settings.grammar_max_chars
+        if self.string_cap is None and router.is_packaged(self.tier):
+            self.string_cap = PACKAGED_STRING_CAP
         self.temperature = settings.temperature
         self.constrained = settings.constrained_decoding
 

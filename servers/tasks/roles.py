@@ -71,6 +71,8 @@ class Role(BaseModel):
     title: str = Field(min_length=1, max_length=80)
     description: str = Field(min_length=1, max_length=500)
     scopes: tuple[str, ...] = Field(description="Tool scopes granted (keys of SCOPES).")
+    tools: tuple[str, ...] = Field((), description="Only these tools of the scopes (empty: all of them). Least "
+                                                   "privilege, and fewer wrong turns for a small local model.")
     tier: str = Field("local", description="LLM tier the role's agent asks first.")
     max_steps: int = Field(10, ge=1, le=100, description="Most LLM steps (tool calls and answers) per task.")
     max_tokens: int = Field(8000, ge=256, le=200_000, description="Most completion tokens per task, all steps.")
@@ -86,6 +88,14 @@ class Role(BaseModel):
         if unknown:
             raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
         return value
+
+    @model_validator(mode="after")
+    def _tools_in_scopes(self) -> Role:
+        outside = [t for t in self.tools
+                   if not any(fnmatch(t, p) for scope in self.scopes for p in SCOPES[scope])]
+        if outside:
+            raise ValueError(f"tools {', '.join(outside)} are outside the role's scopes ({', '.join(self.scopes)})")
+        return self
 
     @field_validator("tier")
     @classmethod
@@ -112,7 +122,10 @@ class Role(BaseModel):
         return self
 
     def allows(self, tool: str) -> bool:
-        """Whether a tool named ``tool`` (as mounted in the orchestrator) is in this role's scopes."""
+        """Whether a tool named ``tool`` (as mounted in the orchestrator) is in this role's scopes (and in its
+        ``tools``, when it names some)."""
+        if self.tools and tool not in self.tools:
+            return False
         return any(fnmatch(tool, pattern) for scope in self.scopes for pattern in SCOPES[scope])
 
     def needs_approval(self, tool: str) -> bool:
