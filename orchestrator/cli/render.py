@@ -69,6 +69,7 @@ def summary(plan: plans.Plan, status: str, result: execution.RunResult | None, s
     return {
         "plan_id": plan.id, "status": status, "playbook": plan.playbook, "tags": plan.tags,
         "skip_tags": plan.skip_tags, "limit": plan.host_limit, "inventory": plan.inventory,
+        "planner": (plan.match or {}).get("planner"),
         "hosts": result.hosts if result else plan.hosts, "changed": result.changed if result else 0,
         "monitors": result.monitors if result else None,
         **({"container_started": _truthy(data["container_started"])} if "container_started" in data else {}),

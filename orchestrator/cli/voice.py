@@ -24,6 +24,7 @@ from chiffon.orchestrator.cli.common import (
     run_or_exit,
     settings_or_exit,
 )
+from chiffon.shared.config import Settings
 from chiffon.shared.logs import setup_logging
 
 app = typer.Typer()
@@ -117,18 +118,38 @@ def hostd_cmd(
         pass
 
 
+def _llm_rows(settings: Settings) -> list[dict[str, Any]]:
+    """One row per LLM tier: its model, and for an in-process one the GGUF file (a packaged one before its first
+    load may not be joined yet: present means its package is installed)."""
+    from chiffon.shared.packaged_llm import installed
+
+    rows = []
+    for tier, cfg in settings.llm.tiers.items():
+        backend = settings.llm.backends[cfg.backend]
+        path = Path(backend.model_path).expanduser() if backend.model_path else None
+        on_disk = path is not None and path.is_file()
+        present = on_disk or (backend.packaged is not None and installed(backend.packaged))
+        source = "package" if backend.packaged else "file" if path else backend.url or "API"
+        rows.append({"engine": f"llm:{tier}", "name": cfg.model, "present": present if path else None,
+                     "source": source, "size_mb": round(path.stat().st_size / 2**20, 1) if on_disk and path else None,
+                     "path": str(path) if path else None, "backend": cfg.backend, "kind": backend.kind})
+    return rows
+
+
 @models_app.command("list")
 def models_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """The speech models this host is configured for: present or not, where from, size."""
+    """The models this host is configured for, speech and LLM tiers: present or not, where from, size."""
     from chiffon.servers.hostd.models import inventory
 
-    rows = inventory(settings_or_exit(config))
+    settings = settings_or_exit(config)
+    rows = [*inventory(settings), *_llm_rows(settings)]
     if as_json:
         out.print_json(json.dumps(rows))
         return
     table = Table("engine", "model", "present", "source", "MiB", "path")
     for r in rows:
-        table.add_row(str(r["engine"]), str(r["name"]), "yes" if r["present"] else "[red]no[/]", str(r["source"] or "-"),
+        present = "-" if r["present"] is None else "yes" if r["present"] else "[red]no[/]"  # None: served remotely
+        table.add_row(str(r["engine"]), str(r["name"]), present, str(r["source"] or "-"),
                       str(r["size_mb"] or "-"), str(r["path"] or "-"))
     out.print(table)
 

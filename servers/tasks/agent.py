@@ -98,7 +98,8 @@ def cap_strings(schema: dict[str, Any], cap: int | None) -> dict[str, Any]:
 def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
     """A tool's input schema in the subset llama.cpp's and Ollama's grammar converters handle well.
 
-    ``$ref`` is inlined, ``anyOf [X, null]`` becomes X, arrays get ``maxItems``; anything else becomes a string.
+    ``$ref`` is inlined, ``anyOf [X, null]`` becomes X, arrays get ``maxItems``, optional free-form maps are
+    dropped; anything else becomes a string.
     """
     defs = defs if defs is not None else schema.get("$defs", {})
     if "$ref" in schema:
@@ -117,7 +118,11 @@ def simplify(schema: dict[str, Any], defs: dict[str, Any] | None = None, depth: 
         return {"type": "array", "items": simplify(schema.get("items", {"type": "string"}), defs, depth + 1),
                 "maxItems": 20}
     if kind == "object" and depth < 2 and schema.get("properties"):
+        required = set(schema.get("required", []))
         props = {k: simplify(v, defs, depth + 1) for k, v in schema["properties"].items()}
+        # An optional free-form map (memory_remember's metadata) is left out: a small model can fill it with
+        # keys until its token limit, and the unclosed reply fails the step.
+        props = {k: v for k, v in props.items() if k in required or "additionalProperties" not in v}
         return {"type": "object", "properties": props, "required": [r for r in schema.get("required", []) if r in props],
                 "additionalProperties": False}
     if kind == "object":

@@ -73,3 +73,10 @@ def test_missing_front_matter_bad_yaml_and_unknown_critic_are_refused(tmp_path: 
 def test_unknown_role_lists_the_roles() -> None:
     with pytest.raises(NotFound, match="roles: architect-knowledge.*pipeline"):
         get_role(load_roles(), "wizard")
+
+
+def test_a_role_can_narrow_its_scopes_to_named_tools(tmp_path: Path) -> None:
+    role = parse_role(write(tmp_path, extra="tools: [memory_recall]\n", scopes="memory.read, repo.read"))
+    assert role.allows("memory_recall") and not role.allows("memory_history") and not role.allows("repo_read_file")
+    with pytest.raises(ConfigError, match="repo_write_file are outside the role's scopes"):
+        parse_role(write(tmp_path, extra="tools: [repo_write_file]\n", scopes="repo.read"))
