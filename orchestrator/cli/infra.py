@@ -146,14 +146,16 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
         async with running_infra_worker(svc, settings.worker_in_process):
-            with progress_bar() as bar:
-                task = bar.add_task("planning: check mode", total=None)
+            async with _planner_router(rt) as router:
+                with progress_bar() as bar:
+                    quick = rt.settings.llm.tiers["quick"].model if router is not None else None
+                    task = bar.add_task(escape(f"planning: {quick} chooses the playbook" if quick
+                                               else "planning: check mode"), total=None)
 
-                async def on_check(event: TaskEvent) -> None:
-                    bar.update(task, completed=event.seq,
-                               description=escape(f"check: {event.task[:50]} [{event.host}]"))
+                    async def on_check(event: TaskEvent) -> None:
+                        bar.update(task, completed=event.seq,
+                                   description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
-                async with _planner_router(rt) as router:
                     plan = await plan_request(svc, request, limit=opts.limit, extra_vars=opts.extra_vars,
                                               skip_tags=opts.skip_tags, secret_vars=opts.secret_vars,
                                               apply_role=opts.apply_role,

