@@ -89,7 +89,8 @@ def agent_figures(rounds: list[list[AgentRun]], prefix: str = "") -> dict[str, o
             f"{prefix}completed" if prefix else "tasks_completed": round(done / len(runs), 3),
             f"{prefix}p95_step_s" if prefix else "p95_step_s": [p95([s for r in batch for s in r.step_seconds])
                                                               for batch in rounds],
-            f"{prefix}failed" if prefix else "tasks_failed": sum(1 for r in runs if r.status != "succeeded")}
+            f"{prefix}failed" if prefix else "tasks_failed": sum(1 for r in runs if r.status != "succeeded"),
+            f"{prefix}errors" if prefix else "errors": sorted({(r.error or "")[:160] for r in runs if r.error})[:3]}
 
 
 async def main(model: str, sizes: list[int], free_sizes: list[int], temperature: float,

@@ -53,7 +53,7 @@ VERDICT: dict[str, Any] = {
 
 
 FINAL_TOOL = "final_answer"  # with native tool use, the final answer is a tool call too (tool_choice: any)
-# A file read once is not offered again until the agent writes it: its text is already in the conversation.
+# A file read is not offered again while its text is in the prompt (KEEP_TURNS) and the agent has not written it.
 READ_ONCE = ("repo_read_file", "path")
 WRITES = ("repo_write_file", "path")
 
@@ -264,7 +264,7 @@ class Agent:
         allowed = set(self.tools.visible())
         final_keys = set(final_schema.get("required", []))
         used = 0
-        read: set[str] = set()
+        read: dict[str, int] = {}  # path -> the step that read it
         await self.ctx.step(self.role.name, "note", {"text": f"{self.role.title} starts", "goal": goal[:2000],
                                                      "tier": self.tier})
         for step in range(1, self.role.max_steps + 1):
@@ -273,7 +273,8 @@ class Agent:
             left = self.role.max_tokens - used
             forced = "budget" if left < MIN_STEP_TOKENS * 2 else "max_steps" if step == self.role.max_steps else None
             final_only = forced is not None or not allowed
-            choices = await self._choices(read) if not final_only else None
+            choices = await self._choices({p for p, at in read.items() if step - at < KEEP_TURNS // 2}) \
+                if not final_only else None
             schema = action_schema(self.tools, final_schema, final_only, self.string_cap, choices)
             if forced and allowed:
                 turns.append(Message(role="user", content="This is your last reply: give your final answer now."))
@@ -296,15 +297,15 @@ class Agent:
             path = action["arguments"].get(READ_ONCE[1])
             if outcome.ok and isinstance(path, str):
                 if action["tool"] == READ_ONCE[0]:
-                    read.add(path)
+                    read[path] = step
                 elif action["tool"] == WRITES[0]:
-                    read.discard(path)
+                    read.pop(path, None)
             label = "Result" if outcome.ok else "Error"
             turns.append(Message(role="user", content=f"{label} of {action['tool']}: {shown or '(empty)'}"))
         raise AssertionError("unreachable: the last step may only answer")
 
     async def _choices(self, read: set[str]) -> Choices | None:
-        """The argument values this step may use: :attr:`choices` less the files already read."""
+        """The argument values this step may use: :attr:`choices` less the files whose text the prompt holds."""
         if self.choices is None:
             return None
         choices = await self.choices()

@@ -15,6 +15,7 @@ bubblewrap sandbox of :mod:`shared.sandbox` (no network, no chiffon state, no cr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import shlex
 import subprocess
@@ -81,10 +82,16 @@ class Workspaces:
         path = self.root / task_id
         branch = f"chiffon/{task_id}"
         if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            existing = _git(repo, "branch", "--list", branch).strip()
-            _git(repo, "worktree", "add", *([] if existing else ["-b", branch]), str(path),
-                 *([branch] if existing else ["HEAD"]))
+            # Concurrent `git worktree add` on one repo fail ("failed to read .git/worktrees/<other>/commondir"):
+            # one at a time per repo, across the workers of this CHIFFON_HOME.
+            from filelock import FileLock
+
+            locks = self.root / ".locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(locks / f"{hashlib.sha256(str(repo).encode()).hexdigest()[:16]}.lock")):
+                existing = _git(repo, "branch", "--list", branch).strip()
+                _git(repo, "worktree", "add", *([] if existing else ["-b", branch]), str(path),
+                     *([branch] if existing else ["HEAD"]))
         base = _git(repo, "rev-parse", "HEAD").strip()
         ws = Workspace(task_id=task_id, repo=str(repo), path=str(path), branch=branch, base_commit=base,
                        test_command=test_command)
