@@ -47,6 +47,7 @@ CANDIDATES = 3
 
 
 REASON_CHARS = (12, 160)  # the one sentence the planner gives for its choice, characters
+ANSWER_TOKENS = 256  # room for the answer when every character of the reason is a token of its own (digits)
 
 
 def answer_schema(names: list[str]) -> dict[str, Any]:
@@ -58,26 +59,31 @@ def answer_schema(names: list[str]) -> dict[str, Any]:
             "required": ["playbook", "reason"], "additionalProperties": False}
 
 
+def planner_prompt(request: str, candidates: list[matching.Match]) -> str:
+    """``prompts/planner.md`` filled in with the request and the candidates (name: what it does, score)."""
+    listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} ({m.score:.2f})" for m in candidates)
+    return PLANNER_PROMPT.read_text().replace("{request}", request).replace("{candidates}", listing)
+
+
 async def choose_with_llm(router: Router, request: str, candidates: list[matching.Match]) -> tuple[matching.Match, dict[str, Any]]:
     """Ask the quick tier to choose among ``candidates``; returns the choice and a note for the plan.
 
     The answer is decoded under :func:`answer_schema` and validated (asked once more when invalid,
-    :meth:`~servers.llm.router.Router.chat_json`), within ``llm.planner_deadline_s``. Never raises for the
+    :func:`~servers.llm.structured.chat_json`), within ``llm.planner_deadline_s``. Never raises for the
     model's sake: on any failure, or past the deadline, the first candidate (retrieval's best) is kept and
     the note says why.
     """
+    from chiffon.servers.llm.structured import chat_json
     from chiffon.servers.llm.types import Hints, build_messages
 
     names = [m.unit.name for m in candidates]
-    listing = "\n".join(f"- {m.unit.name}: {m.unit.description or m.unit.service} ({m.score:.2f})" for m in candidates)
-    prompt = PLANNER_PROMPT.read_text().replace("{request}", request).replace("{candidates}", listing)
     deadline = router.settings.planner_deadline_s
     started = time.perf_counter()
     try:
         async with asyncio.timeout(deadline):
-            answer, result = await router.chat_json(build_messages(prompt, None),
-                                                    Hints(tier="quick", caller="planner", local_only=True),
-                                                    answer_schema(names), max_tokens=256)
+            answer, result = await chat_json(router, build_messages(planner_prompt(request, candidates), None),
+                                             Hints(tier="quick", caller="planner", local_only=True),
+                                             answer_schema(names), max_tokens=ANSWER_TOKENS)
     except TimeoutError:
         log.info("planner LLM not used: no answer within %.0f s", deadline)
         return candidates[0], {"chosen_by": "retrieval", "llm_error": f"the quick tier did not answer within "

@@ -10,7 +10,6 @@ the next candidate is tried. Every attempt goes into the ledger.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -42,7 +41,7 @@ from chiffon.servers.llm.types import (
 from chiffon.shared import metrics
 from chiffon.shared.config import TIER_NAMES, LLMSettings, TierName
 from chiffon.shared.error_bus import report_error, report_recovery
-from chiffon.shared.errors import BackendError, ContextOverflow, InvalidInput, InvalidReply, NoBackendAvailable
+from chiffon.shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
 from chiffon.shared.hosts import HostStatus
 
 log = logging.getLogger(__name__)
@@ -232,43 +231,6 @@ class Router:
                               finish_reason=done.finish_reason, notes=notes,
                               tool_calls=[{"name": c.name, "arguments": c.arguments} for c in calls])
         raise NoBackendAvailable(failures)
-
-    async def chat_json(self, messages: list[Message], hints: Hints, schema: dict[str, Any], *, max_tokens: int = 256,
-                        temperature: float = 0.0, retries: int = 1) -> tuple[Any, ChatResult]:
-        """One JSON value of ``schema``: decoded under it (a grammar on llama.cpp and Ollama, an instruction on
-        Anthropic), parsed and validated (JSON Schema 2020-12). A reply that fails is shown back to the model
-        with the reason and asked again, ``retries`` times.
-
-        Returns:
-            ``(value, result)``: the validated value and the last reply.
-
-        Raises:
-            InvalidReply: no reply validated.
-            InvalidInput, NoBackendAvailable: as :meth:`chat`.
-        """
-        import jsonschema
-
-        validator = jsonschema.Draft202012Validator(schema)
-        extra: list[Message] = []
-        reason = ""
-        for _ in range(retries + 1):
-            result = await self.chat(messages + extra, hints, max_tokens=max_tokens, temperature=temperature,
-                                     json_schema=schema)
-            try:
-                value = json.loads(result.text, strict=False)
-                error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-            except json.JSONDecodeError as exc:
-                reason = f"not valid JSON ({exc.msg} at character {exc.pos})"
-            else:
-                if error is None:
-                    return value, result
-                where = "/".join(str(p) for p in error.absolute_path) or "the answer"
-                reason = f"{where}: {error.message[:200]}"
-            log.info("%s: invalid structured answer (%s); asking again", hints.caller, reason)
-            extra = [Message(role="assistant", content=result.text[:1000] or "(empty)"),
-                     Message(role="user", content=f"That answer was not valid: {reason}. Answer again with exactly "
-                                                  "one JSON value of the required shape.")]
-        raise InvalidReply(hints.caller, retries + 1, reason)
 
     def _record_error(self, request_id: str, hints: Hints, candidate: Candidate, exc: Exception) -> None:
         metrics.count_llm(candidate.tier, "error", 0, 0, 0.0)

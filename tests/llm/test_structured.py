@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from chiffon.servers.llm.router import Router
+from chiffon.servers.llm.structured import chat_json
 from chiffon.servers.llm.types import Hints, build_messages
 from chiffon.shared.config import LLMSettings
 from chiffon.shared.errors import InvalidReply
@@ -65,7 +66,7 @@ async def test_chat_json_asks_once_more_with_the_reason(llm_settings: LLMSetting
     ollama.reply = lambda msgs: next(replies)
     router = await Router.open(llm_settings, store=rt.store)
     try:
-        value, result = await router.chat_json(ASK, Hints(tier="local-large"), PICK)
+        value, result = await chat_json(router, ASK, Hints(tier="local-large"), PICK)
     finally:
         await router.aclose()
     assert value == {"pick": "alpha", "n": 2} and result.text == '{"pick": "alpha", "n": 2}'
@@ -80,7 +81,7 @@ async def test_chat_json_fails_clearly_after_the_retry(reply: str, llm_settings:
     router = await Router.open(llm_settings, store=rt.store)
     try:
         with pytest.raises(InvalidReply, match=r"planner: no valid answer in 2 replies \(last: .+\)"):
-            await router.chat_json(ASK, Hints(tier="local-large", caller="planner"), PICK)
+            await chat_json(router, ASK, Hints(tier="local-large", caller="planner"), PICK)
     finally:
         await router.aclose()
     assert len(ollama.requests) == 2
