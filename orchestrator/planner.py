@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chiffon.servers.ansible import generated, matching, plans
+from chiffon.servers.ansible import generated, matching, plans, understand
 from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.ansible.units import hosts_of_condition
 from chiffon.shared.config import PROJECT_ROOT
-from chiffon.shared.errors import ChiffonError, InvalidInput, NoMatch, RoleNotApplied
+from chiffon.shared.errors import ChiffonError, InvalidInput, RoleNotApplied
 
 if TYPE_CHECKING:
     from chiffon.orchestrator.playbook_memory import PlaybookIndex
@@ -92,8 +93,24 @@ async def choose_with_llm(router: Router, request: str, candidates: list[matchin
         log.info("planner LLM not used: %s", exc)
         return candidates[0], {"chosen_by": "retrieval", "llm_error": str(exc)[:300]}
     chosen = next(m for m in candidates if m.unit.name == answer["playbook"])
-    return chosen, {"chosen_by": "llm", "model": result.answered_by.model, "tier": result.answered_by.tier,
-                    "reason": answer["reason"].strip(), "llm_s": round(time.perf_counter() - started, 2)}
+    note = {"chosen_by": "llm", "model": result.answered_by.model, "tier": result.answered_by.tier,
+            "llm_s": round(time.perf_counter() - started, 2)}
+    reason = answer["reason"].strip()
+    if is_sentence_about(reason, request, names):
+        note["reason"] = reason
+    else:
+        note["llm_reason_dropped"] = reason[:160]
+    return chosen, note
+
+
+def is_sentence_about(reason: str, request: str, names: list[str]) -> bool:
+    """A model's reason is kept only when it is a sentence about the request: at least four words, not a
+    candidate's name (or a file name) repeated, and sharing a word with the request."""
+    words = re.findall(r"[A-Za-z][A-Za-z'-]+", reason)
+    if len(words) < 4 or reason.strip() in names or re.fullmatch(r"[\w./ -]+\.ya?ml\S*", reason.strip()):
+        return False
+    asked = set(matching.terms(request))
+    return bool(asked & set(matching.terms(reason)))
 
 
 async def plan_request(
@@ -132,8 +149,8 @@ async def plan_request(
         RepoError: no repo configured, no playbooks, or no usable inventory.
     """
     request = matching.validate_request(request)
-    catalog = await svc.catalog(repo, inventory)
     if apply_role is not None or apply_to is not None:
+        catalog = await svc.catalog(repo, inventory)
         if not (apply_role and apply_to):
             raise InvalidInput("apply_to" if apply_role else "apply_role",
                                "give both the role and the host or group to apply it to")
@@ -141,6 +158,7 @@ async def plan_request(
         return await plans.create_plan(svc.rt, catalog, gen.name, request=request, generated=gen, limit=limit,
                                        skip_tags=skip_tags, extra_vars=extra_vars, secret_vars=secret_vars,
                                        on_event=on_event)
+    catalog = await svc.catalog(repo)  # the inventory is chosen per Ansible project, below
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
     if playbooks is not None:
@@ -150,27 +168,45 @@ async def plan_request(
         except ChiffonError as exc:  # memory down must not stop planning: words alone still rank
             log.warning("playbook memory unavailable, matching by words only: %s", exc)
             note["memory_error"] = str(exc)[:300]
-    best = ranked[0]
-    if best.score < matching.MIN_SCORE:
-        raise NoMatch(request, [f"{m.unit.name} ({m.score:.2f})" for m in ranked[:3]])
-    if best.unit.kind == "unused-role":
-        groups = await _groups(catalog)
-        raise RoleNotApplied(request, best.unit.role_name or best.unit.service, best.unit.source, groups)
-    ranked = [m for m in ranked if m.unit.kind != "unused-role"]
-    if router is not None and router.settings.planner and router.has_tier("quick"):
-        candidates = [m for m in ranked[:CANDIDATES] if m.score >= matching.MIN_SCORE]
-        best, chosen = await choose_with_llm(router, request, candidates)
-        note.update(chosen)
-    alternatives = [m for m in ranked[:CANDIDATES] if m is not best][:2]
-    assert best.unit.playbook is not None  # unused roles were handled above
-    if limit is None:
-        limit = await _limit_for(catalog, best.unit)
+    commands = await asyncio.to_thread(lambda: catalog.commands)
+    try:
+        answer = understand.understand(catalog, request, ranked, commands, inventory=inventory or svc.inventory,
+                                       limit=limit)
+    except RoleNotApplied as exc:
+        raise RoleNotApplied(request, exc.role, exc.path, await _groups(catalog)) from None
+    best = answer.best
+    rivals = [c for c in answer.candidates if c.entity == best.entity] if best.entity else answer.candidates
+    if router is not None and router.settings.planner and router.has_tier("quick") and not answer.sure:
+        # a model decides only between candidates retrieval cannot separate, never against a unique entity match
+        chosen, said = await choose_with_llm(router, request, [c.match for c in rivals[:CANDIDATES]])
+        best = next(c for c in rivals if c.match is chosen)
+        note.update(said)
+    elif router is not None and router.settings.planner and router.has_tier("quick"):
+        note["llm_skipped"] = "the request names one unit of the repo; retrieval's answer stands"
+    note["reason"] = note.get("reason") or _explain(best)
+    note["answer"] = {**answer.as_dict(), "sure": answer.sure}
+    if best is not answer.best:
+        answer = understand.Answer(answer.intent, best, answer.candidates, answer.sure, answer.project,
+                                   answer.inventory, answer.inventory_source, answer.inventory_present,
+                                   answer.limit, answer.limit_source, answer.problems)
+    unit = best.unit
+    assert unit.playbook is not None  # roles no playbook applies were refused above
+    view = catalog.using(answer.project, answer.inventory if answer.inventory_present else None,
+                         missing=None if answer.inventory_present else
+                         ("; ".join(answer.problems) or "no inventory"))
+    limit = answer.limit or (await _limit_for(view, unit) if view.inventory_choice is not None else None)
+    alternatives = [c.match for c in answer.candidates if c is not best][:2]
     return await plans.create_plan(
-        svc.rt, catalog, best.unit.playbook.name, request=request, match=best, alternatives=alternatives,
-        planner=note, limit=limit, tags=list(best.unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
-        secret_vars=secret_vars, unit=best.unit,
-        on_event=on_event,
+        svc.rt, view, unit.playbook.name, request=request, match=best.match, alternatives=alternatives,
+        planner=note, limit=limit, tags=list(unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
+        secret_vars=secret_vars, unit=unit, on_event=on_event, expected_inventory=answer.inventory,
+        problems=answer.problems,
     )
+
+
+def _explain(candidate: understand.Candidate) -> str:
+    """Retrieval's explanation of a choice, as one sentence: the evidence, else the words that matched."""
+    return "; ".join(candidate.evidence[:3]) or candidate.match.reason
 
 
 async def _limit_for(catalog: Any, unit: Any) -> str | None:

@@ -23,12 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from chiffon.servers.ansible.commands import Command, read_commands
 from chiffon.servers.ansible.layout import (
     AnsibleCfg,
     InventoryChoice,
+    Project,
     choose_inventory,
-    discover_inventories,
-    read_ansible_cfg,
+    find_projects,
+    project_of,
 )
 from chiffon.servers.ansible.plays import (
     Playbook,
@@ -55,8 +57,12 @@ class Catalog:
 
     def __init__(self, root: Path, *, playbooks: dict[str, Playbook], roles: dict[str, Role], units: list[Unit],
                  cfg: AnsibleCfg, inventories: list[InventoryChoice], inventory_choice: InventoryChoice | None,
-                 inventory_error: str | None, is_git: bool) -> None:
+                 inventory_error: str | None, is_git: bool, projects: dict[str, Project] | None = None,
+                 project: str = "", files: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.files = files  # absolute paths of the repo's files that git does not ignore
+        self.projects = projects or {"": Project("", cfg, tuple(inventories), ())}
+        self.project = project  # the Ansible project (folder, repo-relative) whose settings this view uses
         self.playbooks = playbooks
         self.roles = roles
         self.units = units
@@ -88,12 +94,16 @@ class Catalog:
         if not root.is_dir():
             raise RepoError(f"IaC repo {root} is not a directory")
         cache = cache if cache is not None else ScanCache()
-        cfg = read_ansible_cfg(root, environ)
         stats = walk(root, cache.listings)
         names = frozenset(stats)
         tracked = cache.git_files(root, names)
         files = [p for p in stats if tracked is None or p in tracked]
-        layout = cache.get(f"layout:{root}", (names, cfg.roles_path), lambda: sort_files(root, files, cfg.roles_path))
+        # ansible.cfg is often gitignored beside a committed example: every one on disk counts
+        configured = find_projects(root, list(stats), environ=environ)
+        roles_path = tuple(p for project in configured.values() for p in project.cfg.roles_path)
+        layout = cache.get(f"layout:{root}", (names, roles_path), lambda: sort_files(root, files, roles_path))
+        projects = find_projects(root, list(stats), layout.playbook_files, environ)
+        cfg = projects[""].cfg
         playbooks: dict[str, Playbook] = {}
         for path in layout.playbook_files:
             pb = cache.get(f"pb:{path}", stats[path], functools.partial(parse_playbook, root, Path(path)))
@@ -118,18 +128,43 @@ class Catalog:
                             "*.yaml outside roles, group_vars, host_vars, molecule, templates, files and what git "
                             "ignores)")
         units = build_units(playbooks, roles, read_tasks)
-        inventories = discover_inventories(root, cfg)
-        choice, error = None, None
-        try:
-            choice = choose_inventory(root, inventories, inventory, cfg)
-        except RepoError as exc:
-            error = str(exc)
-        except InvalidInput as exc:
-            if inventory:
-                raise
-            error = str(exc)
+        inventories = list(projects[""].inventories)
+        choice, error = _choose(root, projects[""], inventory)
         return cls(root, playbooks=playbooks, roles=roles, units=units, cfg=cfg, inventories=inventories,
-                   inventory_choice=choice, inventory_error=error, is_git=tracked is not None)
+                   inventory_choice=choice, inventory_error=error, is_git=tracked is not None, projects=projects,
+                   files=tuple(files))
+
+    def project_for(self, playbook: str) -> Project:
+        """The Ansible project a repo-relative ``playbook`` belongs to (:func:`layout.project_of`)."""
+        return project_of(self.projects, playbook)
+
+    def using(self, project: Project, inventory: str | None = None, *, missing: str | None = None) -> Catalog:
+        """This catalog seen from ``project``: its ``ansible.cfg``, its inventories, and ``inventory`` (a name,
+        a repo-relative path, or None for the project's default) chosen. Playbooks, roles and units are shared.
+        ``missing``: the inventory the owner runs with is not here; no inventory is chosen and this is why.
+
+        Raises:
+            PathOutsideRepo / InvalidInput: ``inventory`` leaves the repo or names no inventory.
+        """
+        choice, error = (None, missing) if missing else _choose(self.root, project, inventory)
+        return Catalog(self.root, playbooks=self.playbooks, roles=self.roles, units=self.units, cfg=project.cfg,
+                       inventories=list(project.inventories), inventory_choice=choice, inventory_error=error,
+                       is_git=self.is_git, projects=self.projects, project=project.dir, files=self.files)
+
+    @cached_property
+    def commands(self) -> list[Command]:
+        """The repo's own ``ansible-playbook`` invocations (:mod:`servers.ansible.commands`)."""
+        return read_commands(self.root, list(self.files), set(self.playbooks))
+
+    @property
+    def project_dir(self) -> Path:
+        """Absolute folder of this view's Ansible project: where ``ansible-playbook`` runs."""
+        return self.root / self.project if self.project else self.root
+
+    @property
+    def inventory_choice(self) -> InventoryChoice | None:
+        """The chosen inventory, or None when there is none (:attr:`inventory_problem` says why)."""
+        return self._inventory
 
     @property
     def inventory(self) -> str:
@@ -198,7 +233,7 @@ class Catalog:
         binary = Path(sys.executable).with_name("ansible-inventory")
         proc = subprocess.run(
             [str(binary), "-i", str(self.inventory_path), "--list"],
-            cwd=self.root, capture_output=True, text=True, timeout=120, check=False,
+            cwd=self.project_dir, capture_output=True, text=True, timeout=120, check=False,
             env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
         )
         if proc.returncode != 0:
@@ -251,3 +286,20 @@ class Catalog:
             name = part.strip()
             found.update(groups.get(name, [name] if name in every else []))
         return sorted(found)
+
+
+def _choose(root: Path, project: Project, wanted: str | None) -> tuple[InventoryChoice | None, str | None]:
+    """``(choice, problem)`` for ``project``: the inventory ``wanted`` names, else its default; a problem
+    (none found, several and none named) instead of an error, so that the answer never waits on it.
+
+    Raises:
+        PathOutsideRepo / InvalidInput: ``wanted`` leaves the repo or names no inventory.
+    """
+    try:
+        return choose_inventory(root, list(project.inventories), wanted, project.cfg), None
+    except RepoError as exc:
+        return None, str(exc)
+    except InvalidInput as exc:
+        if wanted:
+            raise
+        return None, str(exc)

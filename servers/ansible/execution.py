@@ -168,12 +168,14 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                 run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
                                                          Path(plan.playbook).name, plan.generated_playbook))
                 roles_path = generated_playbooks.role_bases(catalog, snap.tree)
+            project = catalog.projects.get(plan.project)
+            in_project = catalog.using(project, missing="-") if project is not None else catalog
             outcome = await run_playbook(
                 snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
                 check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
                 extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
-                roles_path=roles_path,
-                vault_password_file=preview.vault_password(catalog, rt.settings.ansible.vault_password_file),
+                roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
+                vault_password_file=preview.vault_password(in_project, rt.settings.ansible.vault_password_file),
                 timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
             )
         except Exception as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,20 @@ from pathlib import Path
 from chiffon.shared.errors import InvalidInput, PathOutsideRepo, RepoError
 
 INVENTORY_FILES = ("hosts.yml", "hosts.yaml", "hosts.ini", "hosts", "inventory.yml", "inventory.yaml",
-                   "inventory.ini")
+                   "inventory.ini", "inventory")
 INVENTORY_SUFFIXES = (".yml", ".yaml", ".ini", "")
 _NOT_INVENTORY = (".example", ".sample", ".bk", ".bak", ".orig", ".dist", ".j2", ".md")
+_ENV_NAMES = frozenset({"prod", "production", "live", "staging", "stage", "stg", "preprod", "dev", "development",
+                        "devel", "test", "testing", "qa", "lab"})
+EXAMPLE_SUFFIXES = (".example", ".sample", ".bk", ".bak", ".dist", ".template", ".tmpl")
+# Words a request uses for an environment, and the inventory names each may be written as.
+ENVIRONMENTS: dict[str, tuple[str, ...]] = {
+    "prod": ("prod", "production", "live"),
+    "staging": ("staging", "stage", "stg", "preprod"),
+    "dev": ("dev", "development", "devel"),
+    "test": ("test", "testing", "qa"),
+    "lab": ("lab", "homelab"),
+}
 
 
 @dataclass(frozen=True)
@@ -102,21 +114,25 @@ def _relative(root: Path, path: Path) -> str | None:
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else None
 
 
-def discover_inventories(root: Path, cfg: AnsibleCfg) -> list[InventoryChoice]:
-    """Every inventory of the repo, the ``ansible.cfg`` one first. Names are unique.
+def discover_inventories(root: Path, cfg: AnsibleCfg, base: Path | None = None) -> list[InventoryChoice]:
+    """Every inventory of the Ansible project in ``base`` (default: the repo root), the ``ansible.cfg`` one
+    first. Names are unique; paths are relative to the repo ``root``.
 
     A folder under ``inventories/`` is one environment (``inventories/prod/``); a file there is one too
-    (``inventories/local.ini`` -> ``local``). Paths outside the repo (an ``ansible.cfg`` pointing at
+    (``inventories/local.ini`` -> ``local``). A root file ``inventory`` or ``hosts`` without an extension
+    counts (INI or YAML: Ansible reads both). Paths outside the repo (an ``ansible.cfg`` pointing at
     ``/etc/ansible/hosts``) are skipped: a plan only runs what the repo holds.
     """
     root = root.resolve()
+    top = (base or root).resolve()
     found: list[InventoryChoice] = []
 
-    def add(path: Path, name: str, source: str) -> None:
+    def add(path: Path, name: str, source: str, nested: bool = False) -> None:
         rel = _relative(root, path)
         if rel is None or not _usable(path):
             return
-        if any(c.path == rel or c.path.startswith(rel + "/") or rel.startswith(c.path + "/") for c in found):
+        if any(c.path == rel or c.path.startswith(rel + "/") or (rel.startswith(c.path + "/") and not nested)
+               for c in found):
             return  # inventories/prod/ and inventories/prod/hosts.yml are one environment
         taken = {c.name for c in found}
         unique = name if name not in taken else rel
@@ -125,17 +141,93 @@ def discover_inventories(root: Path, cfg: AnsibleCfg) -> list[InventoryChoice]:
     for path in cfg.inventory:
         add(path, _name_of(root, path), "ansible.cfg")
     for folder in ("inventory", "inventories"):
-        base = root / folder
-        if not base.is_dir():
+        where = top / folder
+        if not where.is_dir():
             continue
-        if folder == "inventory" or not any(child.is_dir() for child in base.iterdir()) and _has_hosts(base):
-            add(base, folder, "found")
-        for child in sorted(base.iterdir()):
+        envs = [c for c in sorted(where.iterdir()) if c.is_dir() and c.name.lower() in _ENV_NAMES and _usable(c)]
+        if folder == "inventory" and envs:  # inventory/production/, inventory/staging/: one per environment
+            for child in envs:
+                add(child, child.name, "found", nested=True)
+        if folder == "inventory" or not any(child.is_dir() for child in where.iterdir()) and _has_hosts(where):
+            add(where, folder, "found")
+        for child in sorted(where.iterdir()):
             if folder == "inventories":
                 add(child, child.stem if child.is_file() else child.name, "found")
     for name in INVENTORY_FILES:
-        add(root / name, Path(name).stem if name.startswith("inventory") else name.replace(".", "-"), "found")
+        add(top / name, Path(name).stem if name.startswith("inventory") else name.replace(".", "-"), "found")
+    for child in sorted(top.iterdir()) if top.is_dir() else []:  # root files named after an environment
+        if child.is_file() and child.stem.lower() in _ENV_NAMES and child.suffix in ("", ".ini", ".yml", ".yaml") \
+                and looks_like_inventory(child):
+            add(child, child.stem, "found")
     return found
+
+
+def looks_like_inventory(path: Path) -> bool:
+    """An INI inventory (``[group]`` headers or host lines) or a YAML one (``all:`` / ``hosts:``)."""
+    try:
+        head = path.read_text(errors="replace")[:4000]
+    except OSError:
+        return False
+    return bool(re.search(r"^\s*\[[\w:.-]+\]\s*$", head, re.M) or re.search(r"^\s*(all|hosts|children):", head, re.M))
+
+
+def inventory_names(path: Path) -> set[str]:
+    """Host and group names written in an inventory file or folder, read statically (nothing is run; dynamic
+    inventories and templated names are left out). Empty when it cannot be read."""
+    files = [path] if path.is_file() else [p for p in sorted(path.rglob("*")) if p.is_file()
+                                            and "group_vars" not in p.parts and "host_vars" not in p.parts] \
+        if path.is_dir() else []
+    names: set[str] = set()
+    for file in files[:50]:
+        try:
+            text = file.read_text(errors="replace")[:200_000]
+        except OSError:
+            continue
+        names |= set(re.findall(r"^\s*\[([\w.-]+)(?::children)?\]", text, re.M))
+        names |= set(re.findall(r"^([A-Za-z0-9][\w.-]*)(?:\s|$)", text, re.M))
+        for block in re.findall(r"^(\s+)(?:hosts|children):\s*\n((?:\1\s+.*\n?)+)", text, re.M):
+            names |= set(re.findall(r"^\s+([A-Za-z0-9][\w.-]*):", block[1], re.M))
+    return {n for n in names if n not in ("all", "vars", "children", "hosts") and len(n) > 1}
+
+
+def inventory_examples(root: Path, base: Path | None = None) -> list[tuple[str, str]]:
+    """Committed examples of an inventory in the project at ``base``: ``(example, what to copy it to)``,
+    repo-relative (``("hosts.yml.bk", "hosts.yml")``, ``("inventory/hosts.example", "inventory/hosts")``)."""
+    root, top = root.resolve(), (base or root).resolve()
+    places = [top, top / "inventory", *sorted(p for p in (top / "inventories").glob("*") if p.is_dir())]
+    found = []
+    for place in places:
+        if not place.is_dir():
+            continue
+        for child in sorted(place.iterdir()):
+            name = child.name.lower()
+            suffix = next((s for s in EXAMPLE_SUFFIXES if name.endswith(s)), None)
+            stem = child.name[: -len(suffix)] if suffix else ""
+            if suffix is None and name.startswith(("example", "sample")) and place != top:
+                stem = "hosts" + Path(child.name).suffix  # inventory/example.yml -> inventory/hosts.yml
+            base_name = stem.lower().rsplit(".", 1)[0] if "." in stem else stem.lower()
+            looks = place != top or base_name in ("hosts", "inventory") or stem in INVENTORY_FILES
+            if child.is_file() and stem and looks and base_name not in ("ansible", "group_vars", "vars"):
+                found.append((child.relative_to(root).as_posix(), (child.parent / stem).relative_to(root).as_posix()))
+    return found
+
+
+def environment_of(words: list[str] | set[str]) -> str | None:
+    """The environment a request names (``prod``, ``staging``, ``dev``, ``test``, ``lab``), or None."""
+    for env, spellings in ENVIRONMENTS.items():
+        if any(w in spellings for w in words):
+            return env
+    return None
+
+
+def inventory_for_environment(choices: list[InventoryChoice], env: str) -> InventoryChoice | None:
+    """The inventory whose name or path names ``env`` in any of its spellings (``production`` for prod)."""
+    spellings = ENVIRONMENTS.get(env, (env,))
+    for choice in choices:
+        parts = {p.lower() for p in Path(choice.path).parts} | {choice.name.lower(), Path(choice.path).stem.lower()}
+        if parts & set(spellings):
+            return choice
+    return None
 
 
 def _name_of(root: Path, path: Path) -> str:
@@ -189,3 +281,66 @@ def choose_inventory(root: Path, choices: list[InventoryChoice], wanted: str | N
         "inventory/, inventories/<env>/, hosts.yml|yaml|ini, hosts, inventory.yml|ini"
     raise RepoError(f"{root} has no usable inventory (looked at {where}). Create one, copy the example the repo "
                     "ships, or pass --inventory PATH.")
+
+
+@dataclass(frozen=True)
+class Project:
+    """An Ansible project inside the repo: a folder with ``ansible.cfg`` (or the repo root), whose settings
+    apply to the playbooks below it; its owner runs ``cd <dir> && ansible-playbook ...``.
+
+    ``dir`` is repo-relative (``""`` for the root); inventory paths are repo-relative too.
+    """
+
+    dir: str
+    cfg: AnsibleCfg
+    inventories: tuple[InventoryChoice, ...]
+    examples: tuple[tuple[str, str], ...]  # (committed example, the inventory to copy it to)
+
+    def expected_inventory(self, root: Path) -> str | None:
+        """The inventory the owner runs with, present or not: ``ansible.cfg``'s (even when it is gitignored and
+        absent), else the only one found, else the one a committed example is meant to become."""
+        for path in self.cfg.inventory:
+            rel = _relative(root, path)
+            if rel is not None:
+                return rel
+        if len(self.inventories) == 1:
+            return self.inventories[0].path
+        if not self.inventories and len({target for _, target in self.examples}) == 1:
+            return self.examples[0][1]
+        return None
+
+
+def find_projects(root: Path, files: list[str], playbooks: list[str] = (),  # type: ignore[assignment]
+                  environ: dict[str, str] | None = None) -> dict[str, Project]:
+    """Every Ansible project of the repo by its folder: the root, each folder holding an ``ansible.cfg``
+    (``ansible/``, ``linux/ansible/``), and each folder holding playbooks beside a ``roles/`` folder.
+    ``files``, ``playbooks``: absolute paths of the repo's files and of its playbooks."""
+    root = root.resolve()
+    dirs = {""} | {Path(f).parent.relative_to(root).as_posix() for f in files
+                   if Path(f).name == "ansible.cfg" and Path(f).parent != root}
+    dirs |= {Path(f).parent.relative_to(root).as_posix() for f in playbooks
+             if Path(f).parent != root and ((Path(f).parent / "roles").is_dir()
+                                            or any((Path(f).parent / n).exists() for n in INVENTORY_FILES))}
+    projects = {}
+    for rel in sorted(dirs):
+        base = root / rel if rel else root
+        env = environ if rel == "" else {k: v for k, v in (environ or os.environ).items() if k != "ANSIBLE_CONFIG"}
+        cfg = read_ansible_cfg(base, env)
+        projects[rel] = Project(rel, cfg, tuple(discover_inventories(root, cfg, base)),
+                                tuple(inventory_examples(root, base)))
+    return projects
+
+
+def project_of(projects: dict[str, Project], playbook: str) -> Project:
+    """The project a repo-relative ``playbook`` belongs to: the nearest folder above it with an ``ansible.cfg``
+    (or with playbooks beside ``roles/``), else the repo root. A folder with neither ``ansible.cfg`` nor an
+    inventory of its own takes the enclosing project's."""
+    folder = Path(playbook).parent
+    while True:
+        key = "" if str(folder) == "." else folder.as_posix()
+        project = projects.get(key)
+        if project is not None and (key == "" or project.cfg.path is not None or project.inventories):
+            return project
+        if key == "":
+            return projects[""]
+        folder = folder.parent

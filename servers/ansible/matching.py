@@ -51,6 +51,9 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("redis", "cache", "queue"),
     ("disk", "space", "storage"),
     ("config", "configuration", "configure", "settings"),
+    ("harden", "hardening", "secure", "security", "lockdown"),
+    ("teardown", "uninstall", "destroy", "decommission"),
+    ("update", "upgrade", "patch", "updates", "upgrades", "maintenance"),
 )
 _CANON = {word: group[0] for group in SYNONYMS for word in group}
 
@@ -146,7 +149,7 @@ def rank(catalog: Catalog, request: str) -> list[Match]:
     return sorted(matches, key=_order)
 
 
-_KIND_ORDER = {"tasks": 0, "role": 0, "playbook": 1, "unused-role": 2}
+_KIND_ORDER = {"tasks": 0, "role": 0, "play": 0, "playbook": 1, "unused-role": 2}
 
 
 def _order(m: Match) -> tuple[float, int, str]:

@@ -52,7 +52,11 @@ class Plan(BaseModel):
     repo_commit: str | None = Field(description="Git commit of the IaC repo when planned.")
     playbook: str = Field(description="Playbook path relative to the repo.")
     service: str | None = Field(description="Service the playbook manages.")
-    inventory: str = Field(description="Inventory relative to the repo.")
+    inventory: str = Field(description="Inventory relative to the repo: the one the plan runs with, or, on a "
+                                       "plan blocked because it is not here, the one the owner runs with "
+                                       "(empty when there is none to name).")
+    project: str = Field("", description="The Ansible project's folder, relative to the repo (\"\" for the root): "
+                                         "checks and runs start there, so its ansible.cfg applies.")
     tags: list[str] = Field(default_factory=list, description="--tags: the role or task file the plan runs; "
                                                                "empty: the whole playbook.")
     skip_tags: list[str] = Field(default_factory=list, description="--skip-tags.")
@@ -111,6 +115,8 @@ async def create_plan(
     unit: Unit | None = None,
     secret_vars: list[str] | None = None,
     on_event: EventCallback | None = None,
+    expected_inventory: str | None = None,
+    problems: list[str] | None = None,
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
     approval, with an audit commit.
@@ -125,11 +131,14 @@ async def create_plan(
     ``plan.match["planner"]``. The plan's ``warnings`` and ``blocked_reason`` come from
     :func:`servers.ansible.preview.check_findings`; a blocked plan is stored but cannot be approved.
 
+    Answer first, block second: what is missing on this machine never hides the answer. No usable
+    inventory (``problems`` from the planner, or the catalog's own), vault-encrypted vars and no password,
+    a ``vars_prompt`` with no value or ``ansible.cfg`` asking for a password: the plan is stored with its
+    playbook, tags, limit and inventory (``expected_inventory`` when it is absent), no check is run, and
+    ``blocked_reason`` gives each fix.
+
     Raises:
-        PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, tags, limit or extra_vars, or a
-            ``vars_prompt`` with no value.
-        RepoError: no usable inventory; vault-encrypted vars and no password file; ansible.cfg asks for a
-            password.
+        PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, tags, limit or extra_vars.
         AnsibleError: ansible-runner could not start.
     """
     plan_id = new_id("plan")
@@ -153,26 +162,38 @@ async def create_plan(
         if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
             unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
-    inventory = catalog.inventory
-    limit = catalog.validate_limit(limit)
+    problems = list(problems or [])
+    if catalog.inventory_choice is None and not problems:
+        problems.append(catalog.inventory_problem or f"{catalog.root} has no usable inventory")
+    inventory = catalog.inventory if catalog.inventory_choice is not None else (expected_inventory or "")
+    limit = catalog.validate_limit(limit) if catalog.inventory_choice is not None else preview.validate_limit_text(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
-    preview.preflight(catalog, playbook, extra_vars)
-    vault = preview.vault_password(catalog, rt.settings.ansible.vault_password_file)
+    problems += preview.preflight_problems(catalog, playbook, extra_vars)
+    vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file)
+    problems += [vault_problem] if vault_problem else []
     # only input that passed every check reaches the snapshot store and ansible-runner
     snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
-    inventory_path = snap.tree / inventory
     if generated is not None:
         run_path = str(generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name,
                                                  generated.content))
         roles_path = generated_playbooks.role_bases(catalog, snap.tree)
-    outcome = await run_playbook(
-        snap.tree, run_path, inventory_path, check_dir, check=True, limit=limit, tags=tags, skip_tags=skip_tags,
-        extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
-        timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
-    )
-    risk, reasons = assess(playbook, outcome)
-    warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
+    blocked: str | None
+    if problems:  # nothing can be checked here: the answer is stored, blocked, with each fix
+        outcome = Outcome(status="not_run", rc=None)
+        risk, reasons = assess(playbook, outcome)
+        warnings = [*(unit.warnings if unit else ()), *preview.check_mode_notes(catalog, playbook, unit)]
+        blocked = "; ".join(dict.fromkeys(problems)) + (
+            ". The answer above is what would run; fix this and plan again (check mode runs then)")
+    else:
+        outcome = await run_playbook(
+            snap.tree, run_path, snap.tree / inventory, check_dir, check=True, limit=limit, tags=tags,
+            skip_tags=skip_tags, extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
+            project=catalog.project if generated is None else "",
+            timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
+        )
+        risk, reasons = assess(playbook, outcome)
+        warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
     match_info = None
     if match is not None:
         match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
@@ -181,13 +202,13 @@ async def create_plan(
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
                               extra_vars, match, check_result, diff, risk, risk_reasons, status, tags, skip_tags,
-                              warnings, blocked_reason, generated_playbook, snapshot_digest)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21)
+                              warnings, blocked_reason, generated_playbook, snapshot_digest, project)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21,$22)
            RETURNING *""",
         plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
-        catalog.inventory, outcome.hosts, limit, shown_vars, match_info, _check_summary(outcome),
+        inventory, outcome.hosts, limit, shown_vars, match_info, _check_summary(outcome),
         outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
-        generated.content if generated else None, snap.digest,
+        generated.content if generated else None, snap.digest, catalog.project if generated is None else "",
     )
     await asyncio.to_thread(secret_vars_store.keep, rt.settings.secrets_dir, plan_id, secret)
     plan = Plan(**dict(row))
@@ -196,7 +217,7 @@ async def create_plan(
         rt.audit.record, "plan", f"{plan_id} planned: {selected} on {', '.join(plan.hosts) or 'no hosts'}",
         {"plan_id": plan_id, "request": request, "playbook": playbook.name, "tags": tags, "skip_tags": skip_tags,
          "service": plan.service, "repo": str(catalog.root), "repo_commit": catalog.commit,
-         "inventory": catalog.inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": shown_vars,
+         "project": plan.project, "inventory": inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": shown_vars,
          "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
          "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked,
          "generated_playbook": generated.content if generated else None, "snapshot": snap.digest},

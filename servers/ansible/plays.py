@@ -172,6 +172,22 @@ def is_play(entry: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class Play:
+    """One play of a playbook as written: its name, ``hosts``, own tags, the roles it applies and its task names.
+
+    A play with tags of its own is a unit (``teardown.yml`` with one play per service, each tagged with the
+    service's name: ``--tags jellyfin`` runs that play).
+    """
+
+    index: int
+    name: str
+    hosts: str
+    tags: tuple[str, ...]
+    roles: tuple[str, ...]
+    task_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Playbook:
     """One playbook. ``name`` is its path relative to the repo root."""
 
@@ -187,6 +203,7 @@ class Playbook:
     applies: tuple[Application, ...] = ()
     imports: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
+    plays: tuple[Play, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: name, description, service, tags, hosts, task count."""
@@ -237,7 +254,8 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
     applies: list[Application] = []
     imports: list[str] = []
     prompts: list[str] = []
-    for play in data:
+    plays: list[Play] = []
+    for index, play in enumerate(data):
         for key in PLAYBOOK_IMPORTS:
             if isinstance(play.get(key), str):
                 imports.append(play[key])
@@ -255,16 +273,23 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
         for prompt in play.get("vars_prompt") or []:
             if isinstance(prompt, dict) and prompt.get("name"):
                 prompts.append(str(prompt["name"]))
-        applies.extend(_roles_of(play, play_tags, play_when, host, name))
+        play_roles = _roles_of(play, play_tags, play_when, host, name)
+        applies.extend(play_roles)
+        play_tasks: list[Task] = []
         for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
             more, more_applied = walk_tasks(play.get(section), tags=play_tags, when=play_when, hosts=host, play=name,
                                             inherited_check_mode=play.get("check_mode"))
             tasks.extend(more)
+            play_tasks.extend(more)
             if section != "handlers":
                 applies.extend(more_applied)
+                play_roles.extend(a for a in more_applied if a.kind == "role")
+        if host:
+            plays.append(Play(index, name, host, play_tags, tuple(dict.fromkeys(a.name for a in play_roles)),
+                              tuple(t.name for t in play_tasks if t.name)))
     return Playbook(
         name=path.relative_to(root).as_posix(), path=path, description=_first_comment(text),
         service=service_of(path.stem), tags=tuple(dict.fromkeys(tags)), host_patterns=tuple(dict.fromkeys(hosts)),
         play_names=tuple(names), tasks=tuple(tasks), variables=tuple(dict.fromkeys(variables)),
-        applies=tuple(applies), imports=tuple(imports), prompts=tuple(prompts),
+        applies=tuple(applies), imports=tuple(imports), prompts=tuple(prompts), plays=tuple(plays),
     )

@@ -30,6 +30,7 @@ FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.built
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
 _MISSING_ROLE = re.compile(r"the role '([\w.\-/]+)' was not found")
 _TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")
+_LIMIT = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
 
@@ -88,6 +89,36 @@ def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
                         "ansible-vault and no vault password is set: pass --vault-password-file FILE or set "
                         "ansible.vault_password_file (CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE)")
     return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def validate_limit_text(limit: str | None) -> str | None:
+    """A ``--limit`` checked for its characters only (no inventory here to check its names against).
+
+    Raises:
+        InvalidInput: characters other than host/group names and Ansible's pattern operators.
+    """
+    if not limit:
+        return None
+    if not _LIMIT.match(limit):
+        raise InvalidInput("limit", "may contain only host/group names, ',', ':', '!', '&', '*', '[', ']'")
+    return limit
+
+
+def vault_password_or_problem(catalog: Catalog, configured: Path | None) -> tuple[Path | None, str | None]:
+    """:func:`vault_password`, with a missing password as a problem (the plan's fix) instead of an error."""
+    try:
+        return vault_password(catalog, configured), None
+    except RepoError as exc:
+        return None, str(exc)
+
+
+def preflight_problems(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) -> list[str]:
+    """:func:`preflight`'s findings as problems that block a plan (each with its fix), not errors."""
+    try:
+        preflight(catalog, playbook, extra_vars)
+    except (InvalidInput, RepoError) as exc:
+        return [str(exc)]
+    return []
 
 
 def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) -> None:

@@ -27,7 +27,9 @@ def assess(playbook: Playbook, check: Outcome) -> tuple[str, list[str]]:
         level = max(level, lvl)
         reasons.append(reason)
 
-    if check.status != "successful":
+    if check.status == "not_run":
+        add(1, "check mode has not run (the plan is blocked): nothing yet predicts what would change")
+    elif check.status != "successful":
         add(2, f"the check-mode run {check.status}: the real run is likely to fail part-way")
     if check.changed:
         add(1, f"{check.changed} task result(s) would change {', '.join(check.hosts) or 'the hosts'}")

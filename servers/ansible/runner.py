@@ -201,6 +201,7 @@ async def run_playbook(
     extra_vars: dict[str, Any] | None = None,
     vault_password_file: Path | None = None,
     roles_path: list[Path] | None = None,
+    project: str = "",
     timeout_s: int = 3600,
     forks: int = 5,
     on_event: EventCallback | None = None,
@@ -214,6 +215,8 @@ async def run_playbook(
         vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars.
         roles_path: folders to find roles in (``ANSIBLE_ROLES_PATH``), for a playbook that lives outside the
             repo (a generated one); ``playbook`` is then an absolute path.
+        project: the Ansible project's folder, relative to ``repo`` (``ansible`` for ``ansible/ansible.cfg``):
+            ansible-playbook runs there, so its ``ansible.cfg`` applies, as ``cd ansible && ansible-playbook``.
         extra_vars: passed with ``-e @file``, every string ``!unsafe``.
         private_dir: ansible-runner's private data dir; artifacts stay there for post-mortems.
         on_event: awaited for each task result, in order, on the caller's loop.
@@ -258,6 +261,9 @@ async def run_playbook(
         if key.startswith("CHIFFON_") or key in CHIFFON_ONLY_ENV:
             envvars[key] = ""
 
+    project_dir = repo / project if project else repo
+    run_path = playbook if os.path.isabs(playbook) or not project else os.path.relpath(repo / playbook, project_dir)
+
     def handler(event: dict[str, Any]) -> bool:
         loop.call_soon_threadsafe(queue.put_nowait, event)
         return True
@@ -267,7 +273,7 @@ async def run_playbook(
             import ansible_runner  # 0.1 s of imports: loaded by the first check or run, not at start-up
 
             return ansible_runner.run(
-                private_data_dir=str(private_dir), project_dir=str(repo), playbook=playbook,
+                private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=run_path,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
                 cancel_callback=cancelled.is_set, settings={"pexpect_timeout": CANCEL_POLL_S},

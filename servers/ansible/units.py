@@ -45,6 +45,7 @@ class Unit:
     description: str = ""
     steps: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    also_applies: tuple[str, ...] = ()  # the other roles the unit's play applies (site plays apply many)
 
     @property
     def name(self) -> str:
@@ -58,6 +59,8 @@ class Unit:
         strong = [self.service, *self.entry_tags, self.role_name or "", self.description,
                   PurePosixPath(self.source).stem if self.kind == "tasks" else ""]
         weak = list(self.steps)
+        if self.playbook is not None and self.kind == "play":
+            strong.append(PurePosixPath(self.playbook.name).stem)
         if self.playbook is not None and self.kind == "playbook":
             strong += [self.playbook.name.replace("/", " "), *self.playbook.tags]
             weak += list(self.playbook.play_names)
@@ -138,8 +141,12 @@ def build_units(playbooks: dict[str, Playbook], roles: dict[str, Role], read_tas
         counts = Counter({tag: len(names) for tag, names in carriers.items()})
         units.append(Unit(id=pb.name, kind="playbook", service=pb.service, playbook=pb, hosts=pb.host_patterns,
                           description=pb.description, steps=tuple(t.name for t in pb.tasks if t.name)))
+        entries += _play_units(pb)
+        seen: Counter[str] = Counter()
         for unit in entries:
-            units.append(_with_tags(unit, counts, carriers, len(pb.applies)))
+            seen[unit.id] += 1  # a role applied by two plays of one playbook: two units
+            unique = unit if seen[unit.id] == 1 else Unit(**{**unit.__dict__, "id": f"{unit.id}#{seen[unit.id]}"})
+            units.append(_with_tags(unique, counts, carriers, len(pb.applies) + len(pb.plays) - 1))
     for dep_of in list(applied_roles):
         _mark_dependencies(roles, dep_of, applied_roles)
     for role in sorted(roles.values(), key=lambda r: r.path):
@@ -149,6 +156,23 @@ def build_units(playbooks: dict[str, Playbook], roles: dict[str, Role], read_tas
                               description=role.description, steps=role.task_names,
                               warnings=(f"role {role.name} exists in {role.path} but no playbook applies it",)))
     return units
+
+
+def _play_units(pb: Playbook) -> list[Unit]:
+    """A unit for each play with tags of its own in a playbook of several plays (``teardown.yml``: one play
+    per service, tagged with its name); ``--tags`` then runs that play."""
+    if len(pb.plays) < 2:
+        return []
+    out = []
+    for play in pb.plays:
+        own = tuple(t for t in play.tags if t not in GENERIC_TAGS)
+        if not own:
+            continue
+        service = next((service_of(t) for t in own if _norm(t) in _norm(play.name + play.hosts)), service_of(own[0]))
+        out.append(Unit(id=f"{pb.name}::play:{play.index}", kind="play", service=service, playbook=pb,
+                        entry_tags=own, hosts=(play.hosts,), description=play.name, steps=play.task_names,
+                        source=pb.name, also_applies=play.roles))
+    return out
 
 
 def _mark_dependencies(roles: dict[str, Role], name: str, applied: set[str]) -> None:
@@ -173,10 +197,13 @@ def _entry_units(pb: Playbook, app: Application, roles: dict[str, Role], near: s
     if role is not None:
         applied_roles.add(role.name)
     short = app.name.rsplit("/", 1)[-1]
+    play = next((p for p in pb.plays if p.hosts == app.hosts and p.name == app.play and app.name in p.roles), None)
+    others = tuple(r for r in play.roles if r != app.name) if play else ()
     units = [Unit(id=f"{pb.name}::role:{app.name}", kind="role", service=service_of(short), playbook=pb,
                   entry_tags=app.tags, hosts=hosts, when=app.when + (role.conditions if role else ()), role=role,
                   role_name=app.name, source=role.path if role else app.name,
-                  description=role.description if role else "", steps=role.task_names if role else ())]
+                  description=role.description if role else "", steps=role.task_names if role else (),
+                  also_applies=others)]
     for sub in role.imports if role is not None else ():
         assert role is not None  # narrowed for the type checker: imports come from the role
         source = str(PurePosixPath(role.path) / "tasks" / sub.name)

@@ -84,13 +84,15 @@ async def test_the_environment_chosen_by_name_is_the_one_checked(rt: Runtime, tm
     assert (staging.inventory, staging.hosts) == ("inventories/staging", ["staging-app"])
 
 
-async def test_vault_encrypted_vars_need_a_password_file(rt: Runtime, tmp_path: Path) -> None:
+async def test_vault_encrypted_vars_without_a_password_block_the_answered_plan(rt: Runtime, tmp_path: Path) -> None:
     secret = tmp_path / "vault-pass"
     secret.write_text("correct horse battery staple\n")
     repo = repos.environments(tmp_path / "envs", encrypt_with=secret)
-    with pytest.raises(RepoError, match=r"inventories/prod/group_vars/all/vault.yml is encrypted with "
-                                        r"ansible-vault and no vault password is set: pass --vault-password-file"):
-        await plan_request(svc_for(rt, repo), "Deploy Grafana")
+    blocked = await plan_request(svc_for(rt, repo), "Deploy Grafana")
+    assert (blocked.playbook, blocked.inventory, blocked.check_result["status"]) == \
+        ("playbooks/deploy-grafana.yml", "inventories/prod/hosts.yml", "not_run")
+    assert "inventories/prod/group_vars/all/vault.yml is encrypted with ansible-vault and no vault password is " \
+           "set: pass --vault-password-file" in blocked.blocked_reason
     rt.settings.ansible.vault_password_file = secret
     try:
         plan = await plan_request(svc_for(rt, repo), "Deploy Grafana")
@@ -115,16 +117,15 @@ async def test_a_play_that_matches_no_host_is_blocked(rt: Runtime, tmp_path: Pat
         plan.blocked_reason
 
 
-async def test_a_vars_prompt_without_a_value_is_refused_before_anything_runs(rt: Runtime, tmp_path: Path) -> None:
+async def test_a_vars_prompt_without_a_value_blocks_the_plan_before_anything_runs(rt: Runtime, tmp_path: Path) -> None:
     repo = repos.unused_role(tmp_path / "r")
     (repo / "wifi.yml").write_text("# Configure the wifi password\n- hosts: all\n  gather_facts: false\n"
                                    "  vars_prompt: [{name: wifi_password, prompt: Password?}]\n"
                                    "  tasks: [{name: Set it, ansible.builtin.debug: {msg: x}}]\n")
     git_commit_all(repo)
-    with pytest.raises(InvalidInput, match="prompts for wifi_password.*-e wifi_password=VALUE"):
-        await plan_request(svc_for(rt, repo), "configure the wifi password")
-    before = await rt.store.pool.fetchval("SELECT count(*) FROM plans WHERE repo=$1", str(repo))
-    assert before == 0
+    plan = await plan_request(svc_for(rt, repo), "configure the wifi password")
+    assert plan.playbook == "wifi.yml" and plan.check_result["status"] == "not_run"
+    assert "prompts for wifi_password" in plan.blocked_reason and "-e wifi_password=VALUE" in plan.blocked_reason
 
 
 async def test_ask_become_pass_in_ansible_cfg_fails_fast_with_the_hint(rt: Runtime, tmp_path: Path) -> None:
@@ -132,8 +133,9 @@ async def test_ask_become_pass_in_ansible_cfg_fails_fast_with_the_hint(rt: Runti
     (repo / "ansible.cfg").write_text("[defaults]\ninventory = hosts.ini\n[privilege_escalation]\n"
                                       "become_ask_pass = True\n")
     git_commit_all(repo)
-    with pytest.raises(RepoError, match="become_ask_pass = true: Ansible would wait for a password"):
-        await plan_request(svc_for(rt, repo), "Deploy Jellyfin")
+    plan = await plan_request(svc_for(rt, repo), "Deploy Jellyfin")
+    assert (plan.playbook, plan.tags, plan.check_result["status"]) == ("site.yml", ["jellyfin"], "not_run")
+    assert "become_ask_pass = true: Ansible would wait for a password" in plan.blocked_reason
 
 
 async def test_no_repo_configured_says_how_to_set_one(rt: Runtime) -> None:

@@ -1,0 +1,143 @@
+"""How often chiffon understands requests on public homelab repos it was not written against.
+
+    uv run python benchmarks/real_repos.py [--mirrors /work/.mirror] [--runs 3] [--labels FILE]
+
+Labels: ``benchmarks/real_repos.yaml`` (each repo labelled by reading it at a pinned commit, before chiffon
+ran on it). Repos come from the mirrors the search tool's ``fetch`` leaves (``<mirrors>/<owner>+<name>/repo``,
+a bare git dir); a repo whose mirror is absent is skipped and named in ``skipped``. Each is cloned locally at
+its labelled commit into a temporary folder, so ``.gitignore`` holds as on the owner's checkout.
+
+What is scored is the answer (:func:`chiffon.servers.ansible.understand.understand`): playbook, tags, limit
+and inventory. Nothing is run, no inventory is read, nothing needs to be installed: this is the "answer
+first" half of planning, which never depends on the machine. A request is right when
+
+- the label says no playbook does it, and chiffon refuses (no match, or a role no playbook applies); or
+- playbook and tags equal the label's (or one of its ``also_right``); the limit equals the label's, or the
+  label has none and chiffon's is the chosen play's own ``hosts`` (the same hosts ``--tags`` would reach);
+  and, where the label names an inventory, chiffon's is that path, or a folder and a file inside it.
+
+Prints one JSON object: ``repos`` scored, ``requests``, ``top1`` (share right) per run and its spread,
+``by_class`` (top-1 per request action and per repo shape), ``failures`` (expected against got), and the
+time to understand one request (median ms). Retrieval is deterministic, so the runs differ only in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chiffon.servers.ansible import matching, understand
+from chiffon.servers.ansible.catalog import Catalog
+from chiffon.shared.errors import NoMatch
+
+LABELS = Path(__file__).with_name("real_repos.yaml")
+
+
+def checkout(mirror: Path, commit: str, into: Path) -> None:
+    """A local clone of ``mirror`` (a bare git dir) at ``commit`` in ``into``."""
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(mirror), str(into)], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(into), "checkout", "-q", commit], check=True, capture_output=True)
+
+
+def _same_path(got: str | None, want: str) -> bool:
+    if got is None:
+        return False
+    g, w = got.strip("/").removeprefix("./"), want.strip("/").removeprefix("./")
+    return g == w or g.startswith(w + "/") or w.startswith(g + "/")  # a folder and the one file it holds
+
+
+def score(label: dict[str, Any], answer: understand.Answer | None) -> tuple[bool, dict[str, Any]]:
+    """``(right, what chiffon answered)`` for one labelled request (rules in the module docstring)."""
+    if answer is None:
+        return label.get("playbook") is None, {"refused": True}
+    unit = answer.best.unit
+    got = {"playbook": unit.playbook.name if unit.playbook else None, "tags": list(unit.tags),
+           "limit": answer.limit, "inventory": answer.inventory, "sure": answer.sure,
+           "evidence": answer.evidence[:2]}
+    if label.get("playbook") is None:
+        return False, got
+    hosts = ",".join(unit.hosts) if unit.kind != "playbook" else None
+    for want in [label, *(label.get("also_right") or [])]:
+        if want.get("playbook") != got["playbook"] or sorted(want.get("tags") or []) != sorted(got["tags"]):
+            continue
+        limit_ok = want.get("limit") == got["limit"] or (want.get("limit") is None and got["limit"] == hosts)
+        inventory_ok = label.get("inventory") is None or _same_path(got["inventory"], label["inventory"])
+        if limit_ok and inventory_ok:
+            return True, got
+    return False, got
+
+
+def run_once(repos: list[dict[str, Any]], roots: dict[str, Path]) -> tuple[list[dict[str, Any]], list[float]]:
+    """Every labelled request of the present repos: one result row each, and the seconds each answer took."""
+    rows, times = [], []
+    for entry in repos:
+        root = roots.get(entry["repo"])
+        if root is None:
+            continue
+        catalog = Catalog.load(root)
+        commands = catalog.commands
+        for label in entry["requests"]:
+            started = time.perf_counter()
+            try:
+                ranked = matching.rank(catalog, label["request"])
+                answer: understand.Answer | None = understand.understand(catalog, label["request"], ranked, commands)
+            except NoMatch:  # RoleNotApplied is a NoMatch too: "no playbook applies role X"
+                answer = None
+            times.append(time.perf_counter() - started)
+            right, got = score(label, answer)
+            rows.append({"repo": entry["repo"], "request": label["request"], "right": right,
+                         "action": understand.read_intent(label["request"]).action if label.get("playbook") else
+                         "no-playbook", "shapes": entry.get("shapes") or [],
+                         "expected": {k: label.get(k) for k in ("playbook", "tags", "limit", "inventory")}, "got": got})
+    return rows, times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--labels", type=Path, default=LABELS)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    repos = yaml.safe_load(args.labels.read_text())["repos"]
+    with tempfile.TemporaryDirectory(prefix="chiffon-real-repos-") as tmp:
+        roots, skipped = {}, []
+        for entry in repos:
+            mirror = args.mirrors / entry["repo"].replace("/", "+") / "repo"
+            if not mirror.is_dir():
+                skipped.append(entry["repo"])
+                continue
+            into = Path(tmp) / entry["repo"].replace("/", "+")
+            checkout(mirror, entry["commit"], into)
+            roots[entry["repo"]] = into
+        runs, all_times = [], []
+        rows: list[dict[str, Any]] = []
+        for _ in range(args.runs):
+            rows, times = run_once(repos, roots)
+            runs.append(sum(r["right"] for r in rows) / len(rows) if rows else 0.0)
+            all_times += times
+    by_class: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        by_class[f"action:{row['action']}"].append(row["right"])
+        for shape in row["shapes"]:
+            by_class[f"shape:{shape}"].append(row["right"])
+    print(json.dumps({
+        "repos": len(roots), "skipped": skipped, "requests": len(rows), "top1": runs[-1] if runs else 0.0,
+        "top1_runs": [round(r, 3) for r in runs], "top1_spread": round(max(runs) - min(runs), 3) if runs else 0.0,
+        "by_class": {k: {"n": len(v), "top1": round(sum(v) / len(v), 3)} for k, v in sorted(by_class.items())},
+        "median_ms_per_request": round(statistics.median(all_times) * 1000, 2) if all_times else None,
+        "failures": [{k: r[k] for k in ("repo", "request", "expected", "got")} for r in rows if not r["right"]],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

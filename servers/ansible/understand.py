@@ -1,0 +1,557 @@
+"""Understand a request: the unit, playbook, tags, limit and inventory it asks for.
+
+This never depends on what is present on this machine: an inventory that is gitignored, a vault
+password nobody gave, a collection not installed change whether a plan can be approved, never what
+it answers. :func:`understand` returns an :class:`Answer` for every request that matches something,
+with what is missing as ``problems``; only a request that matches nothing is refused.
+
+How a request is read:
+
+- **Action** (:data:`ACTIONS`): deploy, remove, update, backup, restore, harden, cleanup, from the
+  verbs people use ("tear down", "redeploy", "back up", "lock down"). Each unit has an action too,
+  from its playbook's name, its play's name and its tags (``teardown.yml``, ``backup.yml``, a
+  ``hardening`` role). A unit whose action contradicts the request's is never chosen for it: "tear
+  down X" never runs X's deploy playbook.
+- **Entities**: the request's words and joined word pairs ("uptime kuma" -> ``uptimekuma``) compared
+  with each unit's names: its service, role, tags, the group its play targets, its playbook's name.
+  An entity that names exactly one answer is that answer even when the words of the rest of the
+  request score low; several make a plan that lists them (``Answer.candidates``).
+- **The repo's own commands** (:mod:`servers.ansible.commands`): a command that runs a unit's
+  playbook with its tag, or limited to its group, is the owner's word: it adds to the unit's score
+  and gives the plan its ``--limit`` and inventory.
+- **Several plays** applying one role: the play whose ``hosts`` names the service's group wins, then
+  the one applying fewest other roles; the plan says what else the chosen play applies.
+- **Environment**: "on staging", "in prod" picks that environment's inventory.
+
+Scores: retrieval's score in [0, 1] (:mod:`servers.ansible.matching`) plus :data:`ENTITY_BONUS` for an
+exact entity, :data:`ACTION_BONUS` for the same action, :data:`COMMAND_BONUS` for the owner's command,
+:data:`GROUP_BONUS` for a play on the service's own group; the bonuses were set on the labelled
+corpus of ``benchmarks/real_repos.yaml`` and the fixtures of ``tests/fixtures/repos.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from chiffon.servers.ansible import matching
+from chiffon.servers.ansible.catalog import Catalog, Unit
+from chiffon.servers.ansible.commands import Command
+from chiffon.servers.ansible.layout import (
+    ENVIRONMENTS,
+    InventoryChoice,
+    Project,
+    environment_of,
+    inventory_for_environment,
+    inventory_names,
+)
+from chiffon.shared.errors import NoMatch, RoleNotApplied
+
+ENTITY_BONUS = 0.35
+CONTEXT_BONUS = 0.1  # per word naming the unit's playbook, folder or target group ("telegraf on the proxmox nodes")
+ACTION_BONUS = 0.25
+ACTION_PENALTY = 0.5
+COMMAND_BONUS = 0.2
+GROUP_BONUS = 0.1
+CLOSE = 0.1  # candidates within this of the best, both naming the request's entity, are a choice for the human
+
+# The request's verb -> the action it asks for. Order matters where phrases overlap ("back up" before "up").
+ACTIONS: tuple[tuple[str, str], ...] = (
+    ("remove", r"tear(?:ing)?[\s_-]*down|teardown|uninstall|remove|destroy|delete|decommission|get rid of|"
+               r"take down|wipe"),
+    ("backup", r"back[\s_-]*up|backups?|dump|snapshot"),
+    ("restore", r"restore|recover"),
+    ("stop", r"shut[\s_-]*down|power[\s_-]*off|turn off|halt|stop"),
+    ("cleanup", r"clean[\s_-]*up|cleanup|prune|free (?:up )?(?:disk|space)|tidy"),
+    ("update", r"update|upgrade|patch|bump"),
+    ("harden", r"harden(?:ing)?|secure|security|lock[\s_-]*down"),
+    ("deploy", r"re-?deploy|deploy|re-?install|install|set[\s_-]*up|provision|launch|spin up|bring up|start|"
+               r"restart|re-?create|create|add|configure|run|enable|host|put"),
+)
+# What a unit does, from its names: checked in this order, deploy when none matches.
+UNIT_ACTIONS: tuple[tuple[str, str], ...] = (
+    ("remove", r"teardown|tear[_-]?down|uninstall|remove|destroy|delete|decommission|purge|reset"),
+    ("stop", r"shutdown|shut[_-]down|power[_-]?off|poweroff|halt|stop"),
+    ("backup", r"backup|back[_-]up|dump"),
+    ("restore", r"restore"),
+    ("cleanup", r"cleanup|clean[_-]up|prune"),
+    ("update", r"update|upgrade|patch|maintenance|unattended"),
+    ("harden", r"harden|hardening|security|secure|lockdown"),
+)
+# Actions a request may be answered with besides its own (a deploy playbook also updates what it deploys).
+COMPATIBLE = {"deploy": {"deploy", "harden"}, "update": {"update", "deploy"}, "harden": {"harden", "deploy"},
+              "remove": {"remove"}, "backup": {"backup"}, "restore": {"restore"}, "cleanup": {"cleanup", "update"},
+              "stop": {"stop"}}
+# Words that never name what to run.
+NOT_ENTITIES = frozenset(
+    "container containers service services server servers host hosts machine machines node nodes stack stacks app "
+    "apps application instance box everything everywhere thing things again latest version again my the our all "
+    "every each new old fresh please now also them it its there here one two three playbook playbooks role roles "
+    "ansible run play config configuration settings system systems homelab lab site main".split())
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a request asks, read from its words: ``action``, the ``entities`` it names (normalised words and
+    joined word pairs), the ``environment`` it names (``prod``, ``staging``...) or None."""
+
+    text: str
+    action: str
+    entities: tuple[str, ...]
+    environment: str | None
+    generic: tuple[str, ...] = ()  # words too common to name a unit alone, which may still be a tag ("services")
+    also: frozenset[str] = frozenset()  # other actions the request names ("install the pending updates")
+
+
+def norm(text: str) -> str:
+    """Lower-case letters and digits only: ``Uptime-Kuma`` -> ``uptimekuma``."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def read_intent(request: str) -> Intent:
+    """The action, entities and environment of ``request`` (see the module docstring)."""
+    lowered = request.lower()
+    spans: list[tuple[int, int]] = []
+    named: dict[str, int] = {}
+    for name, pattern in ACTIONS:
+        for found in re.finditer(rf"\b(?:{pattern})\b", lowered):
+            spans.append(found.span())
+            named[name] = min(named.get(name, found.start()), found.start())
+    # "install the pending updates": the verb that is not plain deployment says what is asked
+    specific = sorted((at, name) for name, at in named.items() if name != "deploy")
+    action = specific[0][1] if specific else "deploy"
+    kept = lowered
+    for start, end in sorted(spans, reverse=True):
+        kept = kept[:start] + " " + kept[end:]
+    words = [w for w in re.findall(r"[a-z0-9][a-z0-9._-]*", kept)]
+    words = [w.strip("._-") for w in words if w.strip("._-")]
+    env = environment_of(set(words))
+    env_words = set(ENVIRONMENTS.get(env, ())) if env else set()
+    plain = [w for w in words if w not in matching.STOPWORDS and w not in NOT_ENTITIES and w not in env_words]
+    generic = tuple(dict.fromkeys(norm(w) for w in words if w in NOT_ENTITIES and w not in matching.STOPWORDS))
+    entities: list[str] = []
+    for i, word in enumerate(plain):
+        entities.append(norm(word))
+        if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            entities.append(norm(word[:-1]))
+        if i + 1 < len(plain):
+            entities.append(norm(word + plain[i + 1]))
+    return Intent(request, action, tuple(e for e in dict.fromkeys(entities) if len(e) > 1), env, generic,
+                  frozenset(named) - {action})
+
+
+def unit_action(unit: Unit) -> str:
+    """What ``unit`` does (``remove``, ``backup``, ``restore``, ``cleanup``, ``update``, ``harden``, else
+    ``deploy``), from its playbook's file name, its play's name, its tags and its role's name."""
+    texts = [unit.role_name or "", *unit.entry_tags, PurePosixPath(unit.source).stem if unit.kind == "tasks" else ""]
+    if unit.kind in ("playbook", "play") and unit.playbook is not None:
+        texts += [PurePosixPath(unit.playbook.name).stem, unit.description, *unit.playbook.play_names[:3]]
+    elif unit.playbook is not None:
+        stem = PurePosixPath(unit.playbook.name).stem
+        texts.append(stem if _action_in(stem) in ("remove", "backup", "restore", "update", "stop") else "")
+    return _action_in(" ".join(texts)) or "deploy"
+
+
+def _action_in(text: str) -> str | None:
+    lowered = text.lower()
+    for name, pattern in UNIT_ACTIONS:
+        if re.search(rf"(?:^|[^a-z])(?:{pattern})", lowered):
+            return name
+    return None
+
+
+def unit_names(unit: Unit) -> set[str]:
+    """The names a request may call ``unit`` by, normalised: service, role, tags, task file, play group, and
+    a playbook's own name (``deploy-uptime-kuma.yml`` -> ``uptimekuma``)."""
+    names = {unit.service, *unit.entry_tags}
+    if unit.role_name:
+        names |= {unit.role_name, unit.role_name.rsplit("/", 1)[-1]}
+    if unit.kind == "tasks":
+        names.add(PurePosixPath(unit.source).stem)
+    if unit.kind == "playbook" and unit.playbook is not None:
+        names |= {PurePosixPath(unit.playbook.name).stem, unit.playbook.service}
+        if PurePosixPath(unit.playbook.name).stem.lower() in GENERIC_PLAYBOOKS:
+            names.add(PurePosixPath(unit.playbook.name).parent.name)  # services/nut/deploy.yml is nut's
+    return _normalised(names)
+
+
+GENERIC_PLAYBOOKS = frozenset({"site", "main", "playbook", "deploy", "install", "setup", "run", "test-playbook",
+                               "uninstall", "teardown", "remove", "update", "upgrade", "backup", "restore", "init",
+                               "bootstrap", "provision", "configure", "default", "all", "start", "stop"})
+
+
+def context_names(unit: Unit) -> set[str]:
+    """Names around ``unit`` that a request may add to it: the group its play targets, its playbook's name
+    and folder ("telegraf on the proxmox nodes" -> the telegraf role of ``proxmox.yml``)."""
+    names: set[str] = {h for host in unit.hosts for h in re.split(r"[:,&!\s]+", host)}
+    if unit.playbook is not None:
+        path = PurePosixPath(unit.playbook.name)
+        names |= {path.stem, unit.playbook.service, path.parent.name}
+        if unit.kind == "playbook" and len(unit.playbook.host_patterns) == 1:
+            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
+    return _normalised(names) - unit_names(unit)
+
+
+def _normalised(names: set[str]) -> set[str]:
+    out = set()
+    for name in names:
+        n = norm(name)
+        for prefix in ("deploy", "install", "setup", "teardown", "remove", "backup", "update", "restore",
+                       "uninstall", "docker", "role", "ansible", "play"):
+            if n.startswith(prefix) and len(n) > len(prefix) + 2:
+                out.add(n[len(prefix):])
+        for suffix in ("playbook", "play", "deploy", "setup", "install", "role", "stack"):
+            if n.endswith(suffix) and len(n) > len(suffix) + 2:
+                out.add(n[: -len(suffix)])
+        out.add(n)
+    return {n for n in out if len(n) > 1 and n not in NOT_ENTITIES and n not in ("all", "localhost")}
+
+
+@dataclass
+class Candidate:
+    """One possible answer: the ranked match (score adjusted), the entity that named it, and the evidence."""
+
+    match: matching.Match
+    entity: str | None = None
+    action: str = "deploy"
+    commands: list[Command] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def unit(self) -> Unit:
+        """The unit this candidate runs."""
+        return self.match.unit
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], str]:
+        """What a plan of it would run: playbook, tags and play hosts (two plays of one role differ by hosts)."""
+        unit = self.unit
+        hosts = ",".join(unit.hosts) if unit.kind in ("role", "play", "tasks") else ""
+        return (unit.playbook.name if unit.playbook else f"role {unit.role_name}", unit.tags, hosts)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready: the match, plus ``entity``, ``action`` and ``evidence``."""
+        return {**self.match.as_dict(), "entity": self.entity, "action": self.action, "evidence": self.evidence}
+
+
+@dataclass
+class Answer:
+    """What a request asks for, whether or not it can run here.
+
+    ``best`` is the chosen candidate; ``candidates`` the distinct answers that fit (best first);
+    ``sure`` is False when several name the request's entity equally well (the human, or a model, picks).
+    ``inventory`` is the repo-relative inventory the plan uses, present or not; ``problems`` say what is
+    missing here (an inventory to create or copy, several to choose from), each with its fix.
+    """
+
+    intent: Intent
+    best: Candidate
+    candidates: list[Candidate]
+    sure: bool
+    project: Project
+    inventory: str | None
+    inventory_source: str
+    inventory_present: bool
+    limit: str | None
+    limit_source: str | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def evidence(self) -> list[str]:
+        """Why this answer, in sentences: the entity, the owner's command, the play chosen."""
+        return self.best.evidence
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary of the answer (what ``plan.match["answer"]`` keeps)."""
+        return {"action": self.intent.action, "entities": list(self.intent.entities[:8]),
+                "environment": self.intent.environment, "sure": self.sure, "project": self.project.dir or ".",
+                "inventory": self.inventory, "inventory_source": self.inventory_source,
+                "inventory_present": self.inventory_present, "limit": self.limit, "limit_source": self.limit_source,
+                "evidence": self.evidence, "problems": self.problems,
+                "candidates": [c.as_dict() for c in self.candidates[:5]]}
+
+
+def _commands_for(unit: Unit, names: set[str], commands: list[Command]) -> list[Command]:
+    """The owner's commands that run ``unit``: its playbook with one of its tags, or limited to one of its
+    names; for a whole-playbook unit, its playbook with no tags."""
+    if unit.playbook is None:
+        return []
+    mine = [c for c in commands if c.playbook == unit.playbook.name]
+    tagged = [c for c in mine if c.tags and set(c.tags) & set(unit.entry_tags)]
+    limited = [c for c in mine if c.limit and {norm(p) for p in re.split(r"[:,&!\s]+", c.limit)} & names]
+    if tagged or limited:
+        return tagged + [c for c in limited if c not in tagged]
+    if unit.kind == "playbook":
+        return [c for c in mine if not c.tags]
+    return []
+
+
+def _hosts_name_service(unit: Unit, entity: str | None) -> bool:
+    """The unit's play targets a group named after the service (``hosts: uptime-kuma``)."""
+    wanted = {norm(unit.service), entity or ""} - {""}
+    return unit.kind in ("role", "play", "tasks") and any(
+        norm(h) in wanted for host in unit.hosts for h in re.split(r"[:,&!\s]+", host))
+
+
+def _fits(action: str, intent: Intent) -> bool:
+    return action in COMPATIBLE.get(intent.action, {intent.action}) or action in intent.also
+
+
+def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tuple[str, ...]:
+    """The tag a plan of ``unit`` passes: the one the request names when it is a tag the unit carries (a group
+    tag such as ``frontends`` or ``services``), or one named after the request's action (``security`` for
+    "harden", ``maintenance`` for "update"); else the unit's own most specific tag."""
+    tags = [t for t in unit.entry_tags if t not in unit.tags]
+    own = norm(unit.tags[0]) if unit.tags else ""
+    if own and any(e in own for e in intent.entities if len(e) > 2):
+        return unit.tags  # the request names the unit's own tag ("prometheus node exporter")
+    for tag in tags:
+        if norm(tag) == hit or norm(tag) in intent.generic:
+            return (tag,)
+    if hit is None and not (own and _action_in(own) == intent.action):
+        for tag in tags:
+            if _action_in(tag) == intent.action and action == intent.action:
+                return (tag,)
+    return unit.tags
+
+
+def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
+               commands: list[Command]) -> list[Candidate]:
+    """Every unit as a :class:`Candidate` with its adjusted score, best first (see the module docstring)."""
+    out = []
+    for m in ranked:
+        unit = m.unit
+        names = unit_names(unit)
+        hit = max((e for e in intent.entities if e in names), key=len, default=None)
+        tag_words = {norm(t) for t in unit.entry_tags}
+        if hit is None:
+            hit = next((g for g in intent.generic if g in tag_words), None)
+        context = [e for e in intent.entities if e in context_names(unit) and e != hit]
+        action = unit_action(unit)
+        tags = _tag_asked(unit, hit, intent, action)
+        if tags != unit.tags:
+            unit = replace(unit, tags=tags, warnings=tuple(w for w in unit.warnings if "--tags" not in w))
+        score, evidence = m.score, []
+        if hit:
+            score += ENTITY_BONUS
+            evidence.append(f"the request names {hit!r}, which is this unit's "
+                            + ("tag" if hit in tag_words else "name"))
+        if context:
+            score += CONTEXT_BONUS * min(len(context), 2)
+        if action == intent.action:
+            score += ACTION_BONUS
+        elif not _fits(action, intent):
+            score -= ACTION_PENALTY
+        own = _commands_for(unit, names | set(intent.entities) if hit else names, commands)
+        if own and (hit or unit.kind == "playbook" and m.score >= matching.MIN_SCORE):
+            score += COMMAND_BONUS
+            evidence.append(f"the repo's {own[0].source.rsplit(':', 1)[0]} runs: {own[0].describe()}")
+        if hit and _hosts_name_service(unit, hit):
+            score += GROUP_BONUS
+            evidence.append(f"its play targets the group {','.join(unit.hosts)}, named after the service")
+        if unit.also_applies:
+            score -= 0.01 * min(len(unit.also_applies), 10)
+            evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
+        out.append(Candidate(matching.Match(unit, score, m.reason), hit, action, own, evidence))
+    return sorted(out, key=lambda c: (-round(c.match.score, 9), matching._KIND_ORDER.get(c.unit.kind, 3),
+                                      c.unit.id))
+
+
+def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
+           commands: list[Command]) -> tuple[Candidate, list[Candidate], bool]:
+    """``(best, distinct candidates, sure)``.
+
+    Raises:
+        NoMatch: nothing names the request's entity and no unit scores :data:`matching.MIN_SCORE` in words;
+            or the only units that fit do the opposite of what was asked (the closest are listed).
+        RoleNotApplied: the best match is a role no playbook applies.
+    """
+    ranked_c = candidates(catalog, intent, ranked, commands)
+    fitting = [c for c in ranked_c if _fits(c.action, intent)]
+    named = [c for c in fitting if c.entity]
+    lexical_best = max((c.match.score for c in fitting if not c.entity), default=0.0)
+    fitting_ids = {c.unit.id for c in fitting}
+    # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
+    words_only = matching.rank(catalog, " ".join(intent.entities[::1]) + " " + " ".join(intent.generic)) \
+        if not named else []
+    own_action = intent.action != "deploy" and any(c.action == intent.action for c in fitting)
+    if not named and not own_action and \
+            max((m.score for m in words_only if m.unit.id in fitting_ids), default=0.0) < matching.MIN_SCORE:
+        closest = [f"{c.unit.name} ({c.match.score:.2f})" for c in ranked_c[:3]]
+        raise NoMatch(intent.text, closest)
+    pool = named or fitting
+    best = pool[0] if not named or named[0].match.score >= lexical_best else fitting[0]
+    if best.unit.kind == "unused-role":
+        applied = [c for c in pool if c.unit.kind != "unused-role" and c.entity == best.entity and c.entity]
+        if not applied:
+            raise RoleNotApplied(intent.text, best.unit.role_name or best.unit.service, best.unit.source, [])
+        best = applied[0]
+    distinct: dict[tuple[str, tuple[str, ...], str], Candidate] = {}
+    for c in pool:
+        if c.unit.kind != "unused-role":
+            distinct.setdefault(c.key, c)
+    others = [c for c in distinct.values() if c is not best and c.key != best.key]
+    rivals = [c for c in others if best.entity and c.entity and best.match.score - c.match.score < CLOSE
+              and not _same_thing(best, c)]
+    return best, [best, *others], not rivals
+
+
+def _same_thing(a: Candidate, b: Candidate) -> bool:
+    """Two units that run the same thing: one playbook whole and its only tagged entry, or two units of one
+    playbook with the same tags."""
+    ua, ub = a.unit, b.unit
+    if ua.playbook is not ub.playbook:
+        return False
+    return ua.tags == ub.tags or ua.kind == "playbook" or ub.kind == "playbook"
+
+
+def choose_inventory(catalog: Catalog, project: Project, intent: Intent, best: Candidate,
+                     commands: list[Command], wanted: str | None) -> tuple[str | None, str, bool, list[str]]:
+    """``(inventory, source, present, problems)`` for a plan of ``best`` in ``project``.
+
+    In order: ``wanted``; the environment the request names; the one the owner's commands run this
+    playbook with; ``ansible.cfg``'s (present or not); the only one found; the one a committed example is
+    meant to become. ``problems`` says what to do when it is absent, or when several fit and none is named.
+
+    Raises:
+        PathOutsideRepo / InvalidInput: ``wanted`` leaves the repo or names no inventory.
+    """
+    root = catalog.root
+    present = list(project.inventories)
+    everywhere = present + [c for p in catalog.projects.values() if p is not project for c in p.inventories]
+    if wanted:
+        view = catalog.using(project, wanted)
+        choice = view.inventory_choice
+        assert choice is not None  # using() raises for a wanted inventory that is not there
+        return choice.path, "given", True, []
+    if intent.environment:
+        found = inventory_for_environment(present, intent.environment) or \
+            inventory_for_environment(everywhere, intent.environment)
+        if found is not None:
+            return found.path, f"the request names {intent.environment}", True, []
+    with_inventory = [c for c in best.commands if c.inventory]
+    if not with_inventory and best.unit.playbook is not None:
+        with_inventory = [c for c in commands if c.playbook == best.unit.playbook.name and c.inventory]
+    if len({c.inventory for c in with_inventory}) == 1:
+        path = with_inventory[0].inventory
+        assert path is not None
+        return path, f"the repo's {with_inventory[0].source.rsplit(':', 1)[0]} runs it with -i {path}", \
+            _exists(root, path), _absent(project, path, root)
+    expected = project.expected_inventory(root)
+    in_project = [c.inventory for c in commands if c.inventory and c.playbook and
+                  catalog.project_for(c.playbook) is project]
+    if expected is None and in_project:
+        common = max(dict.fromkeys(in_project), key=in_project.count)
+        return common, "the repo's commands run its playbooks with -i " + common, _exists(root, common), \
+            _absent(project, common, root)
+    if expected is not None:
+        source = "ansible.cfg" if project.cfg.inventory else \
+            "found" if any(c.path == expected for c in present) else "example"
+        return expected, source, _exists(root, expected), _absent(project, expected, root)
+    if present:
+        names = ", ".join(f"{c.name} ({c.path})" for c in present)
+        return None, "none", False, [f"several inventories and ansible.cfg names none: {names}; choose one with "
+                                     "--inventory NAME (CLI) or the inventory argument (tools)"]
+    where = (project.dir + "/") if project.dir else ""
+    return None, "none", False, [
+        f"no inventory in the repo (looked at {where}ansible.cfg, {where}inventory, {where}inventories/<env>/, "
+        f"{where}hosts*, {where}inventory.*): create one, or pass --inventory PATH"]
+
+
+def _exists(root: Path, path: str) -> bool:
+    target = (root / path).resolve()
+    return target.is_relative_to(root.resolve()) and target.exists()
+
+
+def _absent(project: Project, path: str, root: Path) -> list[str]:
+    """The fix for an inventory the owner runs with that is not in this checkout."""
+    if _exists(root, path):
+        return []
+    copies = [f"copy {example} to {target}" for example, target in project.examples
+              if target == path or target.startswith(path.rstrip("/") + "/") or path.startswith(target + "/")]
+    copies = copies or [f"copy {example} to {target}" for example, target in project.examples]
+    fix = copies[0] if copies else f"create {path}"
+    return [f"inventory {path} is not in this checkout (gitignored or not yet written): {fix}, or pass --inventory "
+            "PATH"]
+
+
+_TARGET = re.compile(r"\b(?:on|to|across|onto|for)\s+(?:the\s+|my\s+|our\s+|all\s+(?:the\s+|of\s+the\s+)?|every\s+|each\s+)?"
+                     r"([a-z0-9][\w.-]*)(?:\s+([a-z0-9][\w.-]*))?", re.I)
+
+
+def target_words(request: str) -> list[str]:
+    """Normalised words that follow "on", "to", "across": where the request wants it run ("on the Pis" ->
+    ``pis``, ``pi``; "on raspi1" -> ``raspi1``), with the joined pair ("on the proxmox nodes")."""
+    out: list[str] = []
+    for first, second in _TARGET.findall(request):
+        for word in filter(None, (first, second, first + (second or ""))):
+            n = norm(word)
+            out += [n, n[:-1]] if n.endswith("s") and len(n) > 3 else [n]
+    return out
+
+
+def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: str | None,
+                 wanted: str | None) -> tuple[str | None, str | None]:
+    """``(limit, source)``, in order: ``wanted``; a host or group the request names ("on the Pis", "on
+    raspi1") that the inventory or a play names; the owner's command's ``--limit`` for this unit (one that
+    runs it by its tag or limits it to its name); the play's group when the unit's tag does not keep the run to
+    that play (no tag, or the role applied by other plays too) and the playbook's plays target different hosts;
+    else None."""
+    if wanted:
+        return wanted, "given"
+    unit = best.unit
+    known: dict[str, str] = {}
+    for pattern in (unit.playbook.host_patterns if unit.playbook else ()):
+        for name in re.split(r"[:,&!\s]+", pattern):
+            known.setdefault(norm(name), name)
+    if inventory is not None and _exists(catalog.root, inventory):
+        for name in sorted(inventory_names(catalog.root / inventory)):
+            known.setdefault(norm(name), name)
+    own = unit_names(unit) | {norm(t) for t in unit.tags}
+    play_hosts = {norm(h) for h in unit.hosts} | ({norm(unit.playbook.host_patterns[0])} if unit.playbook and
+                                                   len(unit.playbook.host_patterns) == 1 else set())
+    targets = sorted((e for e in target_words(intent.text) if e in known and e not in own and e != best.entity),
+                     key=len, reverse=True)
+    if targets:  # "on the Pis", "on raspi1"; a group the play already targets alone adds nothing
+        return (known[targets[0]], "the request names it") if targets[0] not in play_hosts else (None, None)
+    limits = list(dict.fromkeys(c.limit for c in best.commands if c.limit and (
+        set(c.tags) & set(unit.tags) or {norm(p) for p in re.split(r"[:,&!\s]+", c.limit)} & (own | {best.entity}))))
+    if len(limits) == 1:
+        return limits[0], f"the repo's {best.commands[0].source.rsplit(':', 1)[0]}"
+    whole = next((u for u in catalog.units if u.kind == "playbook" and u.playbook is unit.playbook), None)
+    if unit.playbook is not None and unit.kind != "playbook" and unit.hosts and best.entity and \
+            (whole is None or best.entity not in unit_names(whole)) and len(set(unit.playbook.host_patterns)) > 1:
+        elsewhere = [u for u in catalog.units if u.playbook is unit.playbook and u is not unit
+                     and u.role_name == unit.role_name and u.kind == unit.kind]
+        if not unit.tags or elsewhere:
+            hosts = ",".join(unit.hosts)
+            if hosts not in ("all", "*", "localhost"):
+                return hosts, "the play that applies it (its tag does not keep the run to that play)"
+    return None, None
+
+
+def understand(catalog: Catalog, request: str, ranked: list[matching.Match], commands: list[Command], *,
+               inventory: str | None = None, limit: str | None = None) -> Answer:
+    """The :class:`Answer` to ``request`` over ``catalog`` (``ranked`` by :func:`matching.rank`, perhaps
+    blended with meaning). Never reads the inventory's hosts and never asks what is installed.
+
+    Raises:
+        NoMatch, RoleNotApplied: see :func:`choose`.
+        PathOutsideRepo / InvalidInput: ``inventory`` leaves the repo or names no inventory.
+    """
+    intent = read_intent(request)
+    best, distinct, sure = choose(catalog, intent, ranked, commands)
+    assert best.unit.playbook is not None
+    project = catalog.project_for(best.unit.playbook.name)
+    path, source, present, problems = choose_inventory(catalog, project, intent, best, commands, inventory)
+    chosen_limit, limit_source = choose_limit(catalog, best, intent, path, limit)
+    return Answer(intent, best, distinct, sure, project, path, source, present, chosen_limit, limit_source,
+                  problems)
+
+
+def inventory_choice(answer: Answer) -> InventoryChoice | None:
+    """The answer's inventory as the catalog's choice, when it is present here."""
+    if answer.inventory is None or not answer.inventory_present:
+        return None
+    return InventoryChoice(Path(answer.inventory).stem, answer.inventory, answer.inventory_source)
