@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chiffon.servers.ansible import generated, matching, plans, understand
+from chiffon.servers.ansible import generated, matching, plans, prompted, understand
 from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.ansible.units import hosts_of_condition
@@ -128,6 +128,7 @@ async def plan_request(
     on_event: EventCallback | None = None,
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
+    typed: prompted.Typed | None = None,
 ) -> plans.Plan:
     """Match ``request`` to a playbook, run it in check mode and store the plan.
 
@@ -137,6 +138,8 @@ async def plan_request(
 
     Without ``limit``, a unit gated to named hosts (``when: inventory_hostname == "monitor"``), or one of
     a playbook whose plays target different hosts, is planned with ``--limit`` its hosts (:func:`_limit_for`).
+
+    ``typed``: vault or become passwords a human typed at a terminal (CLI only; never an MCP argument).
 
     ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
     applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
@@ -157,7 +160,7 @@ async def plan_request(
         gen = await asyncio.to_thread(generated.for_role, catalog, apply_role, apply_to)
         return await plans.create_plan(svc.rt, catalog, gen.name, request=request, generated=gen, limit=limit,
                                        skip_tags=skip_tags, extra_vars=extra_vars, secret_vars=secret_vars,
-                                       on_event=on_event)
+                                       on_event=on_event, typed=typed)
     catalog = await svc.catalog(repo)  # the inventory is chosen per Ansible project, below
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
@@ -200,7 +203,7 @@ async def plan_request(
         svc.rt, view, unit.playbook.name, request=request, match=best.match, alternatives=alternatives,
         planner=note, limit=limit, tags=list(unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
         secret_vars=secret_vars, unit=unit, on_event=on_event, expected_inventory=answer.inventory,
-        problems=answer.problems,
+        problems=answer.problems, typed=typed,
     )
 
 

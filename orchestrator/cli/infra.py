@@ -133,6 +133,7 @@ class RequestOptions:
     code: str | None = None
     apply_role: str | None = None
     apply_to: str | None = None
+    typed: Any = None  # servers.ansible.prompted.Typed: passwords typed at this terminal, held in memory only
 
 
 async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
@@ -159,7 +160,8 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                     plan = await plan_request(svc, request, limit=opts.limit, extra_vars=opts.extra_vars,
                                               skip_tags=opts.skip_tags, secret_vars=opts.secret_vars,
                                               apply_role=opts.apply_role,
-                                              apply_to=opts.apply_to, on_event=on_check, router=router)
+                                              apply_to=opts.apply_to, on_event=on_check, router=router,
+                                              typed=opts.typed)
             if not as_json:
                 show_plan(plan)
             if plan.blocked_reason:
@@ -217,17 +219,45 @@ def run(
     secret_var: Annotated[list[str], typer.Option(
         "--secret-var", help="KEY of an -e value that is a secret (never stored or shown; *_password etc. already "
                              "are).")] = [],  # noqa: B006
+    ask_vault_pass: AskVaultOpt = False,
+    ask_become_pass: AskBecomeOpt = False,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Plan a request (check mode + diff), get approval, run it, record state and audit."""
     setup_logging(verbose)
+    typed = ask_passwords(ask_vault_pass, ask_become_pass)
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
     settings = settings_or_exit(config, **overrides)
     opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=split_csv(skip_tags),
                           extra_vars=parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
-                          apply_to=apply_to, code=code)
+                          apply_to=apply_to, code=code, typed=typed)
     raise typer.Exit(run_or_exit(_run_request(settings, request, opts, approve, as_json)))
+
+
+AskVaultOpt = Annotated[bool, typer.Option(
+    "--ask-vault-pass", help="Type the ansible-vault password here (no echo); it is held in this process's memory "
+                             "for the check and the run, never stored, logged or shown to a model.")]
+AskBecomeOpt = Annotated[bool, typer.Option(
+    "--ask-become-pass", help="Type the become (sudo) password here (no echo); held in memory like --ask-vault-pass.")]
+
+
+def ask_passwords(vault: bool, become: bool) -> Any:
+    """Ask for the vault and become passwords on the terminal (no echo, the prompt on the terminal, never
+    on stdout); None when neither is wanted. Exits 2 without a terminal: nobody would type them."""
+    if not (vault or become):
+        return None
+    import getpass
+
+    from chiffon.servers.ansible.prompted import Typed
+
+    if not sys.stdin.isatty():
+        err.print("[bold red]error:[/] --ask-vault-pass / --ask-become-pass need a terminal to type the password "
+                  "in, and there is none. Run the command in your own terminal, or use a password file "
+                  "(--vault-password-file).", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR)
+    return Typed(vault=getpass.getpass("Vault password: ") if vault else None,
+                 become=getpass.getpass("BECOME password: ") if become else None)
 
 
 def _ask_code(settings: Settings, given: str | None) -> str | None:
@@ -293,10 +323,16 @@ def reject_cmd(plan_id: str, reason: Annotated[str | None, typer.Option(help="No
 
 
 @app.command("execute")
-def execute_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def execute_cmd(plan_id: str, as_json: JsonOpt = False, ask_vault_pass: AskVaultOpt = False,
+                ask_become_pass: AskBecomeOpt = False, config: ConfigOpt = None) -> None:
     """Run an approved plan."""
     setup_logging()
     settings = settings_or_exit(config)
+    typed = ask_passwords(ask_vault_pass, ask_become_pass)
+    if typed is not None:
+        from chiffon.servers.ansible import prompted
+
+        prompted.hold(plan_id, typed)
     from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.ansible import execution, plans
     from chiffon.servers.ansible.service import AnsibleService

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import preview, snapshot
+from chiffon.servers.ansible import preview, prompted, snapshot
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
@@ -170,12 +170,15 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                 roles_path = generated_playbooks.role_bases(catalog, snap.tree)
             project = catalog.projects.get(plan.project)
             in_project = catalog.using(project, missing="-") if project is not None else catalog
+            typed = prompted.held(plan_id)
+            vault = None if typed and typed.vault else \
+                preview.vault_password(in_project, rt.settings.ansible.vault_password_file)
             outcome = await run_playbook(
                 snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
                 check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
                 extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
                 roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
-                vault_password_file=preview.vault_password(in_project, rt.settings.ansible.vault_password_file),
+                vault_password_file=vault, typed=typed,
                 timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
             )
         except Exception as exc:
@@ -193,6 +196,7 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                 await asyncio.wait_for(_record_outcome(rt, plan, ended), RECORD_ON_CANCEL_S)
             raise
         secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
+        prompted.forget(plan_id)
         duration = round(asyncio.get_running_loop().time() - started, 3)
         ended = _ended(plan, run_id, outcome, duration, unrecorded)
         await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import preview, snapshot, variables
+from chiffon.servers.ansible import preview, prompted, snapshot, variables
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Unit, parse_playbook
 from chiffon.servers.ansible.generated import Generated
@@ -117,6 +117,7 @@ async def create_plan(
     on_event: EventCallback | None = None,
     expected_inventory: str | None = None,
     problems: list[str] | None = None,
+    typed: prompted.Typed | None = None,
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
     approval, with an audit commit.
@@ -135,7 +136,8 @@ async def create_plan(
     inventory (``problems`` from the planner, or the catalog's own), vault-encrypted vars and no password,
     a ``vars_prompt`` with no value or ``ansible.cfg`` asking for a password: the plan is stored with its
     playbook, tags, limit and inventory (``expected_inventory`` when it is absent), no check is run, and
-    ``blocked_reason`` gives each fix.
+    ``blocked_reason`` gives each fix. ``typed``: passwords a human typed at a terminal for this plan
+    (:mod:`servers.ansible.prompted`); held in this process for the run, never stored.
 
     Raises:
         PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, tags, limit or extra_vars.
@@ -169,8 +171,11 @@ async def create_plan(
     limit = catalog.validate_limit(limit) if catalog.inventory_choice is not None else preview.validate_limit_text(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
-    problems += preview.preflight_problems(catalog, playbook, extra_vars)
-    vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file)
+    answered = frozenset({"ask_vault_pass"} if typed and typed.vault else set()) | \
+        frozenset({"become_ask_pass"} if typed and typed.become else set())
+    problems += preview.preflight_problems(catalog, playbook, extra_vars, answered)
+    vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file,
+                                                             typed=bool(typed and typed.vault))
     problems += [vault_problem] if vault_problem else []
     # only input that passed every check reaches the snapshot store and ansible-runner
     snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
@@ -189,7 +194,7 @@ async def create_plan(
         outcome = await run_playbook(
             snap.tree, run_path, snap.tree / inventory, check_dir, check=True, limit=limit, tags=tags,
             skip_tags=skip_tags, extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
-            project=catalog.project if generated is None else "",
+            project=catalog.project if generated is None else "", typed=typed,
             timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
         )
         risk, reasons = assess(playbook, outcome)
@@ -211,6 +216,8 @@ async def create_plan(
         generated.content if generated else None, snap.digest, catalog.project if generated is None else "",
     )
     await asyncio.to_thread(secret_vars_store.keep, rt.settings.secrets_dir, plan_id, secret)
+    if typed is not None and not blocked:
+        prompted.hold(plan_id, typed)  # in this process only, for the run after approval
     plan = Plan(**dict(row))
     selected = playbook.name + (f" --tags {','.join(tags)}" if tags else "")
     sha = await asyncio.to_thread(
@@ -296,6 +303,7 @@ async def decide(
         )
     if decision == "rejected":
         secret_vars_store.discard(rt.settings.secrets_dir, plan_id)
+        prompted.forget(plan_id)
     kind = "approval" if decision == "approved" else "rejection"
     sha = await asyncio.to_thread(
         rt.audit.record, kind, f"{plan_id} {decision} by {approver} via {channel}",

@@ -83,11 +83,14 @@ def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
     encrypted = vault_files(catalog)
     if chosen is not None and not Path(chosen).expanduser().is_file():
         raise RepoError(f"vault password file {chosen} does not exist; set ansible.vault_password_file "
-                        "(CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE) or --vault-password-file to a readable file")
+                        "(CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE) or --vault-password-file to a readable file, or "
+                        "type the password in your own terminal: `chiffon run \"<request>\" --ask-vault-pass`")
     if encrypted and chosen is None:
         raise RepoError(f"{', '.join(encrypted[:5])} {'is' if len(encrypted) == 1 else 'are'} encrypted with "
                         "ansible-vault and no vault password is set: pass --vault-password-file FILE or set "
-                        "ansible.vault_password_file (CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE)")
+                        "ansible.vault_password_file (CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE), or type it in your "
+                        "own terminal: `chiffon run \"<request>\" --ask-vault-pass` (never through the IDE: a "
+                        "model must not see it)")
     return Path(chosen).expanduser().resolve() if chosen else None
 
 
@@ -104,24 +107,31 @@ def validate_limit_text(limit: str | None) -> str | None:
     return limit
 
 
-def vault_password_or_problem(catalog: Catalog, configured: Path | None) -> tuple[Path | None, str | None]:
-    """:func:`vault_password`, with a missing password as a problem (the plan's fix) instead of an error."""
+def vault_password_or_problem(catalog: Catalog, configured: Path | None,
+                              typed: bool = False) -> tuple[Path | None, str | None]:
+    """:func:`vault_password`, with a missing password as a problem (the plan's fix) instead of an error;
+    ``typed``: a human typed the password at a terminal for this plan, so nothing is missing."""
+    if typed:
+        return None, None
     try:
         return vault_password(catalog, configured), None
     except RepoError as exc:
         return None, str(exc)
 
 
-def preflight_problems(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) -> list[str]:
-    """:func:`preflight`'s findings as problems that block a plan (each with its fix), not errors."""
+def preflight_problems(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any],
+                       answered: frozenset[str] = frozenset()) -> list[str]:
+    """:func:`preflight`'s findings as problems that block a plan (each with its fix), not errors.
+    ``answered``: the ``ansible.cfg`` prompts a human answers at a terminal for this plan."""
     try:
-        preflight(catalog, playbook, extra_vars)
+        preflight(catalog, playbook, extra_vars, answered)
     except (InvalidInput, RepoError) as exc:
         return [str(exc)]
     return []
 
 
-def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) -> None:
+def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any],
+              answered: frozenset[str] = frozenset()) -> None:
     """Refuse what would make a non-interactive run hang on a prompt.
 
     Raises:
@@ -137,10 +147,13 @@ def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any]) 
     if cfg is not None:
         text = cfg.read_text(errors="replace").lower()
         for key in ("become_ask_pass", "ask_pass", "ask_vault_pass"):
+            if key in answered:
+                continue
             if re.search(rf"^\s*{key}\s*=\s*(true|yes|1)\b", text, re.MULTILINE):
                 raise RepoError(f"{cfg.name} sets {key} = true: Ansible would wait for a password nobody types. "
-                                "Put the secret in the inventory (vault-encrypted: ansible_become_password) or "
-                                "use passwordless sudo for the deploy user, then plan again.")
+                                "Type it in your own terminal (`chiffon run \"<request>\" --ask-become-pass` or "
+                                "--ask-vault-pass), put the secret in the inventory (vault-encrypted: "
+                                "ansible_become_password) or use passwordless sudo for the deploy user.")
 
 
 def _tasks_of_unit(catalog: Catalog, playbook: Playbook, unit: Unit | None) -> list[Task]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from chiffon.servers.ansible.prompted import Typed
 from chiffon.shared.errors import AnsibleError
 from chiffon.shared.redact import redact, redact_text
 
@@ -202,6 +203,7 @@ async def run_playbook(
     vault_password_file: Path | None = None,
     roles_path: list[Path] | None = None,
     project: str = "",
+    typed: Typed | None = None,
     timeout_s: int = 3600,
     forks: int = 5,
     on_event: EventCallback | None = None,
@@ -215,6 +217,8 @@ async def run_playbook(
         vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars.
         roles_path: folders to find roles in (``ANSIBLE_ROLES_PATH``), for a playbook that lives outside the
             repo (a generated one); ``playbook`` is then an absolute path.
+        typed: passwords a human typed at a terminal (:mod:`servers.ansible.prompted`): Ansible is asked to
+            prompt (``--ask-vault-pass``) and ansible-runner answers from memory; nothing is written to disk.
         project: the Ansible project's folder, relative to ``repo`` (``ansible`` for ``ansible/ansible.cfg``):
             ansible-playbook runs there, so its ``ansible.cfg`` applies, as ``cd ansible && ansible-playbook``.
         extra_vars: passed with ``-e @file``, every string ``!unsafe``.
@@ -240,8 +244,10 @@ async def run_playbook(
         cmdline += ["--tags", ",".join(tags)]
     if skip_tags:
         cmdline += ["--skip-tags", ",".join(skip_tags)]
-    if vault_password_file is not None:
+    if vault_password_file is not None and not (typed and typed.vault):
         cmdline += ["--vault-password-file", str(vault_password_file)]
+    if typed is not None:
+        cmdline += typed.flags()
     vars_file = private_dir / "extra_vars.yml"
     if extra_vars:  # 0600, and deleted once Ansible is done: it may hold secret values
         fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -277,6 +283,8 @@ async def run_playbook(
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
                 cancel_callback=cancelled.is_set, settings={"pexpect_timeout": CANCEL_POLL_S},
+                passwords=typed.answers() if typed else None,
+                suppress_env_files=True,  # env/envvars, env/passwords, env/cmdline stay in memory
             )
         finally:
             vars_file.unlink(missing_ok=True)

@@ -90,16 +90,19 @@ def test_unreachable_postgres_is_a_clear_message_not_a_traceback(cli_env: dict[s
     assert "Traceback" not in proc.stderr
 
 
-def test_repo_without_an_inventory_names_where_it_looked_and_exits_2(cli_env: dict[str, str],
-                                                                      tmp_path: Path) -> None:
+def test_repo_without_an_inventory_answers_then_blocks_with_the_fix_and_exits_2(cli_env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
     repo = tmp_path / "[bold]not-git[red]"  # square brackets in a path must print as written
     repo.mkdir()
     (repo / "redis.yml").write_text("# Deploy Redis\n- hosts: all\n  tasks: [{ansible.builtin.debug: {}}]\n")
     (repo / "hosts.example").write_text("[all]\nlocalhost\n")
-    proc = chiffon(cli_env, "run", "deploy redis", "--repo", str(repo), "--approve")
+    proc = chiffon(cli_env, "run", "deploy redis", "--repo", str(repo), "--approve", "--json")
     assert proc.returncode == 2, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["status"], out["playbook"], out["inventory"]) == ("blocked", "redis.yml", "hosts")
+    assert "copy hosts.example to hosts" in out["blocked_reason"]
     text = " ".join(proc.stderr.split())
-    assert "no usable inventory (looked at" in text and "[bold]not-git[red]" in text
+    assert "copy hosts.example to hosts" in text and "Nothing changed" in text
     assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
 
 
