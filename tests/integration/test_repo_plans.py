@@ -169,3 +169,23 @@ async def test_nested_and_import_tasks_shapes_check_for_real(rt: Runtime, tmp_pa
     assert (plan.playbook, plan.tags, plan.hosts) == (playbook, tags, hosts)
     assert plan.check_result["status"] == "successful" and plan.blocked_reason is None
     assert {e["host"] for e in plan.check_result["events"] if e["changed"]} == set(hosts)
+
+
+async def test_a_gitignored_inventory_and_an_absent_vault_password_give_a_stored_blocked_answer(
+        rt: Runtime, tmp_path: Path) -> None:
+    repo = repos.gitignored_inventory(tmp_path / "r")
+    plan = await plan_request(svc_for(rt, repo), "Tear down immich")
+    assert (plan.playbook, plan.tags, plan.inventory, plan.status) == \
+        ("teardown.yml", ["immich"], "inventory", "pending_approval")
+    assert "copy inventory.example to inventory" in plan.blocked_reason
+    assert "vault password file" in plan.blocked_reason and "--ask-vault-pass" in plan.blocked_reason
+    assert plan.check_result["status"] == "not_run" and plan.audit_commit
+    with pytest.raises(PlanStateError, match="cannot be approved as-is"):
+        await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
+
+
+async def test_a_subfolder_project_is_checked_from_its_own_folder(rt: Runtime, tmp_path: Path) -> None:
+    plan = await plan_request(svc_for(rt, repos.subfolder_project(tmp_path / "r")), "Deploy Jellyfin")
+    assert (plan.project, plan.playbook, plan.inventory, plan.host_limit) == \
+        ("ansible", "ansible/site.yml", "ansible/inventory.ini", "jellyfin")
+    assert plan.check_result["status"] == "successful" and plan.hosts == ["media"]
