@@ -149,7 +149,7 @@ def rank(catalog: Catalog, request: str) -> list[Match]:
     return sorted(matches, key=_order)
 
 
-_KIND_ORDER = {"tasks": 0, "role": 0, "play": 0, "playbook": 1, "unused-role": 2}
+_KIND_ORDER = {"tasks": 0, "role": 0, "play": 0, "tagged": 1, "playbook": 1, "unused-role": 2}
 
 
 def _order(m: Match) -> tuple[float, int, str]:

@@ -84,6 +84,7 @@ class Task:
     keywords: frozenset[str] = frozenset()
     check_mode: Any = None  # the task's check_mode keyword as written (False: runs for real in check mode)
     delegate_to: str | None = None
+    tags: tuple[str, ...] = ()  # the task's own tags and its blocks' (not the play's)
 
 
 @dataclass(frozen=True)
@@ -115,21 +116,24 @@ def _module_of(item: dict[str, Any]) -> str:
 
 
 def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] = (), hosts: str = "",
-               play: str = "", inherited_check_mode: Any = None) -> tuple[list[Task], list[Application]]:
+               play: str = "", inherited_check_mode: Any = None,
+               own_tags: tuple[str, ...] = ()) -> tuple[list[Task], list[Application]]:
     """Tasks of a task list (blocks flattened, their ``check_mode`` inherited) and the roles/task files it
-    imports or includes."""
+    imports or includes. ``own_tags``: the enclosing blocks' tags (a task's ``tags`` are these and its own)."""
     tasks: list[Task] = []
     applied: list[Application] = []
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
         item_tags = tags + tuple(as_list(item.get("tags")))
+        item_own = own_tags + tuple(as_list(item.get("tags")))
         item_when = when + tuple(conditions(item.get("when")))
         if any(k in item for k in ("block", "rescue", "always")):
             for nested in ("block", "rescue", "always"):
                 more, more_applied = walk_tasks(item.get(nested), tags=item_tags, when=item_when, hosts=hosts,
                                                 play=play,
-                                                inherited_check_mode=item.get("check_mode", inherited_check_mode))
+                                                inherited_check_mode=item.get("check_mode", inherited_check_mode),
+                                                own_tags=item_own)
                 tasks.extend(more)
                 applied.extend(more_applied)
             continue
@@ -147,7 +151,8 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
                     applied.append(Application("tasks", each, item_tags, item_when, hosts, play))
         tasks.append(Task(str(item.get("name", "")), module, args, frozenset(map(str, item)),
                           item.get("check_mode", inherited_check_mode),
-                          str(item["delegate_to"]) if item.get("delegate_to") else None))
+                          str(item["delegate_to"]) if item.get("delegate_to") else None,
+                          tuple(dict.fromkeys(item_own))))
     return tasks, applied
 
 
@@ -185,6 +190,17 @@ class Play:
     tags: tuple[str, ...]
     roles: tuple[str, ...]
     task_names: tuple[str, ...]
+    task_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (tag set on tasks of this play, those tasks' names)
+
+
+def tags_of_tasks(tasks: list[Task] | tuple[Task, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``((tag, task names), ...)`` for the tags set on tasks or blocks (``tags: packages`` on three tasks of
+    an update play): each selects those tasks with ``--tags``."""
+    found: dict[str, list[str]] = {}
+    for task in tasks:
+        for tag in task.tags:
+            found.setdefault(tag, []).append(task.name or task.module)
+    return tuple((tag, tuple(dict.fromkeys(names))) for tag, names in found.items())
 
 
 @dataclass(frozen=True)
@@ -286,7 +302,7 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
                 play_roles.extend(a for a in more_applied if a.kind == "role")
         if host:
             plays.append(Play(index, name, host, play_tags, tuple(dict.fromkeys(a.name for a in play_roles)),
-                              tuple(t.name for t in play_tasks if t.name)))
+                              tuple(t.name for t in play_tasks if t.name), tags_of_tasks(play_tasks)))
     return Playbook(
         name=path.relative_to(root).as_posix(), path=path, description=_first_comment(text),
         service=service_of(path.stem), tags=tuple(dict.fromkeys(tags)), host_patterns=tuple(dict.fromkeys(hosts)),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chiffon.servers.ansible.plays import Application, load_yaml, walk_tasks
+from chiffon.servers.ansible.plays import Application, Task, load_yaml, tags_of_tasks, walk_tasks
 
 MAX_README_CHARS = 300
 _MAIN = ("main.yml", "main.yaml")
@@ -50,6 +50,7 @@ class Role:
     dependencies: tuple[str, ...]
     imports: tuple[Application, ...]  # task files tasks/main.yml imports, with their tags and conditions
     conditions: tuple[str, ...]  # ``when`` on tasks/main.yml entries
+    task_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # tags set on the role's tasks, with those tasks
 
     @property
     def short(self) -> str:
@@ -93,10 +94,12 @@ def parse_role(root: Path, path: Path, name: str) -> Role:
     names: list[str] = []
     imports: list[Application] = []
     conds: list[str] = []
+    every: list[Task] = []
     for file in sorted((path / "tasks").glob("*.y*ml")) if (path / "tasks").is_dir() else []:
         items = load_yaml(file.read_text(errors="replace"))
         tasks, applied = walk_tasks(items)
         names.extend(t.name for t in tasks if t.name)
+        every.extend(tasks)
         if file.stem == "main":
             imports.extend(a for a in applied if a.kind == "tasks")
             conds.extend(c for item in items or [] if isinstance(item, dict) for c in _when(item))
@@ -109,6 +112,7 @@ def parse_role(root: Path, path: Path, name: str) -> Role:
         name=name, path=path.relative_to(root).as_posix(), description=description,
         task_names=tuple(dict.fromkeys(names)), variables=tuple(dict.fromkeys(variables)),
         dependencies=tuple(deps), imports=tuple(imports), conditions=tuple(dict.fromkeys(conds)),
+        task_tags=tags_of_tasks(every),
     )
 
 

@@ -31,6 +31,7 @@ corpus of ``benchmarks/real_repos.yaml`` and the fixtures of ``tests/fixtures/re
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -64,7 +65,7 @@ ACTIONS: tuple[tuple[str, str], ...] = (
     ("restore", r"restore|recover"),
     ("stop", r"shut[\s_-]*down|power[\s_-]*off|turn off|halt|stop"),
     ("cleanup", r"clean[\s_-]*up|cleanup|prune|free (?:up )?(?:disk|space)|tidy"),
-    ("update", r"update|upgrade|patch|bump"),
+    ("update", r"updates?|upgrades?|patch(?:es)?|bump"),
     ("harden", r"harden(?:ing)?|secure|security|lock[\s_-]*down"),
     ("deploy", r"re-?deploy|deploy|re-?install|install|set[\s_-]*up|provision|launch|spin up|bring up|start|"
                r"restart|re-?create|create|add|configure|run|enable|host|put"),
@@ -102,6 +103,12 @@ class Intent:
     environment: str | None
     generic: tuple[str, ...] = ()  # words too common to name a unit alone, which may still be a tag ("services")
     also: frozenset[str] = frozenset()  # other actions the request names ("install the pending updates")
+    targets: tuple[str, ...] = ()  # where it should run: the words after on/to/across ("on the Proxmox nodes")
+
+    @property
+    def what(self) -> tuple[str, ...]:
+        """The entities that say what to run: those that are not where (all of them when that leaves none)."""
+        return tuple(e for e in self.entities if e not in self.targets) or self.entities
 
 
 def norm(text: str) -> str:
@@ -138,15 +145,18 @@ def read_intent(request: str) -> Intent:
         if i + 1 < len(plain):
             entities.append(norm(word + plain[i + 1]))
     return Intent(request, action, tuple(e for e in dict.fromkeys(entities) if len(e) > 1), env, generic,
-                  frozenset(named) - {action})
+                  frozenset(named) - {action}, tuple(dict.fromkeys(target_words(request))))
 
 
 def unit_action(unit: Unit) -> str:
     """What ``unit`` does (``remove``, ``backup``, ``restore``, ``cleanup``, ``update``, ``harden``, else
     ``deploy``), from its playbook's file name, its play's name, its tags and its role's name."""
     texts = [unit.role_name or "", *unit.entry_tags, PurePosixPath(unit.source).stem if unit.kind == "tasks" else ""]
-    if unit.kind in ("playbook", "play") and unit.playbook is not None:
-        texts += [PurePosixPath(unit.playbook.name).stem, unit.description, *unit.playbook.play_names[:3]]
+    if unit.kind == "playbook" and unit.playbook is not None:  # its file name first: upgrade.yml may back up first
+        texts = [PurePosixPath(unit.playbook.name).stem] if _action_in(PurePosixPath(unit.playbook.name).stem) else \
+            [*texts, unit.description, *unit.playbook.play_names[:3]]
+    elif unit.kind == "play" and unit.playbook is not None:
+        texts += [PurePosixPath(unit.playbook.name).stem, unit.description]
     elif unit.playbook is not None:
         stem = PurePosixPath(unit.playbook.name).stem
         texts.append(stem if _action_in(stem) in ("remove", "backup", "restore", "update", "stop") else "")
@@ -179,6 +189,14 @@ def unit_names(unit: Unit) -> set[str]:
 GENERIC_PLAYBOOKS = frozenset({"site", "main", "playbook", "deploy", "install", "setup", "run", "test-playbook",
                                "uninstall", "teardown", "remove", "update", "upgrade", "backup", "restore", "init",
                                "bootstrap", "provision", "configure", "default", "all", "start", "stop"})
+
+
+def partial_names(unit: Unit) -> set[str]:
+    """The words inside a unit's names (``media_services`` -> ``media``, ``services``): a request word that is one
+    of them names the unit less surely than its whole name."""
+    raw = {unit.service, *unit.entry_tags, unit.role_name or ""}
+    words = {norm(w) for name in raw for w in re.split(r"[-_./\s]+", name) if len(w) > 2}
+    return words - unit_names(unit) - NOT_ENTITIES
 
 
 def context_names(unit: Unit) -> set[str]:
@@ -304,6 +322,9 @@ def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tupl
     "harden", ``maintenance`` for "update"); else the unit's own most specific tag."""
     tags = [t for t in unit.entry_tags if t not in unit.tags]
     own = norm(unit.tags[0]) if unit.tags else ""
+    longer = next((t for t in tags if hit and norm(t) == hit and own and own in hit and hit != own), None)
+    if longer:
+        return (longer,)  # "docker compose" names docker-compose, not docker
     if own and any(e in own for e in intent.entities if len(e) > 2):
         return unit.tags  # the request names the unit's own tag ("prometheus node exporter")
     for tag in tags:
@@ -320,32 +341,54 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
                commands: list[Command]) -> list[Candidate]:
     """Every unit as a :class:`Candidate` with its adjusted score, best first (see the module docstring)."""
     out = []
+    named_by = {id(m.unit): unit_names(m.unit) for m in ranked}
+    total = max(len(ranked), 1)
+
+    def specificity(entity: str) -> float:
+        """How few units an entity names, in [0, 1] (the inverse document frequency, normalised): "telegraf"
+        names one role, "proxmox" a playbook, a group and five tags."""
+        df = sum(1 for names in named_by.values() if entity in names)
+        return math.log(1 + total / max(df, 1)) / math.log(1 + total)
+
+    named_somewhere = [e for e in intent.what if any(e in n for n in named_by.values())]
+    sharpest = max((specificity(e) for e in named_somewhere), default=1.0)
+    sharpest_hit = max(named_somewhere, key=specificity, default=None)
     for m in ranked:
         unit = m.unit
-        names = unit_names(unit)
-        hit = max((e for e in intent.entities if e in names), key=len, default=None)
+        names = named_by[id(unit)]
+        hits = [e for e in intent.what if e in names]
+        hit = max(hits, key=lambda e: (specificity(e), len(e)), default=None)
         tag_words = {norm(t) for t in unit.entry_tags}
+        weight = 1.0
         if hit is None:
             hit = next((g for g in intent.generic if g in tag_words), None)
-        context = [e for e in intent.entities if e in context_names(unit) and e != hit]
+        if hit is None:
+            partial = [e for e in intent.what if e in partial_names(unit) and len(e) > 3]
+            hit, weight = (max(partial, key=len), 0.5) if partial else (None, 1.0)
+        context = [e for e in intent.entities if (e in context_names(unit) or e in names) and e != hit
+                   and e not in hits]
         action = unit_action(unit)
         tags = _tag_asked(unit, hit, intent, action)
         if tags != unit.tags:
             unit = replace(unit, tags=tags, warnings=tuple(w for w in unit.warnings if "--tags" not in w))
         score, evidence = m.score, []
         if hit:
-            score += ENTITY_BONUS
+            # the request's most specific word counts in full; "proxmox" beside "telegraf" counts less
+            score += ENTITY_BONUS * weight * specificity(hit) / sharpest
             evidence.append(f"the request names {hit!r}, which is this unit's "
                             + ("tag" if hit in tag_words else "name"))
         if context:
             score += CONTEXT_BONUS * min(len(context), 2)
         if action == intent.action:
             score += ACTION_BONUS
+            if sharpest_hit is None and unit.kind == "playbook" and intent.action != "deploy":
+                score += GROUP_BONUS  # "update all the servers": a playbook that does it, not a part of one
         elif not _fits(action, intent):
             score -= ACTION_PENALTY
         own = _commands_for(unit, names | set(intent.entities) if hit else names, commands)
         if own and (hit or unit.kind == "playbook" and m.score >= matching.MIN_SCORE):
-            score += COMMAND_BONUS
+            # the owner's command for this very unit (its tag, its group) weighs more than one running the playbook
+            score += COMMAND_BONUS if any(c.tags or c.limit for c in own) else COMMAND_BONUS / 2
             evidence.append(f"the repo's {own[0].source.rsplit(':', 1)[0]} runs: {own[0].describe()}")
         if hit and _hosts_name_service(unit, hit):
             score += GROUP_BONUS
@@ -392,7 +435,7 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if c.unit.kind != "unused-role":
             distinct.setdefault(c.key, c)
     others = [c for c in distinct.values() if c is not best and c.key != best.key]
-    rivals = [c for c in others if best.entity and c.entity and best.match.score - c.match.score < CLOSE
+    rivals = [c for c in others if (c.entity or not best.entity) and best.match.score - c.match.score < CLOSE
               and not _same_thing(best, c)]
     return best, [best, *others], not rivals
 
@@ -476,7 +519,7 @@ def _absent(project: Project, path: str, root: Path) -> list[str]:
             "PATH"]
 
 
-_TARGET = re.compile(r"\b(?:on|to|across|onto|for)\s+(?:the\s+|my\s+|our\s+|all\s+(?:the\s+|of\s+the\s+)?|every\s+|each\s+)?"
+_TARGET = re.compile(r"\b(?:on|to|across|onto)\s+(?:the\s+|my\s+|our\s+|all\s+(?:the\s+|of\s+the\s+)?|every\s+|each\s+)?"
                      r"([a-z0-9][\w.-]*)(?:\s+([a-z0-9][\w.-]*))?", re.I)
 
 

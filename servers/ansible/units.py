@@ -62,7 +62,9 @@ class Unit:
         if self.playbook is not None and self.kind == "play":
             strong.append(PurePosixPath(self.playbook.name).stem)
         if self.playbook is not None and self.kind == "playbook":
-            strong += [self.playbook.name.replace("/", " "), *self.playbook.tags]
+            # the tags of its plays belong to the play units when there are several plays
+            own_tags = self.playbook.tags if len(self.playbook.plays) < 2 else ()
+            strong += [self.playbook.name.replace("/", " "), *own_tags]
             weak += list(self.playbook.play_names)
         if self.role is not None:
             weak += list(self.role.variables[:20])
@@ -142,6 +144,7 @@ def build_units(playbooks: dict[str, Playbook], roles: dict[str, Role], read_tas
         units.append(Unit(id=pb.name, kind="playbook", service=pb.service, playbook=pb, hosts=pb.host_patterns,
                           description=pb.description, steps=tuple(t.name for t in pb.tasks if t.name)))
         entries += _play_units(pb)
+        entries += _task_tag_units(pb, entries)
         seen: Counter[str] = Counter()
         for unit in entries:
             seen[unit.id] += 1  # a role applied by two plays of one playbook: two units
@@ -175,6 +178,41 @@ def _play_units(pb: Playbook) -> list[Unit]:
     return out
 
 
+def _common_tags(role: Role | None) -> tuple[str, ...]:
+    """Tags every task (or every imported task file) of ``role`` carries: ``--tags maintenance`` runs the whole
+    role when each of its imports is tagged ``maintenance`` (with ``debian``, ``docker``...)."""
+    if role is None:
+        return ()
+    sets = [set(sub.tags) for sub in role.imports]
+    if not sets and role.task_tags:
+        every = set(role.task_names)
+        sets = [{tag for tag, names in role.task_tags if set(names) >= every}] if every else []
+    common = set.intersection(*sets) if sets else set()
+    return tuple(sorted(common - GENERIC_TAGS))
+
+
+def _task_tag_units(pb: Playbook, entries: list[Unit]) -> list[Unit]:
+    """A unit for each tag set on tasks (not on a role entry, an import or a play) in a playbook's plays or the
+    roles it applies: ``--tags packages`` runs the tasks tagged ``packages``."""
+    taken = {t for u in entries for t in u.entry_tags} | set(pb.tags) | GENERIC_TAGS
+    found: dict[str, tuple[list[str], list[str]]] = {}  # tag -> (task names, hosts)
+    sources = [(play.task_tags, play.hosts) for play in pb.plays]
+    sources += [(u.role.task_tags, ",".join(u.hosts)) for u in entries if u.kind == "role" and u.role is not None]
+    for tag_list, hosts in sources:
+        for tag, names in tag_list:
+            if tag in taken:
+                continue
+            steps, where = found.setdefault(tag, ([], []))
+            steps.extend(names)
+            if hosts and hosts not in where:
+                where.append(hosts)
+    everything = {t.name for t in pb.tasks if t.name} | {n for u in entries for n in u.steps}
+    return [Unit(id=f"{pb.name}::tag:{tag}", kind="tagged", service=service_of(tag), playbook=pb, entry_tags=(tag,),
+                 hosts=tuple(where), description=f"tasks tagged {tag}", steps=tuple(dict.fromkeys(steps)),
+                 source=pb.name) for tag, (steps, where) in sorted(found.items())
+            if not everything <= set(steps)]  # a tag on every task is the whole playbook
+
+
 def _mark_dependencies(roles: dict[str, Role], name: str, applied: set[str]) -> None:
     role = roles.get(name)
     for dep in role.dependencies if role else ():
@@ -200,7 +238,7 @@ def _entry_units(pb: Playbook, app: Application, roles: dict[str, Role], near: s
     play = next((p for p in pb.plays if p.hosts == app.hosts and p.name == app.play and app.name in p.roles), None)
     others = tuple(r for r in play.roles if r != app.name) if play else ()
     units = [Unit(id=f"{pb.name}::role:{app.name}", kind="role", service=service_of(short), playbook=pb,
-                  entry_tags=app.tags, hosts=hosts, when=app.when + (role.conditions if role else ()), role=role,
+                  entry_tags=app.tags + _common_tags(role), hosts=hosts, when=app.when + (role.conditions if role else ()), role=role,
                   role_name=app.name, source=role.path if role else app.name,
                   description=role.description if role else "", steps=role.task_names if role else (),
                   also_applies=others)]
