@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chiffon.servers.ansible.commands import Command, read_commands
@@ -133,6 +133,26 @@ class Catalog:
         return cls(root, playbooks=playbooks, roles=roles, units=units, cfg=cfg, inventories=inventories,
                    inventory_choice=choice, inventory_error=error, is_git=tracked is not None, projects=projects,
                    files=tuple(files))
+
+    def imported(self, playbook: Playbook) -> list[Playbook]:
+        """The repo's playbooks that ``playbook`` imports (``import_playbook``), at any depth, each once."""
+        found: list[Playbook] = []
+        todo = [playbook]
+        while todo:
+            current = todo.pop()
+            here = PurePosixPath(current.name).parent
+            for written in current.imports:
+                name = (here / written).as_posix() if not written.startswith("/") else written
+                name = os.path.normpath(name)
+                child = self.playbooks.get(name)
+                if child is not None and child is not playbook and child not in found:
+                    found.append(child)
+                    todo.append(child)
+        return found
+
+    def importers(self, playbook: Playbook) -> list[Playbook]:
+        """The repo's playbooks that import ``playbook``, directly or through another import."""
+        return [pb for pb in self.playbooks.values() if pb is not playbook and playbook in self.imported(pb)]
 
     def project_for(self, playbook: str) -> Project:
         """The Ansible project a repo-relative ``playbook`` belongs to (:func:`layout.project_of`)."""

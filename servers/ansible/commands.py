@@ -33,7 +33,8 @@ class Command:
     """One ``ansible-playbook`` invocation written in the repo.
 
     ``playbook`` and ``inventory`` are repo-relative when they resolve to a file or folder of the repo
-    (else as written); ``source`` is ``file:line``.
+    (else as written); ``playbook`` is None when the line names none the repo has (its ``-i`` still counts as
+    evidence for the inventory); ``source`` is ``file:line``.
     """
 
     source: str
@@ -166,9 +167,11 @@ def read_commands(root: Path, files: list[str], playbooks: set[str]) -> list[Com
                 bases = [here / cd.group("dir"), PurePosixPath(cd.group("dir"))] if cd else []
                 bases += [here, PurePosixPath(".")]
                 playbook = _resolve(root, bases, args["playbook"], playbooks)  # type: ignore[arg-type]
-                if playbook is None or playbook not in playbooks:
-                    continue
                 inventory = _resolve(root, bases, args["inventory"], None)  # type: ignore[arg-type]
+                if playbook not in playbooks:
+                    if not inventory:
+                        continue
+                    playbook = None  # a playbook gone since the docs were written: its -i still says where
                 found.append(Command(f"{rel}:{number}", playbook, inventory, args["tags"],  # type: ignore[arg-type]
                                      args["limit"], " ".join(match.group(0).split())[:300]))  # type: ignore[arg-type]
     return list({(c.playbook, c.inventory, c.tags, c.limit): c for c in found}.values())

@@ -117,9 +117,12 @@ def _module_of(item: dict[str, Any]) -> str:
 
 def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] = (), hosts: str = "",
                play: str = "", inherited_check_mode: Any = None,
-               own_tags: tuple[str, ...] = ()) -> tuple[list[Task], list[Application]]:
+               own_tags: tuple[str, ...] = (),
+               variables: dict[str, Any] | None = None) -> tuple[list[Task], list[Application]]:
     """Tasks of a task list (blocks flattened, their ``check_mode`` inherited) and the roles/task files it
-    imports or includes. ``own_tags``: the enclosing blocks' tags (a task's ``tags`` are these and its own)."""
+    imports or includes. ``own_tags``: the enclosing blocks' tags (a task's ``tags`` are these and its own).
+    ``variables``: the play's ``vars``, so that ``include_role: {name: "{{ item }}"}`` over ``loop: "{{
+    roles_list }}"`` is one role per item of that list."""
     tasks: list[Task] = []
     applied: list[Application] = []
     for item in items if isinstance(items, list) else []:
@@ -133,7 +136,7 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
                 more, more_applied = walk_tasks(item.get(nested), tags=item_tags, when=item_when, hosts=hosts,
                                                 play=play,
                                                 inherited_check_mode=item.get("check_mode", inherited_check_mode),
-                                                own_tags=item_own)
+                                                own_tags=item_own, variables=variables)
                 tasks.extend(more)
                 applied.extend(more_applied)
             continue
@@ -143,11 +146,15 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
         value = item[module]
         args = value if isinstance(value, dict) else {"_raw": value}
         if module in ROLE_MODULES and args.get("name"):
-            applied.append(Application("role", str(args["name"]), item_tags, item_when, hosts, play))
+            applied_tags = as_list((args.get("apply") or {}).get("tags")) if isinstance(args.get("apply"), dict) else []
+            for each, value in _looped(str(args["name"]).strip(), item, variables):
+                extra = tuple(_substitute(t, item, value) for t in applied_tags)
+                applied.append(Application("role", each, tuple(t for t in item_tags + extra if "{{" not in t),
+                                           item_when, hosts, play))
         elif module in TASKS_MODULES:
             target = args.get("file", args.get("_raw"))
             if isinstance(target, str) and target:
-                for each in _loop_targets(target.strip(), item):
+                for each, _ in _looped(target.strip(), item, variables):
                     applied.append(Application("tasks", each, item_tags, item_when, hosts, play))
         tasks.append(Task(str(item.get("name", "")), module, args, frozenset(map(str, item)),
                           item.get("check_mode", inherited_check_mode),
@@ -156,15 +163,31 @@ def walk_tasks(items: Any, *, tags: tuple[str, ...] = (), when: tuple[str, ...] 
     return tasks, applied
 
 
-_ITEM = re.compile(r"\{\{\s*item\s*\}\}")
+def _loop_var(item: dict[str, Any]) -> str:
+    control = item.get("loop_control")
+    return str(control.get("loop_var") or "item") if isinstance(control, dict) else "item"
 
 
-def _loop_targets(target: str, item: dict[str, Any]) -> list[str]:
-    """``tasks/{{ item }}.yml`` over a literal ``loop``/``with_items`` list -> one path per item; else ``[target]``."""
+def _substitute(text: str, item: dict[str, Any], value: str | None) -> str:
+    if value is None:
+        return text
+    return re.sub(r"\{\{\s*" + re.escape(_loop_var(item)) + r"\s*\}\}", value, text)
+
+
+def _looped(target: str, item: dict[str, Any], variables: dict[str, Any] | None) -> list[tuple[str, str | None]]:
+    """``tasks/{{ item }}.yml`` (or ``{{ role_item }}`` with ``loop_control.loop_var``) over a ``loop`` /
+    ``with_items`` list, literal or a play variable holding one (``loop: "{{ roles_list }}"``), lists joined
+    with ``+`` -> ``[(path, item), ...]``; else ``[(target, None)]``."""
     values = item.get("loop", item.get("with_items"))
-    if _ITEM.search(target) and isinstance(values, list) and values and all(isinstance(v, str) for v in values):
-        return [_ITEM.sub(v, target) for v in values if "{{" not in v]
-    return [target]
+    if isinstance(values, str) and variables:
+        names = re.fullmatch(r"\{\{\s*([\w\s+]+?)\s*\}\}", values.strip())
+        parts = [variables.get(n.strip()) for n in names.group(1).split("+")] if names else []
+        values = [v for part in parts if isinstance(part, list) for v in part] if parts and all(
+            isinstance(part, list) for part in parts) else None
+    pattern = r"\{\{\s*" + re.escape(_loop_var(item)) + r"\s*\}\}"
+    if re.search(pattern, target) and isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+        return [(re.sub(pattern, v, target), v) for v in values if "{{" not in v]
+    return [(target, None)]
 
 
 def is_play(entry: Any) -> bool:
@@ -294,7 +317,8 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
         play_tasks: list[Task] = []
         for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
             more, more_applied = walk_tasks(play.get(section), tags=play_tags, when=play_when, hosts=host, play=name,
-                                            inherited_check_mode=play.get("check_mode"))
+                                            inherited_check_mode=play.get("check_mode"),
+                                            variables=play["vars"] if isinstance(play.get("vars"), dict) else None)
             tasks.extend(more)
             play_tasks.extend(more)
             if section != "handlers":

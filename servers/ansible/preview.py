@@ -35,11 +35,14 @@ VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
 
 def playbook_tags(catalog: Catalog, playbook: Playbook) -> set[str]:
-    """Every tag written in ``playbook``, the roles and task files it applies, and Ansible's special tags."""
+    """Every tag written in ``playbook``, the playbooks it imports, the roles and task files they apply, and
+    Ansible's special tags."""
     tags = set(playbook.tags) | {"always", "never", "all", "tagged", "untagged"}
+    every = [playbook, *catalog.imported(playbook)]  # main.yml --tags vaultwarden reaches services.yml's plays
     for unit in catalog.units:
-        if unit.playbook is playbook:
+        if any(unit.playbook is pb for pb in every):
             tags.update(unit.entry_tags)
+    tags.update(t for pb in every for t in pb.tags)
     return tags
 
 

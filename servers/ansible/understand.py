@@ -337,6 +337,21 @@ def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tupl
     return unit.tags
 
 
+def _through_importer(catalog: Catalog, unit: Unit, commands: list[Command]) -> tuple[Unit, str | None]:
+    """``unit`` run through the playbook that imports its own, when that is the playbook the owner's commands
+    run (``main.yml`` importing ``services.yml``: ``main.yml --tags vaultwarden``), with the sentence saying so."""
+    if unit.playbook is None or unit.kind == "unused-role":
+        return unit, None
+    run = {c.playbook for c in commands}
+    if unit.playbook.name in run:
+        return unit, None
+    for importer in catalog.importers(unit.playbook):
+        if importer.name in run and unit.tags:  # its tag keeps the importer's run to it; a whole playbook stays
+            sentence = f"the repo's commands run {importer.name}, which imports {unit.playbook.name}"
+            return replace(unit, playbook=importer), sentence
+    return unit, None
+
+
 def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
                commands: list[Command]) -> list[Candidate]:
     """Every unit as a :class:`Candidate` with its adjusted score, best first (see the module docstring)."""
@@ -396,6 +411,10 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if unit.also_applies:
             score -= 0.01 * min(len(unit.also_applies), 10)
             evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
+        unit, via = _through_importer(catalog, unit, commands)
+        if via is not None:
+            evidence.append(via)
+            own = own or [c for c in commands if unit.playbook is not None and c.playbook == unit.playbook.name]
         out.append(Candidate(matching.Match(unit, score, m.reason), hit, action, own, evidence))
     return sorted(out, key=lambda c: (-round(c.match.score, 9), matching._KIND_ORDER.get(c.unit.kind, 3),
                                       c.unit.id))
@@ -416,8 +435,7 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
     lexical_best = max((c.match.score for c in fitting if not c.entity), default=0.0)
     fitting_ids = {c.unit.id for c in fitting}
     # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
-    words_only = matching.rank(catalog, " ".join(intent.entities[::1]) + " " + " ".join(intent.generic)) \
-        if not named else []
+    words_only = matching.rank(catalog, " ".join(intent.what)) if not named and intent.what else []
     own_action = intent.action != "deploy" and any(c.action == intent.action for c in fitting)
     if not named and not own_action and \
             max((m.score for m in words_only if m.unit.id in fitting_ids), default=0.0) < matching.MIN_SCORE:
@@ -482,8 +500,8 @@ def choose_inventory(catalog: Catalog, project: Project, intent: Intent, best: C
         return path, f"the repo's {with_inventory[0].source.rsplit(':', 1)[0]} runs it with -i {path}", \
             _exists(root, path), _absent(project, path, root)
     expected = project.expected_inventory(root)
-    in_project = [c.inventory for c in commands if c.inventory and c.playbook and
-                  catalog.project_for(c.playbook) is project]
+    in_project = [c.inventory for c in commands if c.inventory and
+                  catalog.project_for(c.playbook or c.source.rsplit(":", 1)[0]) is project]
     if expected is None and in_project:
         common = max(dict.fromkeys(in_project), key=in_project.count)
         return common, "the repo's commands run its playbooks with -i " + common, _exists(root, common), \
