@@ -13,8 +13,8 @@ and inventory. Nothing is run, no inventory is read, nothing needs to be install
 first" half of planning, which never depends on the machine. A request is right when
 
 - the label says no playbook does it, and chiffon refuses (no match, or a role no playbook applies); or
-- playbook and tags equal the label's (or one of its ``also_right``); the limit equals the label's, or the
-  label has none and chiffon's is the chosen play's own ``hosts`` (the same hosts ``--tags`` would reach);
+- playbook and tags equal the label's (or one of its ``also_right``); the limit equals the label's, or one
+  of the two is none and the other is the chosen play's own ``hosts`` (the same hosts either way);
   and, where the label names an inventory, chiffon's is that path, or a folder and a file inside it.
 
 Prints one JSON object: ``repos`` scored, ``requests``, ``top1`` (share right) per run and its spread,
@@ -79,7 +79,10 @@ def score(label: dict[str, Any], answer: understand.Answer | None) -> tuple[bool
     for want in [label, *(label.get("also_right") or [])]:
         if want.get("playbook") != got["playbook"] or sorted(want.get("tags") or []) != sorted(got["tags"]):
             continue
-        limit_ok = want.get("limit") == got["limit"] or (want.get("limit") is None and got["limit"] == hosts)
+        # a limit to exactly the hosts the chosen play targets changes nothing: with it or without is the same run
+        same_hosts = {None, hosts or (unit.playbook.host_patterns[0] if unit.playbook and
+                                      len(unit.playbook.host_patterns) == 1 else None)}
+        limit_ok = want.get("limit") == got["limit"] or {want.get("limit"), got["limit"]} <= same_hosts
         inventory_ok = label.get("inventory") is None or _same_path(got["inventory"], label["inventory"])
         if limit_ok and inventory_ok:
             return True, got

@@ -112,7 +112,8 @@ def parse_invocation(rest: str) -> dict[str, object]:
         if value is not None and _TEMPLATED.search(value):
             continue
         if flag in ("-i", "--inventory", "--inventory-file") and value:
-            found["inventory"] = value
+            if "," not in value:  # "-i 127.0.0.1," is a host list, not an inventory of the repo
+                found["inventory"] = value
         elif flag in ("-t", "--tags") and value:
             found["tags"] = tuple(t.strip() for t in value.split(",") if t.strip())
         elif flag in ("-l", "--limit") and value:

@@ -301,7 +301,7 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
         play_tags = tuple(as_list(play.get("tags")))
         play_when = tuple(conditions(play.get("when")))
         tags.extend(play_tags)
-        host = str(play.get("hosts", "")) if "hosts" in play else ""
+        host = ",".join(as_list(play.get("hosts"))) if "hosts" in play else ""  # a YAML list of patterns too
         if host:
             hosts.append(host)
         name = str(play.get("name") or "")

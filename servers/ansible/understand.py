@@ -150,8 +150,10 @@ def read_intent(request: str) -> Intent:
 
 def unit_action(unit: Unit) -> str:
     """What ``unit`` does (``remove``, ``backup``, ``restore``, ``cleanup``, ``update``, ``harden``, else
-    ``deploy``), from its playbook's file name, its play's name, its tags and its role's name."""
-    texts = [unit.role_name or "", *unit.entry_tags, PurePosixPath(unit.source).stem if unit.kind == "tasks" else ""]
+    ``deploy``), from its playbook's file name, its play's name, the tag that selects it and its role's name
+    (not every tag it carries: a pihole play tagged ``pihole, update, init`` deploys Pi-hole)."""
+    texts = [unit.role_name or "", *(unit.tags or unit.entry_tags[:1]),
+             PurePosixPath(unit.source).stem if unit.kind == "tasks" else ""]
     if unit.kind == "playbook" and unit.playbook is not None:  # its file name first: upgrade.yml may back up first
         texts = [PurePosixPath(unit.playbook.name).stem] if _action_in(PurePosixPath(unit.playbook.name).stem) else \
             [*texts, unit.description, *unit.playbook.play_names[:3]]
@@ -337,6 +339,36 @@ def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tupl
     return unit.tags
 
 
+# Tags that name a phase of a playbook, by the action they do: "install", "upgrade", "uninstall"...
+PHASE_TAGS = {"deploy": ("install", "deploy", "setup"), "update": ("upgrade", "update"),
+              "remove": ("uninstall", "remove", "teardown", "destroy"), "backup": ("backup",),
+              "restore": ("restore",)}
+
+
+def _phase_unit(catalog: Catalog, unit: Unit, intent: Intent) -> Unit | None:
+    """The part of a whole playbook that does the request's action, when the playbook is split in phases by tag
+    (``playbooks/immich/main.yaml`` tagged ``install`` and ``upgrade``: "upgrade Immich" is ``--tags upgrade``)."""
+    if unit.playbook is None:
+        return None
+    parts = [u for u in catalog.units if u.playbook is unit.playbook and u.kind != "playbook" and u.tags]
+    phases = {u.tags[0]: u for u in parts if any(u.tags[0].lower() in words for words in PHASE_TAGS.values())}
+    if len(phases) < 2:
+        return None
+    wanted = PHASE_TAGS.get(intent.action, ())
+    return next((phases[t] for t in phases if t.lower() in wanted), None)
+
+
+def _command_tags(unit: Unit, own: list[Command], intent: Intent) -> tuple[str, ...] | None:
+    """The owner's command's tags for this unit, when they are its tag plus others the request names
+    (the justfile's ``--tags web,vhosts`` for "update the nginx vhosts")."""
+    for command in own:
+        extra = [t for t in command.tags if t not in unit.tags]
+        if unit.tags and set(unit.tags) <= set(command.tags) and extra and \
+                all(norm(t) in intent.entities for t in extra):
+            return command.tags
+    return None
+
+
 def _through_importer(catalog: Catalog, unit: Unit, commands: list[Command]) -> tuple[Unit, str | None]:
     """``unit`` run through the playbook that imports its own, when that is the playbook the owner's commands
     run (``main.yml`` importing ``services.yml``: ``main.yml --tags vaultwarden``), with the sentence saying so."""
@@ -411,6 +443,13 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if unit.also_applies:
             score -= 0.01 * min(len(unit.also_applies), 10)
             evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
+        phase = _phase_unit(catalog, unit, intent) if hit and unit.kind == "playbook" else None
+        if phase is not None:
+            unit = phase
+            evidence.append(f"its tag {phase.tags[0]!r} is the part of the playbook that does what was asked")
+        wider = _command_tags(unit, own, intent)
+        if wider:
+            unit = replace(unit, tags=wider)
         unit, via = _through_importer(catalog, unit, commands)
         if via is not None:
             evidence.append(via)
@@ -570,12 +609,10 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
         for name in sorted(inventory_names(catalog.root / inventory)):
             known.setdefault(norm(name), name)
     own = unit_names(unit) | {norm(t) for t in unit.tags}
-    play_hosts = {norm(h) for h in unit.hosts} | ({norm(unit.playbook.host_patterns[0])} if unit.playbook and
-                                                   len(unit.playbook.host_patterns) == 1 else set())
     targets = sorted((e for e in target_words(intent.text) if e in known and e not in own and e != best.entity),
                      key=len, reverse=True)
-    if targets:  # "on the Pis", "on raspi1"; a group the play already targets alone adds nothing
-        return (known[targets[0]], "the request names it") if targets[0] not in play_hosts else (None, None)
+    if targets:  # "on the Pis", "on raspi1": said, so shown, even where the play targets just that
+        return known[targets[0]], "the request names it"
     limits = list(dict.fromkeys(c.limit for c in best.commands if c.limit and (
         set(c.tags) & set(unit.tags) or {norm(p) for p in re.split(r"[:,&!\s]+", c.limit)} & (own | {best.entity}))))
     if len(limits) == 1:
