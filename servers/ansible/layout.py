@@ -79,6 +79,9 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
     path = Path(env["ANSIBLE_CONFIG"]).expanduser() if env.get("ANSIBLE_CONFIG") else root / "ansible.cfg"
     if path.is_dir():
         path = path / "ansible.cfg"
+    if not path.is_file() and not env.get("ANSIBLE_CONFIG"):
+        # ansible.cfg gitignored beside a committed example: the example says what the owner's one names
+        path = next((root / f"ansible.cfg{s}" for s in EXAMPLE_SUFFIXES if (root / f"ansible.cfg{s}").is_file()), path)
     if not path.is_file():
         return AnsibleCfg()
     parser = configparser.ConfigParser(interpolation=None, strict=False, inline_comment_prefixes=(";", "#"))

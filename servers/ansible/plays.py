@@ -190,6 +190,12 @@ def _looped(target: str, item: dict[str, Any], variables: dict[str, Any] | None)
     return [(target, None)]
 
 
+def _bare_play(entry: Any) -> bool:
+    """A play with ``hosts`` and no task section (a fact-gathering play: ``gather_facts: true``, ``tags:
+    always``); it counts only beside real plays."""
+    return isinstance(entry, dict) and "hosts" in entry and isinstance(entry.get("hosts"), (str, list))
+
+
 def is_play(entry: Any) -> bool:
     """A play mapping: ``hosts`` with a task section, or an ``import_playbook``."""
     if not isinstance(entry, dict):
@@ -283,7 +289,8 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
     if "hosts" not in text and "import_playbook" not in text:
         return None  # cheap filter: most YAML in a repo is not a playbook
     data = load_yaml(text)
-    if not isinstance(data, list) or not data or not all(is_play(p) for p in data):
+    if not isinstance(data, list) or not data or not all(is_play(p) or _bare_play(p) for p in data) or \
+            not any(is_play(p) for p in data):
         return None
     tags: list[str] = []
     hosts: list[str] = []

@@ -104,6 +104,7 @@ class Intent:
     generic: tuple[str, ...] = ()  # words too common to name a unit alone, which may still be a tag ("services")
     also: frozenset[str] = frozenset()  # other actions the request names ("install the pending updates")
     targets: tuple[str, ...] = ()  # where it should run: the words after on/to/across ("on the Proxmox nodes")
+    words: tuple[str, ...] = ()  # the request's own words that may name what to run, as written (no pairs)
 
     @property
     def what(self) -> tuple[str, ...]:
@@ -144,8 +145,13 @@ def read_intent(request: str) -> Intent:
             entities.append(norm(word[:-1]))
         if i + 1 < len(plain):
             entities.append(norm(word + plain[i + 1]))
+    # where it runs: the words after on/to, unless the request also names them before ("install docker on the
+    # docker hosts" asks for docker)
+    head = re.split(r"\b(?:on|to|across|onto)\b", lowered, maxsplit=1)[0]
+    said = {norm(w) for w in re.findall(r"[a-z0-9][a-z0-9._-]*", head)}
+    targets = tuple(t for t in dict.fromkeys(target_words(request)) if t not in said)
     return Intent(request, action, tuple(e for e in dict.fromkeys(entities) if len(e) > 1), env, generic,
-                  frozenset(named) - {action}, tuple(dict.fromkeys(target_words(request))))
+                  frozenset(named) - {action}, targets, tuple(w for w in plain if norm(w) not in targets))
 
 
 def unit_action(unit: Unit) -> str:
@@ -185,6 +191,8 @@ def unit_names(unit: Unit) -> set[str]:
         names |= {PurePosixPath(unit.playbook.name).stem, unit.playbook.service}
         if PurePosixPath(unit.playbook.name).stem.lower() in GENERIC_PLAYBOOKS:
             names.add(PurePosixPath(unit.playbook.name).parent.name)  # services/nut/deploy.yml is nut's
+        if len(unit.playbook.host_patterns) == 1:  # misc.yml's one play for hosts: pihole is pihole's
+            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
     return _normalised(names)
 
 
@@ -197,8 +205,10 @@ def partial_names(unit: Unit) -> set[str]:
     """The words inside a unit's names (``media_services`` -> ``media``, ``services``): a request word that is one
     of them names the unit less surely than its whole name."""
     raw = {unit.service, *unit.entry_tags, unit.role_name or ""}
-    words = {norm(w) for name in raw for w in re.split(r"[-_./\s]+", name) if len(w) > 2}
-    return words - unit_names(unit) - NOT_ENTITIES
+    if unit.kind == "playbook" and unit.playbook is not None and len(unit.playbook.plays) == 1:
+        raw.add(unit.playbook.plays[0].name)  # "Install PiHole, IAM (Authelia), and LDAP"
+    words = {norm(w) for name in raw for w in re.split(r"[-_./,()\s]+", name) if len(w) > 2}
+    return words - unit_names(unit) - NOT_ENTITIES - matching.STOPWORDS
 
 
 def context_names(unit: Unit) -> set[str]:
@@ -341,6 +351,7 @@ def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tupl
 
 # Tags that name a phase of a playbook, by the action they do: "install", "upgrade", "uninstall"...
 PHASE_TAGS = {"deploy": ("install", "deploy", "setup"), "update": ("upgrade", "update"),
+              "configure": ("configure", "config"),
               "remove": ("uninstall", "remove", "teardown", "destroy"), "backup": ("backup",),
               "restore": ("restore",)}
 
@@ -350,12 +361,24 @@ def _phase_unit(catalog: Catalog, unit: Unit, intent: Intent) -> Unit | None:
     (``playbooks/immich/main.yaml`` tagged ``install`` and ``upgrade``: "upgrade Immich" is ``--tags upgrade``)."""
     if unit.playbook is None:
         return None
+    known = {w for words in PHASE_TAGS.values() for w in words}
+    if unit.kind != "playbook" and not (unit.tags and _phase_of(unit.tags[0], known)):
+        return None  # only a whole playbook or one of its phases is swapped for the phase asked for
     parts = [u for u in catalog.units if u.playbook is unit.playbook and u.kind != "playbook" and u.tags]
-    phases = {u.tags[0]: u for u in parts if any(u.tags[0].lower() in words for words in PHASE_TAGS.values())}
+    phases = {u.tags[0]: u for u in parts if _phase_of(u.tags[0], known)}
     if len(phases) < 2:
         return None
-    wanted = PHASE_TAGS.get(intent.action, ())
-    return next((phases[t] for t in phases if t.lower() in wanted), None)
+    wanted = set(PHASE_TAGS.get(intent.action, ()))
+    if re.search(r"\b(?:re)?config(?:ure|uration|s)?\b|\bsettings\b", intent.text.lower()):
+        wanted = {"configure", "config"}  # "push the updated nagios config": the configure phase
+    chosen = next((phases[t] for t in phases if _phase_of(t, wanted)), None)
+    return chosen if chosen is not None and chosen is not unit else None
+
+
+def _phase_of(tag: str, words: set[str]) -> bool:
+    """``tag`` names one of the phase ``words`` (``install``, ``config-wireguard``, ``upgrade_packages``)."""
+    parts = re.split(r"[-_.]", tag.lower())
+    return tag.lower() in words or parts[0] in words
 
 
 def _command_tags(unit: Unit, own: list[Command], intent: Intent) -> tuple[str, ...] | None:
@@ -409,8 +432,10 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         weight = 1.0
         if hit is None:
             hit = next((g for g in intent.generic if g in tag_words), None)
-        if hit is None:
-            partial = [e for e in intent.what if e in partial_names(unit) and len(e) > 3]
+        if hit is None:  # a word inside its names ("media" of media_services), or its name inside a word
+            inside = partial_names(unit)
+            partial = [e for e in intent.what if len(e) > 3 and (e in inside or any(
+                len(n) >= 5 and e.startswith(n) for n in names))]  # "paperless-ngx" for paperless
             hit, weight = (max(partial, key=len), 0.5) if partial else (None, 1.0)
         context = [e for e in intent.entities if (e in context_names(unit) or e in names) and e != hit
                    and e not in hits]
@@ -443,7 +468,7 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if unit.also_applies:
             score -= 0.01 * min(len(unit.also_applies), 10)
             evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
-        phase = _phase_unit(catalog, unit, intent) if hit and unit.kind == "playbook" else None
+        phase = _phase_unit(catalog, unit, intent) if hit or unit.kind != "playbook" else None
         if phase is not None:
             unit = phase
             evidence.append(f"its tag {phase.tags[0]!r} is the part of the playbook that does what was asked")
@@ -474,7 +499,7 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
     lexical_best = max((c.match.score for c in fitting if not c.entity), default=0.0)
     fitting_ids = {c.unit.id for c in fitting}
     # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
-    words_only = matching.rank(catalog, " ".join(intent.what)) if not named and intent.what else []
+    words_only = matching.rank(catalog, " ".join(intent.words)) if not named and intent.words else []
     own_action = intent.action != "deploy" and any(c.action == intent.action for c in fitting)
     if not named and not own_action and \
             max((m.score for m in words_only if m.unit.id in fitting_ids), default=0.0) < matching.MIN_SCORE:
@@ -533,8 +558,9 @@ def choose_inventory(catalog: Catalog, project: Project, intent: Intent, best: C
     with_inventory = [c for c in best.commands if c.inventory]
     if not with_inventory and best.unit.playbook is not None:
         with_inventory = [c for c in commands if c.playbook == best.unit.playbook.name and c.inventory]
-    if len({c.inventory for c in with_inventory}) == 1:
-        path = with_inventory[0].inventory
+    if len({c.inventory for c in with_inventory}) == 1 and not (
+            project.cfg.inventory and not _exists(root, str(with_inventory[0].inventory))):
+        path = with_inventory[0].inventory  # (a command's -i that is not in the repo yields to ansible.cfg's)
         assert path is not None
         return path, f"the repo's {with_inventory[0].source.rsplit(':', 1)[0]} runs it with -i {path}", \
             _exists(root, path), _absent(project, path, root)
