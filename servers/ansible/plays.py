@@ -190,6 +190,54 @@ def _looped(target: str, item: dict[str, Any], variables: dict[str, Any] | None)
     return [(target, None)]
 
 
+CONTAINER_MODULES = {"docker_container", "community.docker.docker_container", "podman_container",
+                     "containers.podman.podman_container", "community.general.docker_container"}
+COMPOSE_MODULES = {"docker_compose", "docker_compose_v2", "community.docker.docker_compose",
+                   "community.docker.docker_compose_v2", "containers.podman.podman_compose",
+                   "docker_stack", "community.docker.docker_stack"}
+
+
+def _plain(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() and "{{" not in value else None
+
+
+def containers_of(tasks: list[Task] | tuple[Task, ...]) -> list[str]:
+    """Container and compose service names the tasks create: ``docker_container``/``podman_container`` names,
+    a compose project's name and the services of an inline ``definition`` (templated names are left out)."""
+    found: list[str] = []
+    for task in tasks:
+        if task.module in CONTAINER_MODULES and (name := _plain(task.args.get("name"))):
+            found.append(name)
+        elif task.module in COMPOSE_MODULES:
+            if name := _plain(task.args.get("project_name") or task.args.get("name")):
+                found.append(name)
+            definition = task.args.get("definition")
+            services = definition.get("services") if isinstance(definition, dict) else None
+            if isinstance(services, dict):
+                found += [str(k) for k in services]
+    return found
+
+
+def containers_in_vars(variables: Any) -> list[str]:
+    """Names of containers listed in variables: lists of mappings with a ``name`` and an ``image``
+    (``containers: [{name: sonarr, image: ...}]``)."""
+    found: list[str] = []
+    for value in variables.values() if isinstance(variables, dict) else []:
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, dict) and "image" in item and (name := _plain(item.get("name"))):
+                found.append(name)
+    return found
+
+
+def compose_services(text: str) -> list[str]:
+    """The service names of a compose file's text (``services:`` then its indented keys), read without templating."""
+    block = re.search(r"^services:\s*\n((?:[ \t]+.*\n?|\s*\n)+)", text, re.M)
+    if not block:
+        return []
+    indent = min((len(m.group(1)) for m in re.finditer(r"^([ \t]+)\S", block.group(1), re.M)), default=2)
+    return [m.group(1) for m in re.finditer(rf"^[ \t]{{{indent}}}([A-Za-z0-9][\w.-]*):", block.group(1), re.M)]
+
+
 def _bare_play(entry: Any) -> bool:
     """A play with ``hosts`` and no task section (a fact-gathering play: ``gather_facts: true``, ``tags:
     always``); it counts only beside real plays."""
@@ -249,6 +297,7 @@ class Playbook:
     imports: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     plays: tuple[Play, ...] = ()
+    containers: tuple[str, ...] = ()  # containers and compose services its own tasks and vars name
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: name, description, service, tags, hosts, task count."""
@@ -301,6 +350,7 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
     imports: list[str] = []
     prompts: list[str] = []
     plays: list[Play] = []
+    containers: list[str] = []
     for index, play in enumerate(data):
         for key in PLAYBOOK_IMPORTS:
             if isinstance(play.get(key), str):
@@ -316,6 +366,7 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
             names.append(name)
         if isinstance(play.get("vars"), dict):
             variables.extend(map(str, play["vars"]))
+            containers.extend(containers_in_vars(play["vars"]))
         for prompt in play.get("vars_prompt") or []:
             if isinstance(prompt, dict) and prompt.get("name"):
                 prompts.append(str(prompt["name"]))
@@ -339,4 +390,5 @@ def parse_playbook(root: Path, path: Path, text: str | None = None) -> Playbook 
         service=service_of(path.stem), tags=tuple(dict.fromkeys(tags)), host_patterns=tuple(dict.fromkeys(hosts)),
         play_names=tuple(names), tasks=tuple(tasks), variables=tuple(dict.fromkeys(variables)),
         applies=tuple(applies), imports=tuple(imports), prompts=tuple(prompts), plays=tuple(plays),
+        containers=tuple(dict.fromkeys(containers + containers_of(tasks))),
     )

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chiffon.servers.ansible.plays import Application, Task, load_yaml, tags_of_tasks, walk_tasks
+from chiffon.servers.ansible.plays import (
+    Application,
+    Task,
+    compose_services,
+    containers_in_vars,
+    containers_of,
+    load_yaml,
+    tags_of_tasks,
+    walk_tasks,
+)
 
 MAX_README_CHARS = 300
 _MAIN = ("main.yml", "main.yaml")
@@ -51,6 +60,7 @@ class Role:
     imports: tuple[Application, ...]  # task files tasks/main.yml imports, with their tags and conditions
     conditions: tuple[str, ...]  # ``when`` on tasks/main.yml entries
     task_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # tags set on the role's tasks, with those tasks
+    containers: tuple[str, ...] = ()  # containers and compose services it runs (tasks, vars, compose templates)
 
     @property
     def short(self) -> str:
@@ -112,8 +122,24 @@ def parse_role(root: Path, path: Path, name: str) -> Role:
         name=name, path=path.relative_to(root).as_posix(), description=description,
         task_names=tuple(dict.fromkeys(names)), variables=tuple(dict.fromkeys(variables)),
         dependencies=tuple(deps), imports=tuple(imports), conditions=tuple(dict.fromkeys(conds)),
-        task_tags=tags_of_tasks(every),
+        task_tags=tags_of_tasks(every), containers=tuple(dict.fromkeys(_containers(path, every))),
     )
+
+
+MAX_TEMPLATE_BYTES = 200_000
+
+
+def _containers(path: Path, tasks: list[Task]) -> list[str]:
+    """Containers the role runs: from its tasks, its defaults' container lists, and its compose templates or
+    files (``templates/docker-compose.yml.j2``: the keys under ``services:``)."""
+    found = containers_of(tasks)
+    for sub in ("defaults", "vars"):
+        found += containers_in_vars(_main_of(path / sub))
+    for folder in ("templates", "files"):
+        for file in sorted((path / folder).rglob("*compose*")) if (path / folder).is_dir() else []:
+            if file.is_file() and file.stat().st_size < MAX_TEMPLATE_BYTES:
+                found += compose_services(file.read_text(errors="replace"))
+    return found
 
 
 def _when(item: dict[str, Any]) -> list[str]:

@@ -64,6 +64,8 @@ ACTIONS: tuple[tuple[str, str], ...] = (
     ("backup", r"back[\s_-]*up|backups?|dump|snapshot"),
     ("restore", r"restore|recover"),
     ("stop", r"shut[\s_-]*down|power[\s_-]*off|turn off|halt|stop"),
+    ("bootstrap", r"from scratch|(?:a |the )?(?:fresh|new|brand[- ]new) (?:server|host|machine|box|node|vm|pi)|"
+                  r"bootstrap|initial(?:ise|ize)?(?: setup)?|first[- ]time setup|baseline"),
     ("cleanup", r"clean[\s_-]*up|cleanup|prune|free (?:up )?(?:disk|space)|tidy"),
     ("update", r"updates?|upgrades?|patch(?:es)?|bump"),
     ("harden", r"harden(?:ing)?|secure|security|lock[\s_-]*down"),
@@ -79,11 +81,16 @@ UNIT_ACTIONS: tuple[tuple[str, str], ...] = (
     ("cleanup", r"cleanup|clean[_-]up|prune"),
     ("update", r"update|upgrade|patch|maintenance|unattended"),
     ("harden", r"harden|hardening|security|secure|lockdown"),
+    ("bootstrap", r"bootstrap|initial|^init|[-_]init|first[-_]?run|server[-_]install|provision|baseline|"
+                  r"new[-_]server|setup[-_]server"),
 )
+# A deploy playbook that says so in its name (``deploy.yml``, ``install-jellyfin.yml``): the unit that answers
+# "redeploy the services" when the request names nothing more.
+SAYS_DEPLOY = re.compile(r"(?:^|[^a-z])(?:deploy|install|setup|site|main)(?:[^a-z]|$)")
 # Actions a request may be answered with besides its own (a deploy playbook also updates what it deploys).
 COMPATIBLE = {"deploy": {"deploy", "harden"}, "update": {"update", "deploy"}, "harden": {"harden", "deploy"},
               "remove": {"remove"}, "backup": {"backup"}, "restore": {"restore"}, "cleanup": {"cleanup", "update"},
-              "stop": {"stop"}}
+              "stop": {"stop"}, "bootstrap": {"bootstrap", "deploy"}}
 # Words that never name what to run.
 NOT_ENTITIES = frozenset(
     "container containers service services server servers host hosts machine machines node nodes stack stacks app "
@@ -183,6 +190,8 @@ def unit_names(unit: Unit) -> set[str]:
     """The names a request may call ``unit`` by, normalised: service, role, tags, task file, play group, and
     a playbook's own name (``deploy-uptime-kuma.yml`` -> ``uptimekuma``)."""
     names = {unit.service, *unit.entry_tags}
+    if unit.role is not None and unit.kind in ("role", "unused-role"):
+        names |= set(unit.role.containers)  # the containers and compose services it runs
     if unit.role_name:
         names |= {unit.role_name, unit.role_name.rsplit("/", 1)[-1]}
     if unit.kind == "tasks":
@@ -193,6 +202,7 @@ def unit_names(unit: Unit) -> set[str]:
             names.add(PurePosixPath(unit.playbook.name).parent.name)  # services/nut/deploy.yml is nut's
         if len(unit.playbook.host_patterns) == 1:  # misc.yml's one play for hosts: pihole is pihole's
             names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
+        names |= set(unit.playbook.containers)
     return _normalised(names)
 
 
@@ -434,7 +444,7 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
             hit = next((g for g in intent.generic if g in tag_words), None)
         if hit is None:  # a word inside its names ("media" of media_services), or its name inside a word
             inside = partial_names(unit)
-            partial = [e for e in intent.what if len(e) > 3 and (e in inside or any(
+            partial = [e for e in intent.what if len(e) > 2 and (e in inside or any(
                 len(n) >= 5 and e.startswith(n) for n in names))]  # "paperless-ngx" for paperless
             hit, weight = (max(partial, key=len), 0.5) if partial else (None, 1.0)
         context = [e for e in intent.entities if (e in context_names(unit) or e in names) and e != hit
@@ -500,7 +510,10 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
     fitting_ids = {c.unit.id for c in fitting}
     # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
     words_only = matching.rank(catalog, " ".join(intent.words)) if not named and intent.words else []
-    own_action = intent.action != "deploy" and any(c.action == intent.action for c in fitting)
+    own_action = any(c.action == intent.action for c in fitting) if intent.action != "deploy" else \
+        not intent.words and any(c.unit.kind == "playbook" and c.unit.playbook is not None and
+                                 SAYS_DEPLOY.search(PurePosixPath(c.unit.playbook.name).stem.lower())
+                                 for c in fitting)
     if not named and not own_action and \
             max((m.score for m in words_only if m.unit.id in fitting_ids), default=0.0) < matching.MIN_SCORE:
         closest = [f"{c.unit.name} ({c.match.score:.2f})" for c in ranked_c[:3]]

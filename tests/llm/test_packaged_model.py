@@ -155,5 +155,28 @@ def test_a_fresh_install_plans_with_the_packaged_model(cli_env: dict[str, str], 
     assert run.returncode == 3, run.stderr  # awaiting approval: nothing runs without a human
     plan = json.loads(run.stdout)
     note = plan["planner"]
-    assert note["chosen_by"] == "llm" and note["model"] == "smollm2-135m" and len(note["reason"]) >= 12, note
+    # the request names one unit (uptime-kuma): the model is not asked to overrule a sure answer
+    assert note["chosen_by"] == "retrieval" and "llm_skipped" in note and len(note["reason"]) >= 12, note
     assert plan["playbook"] == "deploy-uptime-kuma.yml"
+
+
+async def test_the_model_chooses_only_between_candidates_retrieval_cannot_separate(smollm2: Router,
+                                                                                   tmp_path: Path) -> None:
+    from chiffon.orchestrator.planner import choose_with_llm
+    from chiffon.servers.ansible import matching, understand
+    from chiffon.servers.ansible.catalog import Catalog
+
+    repo = tmp_path / "two-variants"
+    for variant in ("docker", "k3s"):  # the same service twice, as real repos keep a docker and a k3s variant
+        (repo / variant).mkdir(parents=True)
+        (repo / variant / "jellyfin.yml").write_text(
+            f"# Jellyfin media server ({variant})\n- hosts: media\n  tasks:\n"
+            f"    - name: Start Jellyfin on {variant}\n      ansible.builtin.debug: {{msg: x}}\n")
+    (repo / "hosts.yml").write_text("all:\n  children:\n    media:\n      hosts:\n        nas:\n")
+    catalog = Catalog.load(repo)
+    answer = understand.understand(catalog, "Deploy Jellyfin", matching.rank(catalog, "Deploy Jellyfin"),
+                                   catalog.commands)
+    assert not answer.sure  # two playbooks name jellyfin equally: a choice for the human or the model
+    rivals = [c.match for c in answer.candidates if c.entity == answer.best.entity]
+    chosen, note = await choose_with_llm(smollm2, "Deploy Jellyfin", rivals)
+    assert note["chosen_by"] == "llm" and chosen.unit.name in {"docker/jellyfin.yml", "k3s/jellyfin.yml"}
