@@ -96,3 +96,85 @@ def test_a_small_models_reason_that_is_not_a_sentence_about_the_request_is_dropp
     assert not is_sentence_about("deploy-uptime-kuma.yml", "Deploy the extsvc service", names)
     assert not is_sentence_about("backup-postgres.yml is a backup-postgres.yml", "Deploy the extsvc service", names)
     assert is_sentence_about("It deploys the extsvc service the request names.", "Deploy the extsvc service", names)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _repo(tmp_path: Path, files: dict[str, str]) -> Path:
+    repo = tmp_path / "repo"
+    for name, text in files.items():
+        _write(repo / name, text)
+    _write(repo / "hosts.yml", "all:\n  children:\n    media:\n      hosts:\n        nas:\n    pis:\n      hosts:\n"
+                               "        pi1:\n        pi2:\n")
+    return repo
+
+
+def test_tags_on_tasks_are_units(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"update.yml": "- hosts: all\n  tasks:\n"
+                                          "    - {name: Upgrade packages, ansible.builtin.apt: {upgrade: dist}, tags: packages}\n"
+                                          "    - {name: Reboot, ansible.builtin.reboot: {}, tags: reboot}\n"})
+    got = answer(repo, "Upgrade packages on the Pis")
+    assert (got.best.unit.playbook.name, got.best.unit.tags, got.limit) == ("update.yml", ("packages",), "pis")
+
+
+def test_a_playbook_split_in_phases_runs_the_phase_asked_for(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"immich/main.yml": "- hosts: media\n  tasks:\n"
+                                               "    - {name: Install, ansible.builtin.debug: {}, tags: install}\n"
+                                               "    - {name: Upgrade, ansible.builtin.debug: {}, tags: upgrade}\n"})
+    assert answer(repo, "Upgrade Immich").best.unit.tags == ("upgrade",)
+    assert answer(repo, "Install Immich").best.unit.tags == ("install",)
+
+
+def test_roles_included_in_a_loop_over_a_play_list_are_units(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {
+        "server.yml": "- hosts: media\n  vars:\n    apps: [grafana, loki]\n  tasks:\n"
+                      "    - include_role: {name: '{{ app }}', apply: {tags: '{{ app }}'}}\n"
+                      "      loop: '{{ apps }}'\n      loop_control: {loop_var: app}\n      tags: always\n",
+        "roles/grafana/tasks/main.yml": "- ansible.builtin.debug: {}\n",
+        "roles/loki/tasks/main.yml": "- ansible.builtin.debug: {}\n"})
+    got = answer(repo, "Deploy Grafana")
+    assert (got.best.unit.playbook.name, got.best.unit.tags) == ("server.yml", ("grafana",))
+
+
+def test_a_container_a_role_runs_names_it(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {
+        "site.yml": "- hosts: media\n  roles:\n    - {role: arr, tags: arr}\n    - {role: caddy, tags: caddy}\n",
+        "roles/arr/tasks/main.yml": "- community.docker.docker_compose_v2: {project_src: /srv/arr}\n",
+        "roles/arr/templates/docker-compose.yml.j2": "services:\n  sonarr:\n    image: x\n  radarr:\n    image: y\n",
+        "roles/caddy/tasks/main.yml": "- ansible.builtin.debug: {}\n"})
+    assert answer(repo, "Redeploy the Sonarr container").best.unit.tags == ("arr",)
+
+
+def test_the_playbook_the_owner_runs_imports_the_one_with_the_unit(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {
+        "main.yml": "- import_playbook: media.yml\n- import_playbook: base.yml\n",
+        "media.yml": "- hosts: media\n  roles:\n    - {role: jellyfin, tags: jellyfin}\n",
+        "base.yml": "- hosts: all\n  tasks: [{ansible.builtin.debug: {}}]\n",
+        "roles/jellyfin/tasks/main.yml": "- ansible.builtin.debug: {}\n",
+        "README.md": "```\nansible-playbook -i hosts.yml main.yml --tags <tag>\n```\n"})
+    got = answer(repo, "Deploy Jellyfin")
+    assert (got.best.unit.playbook.name, got.best.unit.tags) == ("main.yml", ("jellyfin",))
+    assert any("main.yml, which imports media.yml" in e for e in got.evidence)
+
+
+def test_a_fact_gathering_play_without_tasks_does_not_hide_the_playbook(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"site.yml": "- hosts: all\n  gather_facts: true\n  tags: [always]\n"
+                                        "- hosts: media\n  roles:\n    - {role: plex, tags: plex}\n",
+                            "roles/plex/tasks/main.yml": "- ansible.builtin.debug: {}\n"})
+    assert answer(repo, "Install Plex").best.unit.name == "site.yml --tags plex"
+
+
+def test_a_committed_ansible_cfg_example_names_the_inventory(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n",
+                            "ansible.cfg.example": "[defaults]\ninventory = inventories/home\n"})
+    got = answer(repo, "Deploy Jellyfin")
+    assert (got.inventory, got.inventory_present) == ("inventories/home", False)
+
+
+def test_a_request_from_scratch_picks_the_bootstrap_playbook(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"bootstrap.yml": "- hosts: all\n  tasks: [{name: Create the admin user, ansible.builtin.debug: {}}]\n",
+                            "jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n"})
+    assert answer(repo, "Set up a fresh server from scratch").best.unit.playbook.name == "bootstrap.yml"
