@@ -27,6 +27,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLANNER_PROMPT = PROJECT_ROOT / "prompts" / "planner.md"
+Pick = Callable[[list[understand.Candidate]], Awaitable[understand.Candidate | None]]
 CANDIDATES = 3
 
 
@@ -129,6 +131,7 @@ async def plan_request(
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
     typed: prompted.Typed | None = None,
+    pick: Pick | None = None,
 ) -> plans.Plan:
     """Match ``request`` to a playbook, run it in check mode and store the plan.
 
@@ -140,6 +143,10 @@ async def plan_request(
     a playbook whose plays target different hosts, is planned with ``--limit`` its hosts (:func:`_limit_for`).
 
     ``typed``: vault or become passwords a human typed at a terminal (CLI only; never an MCP argument).
+
+    ``pick``: asked to choose when several candidates name the request equally (a terminal's prompt); None
+    keeps retrieval's first, or lets the quick tier choose. MCP and ``--json`` return the candidates in
+    ``plan.match["planner"]["answer"]["candidates"]``.
 
     ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
     applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
@@ -179,19 +186,26 @@ async def plan_request(
         raise RoleNotApplied(request, exc.role, exc.path, await _groups(catalog)) from None
     best = answer.best
     rivals = [c for c in answer.candidates if c.entity == best.entity] if best.entity else answer.candidates
-    if router is not None and router.settings.planner and router.has_tier("quick") and not answer.sure:
+    rivals = rivals[:CANDIDATES]
+    use_llm = router is not None and router.settings.planner and router.has_tier("quick")
+    if not answer.sure and pick is not None and len(rivals) > 1:
+        picked = await pick(rivals)  # a human at a terminal chooses between what retrieval cannot separate
+        if picked is not None:
+            best = picked
+            note.update({"chosen_by": "human", "reason": f"chosen at the terminal among {len(rivals)} candidates"})
+    elif not answer.sure and use_llm and len(rivals) > 1:
         # a model decides only between candidates retrieval cannot separate, never against a unique entity match
-        chosen, said = await choose_with_llm(router, request, [c.match for c in rivals[:CANDIDATES]])
+        assert router is not None
+        chosen, said = await choose_with_llm(router, request, [c.match for c in rivals])
         best = next(c for c in rivals if c.match is chosen)
         note.update(said)
-    elif router is not None and router.settings.planner and router.has_tier("quick"):
+    elif use_llm:
         note["llm_skipped"] = "the request names one unit of the repo; retrieval's answer stands"
     note["reason"] = note.get("reason") or _explain(best)
-    note["answer"] = {**answer.as_dict(), "sure": answer.sure}
     if best is not answer.best:
-        answer = understand.Answer(answer.intent, best, answer.candidates, answer.sure, answer.project,
-                                   answer.inventory, answer.inventory_source, answer.inventory_present,
-                                   answer.limit, answer.limit_source, answer.problems)
+        answer = understand.settle(catalog, answer.intent, best, answer.candidates, answer.sure, commands,
+                                   inventory=inventory or svc.inventory, limit=limit)
+    note["answer"] = answer.as_dict()
     unit = best.unit
     assert unit.playbook is not None  # roles no playbook applies were refused above
     view = catalog.using(answer.project, answer.inventory if answer.inventory_present else None,

@@ -161,7 +161,9 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                                               skip_tags=opts.skip_tags, secret_vars=opts.secret_vars,
                                               apply_role=opts.apply_role,
                                               apply_to=opts.apply_to, on_event=on_check, router=router,
-                                              typed=opts.typed)
+                                              typed=opts.typed,
+                                              pick=_pick_on_terminal(bar) if sys.stdin.isatty() and not as_json
+                                              else None)
             if not as_json:
                 show_plan(plan)
             if plan.blocked_reason:
@@ -186,6 +188,27 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
             result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
                            0 if result.status == "succeeded" else EXIT_FAILED)
+
+
+def _pick_on_terminal(bar: Any) -> Any:
+    """A ``pick`` for the planner: list the candidates retrieval cannot separate and ask which one (Enter: the
+    first)."""
+
+    async def pick(candidates: list[Any]) -> Any:
+        bar.stop()
+        out.print("[bold]Several playbooks fit this request equally; which one?[/]")
+        for number, candidate in enumerate(candidates, 1):
+            hosts = ",".join(candidate.unit.hosts) or "-"
+            out.print(escape(f"  {number}. {candidate.unit.name}  (hosts {hosts}; {candidate.match.reason})"))
+        while True:
+            answer = str(await asyncio.to_thread(typer.prompt, "number", default="1")).strip()
+            if answer.isdigit() and 1 <= int(answer) <= len(candidates):
+                break
+            out.print(f"type a number from 1 to {len(candidates)}")
+        bar.start()
+        return candidates[int(answer) - 1]
+
+    return pick
 
 
 def _report(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float, as_json: bool,

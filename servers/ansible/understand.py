@@ -679,6 +679,17 @@ def understand(catalog: Catalog, request: str, ranked: list[matching.Match], com
     """
     intent = read_intent(request)
     best, distinct, sure = choose(catalog, intent, ranked, commands)
+    return settle(catalog, intent, best, distinct, sure, commands, inventory=inventory, limit=limit)
+
+
+def settle(catalog: Catalog, intent: Intent, best: Candidate, distinct: list[Candidate], sure: bool,
+           commands: list[Command], *, inventory: str | None = None, limit: str | None = None) -> Answer:
+    """The :class:`Answer` once ``best`` is chosen (by retrieval, a human at a terminal or a model): its project,
+    inventory and limit.
+
+    Raises:
+        PathOutsideRepo / InvalidInput: ``inventory`` leaves the repo or names no inventory.
+    """
     assert best.unit.playbook is not None
     project = catalog.project_for(best.unit.playbook.name)
     path, source, present, problems = choose_inventory(catalog, project, intent, best, commands, inventory)

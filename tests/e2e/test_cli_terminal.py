@@ -1,4 +1,5 @@
-"""``--ask-vault-pass`` on a real terminal (a pty): typed once, used by the check and the run, found nowhere after."""
+"""On a real terminal (a pty): `--ask-vault-pass` typed once and found nowhere after; the human picks between
+candidates retrieval cannot separate."""
 
 from __future__ import annotations
 
@@ -59,3 +60,37 @@ def test_ask_vault_pass_without_a_terminal_exits_2_before_anything(cli_env: dict
                            "--ask-vault-pass"], env=cli_env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "need a terminal" in " ".join(proc.stderr.split())
+
+
+def test_on_a_terminal_the_human_picks_between_equal_candidates(cli_env: dict[str, str], tmp_path: Path) -> None:
+    repo = tmp_path / "variants"
+    for variant in ("docker", "k3s"):  # the same service twice: a choice for the human
+        (repo / variant).mkdir(parents=True)
+        (repo / variant / "jellyfin.yml").write_text(
+            f"# Jellyfin ({variant})\n- hosts: media\n  gather_facts: false\n  tasks:\n"
+            f"    - name: Start Jellyfin on {variant}\n      ansible.builtin.debug: {{msg: x}}\n")
+    (repo / "hosts.yml").write_text("all:\n  vars: {ansible_connection: local}\n  children:\n    media:\n"
+                                    "      hosts:\n        localhost:\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    child = pexpect.spawn(CHIFFON, ["run", "Deploy Jellyfin", "--repo", str(repo)],
+                          env={**cli_env, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}, encoding="utf-8",
+                          timeout=300)
+    child.logfile_read = (tmp_path / "pick.log").open("w")
+    child.expect("which one")
+    child.expect(r"1\. (\S+)")
+    first = child.match.group(1)
+    child.expect(r"2\. (\S+)")
+    second = child.match.group(1)
+    assert {first, second} == {"docker/jellyfin.yml", "k3s/jellyfin.yml"}
+    child.expect("number")
+    child.sendline("2")
+    child.expect(r"Run plan (plan-\w+) now\?")
+    plan_id = child.match.group(1)
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 4  # rejected: nothing ran
+    shown = subprocess.run([CHIFFON, "audit", "--plan", plan_id, "--json"], env=cli_env, capture_output=True,
+                           text=True, timeout=120)
+    records = json.loads(shown.stdout)["records"]
+    assert any(r.get("playbook") == second for r in records), records
