@@ -18,6 +18,7 @@ first" half of planning, which never depends on the machine. A request is right 
   and, where the label names an inventory, chiffon's is that path, or a folder and a file inside it.
 
 Prints one JSON object: ``repos`` scored, ``requests``, ``top1`` (share right) per run and its spread,
+``unit_top1`` (playbook and tags, or the refusal, right: limit and inventory not scored),
 ``by_class`` (top-1 per request action and per repo shape), ``failures`` (expected against got), and the
 time to understand one request (median ms). Retrieval is deterministic, so the runs differ only in time.
 
@@ -112,7 +113,10 @@ def run_once(repos: list[dict[str, Any]], roots: dict[str, Path],
             if answers is not None:
                 answers[(entry["repo"], label["request"])] = answer
             right, got = score(label, answer)
-            rows.append({"repo": entry["repo"], "request": label["request"], "right": right,
+            unit_right, _ = score({**label, "limit": None, "inventory": None,
+                                   "also_right": [{**a, "limit": None} for a in label.get("also_right") or []]},
+                                  None if answer is None else replace(answer, limit=None))
+            rows.append({"repo": entry["repo"], "request": label["request"], "right": right, "unit_right": unit_right,
                          "action": understand.read_intent(label["request"]).action if label.get("playbook") else
                          "no-playbook", "shapes": entry.get("shapes") or [],
                          "expected": {k: label.get(k) for k in ("playbook", "tags", "limit", "inventory")}, "got": got})
@@ -195,6 +199,7 @@ def main() -> None:
             by_class[f"shape:{shape}"].append(row["right"])
     print(json.dumps({
         "repos": len(roots), "skipped": skipped, "requests": len(rows), "top1": runs[-1] if runs else 0.0,
+        "unit_top1": round(sum(r["unit_right"] for r in rows) / len(rows), 3) if rows else 0.0,
         "top1_runs": [round(r, 3) for r in runs], "top1_spread": round(max(runs) - min(runs), 3) if runs else 0.0,
         "by_class": {k: {"n": len(v), "top1": round(sum(v) / len(v), 3)} for k, v in sorted(by_class.items())},
         "median_ms_per_request": round(statistics.median(all_times) * 1000, 2) if all_times else None,

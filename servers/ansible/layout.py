@@ -162,6 +162,10 @@ def discover_inventories(root: Path, cfg: AnsibleCfg, base: Path | None = None) 
         if child.is_file() and child.stem.lower() in _ENV_NAMES and child.suffix in ("", ".ini", ".yml", ".yaml") \
                 and looks_like_inventory(child):
             add(child, child.stem, "found")
+    for child in sorted(top.iterdir()) if top.is_dir() else []:  # inventory-ns1, hosts-proxmox, hosts_lab.ini
+        if child.is_file() and re.match(r"(?:inventory|hosts)[-_.]\w", child.name.lower()) and \
+                child.suffix in ("", ".ini", ".yml", ".yaml", ".txt") and looks_like_inventory(child):
+            add(child, child.name.split(".")[0], "found")
     return found
 
 
@@ -308,6 +312,9 @@ class Project:
                 return rel
         if len(self.inventories) == 1:
             return self.inventories[0].path
+        plain = [c for c in self.inventories if Path(c.path).name in INVENTORY_FILES]
+        if len(plain) == 1 and not any(c.name.lower() in _ENV_NAMES for c in self.inventories):
+            return plain[0].path  # hosts beside hosts-proxmox: the plain one is the default
         if not self.inventories and len({target for _, target in self.examples}) == 1:
             return self.examples[0][1]
         return None

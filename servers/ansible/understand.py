@@ -55,6 +55,10 @@ ACTION_BONUS = 0.25
 ACTION_PENALTY = 0.5
 COMMAND_BONUS = 0.2
 GROUP_BONUS = 0.1
+QUALIFIER_PENALTY = 0.15
+# Words in a playbook's path that set it apart from the one people mean when they do not say them.
+QUALIFIERS = frozenset({"test", "testing", "dev", "staging", "old", "legacy", "deprecated", "depreciated", "archive",
+                        "archived", "example", "examples", "sample", "tmp", "draft", "wip", "unused", "bak", "backup"})
 CLOSE = 0.1  # candidates within this of the best, both naming the request's entity, are a choice for the human
 
 # The request's verb -> the action it asks for. Order matters where phrases overlap ("back up" before "up").
@@ -334,6 +338,15 @@ def _hosts_name_service(unit: Unit, entity: str | None) -> bool:
         norm(h) in wanted for host in unit.hosts for h in re.split(r"[:,&!\s]+", host))
 
 
+def _qualifiers(unit: Unit) -> set[str]:
+    """The qualifier words (:data:`QUALIFIERS`) in the unit's playbook path (``docker-test.yml``, ``archive/``);
+    ``backup`` only where the unit does not back something up."""
+    if unit.playbook is None:
+        return set()
+    words = set(re.split(r"[^a-z]+", unit.playbook.name.lower())) & QUALIFIERS
+    return words - ({"backup"} if unit_action(unit) == "backup" else set())
+
+
 def _fits(action: str, intent: Intent) -> bool:
     return action in COMPATIBLE.get(intent.action, {intent.action}) or action in intent.also
 
@@ -445,7 +458,8 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if hit is None:  # a word inside its names ("media" of media_services), or its name inside a word
             inside = partial_names(unit)
             partial = [e for e in intent.what if len(e) > 2 and (e in inside or any(
-                len(n) >= 5 and e.startswith(n) for n in names))]  # "paperless-ngx" for paperless
+                len(n) >= 5 and e.startswith(n) or len(e) >= 4 and n.startswith(e) and any(ch.isdigit() for ch in e)
+                for n in names))]  # "paperless-ngx" for paperless, "r720" for r720xd
             hit, weight = (max(partial, key=len), 0.5) if partial else (None, 1.0)
         context = [e for e in intent.entities if (e in context_names(unit) or e in names) and e != hit
                    and e not in hits]
@@ -475,6 +489,11 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if hit and _hosts_name_service(unit, hit):
             score += GROUP_BONUS
             evidence.append(f"its play targets the group {','.join(unit.hosts)}, named after the service")
+        qualifiers = _qualifiers(unit) - set(intent.entities) - set(intent.targets) - \
+            set(ENVIRONMENTS.get(intent.environment or "", ())) - set(re.findall(r"[a-z]+", intent.text.lower()))
+        if qualifiers:  # docker-test.yml, archive/, deprecated/: not what "install docker" means
+            score -= QUALIFIER_PENALTY
+            evidence.append(f"its name says {', '.join(sorted(qualifiers))}, which the request does not")
         if unit.also_applies:
             score -= 0.01 * min(len(unit.also_applies), 10)
             evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
@@ -510,6 +529,8 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
     fitting_ids = {c.unit.id for c in fitting}
     # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
     words_only = matching.rank(catalog, " ".join(intent.words)) if not named and intent.words else []
+    if not named and not intent.words:  # "update all the servers": only the verb and generic words to go by
+        words_only = ranked
     own_action = any(c.action == intent.action for c in fitting) if intent.action != "deploy" else \
         not intent.words and any(c.unit.kind == "playbook" and c.unit.playbook is not None and
                                  SAYS_DEPLOY.search(PurePosixPath(c.unit.playbook.name).stem.lower())
