@@ -49,6 +49,7 @@ class AnsibleCfg:
     roles_path: tuple[Path, ...] = ()
     collections_path: tuple[Path, ...] = ()
     vault_password_file: Path | None = None
+    vault_identities: tuple[tuple[str, str], ...] = ()  # vault_identity_list: (label, "prompt" or a file path)
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,18 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
         return next((str(defaults[k]) for k in keys if defaults.get(k)), "")
 
     vault = get("vault_password_file")
+    identities = []
+    for entry in get("vault_identity_list").split(","):
+        label, _, source = entry.strip().partition("@")
+        if label and source:
+            identities.append((label, source if source == "prompt" else
+                               str((base / os.path.expanduser(source)).resolve())))
     return AnsibleCfg(
         path=path.resolve(), inventory=_paths(get("inventory", "hostfile"), base),
         roles_path=_paths(get("roles_path"), base),
         collections_path=_paths(get("collections_path", "collections_paths"), base),
         vault_password_file=(base / os.path.expanduser(vault)).resolve() if vault else None,
+        vault_identities=tuple(identities),
     )
 
 

@@ -114,8 +114,19 @@ def vault_password_or_problem(catalog: Catalog, configured: Path | None,
                               typed: bool = False) -> tuple[Path | None, str | None]:
     """:func:`vault_password`, with a missing password as a problem (the plan's fix) instead of an error;
     ``typed``: a human typed the password at a terminal for this plan, so nothing is missing."""
+    asks = [label for label, source in catalog.cfg.vault_identities if source == "prompt"]
+    missing = [f"{label}@{source}" for label, source in catalog.cfg.vault_identities
+               if source != "prompt" and not Path(source).exists()]
+    if missing:
+        return None, (f"ansible.cfg's vault_identity_list names {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                      "not on this machine: create the password file(s) or type the password in your own terminal "
+                      "(`chiffon run \"<request>\" --ask-vault-pass`)")
     if typed:
         return None, None
+    if asks:
+        return None, (f"ansible.cfg's vault_identity_list asks for the {', '.join(asks)} vault password at a prompt, "
+                      "and nobody would type it: type it in your own terminal (`chiffon run \"<request>\" "
+                      "--ask-vault-pass`; never through the IDE: a model must not see it)")
     try:
         return vault_password(catalog, configured), None
     except RepoError as exc:

@@ -178,3 +178,20 @@ def test_a_request_from_scratch_picks_the_bootstrap_playbook(tmp_path: Path) -> 
     repo = _repo(tmp_path, {"bootstrap.yml": "- hosts: all\n  tasks: [{name: Create the admin user, ansible.builtin.debug: {}}]\n",
                             "jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n"})
     assert answer(repo, "Set up a fresh server from scratch").best.unit.playbook.name == "bootstrap.yml"
+
+
+def test_a_vault_identity_that_prompts_blocks_until_a_human_types_it(tmp_path: Path) -> None:
+    from chiffon.servers.ansible.preview import vault_password_or_problem
+
+    repo = _repo(tmp_path, {"site.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n",
+                            "ansible.cfg": "[defaults]\ninventory = hosts.yml\nvault_identity_list = home@prompt, "
+                                           "lab@~/.chiffon-test-no-such-vault-file\n"})
+    catalog = Catalog.load(repo)
+    assert catalog.cfg.vault_identities[0] == ("home", "prompt")
+    _, problem = vault_password_or_problem(catalog, None)
+    assert problem is not None and "lab@" in problem and "not on this machine" in problem
+    (repo / "ansible.cfg").write_text("[defaults]\ninventory = hosts.yml\nvault_identity_list = home@prompt\n")
+    catalog = Catalog.load(repo)
+    _, problem = vault_password_or_problem(catalog, None)
+    assert problem is not None and "asks for the home vault password at a prompt" in problem
+    assert vault_password_or_problem(catalog, None, typed=True) == (None, None)
