@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import json
 import logging
 import os
 import sys
@@ -270,6 +271,11 @@ async def run_playbook(
     project_dir = repo / project if project else repo
     run_path = playbook if os.path.isabs(playbook) or not project else os.path.relpath(repo / playbook, project_dir)
 
+    # ansible-runner reads its settings from env/settings only: given in memory beside suppress_env_files, it
+    # drops them (ansible-runner 2.4.3, config/_base.py prepare_env). They hold no secret, so they are written.
+    (private_dir / "env").mkdir(mode=0o700, exist_ok=True)
+    (private_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": CANCEL_POLL_S}))
+
     def handler(event: dict[str, Any]) -> bool:
         loop.call_soon_threadsafe(queue.put_nowait, event)
         return True
@@ -282,7 +288,7 @@ async def run_playbook(
                 private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=run_path,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
-                cancel_callback=cancelled.is_set, settings={"pexpect_timeout": CANCEL_POLL_S},
+                cancel_callback=cancelled.is_set,
                 passwords=typed.answers() if typed else None,
                 suppress_env_files=True,  # env/envvars, env/passwords, env/cmdline stay in memory
             )
