@@ -181,7 +181,7 @@ async def plan_request(
     commands = await asyncio.to_thread(lambda: catalog.commands)
     try:
         answer = understand.understand(catalog, request, ranked, commands, inventory=inventory or svc.inventory,
-                                       limit=limit)
+                                       limit=limit, meaning=note["scoring"] == "words+meaning")
     except RoleNotApplied as exc:
         raise RoleNotApplied(request, exc.role, exc.path, await _groups(catalog)) from None
     best = answer.best

@@ -514,7 +514,7 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
 
 
 def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
-           commands: list[Command]) -> tuple[Candidate, list[Candidate], bool]:
+           commands: list[Command], meaning: bool = False) -> tuple[Candidate, list[Candidate], bool]:
     """``(best, distinct candidates, sure)``.
 
     Raises:
@@ -529,8 +529,8 @@ def choose(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
     fitting_ids = {c.unit.id for c in fitting}
     # without a named unit, the words besides the verb must match: "install vaultwarden" is not "install"
     words_only = matching.rank(catalog, " ".join(intent.words)) if not named and intent.words else []
-    if not named and not intent.words:  # "update all the servers": only the verb and generic words to go by
-        words_only = ranked
+    if not named and (not intent.words or meaning):  # "update all the servers": only the verb and generic words;
+        words_only = ranked                           # or scores that blend in meaning ("an ad blocker": pihole)
     own_action = any(c.action == intent.action for c in fitting) if intent.action != "deploy" else \
         not intent.words and any(c.unit.kind == "playbook" and c.unit.playbook is not None and
                                  SAYS_DEPLOY.search(PurePosixPath(c.unit.playbook.name).stem.lower())
@@ -690,7 +690,7 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
 
 
 def understand(catalog: Catalog, request: str, ranked: list[matching.Match], commands: list[Command], *,
-               inventory: str | None = None, limit: str | None = None) -> Answer:
+               inventory: str | None = None, limit: str | None = None, meaning: bool = False) -> Answer:
     """The :class:`Answer` to ``request`` over ``catalog`` (``ranked`` by :func:`matching.rank`, perhaps
     blended with meaning). Never reads the inventory's hosts and never asks what is installed.
 
@@ -699,7 +699,7 @@ def understand(catalog: Catalog, request: str, ranked: list[matching.Match], com
         PathOutsideRepo / InvalidInput: ``inventory`` leaves the repo or names no inventory.
     """
     intent = read_intent(request)
-    best, distinct, sure = choose(catalog, intent, ranked, commands)
+    best, distinct, sure = choose(catalog, intent, ranked, commands, meaning)
     return settle(catalog, intent, best, distinct, sure, commands, inventory=inventory, limit=limit)
 
 

@@ -16,7 +16,7 @@ from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.llm.router import Router
 from chiffon.shared.config import LLMSettings
 from chiffon.shared.runtime import Runtime
-from tests.conftest import KUMA_REQUEST
+from tests.conftest import KUMA_REQUEST, git_commit_all, make_repo
 from tests.llm.fakes import FakeState
 
 
@@ -84,9 +84,37 @@ async def test_unknown_tier_is_refused_by_the_schema(client: Client) -> None:
         await client.call_tool("llm_route", {"prompt": "hi", "tier": "gigantic"})
 
 
-async def test_planner_takes_the_llms_choice_and_reason(
+@pytest.fixture(scope="module")
+def kuma_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example repo with a second Uptime Kuma playbook (a k3s variant, as real repos keep): "Deploy Uptime
+    Kuma" then names two playbooks equally, which only a human or the quick tier can choose between."""
+    repo = make_repo(tmp_path_factory.mktemp("twice") / "homelab-infra")
+    (repo / "k3s").mkdir()
+    (repo / "k3s" / "deploy-uptime-kuma.yml").write_text((repo / "deploy-uptime-kuma.yml").read_text())
+    git_commit_all(repo)
+    return repo
+
+
+async def test_planner_does_not_ask_the_llm_when_the_request_names_one_playbook(
     llm_settings: LLMSettings, rt: Runtime, repo: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
+    settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
+    ollama_fake[0].requests.clear()
+    router = await Router.open(settings, store=rt.store)
+    try:
+        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
+            plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
+    finally:
+        await router.aclose()
+    note = plan["match"]["planner"]
+    assert plan["playbook"] == "deploy-redis.yml" and note["chosen_by"] == "retrieval" and "llm_skipped" in note
+    assert ollama_fake[0].requests == []  # a small model never overrules a sure answer
+
+
+async def test_planner_takes_the_llms_choice_and_reason(
+    llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
+) -> None:
+    repo = kuma_twice
     # The quick tier is the Ollama fake here: it answers what it is told, and records what it was sent.
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
     reason = "Uptime Kuma is what they asked to deploy, with one monitor per portal."
@@ -105,33 +133,36 @@ async def test_planner_takes_the_llms_choice_and_reason(
     sent = ollama_fake[0].requests[-1]
     assert KUMA_REQUEST in sent["messages"][-1]["content"]
     # Ollama decodes under the schema's ``format``: the candidates are an enum, so nothing else can be named.
-    assert "deploy-uptime-kuma.yml" in sent["format"]["properties"]["playbook"]["enum"]
+    assert set(sent["format"]["properties"]["playbook"]["enum"]) == {"deploy-uptime-kuma.yml",
+                                                                     "k3s/deploy-uptime-kuma.yml"}
     assert sent["format"]["required"] == ["playbook", "reason"]
 
 
 async def test_planner_keeps_retrieval_after_two_invalid_answers(
-    llm_settings: LLMSettings, rt: Runtime, repo: Path, ollama_fake: tuple[FakeState, str]
+    llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
+    repo = kuma_twice
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
     ollama_fake[0].reply = lambda msgs: json.dumps({"playbook": "rm-rf.yml", "reason": "a long enough reason"})
     ollama_fake[0].requests.clear()
     router = await Router.open(settings, store=rt.store)
     try:
         async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
+            plan = (await c.call_tool("plan_request", {"request": "Deploy Uptime Kuma"})).structured_content
     finally:
         ollama_fake[0].reply = FakeState().reply
         await router.aclose()
     note = plan["match"]["planner"]
-    assert plan["playbook"] == "deploy-redis.yml" and note["chosen_by"] == "retrieval"
+    assert plan["playbook"] == "deploy-uptime-kuma.yml" and note["chosen_by"] == "retrieval"
     assert "no valid answer in 2 replies" in note["llm_error"] and "rm-rf.yml" in note["llm_error"]
     second = ollama_fake[0].requests[-1]["messages"]
     assert len(ollama_fake[0].requests) == 2 and "not valid" in second[-1]["content"]
 
 
 async def test_planner_keeps_retrieval_past_its_deadline(
-    llm_settings: LLMSettings, rt: Runtime, repo: Path, ollama_fake: tuple[FakeState, str]
+    llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
+    repo = kuma_twice
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]},
                                                "planner_deadline_s": 0.3})
     ollama_fake[0].reply = lambda msgs: json.dumps({"playbook": "deploy-uptime-kuma.yml", "reason": "x" * 40})
@@ -139,10 +170,10 @@ async def test_planner_keeps_retrieval_past_its_deadline(
     router = await Router.open(settings, store=rt.store)
     try:
         async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
+            plan = (await c.call_tool("plan_request", {"request": "Deploy Uptime Kuma"})).structured_content
     finally:
         ollama_fake[0].reply, ollama_fake[0].delay_s = FakeState().reply, 0.0
         await router.aclose()
     note = plan["match"]["planner"]
-    assert plan["playbook"] == "deploy-redis.yml" and note["chosen_by"] == "retrieval"
+    assert plan["playbook"] == "deploy-uptime-kuma.yml" and note["chosen_by"] == "retrieval"
     assert "did not answer within 0.3 s" in note["llm_error"]
