@@ -5,23 +5,22 @@ password nobody gave, a collection not installed change whether a plan can be ap
 it answers. :func:`understand` returns an :class:`Answer` for every request that matches something,
 with what is missing as ``problems``; only a request that matches nothing is refused.
 
-How a request is read:
+How a request meets the repo:
 
-- **Action** (:data:`ACTIONS`): deploy, remove, update, backup, restore, harden, cleanup, from the
-  verbs people use ("tear down", "redeploy", "back up", "lock down"). Each unit has an action too,
-  from its playbook's name, its play's name and its tags (``teardown.yml``, ``backup.yml``, a
-  ``hardening`` role). A unit whose action contradicts the request's is never chosen for it: "tear
-  down X" never runs X's deploy playbook.
-- **Entities**: the request's words and joined word pairs ("uptime kuma" -> ``uptimekuma``) compared
-  with each unit's names: its service, role, tags, the group its play targets, its playbook's name.
-  An entity that names exactly one answer is that answer even when the words of the rest of the
-  request score low; several make a plan that lists them (``Answer.candidates``).
+- The request's action, entities, environment and targets (:mod:`servers.ansible.intent`) against each
+  unit's action and names (:mod:`servers.ansible.unit_words`). A unit whose action contradicts the
+  request's is never chosen for it: "tear down X" never runs X's deploy playbook. An entity that names
+  exactly one answer is that answer even when the rest of the request scores low; several make a plan that
+  lists them (``Answer.candidates``). The request's most specific word counts most.
 - **The repo's own commands** (:mod:`servers.ansible.commands`): a command that runs a unit's
   playbook with its tag, or limited to its group, is the owner's word: it adds to the unit's score
-  and gives the plan its ``--limit`` and inventory.
+  and gives the plan its ``--limit`` and inventory; a unit of an imported playbook is run through the
+  playbook the commands run.
 - **Several plays** applying one role: the play whose ``hosts`` names the service's group wins, then
   the one applying fewest other roles; the plan says what else the chosen play applies.
-- **Environment**: "on staging", "in prod" picks that environment's inventory.
+- **Inventory**: the environment the request names, the owner's ``-i``, ``ansible.cfg``'s (present or
+  not), the only one found, the one a committed example becomes (:func:`choose_inventory`).
+- **Limit**: a host or group the request names after on/to, the owner's ``--limit`` (:func:`choose_limit`).
 
 Scores: retrieval's score in [0, 1] (:mod:`servers.ansible.matching`) plus :data:`ENTITY_BONUS` for an
 exact entity, :data:`ACTION_BONUS` for the same action, :data:`COMMAND_BONUS` for the owner's command,
@@ -39,14 +38,22 @@ from pathlib import Path, PurePosixPath
 from chiffon.servers.ansible import matching
 from chiffon.servers.ansible.catalog import Catalog, Unit
 from chiffon.servers.ansible.commands import Command
-from chiffon.servers.ansible.layout import (
-    ENVIRONMENTS,
-    InventoryChoice,
-    Project,
-    environment_of,
-    inventory_for_environment,
-    inventory_names,
+from chiffon.servers.ansible.intent import Intent, norm, read_intent, target_words
+from chiffon.servers.ansible.layout import ENVIRONMENTS, Project, inventory_for_environment, inventory_names
+from chiffon.servers.ansible.unit_words import (
+    PHASE_TAGS,
+    SAYS_DEPLOY,
+    action_in,
+    context_names,
+    partial_names,
+    phase_of,
+    qualifiers,
+    unit_action,
+    unit_names,
 )
+
+__all__ = ["Answer", "Candidate", "Intent", "candidates", "choose", "read_intent", "settle", "understand",
+           "unit_action", "unit_names"]
 from chiffon.shared.errors import NoMatch, RoleNotApplied
 
 ENTITY_BONUS = 0.35
@@ -56,202 +63,12 @@ ACTION_PENALTY = 0.5
 COMMAND_BONUS = 0.2
 GROUP_BONUS = 0.1
 QUALIFIER_PENALTY = 0.15
-# Words in a playbook's path that set it apart from the one people mean when they do not say them.
-QUALIFIERS = frozenset({"test", "testing", "dev", "staging", "old", "legacy", "deprecated", "depreciated", "archive",
-                        "archived", "example", "examples", "sample", "tmp", "draft", "wip", "unused", "bak", "backup"})
 CLOSE = 0.1  # candidates within this of the best, both naming the request's entity, are a choice for the human
 
-# The request's verb -> the action it asks for. Order matters where phrases overlap ("back up" before "up").
-ACTIONS: tuple[tuple[str, str], ...] = (
-    ("remove", r"tear(?:ing)?[\s_-]*down|teardown|uninstall|remove|destroy|delete|decommission|get rid of|"
-               r"take down|wipe"),
-    ("backup", r"back[\s_-]*up|backups?|dump|snapshot"),
-    ("restore", r"restore|recover"),
-    ("stop", r"shut[\s_-]*down|power[\s_-]*off|turn off|halt|stop"),
-    ("bootstrap", r"from scratch|(?:a |the )?(?:fresh|new|brand[- ]new) (?:server|host|machine|box|node|vm|pi)|"
-                  r"bootstrap|initial(?:ise|ize)?(?: setup)?|first[- ]time setup|baseline"),
-    ("cleanup", r"clean[\s_-]*up|cleanup|prune|free (?:up )?(?:disk|space)|tidy"),
-    ("update", r"updates?|upgrades?|patch(?:es)?|bump"),
-    ("harden", r"harden(?:ing)?|secure|security|lock[\s_-]*down"),
-    ("deploy", r"re-?deploy|deploy|re-?install|install|set[\s_-]*up|provision|launch|spin up|bring up|start|"
-               r"restart|re-?create|create|add|configure|run|enable|host|put"),
-)
-# What a unit does, from its names: checked in this order, deploy when none matches.
-UNIT_ACTIONS: tuple[tuple[str, str], ...] = (
-    ("remove", r"teardown|tear[_-]?down|uninstall|remove|destroy|delete|decommission|purge|reset"),
-    ("stop", r"shutdown|shut[_-]down|power[_-]?off|poweroff|halt|stop"),
-    ("backup", r"backup|back[_-]up|dump"),
-    ("restore", r"restore"),
-    ("cleanup", r"cleanup|clean[_-]up|prune"),
-    ("update", r"update|upgrade|patch|maintenance|unattended"),
-    ("harden", r"harden|hardening|security|secure|lockdown"),
-    ("bootstrap", r"bootstrap|initial|^init|[-_]init|first[-_]?run|server[-_]install|provision|baseline|"
-                  r"new[-_]server|setup[-_]server"),
-)
-# A deploy playbook that says so in its name (``deploy.yml``, ``install-jellyfin.yml``): the unit that answers
-# "redeploy the services" when the request names nothing more.
-SAYS_DEPLOY = re.compile(r"(?:^|[^a-z])(?:deploy|install|setup|site|main)(?:[^a-z]|$)")
 # Actions a request may be answered with besides its own (a deploy playbook also updates what it deploys).
 COMPATIBLE = {"deploy": {"deploy", "harden"}, "update": {"update", "deploy"}, "harden": {"harden", "deploy"},
               "remove": {"remove"}, "backup": {"backup"}, "restore": {"restore"}, "cleanup": {"cleanup", "update"},
               "stop": {"stop"}, "bootstrap": {"bootstrap", "deploy"}}
-# Words that never name what to run.
-NOT_ENTITIES = frozenset(
-    "container containers service services server servers host hosts machine machines node nodes stack stacks app "
-    "apps application instance box everything everywhere thing things again latest version again my the our all "
-    "every each new old fresh please now also them it its there here one two three playbook playbooks role roles "
-    "ansible run play config configuration settings system systems homelab lab site main".split())
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What a request asks, read from its words: ``action``, the ``entities`` it names (normalised words and
-    joined word pairs), the ``environment`` it names (``prod``, ``staging``...) or None."""
-
-    text: str
-    action: str
-    entities: tuple[str, ...]
-    environment: str | None
-    generic: tuple[str, ...] = ()  # words too common to name a unit alone, which may still be a tag ("services")
-    also: frozenset[str] = frozenset()  # other actions the request names ("install the pending updates")
-    targets: tuple[str, ...] = ()  # where it should run: the words after on/to/across ("on the Proxmox nodes")
-    words: tuple[str, ...] = ()  # the request's own words that may name what to run, as written (no pairs)
-
-    @property
-    def what(self) -> tuple[str, ...]:
-        """The entities that say what to run: those that are not where (all of them when that leaves none)."""
-        return tuple(e for e in self.entities if e not in self.targets) or self.entities
-
-
-def norm(text: str) -> str:
-    """Lower-case letters and digits only: ``Uptime-Kuma`` -> ``uptimekuma``."""
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-def read_intent(request: str) -> Intent:
-    """The action, entities and environment of ``request`` (see the module docstring)."""
-    lowered = request.lower()
-    spans: list[tuple[int, int]] = []
-    named: dict[str, int] = {}
-    for name, pattern in ACTIONS:
-        for found in re.finditer(rf"\b(?:{pattern})\b", lowered):
-            spans.append(found.span())
-            named[name] = min(named.get(name, found.start()), found.start())
-    # "install the pending updates": the verb that is not plain deployment says what is asked
-    specific = sorted((at, name) for name, at in named.items() if name != "deploy")
-    action = specific[0][1] if specific else "deploy"
-    kept = lowered
-    for start, end in sorted(spans, reverse=True):
-        kept = kept[:start] + " " + kept[end:]
-    words = [w for w in re.findall(r"[a-z0-9][a-z0-9._-]*", kept)]
-    words = [w.strip("._-") for w in words if w.strip("._-")]
-    env = environment_of(set(words))
-    env_words = set(ENVIRONMENTS.get(env, ())) if env else set()
-    plain = [w for w in words if w not in matching.STOPWORDS and w not in NOT_ENTITIES and w not in env_words]
-    generic = tuple(dict.fromkeys(norm(w) for w in words if w in NOT_ENTITIES and w not in matching.STOPWORDS))
-    entities: list[str] = []
-    for i, word in enumerate(plain):
-        entities.append(norm(word))
-        if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            entities.append(norm(word[:-1]))
-        if i + 1 < len(plain):
-            entities.append(norm(word + plain[i + 1]))
-    # where it runs: the words after on/to, unless the request also names them before ("install docker on the
-    # docker hosts" asks for docker)
-    head = re.split(r"\b(?:on|to|across|onto)\b", lowered, maxsplit=1)[0]
-    said = {norm(w) for w in re.findall(r"[a-z0-9][a-z0-9._-]*", head)}
-    targets = tuple(t for t in dict.fromkeys(target_words(request)) if t not in said)
-    return Intent(request, action, tuple(e for e in dict.fromkeys(entities) if len(e) > 1), env, generic,
-                  frozenset(named) - {action}, targets, tuple(w for w in plain if norm(w) not in targets))
-
-
-def unit_action(unit: Unit) -> str:
-    """What ``unit`` does (``remove``, ``backup``, ``restore``, ``cleanup``, ``update``, ``harden``, else
-    ``deploy``), from its playbook's file name, its play's name, the tag that selects it and its role's name
-    (not every tag it carries: a pihole play tagged ``pihole, update, init`` deploys Pi-hole)."""
-    texts = [unit.role_name or "", *(unit.tags or unit.entry_tags[:1]),
-             PurePosixPath(unit.source).stem if unit.kind == "tasks" else ""]
-    if unit.kind == "playbook" and unit.playbook is not None:  # its file name first: upgrade.yml may back up first
-        texts = [PurePosixPath(unit.playbook.name).stem] if _action_in(PurePosixPath(unit.playbook.name).stem) else \
-            [*texts, unit.description, *unit.playbook.play_names[:3]]
-    elif unit.kind == "play" and unit.playbook is not None:
-        texts += [PurePosixPath(unit.playbook.name).stem, unit.description]
-    elif unit.playbook is not None:
-        stem = PurePosixPath(unit.playbook.name).stem
-        texts.append(stem if _action_in(stem) in ("remove", "backup", "restore", "update", "stop") else "")
-    return _action_in(" ".join(texts)) or "deploy"
-
-
-def _action_in(text: str) -> str | None:
-    lowered = text.lower()
-    for name, pattern in UNIT_ACTIONS:
-        if re.search(rf"(?:^|[^a-z])(?:{pattern})", lowered):
-            return name
-    return None
-
-
-def unit_names(unit: Unit) -> set[str]:
-    """The names a request may call ``unit`` by, normalised: service, role, tags, task file, play group, and
-    a playbook's own name (``deploy-uptime-kuma.yml`` -> ``uptimekuma``)."""
-    names = {unit.service, *unit.entry_tags}
-    if unit.role is not None and unit.kind in ("role", "unused-role"):
-        names |= set(unit.role.containers)  # the containers and compose services it runs
-    if unit.role_name:
-        names |= {unit.role_name, unit.role_name.rsplit("/", 1)[-1]}
-    if unit.kind == "tasks":
-        names.add(PurePosixPath(unit.source).stem)
-    if unit.kind == "playbook" and unit.playbook is not None:
-        names |= {PurePosixPath(unit.playbook.name).stem, unit.playbook.service}
-        if PurePosixPath(unit.playbook.name).stem.lower() in GENERIC_PLAYBOOKS:
-            names.add(PurePosixPath(unit.playbook.name).parent.name)  # services/nut/deploy.yml is nut's
-        if len(unit.playbook.host_patterns) == 1:  # misc.yml's one play for hosts: pihole is pihole's
-            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
-        names |= set(unit.playbook.containers)
-    return _normalised(names)
-
-
-GENERIC_PLAYBOOKS = frozenset({"site", "main", "playbook", "deploy", "install", "setup", "run", "test-playbook",
-                               "uninstall", "teardown", "remove", "update", "upgrade", "backup", "restore", "init",
-                               "bootstrap", "provision", "configure", "default", "all", "start", "stop"})
-
-
-def partial_names(unit: Unit) -> set[str]:
-    """The words inside a unit's names (``media_services`` -> ``media``, ``services``): a request word that is one
-    of them names the unit less surely than its whole name."""
-    raw = {unit.service, *unit.entry_tags, unit.role_name or ""}
-    if unit.kind == "playbook" and unit.playbook is not None and len(unit.playbook.plays) == 1:
-        raw.add(unit.playbook.plays[0].name)  # "Install PiHole, IAM (Authelia), and LDAP"
-    words = {norm(w) for name in raw for w in re.split(r"[-_./,()\s]+", name) if len(w) > 2}
-    return words - unit_names(unit) - NOT_ENTITIES - matching.STOPWORDS
-
-
-def context_names(unit: Unit) -> set[str]:
-    """Names around ``unit`` that a request may add to it: the group its play targets, its playbook's name
-    and folder ("telegraf on the proxmox nodes" -> the telegraf role of ``proxmox.yml``)."""
-    names: set[str] = {h for host in unit.hosts for h in re.split(r"[:,&!\s]+", host)}
-    if unit.playbook is not None:
-        path = PurePosixPath(unit.playbook.name)
-        names |= {path.stem, unit.playbook.service, path.parent.name}
-        if unit.kind == "playbook" and len(unit.playbook.host_patterns) == 1:
-            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
-    return _normalised(names) - unit_names(unit)
-
-
-def _normalised(names: set[str]) -> set[str]:
-    out = set()
-    for name in names:
-        n = norm(name)
-        for prefix in ("deploy", "install", "setup", "teardown", "remove", "backup", "update", "restore",
-                       "uninstall", "docker", "role", "ansible", "play"):
-            if n.startswith(prefix) and len(n) > len(prefix) + 2:
-                out.add(n[len(prefix):])
-        for suffix in ("playbook", "play", "deploy", "setup", "install", "role", "stack"):
-            if n.endswith(suffix) and len(n) > len(suffix) + 2:
-                out.add(n[: -len(suffix)])
-        out.add(n)
-    return {n for n in out if len(n) > 1 and n not in NOT_ENTITIES and n not in ("all", "localhost")}
-
-
 @dataclass
 class Candidate:
     """One possible answer: the ranked match (score adjusted), the entity that named it, and the evidence."""
@@ -338,15 +155,6 @@ def _hosts_name_service(unit: Unit, entity: str | None) -> bool:
         norm(h) in wanted for host in unit.hosts for h in re.split(r"[:,&!\s]+", host))
 
 
-def _qualifiers(unit: Unit) -> set[str]:
-    """The qualifier words (:data:`QUALIFIERS`) in the unit's playbook path (``docker-test.yml``, ``archive/``);
-    ``backup`` only where the unit does not back something up."""
-    if unit.playbook is None:
-        return set()
-    words = set(re.split(r"[^a-z]+", unit.playbook.name.lower())) & QUALIFIERS
-    return words - ({"backup"} if unit_action(unit) == "backup" else set())
-
-
 def _fits(action: str, intent: Intent) -> bool:
     return action in COMPATIBLE.get(intent.action, {intent.action}) or action in intent.also
 
@@ -365,18 +173,11 @@ def _tag_asked(unit: Unit, hit: str | None, intent: Intent, action: str) -> tupl
     for tag in tags:
         if norm(tag) == hit or norm(tag) in intent.generic:
             return (tag,)
-    if hit is None and not (own and _action_in(own) == intent.action):
+    if hit is None and not (own and action_in(own) == intent.action):
         for tag in tags:
-            if _action_in(tag) == intent.action and action == intent.action:
+            if action_in(tag) == intent.action and action == intent.action:
                 return (tag,)
     return unit.tags
-
-
-# Tags that name a phase of a playbook, by the action they do: "install", "upgrade", "uninstall"...
-PHASE_TAGS = {"deploy": ("install", "deploy", "setup"), "update": ("upgrade", "update"),
-              "configure": ("configure", "config"),
-              "remove": ("uninstall", "remove", "teardown", "destroy"), "backup": ("backup",),
-              "restore": ("restore",)}
 
 
 def _phase_unit(catalog: Catalog, unit: Unit, intent: Intent) -> Unit | None:
@@ -385,23 +186,17 @@ def _phase_unit(catalog: Catalog, unit: Unit, intent: Intent) -> Unit | None:
     if unit.playbook is None:
         return None
     known = {w for words in PHASE_TAGS.values() for w in words}
-    if unit.kind != "playbook" and not (unit.tags and _phase_of(unit.tags[0], known)):
+    if unit.kind != "playbook" and not (unit.tags and phase_of(unit.tags[0], known)):
         return None  # only a whole playbook or one of its phases is swapped for the phase asked for
     parts = [u for u in catalog.units if u.playbook is unit.playbook and u.kind != "playbook" and u.tags]
-    phases = {u.tags[0]: u for u in parts if _phase_of(u.tags[0], known)}
+    phases = {u.tags[0]: u for u in parts if phase_of(u.tags[0], known)}
     if len(phases) < 2:
         return None
     wanted = set(PHASE_TAGS.get(intent.action, ()))
     if re.search(r"\b(?:re)?config(?:ure|uration|s)?\b|\bsettings\b", intent.text.lower()):
         wanted = {"configure", "config"}  # "push the updated nagios config": the configure phase
-    chosen = next((phases[t] for t in phases if _phase_of(t, wanted)), None)
+    chosen = next((phases[t] for t in phases if phase_of(t, wanted)), None)
     return chosen if chosen is not None and chosen is not unit else None
-
-
-def _phase_of(tag: str, words: set[str]) -> bool:
-    """``tag`` names one of the phase ``words`` (``install``, ``config-wireguard``, ``upgrade_packages``)."""
-    parts = re.split(r"[-_.]", tag.lower())
-    return tag.lower() in words or parts[0] in words
 
 
 def _command_tags(unit: Unit, own: list[Command], intent: Intent) -> tuple[str, ...] | None:
@@ -489,11 +284,11 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         if hit and _hosts_name_service(unit, hit):
             score += GROUP_BONUS
             evidence.append(f"its play targets the group {','.join(unit.hosts)}, named after the service")
-        qualifiers = _qualifiers(unit) - set(intent.entities) - set(intent.targets) - \
+        unsaid = qualifiers(unit) - set(intent.entities) - set(intent.targets) - \
             set(ENVIRONMENTS.get(intent.environment or "", ())) - set(re.findall(r"[a-z]+", intent.text.lower()))
-        if qualifiers:  # docker-test.yml, archive/, deprecated/: not what "install docker" means
+        if unsaid:  # docker-test.yml, archive/, deprecated/: not what "install docker" means
             score -= QUALIFIER_PENALTY
-            evidence.append(f"its name says {', '.join(sorted(qualifiers))}, which the request does not")
+            evidence.append(f"its name says {', '.join(sorted(unsaid))}, which the request does not")
         if unit.also_applies:
             score -= 0.01 * min(len(unit.also_applies), 10)
             evidence.append(f"its play also applies {', '.join(unit.also_applies[:8])} on {','.join(unit.hosts)}")
@@ -636,21 +431,6 @@ def _absent(project: Project, path: str, root: Path) -> list[str]:
             "PATH"]
 
 
-_TARGET = re.compile(r"\b(?:on|to|across|onto)\s+(?:the\s+|my\s+|our\s+|all\s+(?:the\s+|of\s+the\s+)?|every\s+|each\s+)?"
-                     r"([a-z0-9][\w.-]*)(?:\s+([a-z0-9][\w.-]*))?", re.I)
-
-
-def target_words(request: str) -> list[str]:
-    """Normalised words that follow "on", "to", "across": where the request wants it run ("on the Pis" ->
-    ``pis``, ``pi``; "on raspi1" -> ``raspi1``), with the joined pair ("on the proxmox nodes")."""
-    out: list[str] = []
-    for first, second in _TARGET.findall(request):
-        for word in filter(None, (first, second, first + (second or ""))):
-            n = norm(word)
-            out += [n, n[:-1]] if n.endswith("s") and len(n) > 3 else [n]
-    return out
-
-
 def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: str | None,
                  wanted: str | None) -> tuple[str | None, str | None]:
     """``(limit, source)``, in order: ``wanted``; a host or group the request names ("on the Pis", "on
@@ -719,8 +499,3 @@ def settle(catalog: Catalog, intent: Intent, best: Candidate, distinct: list[Can
                   problems)
 
 
-def inventory_choice(answer: Answer) -> InventoryChoice | None:
-    """The answer's inventory as the catalog's choice, when it is present here."""
-    if answer.inventory is None or not answer.inventory_present:
-        return None
-    return InventoryChoice(Path(answer.inventory).stem, answer.inventory, answer.inventory_source)
