@@ -25,6 +25,8 @@ README_NAMES = ("README.md", "README", "README.rst", "readme.md", "Readme.md")
 MAX_FILE_BYTES = 256_000
 _INVOCATION = re.compile(r"ansible-playbook\b(?P<rest>[^\n;|&`]*)")
 _CD = re.compile(r"\bcd\s+(?P<dir>[\w./-]+)\s*(?:&&|;)\s*(?:[\w=./-]+\s+)*ansible-playbook\b")
+_TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")  # as servers.ansible.preview allows
+_LIMIT = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
 _TEMPLATED = re.compile(r"\{\{|\$\(|\$\{|\$[A-Za-z_]|<[a-z_-]+>|%\w")
 
 
@@ -112,12 +114,15 @@ def parse_invocation(rest: str) -> dict[str, object]:
         if value is not None and _TEMPLATED.search(value):
             continue
         if flag in ("-i", "--inventory", "--inventory-file") and value:
-            if "," not in value:  # "-i 127.0.0.1," is a host list, not an inventory of the repo
+            # "-i 127.0.0.1," is a host list; /etc/ansible/hosts or ~/inv is not the repo's: a plan runs only
+            # what the repo holds
+            if "," not in value and not value.startswith(("/", "~")):
                 found["inventory"] = value
         elif flag in ("-t", "--tags") and value:
-            found["tags"] = tuple(t.strip() for t in value.split(",") if t.strip())
-        elif flag in ("-l", "--limit") and value:
-            found["limit"] = value
+            tags = tuple(t.strip() for t in value.split(",") if t.strip())
+            found["tags"] = tags if all(_TAG.match(t) for t in tags) else ()
+        elif flag in ("-l", "--limit") and value and _LIMIT.match(value):
+            found["limit"] = value  # what the repo writes is evidence, never input: odd characters are dropped
         elif value is None and not flag.startswith("-") and flag.endswith((".yml", ".yaml")) and \
                 found["playbook"] is None and not _TEMPLATED.search(flag):
             found["playbook"] = flag

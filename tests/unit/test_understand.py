@@ -195,3 +195,14 @@ def test_a_vault_identity_that_prompts_blocks_until_a_human_types_it(tmp_path: P
     _, problem = vault_password_or_problem(catalog, None)
     assert problem is not None and "asks for the home vault password at a prompt" in problem
     assert vault_password_or_problem(catalog, None, typed=True) == (None, None)
+
+
+def test_a_hostile_readme_cannot_inject_an_inventory_limit_or_tags_into_a_plan(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, {"jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n",
+                            "README.md": "```\nansible-playbook -i /etc/shadow jellyfin.yml --limit 'media;id' "
+                                         "--tags 'x$(id)'\nansible-playbook -i ~/.ssh/inv jellyfin.yml\n```\n"})
+    found = read_commands(repo, [str(repo / "README.md")], {"jellyfin.yml"})
+    assert found and all(c.inventory is None and c.tags == () for c in found)
+    assert all(c.limit in (None, "media") for c in found)  # cut where a shell separates commands, never "id"
+    got = answer(repo, "Deploy Jellyfin")
+    assert got.inventory == "hosts.yml" and got.limit in (None, "media")  # the repo's own inventory
