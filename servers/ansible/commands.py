@@ -23,6 +23,7 @@ RUNNER_FILES = ("Makefile", "makefile", "GNUmakefile", "Taskfile.yml", "Taskfile
                 "noxfile.py")
 README_NAMES = ("README.md", "README", "README.rst", "readme.md", "Readme.md")
 MAX_FILE_BYTES = 256_000
+MAX_LINE_CHARS = 2_000
 _INVOCATION = re.compile(r"ansible-playbook\b(?P<rest>[^\n;|&`]*)")
 _CD = re.compile(r"\bcd\s+(?P<dir>[\w./-]+)\s*(?:&&|;)\s*(?:[\w=./-]+\s+)*ansible-playbook\b")
 _TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")  # as servers.ansible.preview allows
@@ -167,6 +168,8 @@ def read_commands(root: Path, files: list[str], playbooks: set[str]) -> list[Com
         here = PurePosixPath(path.parent.relative_to(root).as_posix())
         rel = path.relative_to(root).as_posix()
         for number, line in _joined_lines(text):
+            if len(line) > MAX_LINE_CHARS or "ansible-playbook" not in line:
+                continue  # no command a person types is longer; and the regexes below stay linear
             for match in _INVOCATION.finditer(line):
                 args = parse_invocation(match.group("rest"))
                 cd = _CD.search(line[: match.end()])

@@ -27,6 +27,7 @@ INVENTORY_FILES = ("hosts.yml", "hosts.yaml", "hosts.ini", "hosts", "inventory.y
                    "inventory.ini", "inventory")
 INVENTORY_SUFFIXES = (".yml", ".yaml", ".ini", "")
 _NOT_INVENTORY = (".example", ".sample", ".bk", ".bak", ".orig", ".dist", ".j2", ".md")
+MAX_CFG_CHARS = 200_000
 _ENV_NAMES = frozenset({"prod", "production", "live", "staging", "stage", "stg", "preprod", "dev", "development",
                         "devel", "test", "testing", "qa", "lab"})
 EXAMPLE_SUFFIXES = (".example", ".sample", ".bk", ".bak", ".dist", ".template", ".tmpl")
@@ -85,11 +86,15 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
         path = next((root / f"ansible.cfg{s}" for s in EXAMPLE_SUFFIXES if (root / f"ansible.cfg{s}").is_file()), path)
     if not path.is_file():
         return AnsibleCfg()
+    if not env.get("ANSIBLE_CONFIG") and not path.resolve().is_relative_to(root.resolve()):
+        return AnsibleCfg()  # a committed symlink out of the repo (/proc/self/environ, ~/.ssh/...) is never read
     parser = configparser.ConfigParser(interpolation=None, strict=False, inline_comment_prefixes=(";", "#"))
     try:
-        parser.read_string(path.read_text(errors="replace"), source=str(path))
-    except configparser.Error as exc:
-        raise RepoError(f"{path} is not a valid ansible.cfg: {exc}") from exc
+        parser.read_string(path.read_text(errors="replace")[:MAX_CFG_CHARS], source=str(path))
+    except configparser.Error as exc:  # its message quotes the file's lines: name the line, never its text
+        line = getattr(exc, "lineno", None) or next((n for n, _ in getattr(exc, "errors", [])), None)
+        raise RepoError(f"{path} is not a valid ansible.cfg ({type(exc).__name__}"
+                        + (f" at line {line}" if line else "") + ")") from None
     base = path.parent.resolve()
     defaults = parser["defaults"] if parser.has_section("defaults") else {}
 
@@ -168,40 +173,73 @@ def discover_inventories(root: Path, cfg: AnsibleCfg, base: Path | None = None) 
         add(top / name, Path(name).stem if name.startswith("inventory") else name.replace(".", "-"), "found")
     for child in sorted(top.iterdir()) if top.is_dir() else []:  # root files named after an environment
         if child.is_file() and child.stem.lower() in _ENV_NAMES and child.suffix in ("", ".ini", ".yml", ".yaml") \
-                and looks_like_inventory(child):
+                and looks_like_inventory(child, root):
             add(child, child.stem, "found")
     for child in sorted(top.iterdir()) if top.is_dir() else []:  # inventory-ns1, hosts-proxmox, hosts_lab.ini
         if child.is_file() and re.match(r"(?:inventory|hosts)[-_.]\w", child.name.lower()) and \
-                child.suffix in ("", ".ini", ".yml", ".yaml", ".txt") and looks_like_inventory(child):
+                child.suffix in ("", ".ini", ".yml", ".yaml", ".txt") and looks_like_inventory(child, root):
             add(child, child.name.split(".")[0], "found")
     return found
 
 
-def looks_like_inventory(path: Path) -> bool:
-    """An INI inventory (``[group]`` headers or host lines) or a YAML one (``all:`` / ``hosts:``)."""
+MAX_INVENTORY_BYTES = 200_000
+_INI_GROUP = re.compile(r"[ \t]*\[([\w.-]+)(?::children|:vars)?\][ \t]*$")
+_INI_HOST = re.compile(r"([A-Za-z0-9][\w.-]*)(?:[ \t]|$)")
+_YAML_KEY = re.compile(r"([ \t]*)([A-Za-z0-9][\w.-]*):")
+
+
+def _read_inside(path: Path, root: Path, limit: int) -> str | None:
+    """The first ``limit`` characters of ``path`` when it is a regular file that resolves inside the repo
+    ``root`` (a committed symlink to ``/proc/self/environ`` or ``~/.ssh`` is never read); None otherwise."""
     try:
-        head = path.read_text(errors="replace")[:4000]
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
+            return None
+        with resolved.open(errors="replace") as fh:
+            return fh.read(limit)
     except OSError:
+        return None
+
+
+def looks_like_inventory(path: Path, root: Path) -> bool:
+    """An INI inventory (``[group]`` headers) or a YAML one (``all:`` / ``hosts:`` / ``children:``) inside ``root``."""
+    head = _read_inside(path, root, 4000)
+    if head is None:
         return False
-    return bool(re.search(r"^\s*\[[\w:.-]+\]\s*$", head, re.M) or re.search(r"^\s*(all|hosts|children):", head, re.M))
+    lines = head.splitlines()
+    return any(_INI_GROUP.match(line) for line in lines) or \
+        any(line.lstrip(" \t").startswith(("all:", "hosts:", "children:")) for line in lines)
 
 
-def inventory_names(path: Path) -> set[str]:
-    """Host and group names written in an inventory file or folder, read statically (nothing is run; dynamic
-    inventories and templated names are left out). Empty when it cannot be read."""
+def inventory_names(path: Path, root: Path) -> set[str]:
+    """Host and group names written in an inventory file or folder, read statically and line by line (nothing
+    is run; dynamic inventories and templated names are left out; files are read up to
+    :data:`MAX_INVENTORY_BYTES`, never through a symlink that leaves the repo). Empty when it cannot be read."""
     files = [path] if path.is_file() else [p for p in sorted(path.rglob("*")) if p.is_file()
                                             and "group_vars" not in p.parts and "host_vars" not in p.parts] \
         if path.is_dir() else []
     names: set[str] = set()
     for file in files[:50]:
-        try:
-            text = file.read_text(errors="replace")[:200_000]
-        except OSError:
+        text = _read_inside(file, root, MAX_INVENTORY_BYTES)
+        if text is None:
             continue
-        names |= set(re.findall(r"^\s*\[([\w.-]+)(?::children)?\]", text, re.M))
-        names |= set(re.findall(r"^([A-Za-z0-9][\w.-]*)(?:\s|$)", text, re.M))
-        for block in re.findall(r"^(\s+)(?:hosts|children):\s*\n((?:\1\s+.*\n?)+)", text, re.M):
-            names |= set(re.findall(r"^\s+([A-Za-z0-9][\w.-]*):", block[1], re.M))
+        under: list[int] = []  # indentations of the hosts:/children: keys whose entries are being read
+        for line in text.splitlines():
+            if group := _INI_GROUP.match(line):
+                names.add(group.group(1))
+                continue
+            key = _YAML_KEY.match(line)
+            if key is None:
+                if host := _INI_HOST.match(line):
+                    names.add(host.group(1))
+                continue
+            indent, name = len(key.group(1)), key.group(2)
+            while under and indent <= under[-1]:
+                under.pop()
+            if name in ("hosts", "children"):
+                under.append(indent)
+            elif under and indent > under[-1] or indent == 0:
+                names.add(name)
     return {n for n in names if n not in ("all", "vars", "children", "hosts") and len(n) > 1}
 
 

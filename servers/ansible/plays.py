@@ -230,12 +230,24 @@ def containers_in_vars(variables: Any) -> list[str]:
 
 
 def compose_services(text: str) -> list[str]:
-    """The service names of a compose file's text (``services:`` then its indented keys), read without templating."""
-    block = re.search(r"^services:\s*\n((?:[ \t]+.*\n?|\s*\n)+)", text, re.M)
-    if not block:
-        return []
-    indent = min((len(m.group(1)) for m in re.finditer(r"^([ \t]+)\S", block.group(1), re.M)), default=2)
-    return [m.group(1) for m in re.finditer(rf"^[ \t]{{{indent}}}([A-Za-z0-9][\w.-]*):", block.group(1), re.M)]
+    """The service names of a compose file's text (the keys indented under a top-level ``services:``), read line by
+    line without templating."""
+    found: list[str] = []
+    inside, indent = False, None
+    for line in text.splitlines():
+        if not inside:
+            inside = line.rstrip() == "services:"
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            break
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        key = re.match(r"[ \t]*([A-Za-z0-9][\w.-]*):", line)
+        if depth == indent and key:
+            found.append(key.group(1))
+    return found
 
 
 def _bare_play(entry: Any) -> bool:

@@ -163,7 +163,7 @@ def preflight(catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any],
         for key in ("become_ask_pass", "ask_pass", "ask_vault_pass"):
             if key in answered:
                 continue
-            if re.search(rf"^\s*{key}\s*=\s*(true|yes|1)\b", text, re.MULTILINE):
+            if any(re.match(rf"[ \t]*{key}[ \t]*=[ \t]*(true|yes|1)\b", line) for line in text.splitlines()):
                 raise RepoError(f"{cfg.name} sets {key} = true: Ansible would wait for a password nobody types. "
                                 "Type it in your own terminal (`chiffon run \"<request>\" --ask-become-pass` or "
                                 "--ask-vault-pass), put the secret in the inventory (vault-encrypted: "

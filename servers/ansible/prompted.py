@@ -31,13 +31,41 @@ class Typed:
         return (["--ask-vault-pass"] if self.vault else []) + (["--ask-become-pass"] if self.become else [])
 
     def answers(self) -> dict[str, str]:
-        """ansible-runner ``passwords``: Ansible's prompt (a regex) -> what to answer."""
-        out = {}
+        """ansible-runner ``passwords``: Ansible's prompt (a regex) -> what to answer, each answered once.
+
+        ansible-runner answers every later match of a prompt too, for the whole run; a playbook's own ``pause``
+        whose prompt reads "BECOME password:" would receive the password and could register it. Ansible asks
+        for these passwords once, before any play, so each is sent once and every later match gets an empty
+        line (:class:`_AnswerOnce`).
+        """
+        out: dict[str, str] = {}
         if self.vault:
-            out[VAULT_PROMPT] = self.vault
+            out[VAULT_PROMPT] = _AnswerOnce(self.vault)
         if self.become:
-            out[BECOME_PROMPT] = self.become
+            out[BECOME_PROMPT] = _AnswerOnce(self.become)
         return out
+
+
+class _AnswerOnce(str):
+    """A password pexpect sends once: ``sendline`` sends ``answer + linesep``, and ``+`` gives the password the
+    first time and nothing after. Its own value is the empty string, so printing it shows nothing."""
+
+    _secret: str
+    _sent: bool
+
+    def __new__(cls, secret: str) -> _AnswerOnce:
+        answer = super().__new__(cls, "")
+        answer._secret, answer._sent = secret, False
+        return answer
+
+    def __add__(self, other: str) -> str:  # type: ignore[override]
+        if self._sent:
+            return str(other)
+        self._sent = True
+        return self._secret + other
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 _held: dict[str, Typed] = {}

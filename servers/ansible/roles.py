@@ -137,8 +137,9 @@ def _containers(path: Path, tasks: list[Task]) -> list[str]:
         found += containers_in_vars(_main_of(path / sub))
     for folder in ("templates", "files"):
         for file in sorted((path / folder).rglob("*compose*")) if (path / folder).is_dir() else []:
-            if file.is_file() and file.stat().st_size < MAX_TEMPLATE_BYTES:
-                found += compose_services(file.read_text(errors="replace"))
+            real = file.resolve()  # a symlink out of the role (to ~/.ssh, /proc) is never read
+            if real.is_relative_to(path.resolve()) and real.is_file() and real.stat().st_size < MAX_TEMPLATE_BYTES:
+                found += compose_services(real.read_text(errors="replace"))
     return found
 
 

@@ -446,7 +446,7 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
         for name in re.split(r"[:,&!\s]+", pattern):
             known.setdefault(norm(name), name)
     if inventory is not None and _exists(catalog.root, inventory):
-        for name in sorted(inventory_names(catalog.root / inventory)):
+        for name in sorted(inventory_names(catalog.root / inventory, catalog.root)):
             known.setdefault(norm(name), name)
     own = unit_names(unit) | {norm(t) for t in unit.tags}
     targets = sorted((e for e in target_words(intent.text) if e in known and e not in own and e != best.entity),

@@ -33,3 +33,20 @@ def test_typed_passwords_never_print() -> None:
     typed = Typed(vault="v-secret", become="b-secret")
     assert "secret" not in repr(typed) and "secret" not in str(typed)
     assert typed.flags() == ["--ask-vault-pass", "--ask-become-pass"]
+
+
+async def test_a_playbook_prompt_dressed_as_ansibles_gets_no_password(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                                    "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n")
+    (repo / "steal.yml").write_text(  # what a hostile repo would try: ask again, in Ansible's own words
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - {name: p, ansible.builtin.pause: {prompt: 'BECOME password', echo: false}, register: got}\n"
+        "    - {name: show, ansible.builtin.debug: {msg: 'captured={{ got.user_input }}'}}\n")
+    private = tmp_path / "run"
+    outcome = await run_playbook(repo, "steal.yml", repo / "hosts.yml", private, check=True,
+                                 typed=Typed(become=SECRET))
+    assert outcome.status == "successful"
+    assert [e.message for e in outcome.events if e.task == "show"] == ["captured="]
+    assert _files_holding(private, SECRET) == []

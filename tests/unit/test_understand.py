@@ -206,3 +206,29 @@ def test_a_hostile_readme_cannot_inject_an_inventory_limit_or_tags_into_a_plan(t
     assert all(c.limit in (None, "media") for c in found)  # cut where a shell separates commands, never "id"
     got = answer(repo, "Deploy Jellyfin")
     assert got.inventory == "hosts.yml" and got.limit in (None, "media")  # the repo's own inventory
+
+
+def test_a_committed_symlink_never_reads_files_outside_the_repo(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv("CHIFFON_TEST_SECRET", "s3cret-from-the-environment")
+    repo = _repo(tmp_path, {"jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n"})
+    os.symlink("/proc/self/environ", repo / "ansible.cfg")  # what a hostile repo commits
+    os.symlink("/proc/self/environ", repo / "inventory-leak")
+    got = answer(repo, "Deploy Jellyfin")
+    assert got.inventory == "hosts.yml" and "s3cret" not in repr(got.as_dict())
+    assert "s3cret" not in repr(Catalog.load(repo).projects)
+    from chiffon.servers.ansible.layout import inventory_names
+
+    assert inventory_names(repo / "inventory-leak", repo) == set()
+
+
+def test_an_ansible_cfg_that_does_not_parse_is_named_without_its_text(tmp_path: Path) -> None:
+    from chiffon.shared.errors import RepoError
+
+    repo = _repo(tmp_path, {"jellyfin.yml": "- hosts: media\n  tasks: [{ansible.builtin.debug: {}}]\n",
+                            "ansible.cfg": "TOKEN=abc123-do-not-show\n[defaults]\n"})
+    with pytest.raises(RepoError) as raised:
+        Catalog.load(repo)
+    assert "abc123" not in str(raised.value) and "line 1" in str(raised.value)
