@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chiffon.servers.ansible.commands import Command, read_commands
+from chiffon.servers.ansible.commands import Command, command_files, read_commands
 from chiffon.servers.ansible.layout import (
     AnsibleCfg,
     InventoryChoice,
@@ -33,6 +33,7 @@ from chiffon.servers.ansible.layout import (
     project_of,
 )
 from chiffon.servers.ansible.plays import (
+    LIMIT_RE,
     Playbook,
     Task,
     load_yaml,
@@ -49,7 +50,6 @@ from chiffon.shared.paths import resolve_in_repo
 __all__ = ["Catalog", "Playbook", "Role", "ScanCache", "Task", "Unit", "parse_playbook", "resolve_in_repo",
            "service_of"]
 
-_LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
 
 
 class Catalog:
@@ -58,8 +58,11 @@ class Catalog:
     def __init__(self, root: Path, *, playbooks: dict[str, Playbook], roles: dict[str, Role], units: list[Unit],
                  cfg: AnsibleCfg, inventories: list[InventoryChoice], inventory_choice: InventoryChoice | None,
                  inventory_error: str | None, is_git: bool, projects: dict[str, Project] | None = None,
-                 project: str = "", files: tuple[str, ...] = ()) -> None:
+                 project: str = "", files: tuple[str, ...] = (), cache: ScanCache | None = None,
+                 stats: dict[str, tuple[int, int]] | None = None) -> None:
         self.root = root
+        self._cache = cache if cache is not None else ScanCache()
+        self._stats = stats or {}  # (mtime_ns, size) of each file when the repo was scanned
         self.files = files  # absolute paths of the repo's files that git does not ignore
         self.projects = projects or {"": Project("", cfg, tuple(inventories), ())}
         self.project = project  # the Ansible project (folder, repo-relative) whose settings this view uses
@@ -132,10 +135,19 @@ class Catalog:
         choice, error = _choose(root, projects[""], inventory)
         return cls(root, playbooks=playbooks, roles=roles, units=units, cfg=cfg, inventories=inventories,
                    inventory_choice=choice, inventory_error=error, is_git=tracked is not None, projects=projects,
-                   files=tuple(files))
+                   files=tuple(files), cache=cache, stats=stats)
 
     def imported(self, playbook: Playbook) -> list[Playbook]:
         """The repo's playbooks that ``playbook`` imports (``import_playbook``), at any depth, each once."""
+        known = self._imports.get(playbook.name)
+        return known if known is not None else self._walk_imports(playbook)  # a generated playbook is not listed
+
+    @cached_property
+    def _imports(self) -> dict[str, list[Playbook]]:
+        """Each playbook's imported playbooks (:meth:`imported`), worked out once per catalog."""
+        return {pb.name: self._walk_imports(pb) for pb in self.playbooks.values()}
+
+    def _walk_imports(self, playbook: Playbook) -> list[Playbook]:
         found: list[Playbook] = []
         todo = [playbook]
         while todo:
@@ -169,12 +181,17 @@ class Catalog:
         choice, error = (None, missing) if missing else _choose(self.root, project, inventory)
         return Catalog(self.root, playbooks=self.playbooks, roles=self.roles, units=self.units, cfg=project.cfg,
                        inventories=list(project.inventories), inventory_choice=choice, inventory_error=error,
-                       is_git=self.is_git, projects=self.projects, project=project.dir, files=self.files)
+                       is_git=self.is_git, projects=self.projects, project=project.dir, files=self.files,
+                       cache=self._cache, stats=self._stats)
 
     @cached_property
     def commands(self) -> list[Command]:
-        """The repo's own ``ansible-playbook`` invocations (:mod:`servers.ansible.commands`)."""
-        return read_commands(self.root, list(self.files), set(self.playbooks))
+        """The repo's own ``ansible-playbook`` invocations (:mod:`servers.ansible.commands`), read again only when
+        a task-runner file, script or README changed (or the set of playbooks did)."""
+        files = command_files(self.root, list(self.files))
+        stamp = (tuple((str(f), self._stats.get(str(f))) for f in files), frozenset(self.playbooks))
+        return self._cache.get(f"commands:{self.root}", stamp,
+                               lambda: read_commands(self.root, [str(f) for f in files], set(self.playbooks)))
 
     @property
     def project_dir(self) -> Path:
@@ -280,15 +297,18 @@ class Catalog:
         return self.inventory_data.get("_meta", {}).get("hostvars", {}).get(host, {})
 
     def validate_limit(self, limit: str | None) -> str | None:
-        """Check a ``--limit`` pattern: allowed characters, and it names known hosts or groups.
+        """Check a ``--limit`` pattern: allowed characters, and that it names known hosts or groups of the chosen
+        inventory (characters only when no inventory is chosen: the plan is blocked on it anyway).
 
         Raises:
             InvalidInput: bad characters or an unknown host/group (the known ones are listed).
         """
         if limit is None or limit == "":
             return None
-        if not _LIMIT_RE.match(limit):
+        if not LIMIT_RE.match(limit):
             raise InvalidInput("limit", "may contain only host/group names, ',', ':', '!', '&', '*', '[', ']'")
+        if self._inventory is None:
+            return limit
         groups = self.groups()
         known = set(groups) | {h for hosts in groups.values() for h in hosts}
         for part in re.split(r"[,:]", limit):

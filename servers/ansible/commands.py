@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from chiffon.servers.ansible.plays import LIMIT_RE, TAG_RE
+
 RUNNER_FILES = ("Makefile", "makefile", "GNUmakefile", "Taskfile.yml", "Taskfile.yaml", "taskfile.yml",
                 "justfile", "Justfile", ".justfile", "mise.toml", ".mise.toml", "package.json", "tasks.py",
                 "noxfile.py")
@@ -26,8 +28,6 @@ MAX_FILE_BYTES = 256_000
 MAX_LINE_CHARS = 2_000
 _INVOCATION = re.compile(r"ansible-playbook\b(?P<rest>[^\n;|&`]*)")
 _CD = re.compile(r"\bcd\s+(?P<dir>[\w./-]+)\s*(?:&&|;)\s*(?:[\w=./-]+\s+)*ansible-playbook\b")
-_TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")  # as servers.ansible.preview allows
-_LIMIT = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
 _TEMPLATED = re.compile(r"\{\{|\$\(|\$\{|\$[A-Za-z_]|<[a-z_-]+>|%\w")
 
 
@@ -59,7 +59,7 @@ class Command:
         return " ".join(parts)
 
 
-def _files(root: Path, files: list[str]) -> list[Path]:
+def command_files(root: Path, files: list[str]) -> list[Path]:
     """The task-runner files, scripts and READMEs among ``files`` (absolute paths)."""
     out = []
     for name in files:
@@ -121,8 +121,8 @@ def parse_invocation(rest: str) -> dict[str, object]:
                 found["inventory"] = value
         elif flag in ("-t", "--tags") and value:
             tags = tuple(t.strip() for t in value.split(",") if t.strip())
-            found["tags"] = tags if all(_TAG.match(t) for t in tags) else ()
-        elif flag in ("-l", "--limit") and value and _LIMIT.match(value):
+            found["tags"] = tags if all(TAG_RE.match(t) for t in tags) else ()
+        elif flag in ("-l", "--limit") and value and LIMIT_RE.match(value):
             found["limit"] = value  # what the repo writes is evidence, never input: odd characters are dropped
         elif value is None and not flag.startswith("-") and flag.endswith((".yml", ".yaml")) and \
                 found["playbook"] is None and not _TEMPLATED.search(flag):
@@ -156,7 +156,7 @@ def read_commands(root: Path, files: list[str], playbooks: set[str]) -> list[Com
     """
     root = root.resolve()
     found: list[Command] = []
-    for path in _files(root, files):
+    for path in command_files(root, files):
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 continue

@@ -168,7 +168,7 @@ async def create_plan(
     if catalog.inventory_choice is None and not problems:
         problems.append(catalog.inventory_problem or f"{catalog.root} has no usable inventory")
     inventory = catalog.inventory if catalog.inventory_choice is not None else (expected_inventory or "")
-    limit = catalog.validate_limit(limit) if catalog.inventory_choice is not None else preview.validate_limit_text(limit)
+    limit = catalog.validate_limit(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
     answered = frozenset({"ask_vault_pass"} if typed and typed.vault else set()) | \

@@ -34,6 +34,10 @@ TASKS_MODULES = {"import_tasks", "include_tasks", "include", "ansible.builtin.im
                  "ansible.builtin.include_tasks"}
 PLAYBOOK_IMPORTS = {"import_playbook", "ansible.builtin.import_playbook"}
 
+# What a --tags entry and a --limit pattern may contain: every tag or limit chiffon passes to Ansible matches.
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")
+LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
+
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

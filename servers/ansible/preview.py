@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chiffon.servers.ansible.catalog import Catalog
-from chiffon.servers.ansible.plays import Playbook, Task, load_yaml, walk_tasks
+from chiffon.servers.ansible.plays import TAG_RE, Playbook, Task, load_yaml, walk_tasks
 from chiffon.servers.ansible.requirements import install_hint, requirements_file
 from chiffon.servers.ansible.risk import COMMAND_MODULES
 from chiffon.servers.ansible.runner import Outcome
@@ -29,8 +29,6 @@ from chiffon.shared.redact import redact_text
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
 _MISSING_ROLE = re.compile(r"the role '([\w.\-/]+)' was not found")
-_TAG = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,100}$")
-_LIMIT = re.compile(r"^[A-Za-z0-9_.:,!&*\-\[\] ]{1,200}$")
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
 
@@ -55,7 +53,7 @@ def validate_tags(catalog: Catalog, playbook: Playbook, tags: list[str] | None, 
     out = []
     known = playbook_tags(catalog, playbook)
     for tag in tags or []:
-        if not isinstance(tag, str) or not _TAG.match(tag):
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
             raise InvalidInput(field, f"{tag!r} is not a tag (letters, digits, _ . : @ + -)")
         if tag not in known:
             listed = ", ".join(sorted(known - {"always", "never", "all", "tagged", "untagged"})) or "none"
@@ -95,19 +93,6 @@ def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
                         "own terminal: `chiffon run \"<request>\" --ask-vault-pass` (never through the IDE: a "
                         "model must not see it)")
     return Path(chosen).expanduser().resolve() if chosen else None
-
-
-def validate_limit_text(limit: str | None) -> str | None:
-    """A ``--limit`` checked for its characters only (no inventory here to check its names against).
-
-    Raises:
-        InvalidInput: characters other than host/group names and Ansible's pattern operators.
-    """
-    if not limit:
-        return None
-    if not _LIMIT.match(limit):
-        raise InvalidInput("limit", "may contain only host/group names, ',', ':', '!', '&', '*', '[', ']'")
-    return limit
 
 
 def vault_password_or_problem(catalog: Catalog, configured: Path | None,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -46,15 +47,16 @@ from chiffon.servers.ansible.unit_words import (
     action_in,
     context_names,
     partial_names,
+    pattern_names,
     phase_of,
     qualifiers,
     unit_action,
     unit_names,
 )
+from chiffon.shared.errors import NoMatch, RoleNotApplied
 
 __all__ = ["Answer", "Candidate", "Intent", "candidates", "choose", "read_intent", "settle", "understand",
            "unit_action", "unit_names"]
-from chiffon.shared.errors import NoMatch, RoleNotApplied
 
 ENTITY_BONUS = 0.35
 CONTEXT_BONUS = 0.1  # per word naming the unit's playbook, folder or target group ("telegraf on the proxmox nodes")
@@ -69,6 +71,8 @@ CLOSE = 0.1  # candidates within this of the best, both naming the request's ent
 COMPATIBLE = {"deploy": {"deploy", "harden"}, "update": {"update", "deploy"}, "harden": {"harden", "deploy"},
               "remove": {"remove"}, "backup": {"backup"}, "restore": {"restore"}, "cleanup": {"cleanup", "update"},
               "stop": {"stop"}, "bootstrap": {"bootstrap", "deploy"}}
+
+
 @dataclass
 class Candidate:
     """One possible answer: the ranked match (score adjusted), the entity that named it, and the evidence."""
@@ -140,7 +144,7 @@ def _commands_for(unit: Unit, names: set[str], commands: list[Command]) -> list[
         return []
     mine = [c for c in commands if c.playbook == unit.playbook.name]
     tagged = [c for c in mine if c.tags and set(c.tags) & set(unit.entry_tags)]
-    limited = [c for c in mine if c.limit and {norm(p) for p in re.split(r"[:,&!\s]+", c.limit)} & names]
+    limited = [c for c in mine if c.limit and {norm(p) for p in pattern_names(c.limit)} & names]
     if tagged or limited:
         return tagged + [c for c in limited if c not in tagged]
     if unit.kind == "playbook":
@@ -152,7 +156,7 @@ def _hosts_name_service(unit: Unit, entity: str | None) -> bool:
     """The unit's play targets a group named after the service (``hosts: uptime-kuma``)."""
     wanted = {norm(unit.service), entity or ""} - {""}
     return unit.kind in ("role", "play", "tasks") and any(
-        norm(h) in wanted for host in unit.hosts for h in re.split(r"[:,&!\s]+", host))
+        norm(h) in wanted for host in unit.hosts for h in pattern_names(host))
 
 
 def _fits(action: str, intent: Intent) -> bool:
@@ -225,6 +229,24 @@ def _through_importer(catalog: Catalog, unit: Unit, commands: list[Command]) -> 
     return unit, None
 
 
+def _entity_hit(unit: Unit, names: set[str], hits: list[str], intent: Intent,
+                specificity: Callable[[str], float]) -> tuple[str | None, float]:
+    """``(entity, weight)``: the most specific request word naming the unit (weight 1); else a generic word that
+    is one of its tags ("the services"); else a word inside its names or its name inside a word (weight 0.5:
+    "media" of media_services, "paperless-ngx" for paperless, "r720" for r720xd); else ``(None, 1.0)``."""
+    if hits:
+        return max(hits, key=lambda e: (specificity(e), len(e))), 1.0
+    tag_words = {norm(t) for t in unit.entry_tags}
+    generic = next((g for g in intent.generic if g in tag_words), None)
+    if generic is not None:
+        return generic, 1.0
+    inside = partial_names(unit)
+    partial = [e for e in intent.what if len(e) > 2 and (e in inside or any(
+        len(n) >= 5 and e.startswith(n) or len(e) >= 4 and n.startswith(e) and any(ch.isdigit() for ch in e)
+        for n in names))]
+    return (max(partial, key=len), 0.5) if partial else (None, 1.0)
+
+
 def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
                commands: list[Command]) -> list[Candidate]:
     """Every unit as a :class:`Candidate` with its adjusted score, best first (see the module docstring)."""
@@ -245,17 +267,8 @@ def candidates(catalog: Catalog, intent: Intent, ranked: list[matching.Match],
         unit = m.unit
         names = named_by[id(unit)]
         hits = [e for e in intent.what if e in names]
-        hit = max(hits, key=lambda e: (specificity(e), len(e)), default=None)
+        hit, weight = _entity_hit(unit, names, hits, intent, specificity)
         tag_words = {norm(t) for t in unit.entry_tags}
-        weight = 1.0
-        if hit is None:
-            hit = next((g for g in intent.generic if g in tag_words), None)
-        if hit is None:  # a word inside its names ("media" of media_services), or its name inside a word
-            inside = partial_names(unit)
-            partial = [e for e in intent.what if len(e) > 2 and (e in inside or any(
-                len(n) >= 5 and e.startswith(n) or len(e) >= 4 and n.startswith(e) and any(ch.isdigit() for ch in e)
-                for n in names))]  # "paperless-ngx" for paperless, "r720" for r720xd
-            hit, weight = (max(partial, key=len), 0.5) if partial else (None, 1.0)
         context = [e for e in intent.entities if (e in context_names(unit) or e in names) and e != hit
                    and e not in hits]
         action = unit_action(unit)
@@ -443,7 +456,7 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
     unit = best.unit
     known: dict[str, str] = {}
     for pattern in (unit.playbook.host_patterns if unit.playbook else ()):
-        for name in re.split(r"[:,&!\s]+", pattern):
+        for name in pattern_names(pattern):
             known.setdefault(norm(name), name)
     if inventory is not None and _exists(catalog.root, inventory):
         for name in sorted(inventory_names(catalog.root / inventory, catalog.root)):
@@ -454,7 +467,7 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
     if targets:  # "on the Pis", "on raspi1": said, so shown, even where the play targets just that
         return known[targets[0]], "the request names it"
     limits = list(dict.fromkeys(c.limit for c in best.commands if c.limit and (
-        set(c.tags) & set(unit.tags) or {norm(p) for p in re.split(r"[:,&!\s]+", c.limit)} & (own | {best.entity}))))
+        set(c.tags) & set(unit.tags) or {norm(p) for p in pattern_names(c.limit)} & (own | {best.entity}))))
     if len(limits) == 1:
         return limits[0], f"the repo's {best.commands[0].source.rsplit(':', 1)[0]}"
     whole = next((u for u in catalog.units if u.kind == "playbook" and u.playbook is unit.playbook), None)
@@ -472,7 +485,8 @@ def choose_limit(catalog: Catalog, best: Candidate, intent: Intent, inventory: s
 def understand(catalog: Catalog, request: str, ranked: list[matching.Match], commands: list[Command], *,
                inventory: str | None = None, limit: str | None = None, meaning: bool = False) -> Answer:
     """The :class:`Answer` to ``request`` over ``catalog`` (``ranked`` by :func:`matching.rank`, perhaps
-    blended with meaning). Never reads the inventory's hosts and never asks what is installed.
+    blended with meaning). Reads the repo's files only (inventories statically, for host names); never runs
+    ``ansible-inventory`` and never asks what is installed.
 
     Raises:
         NoMatch, RoleNotApplied: see :func:`choose`.

@@ -48,6 +48,11 @@ PHASE_TAGS = {"deploy": ("install", "deploy", "setup"), "update": ("upgrade", "u
               "remove": ("uninstall", "remove", "teardown", "destroy"), "backup": ("backup",),
               "restore": ("restore",)}
 
+def pattern_names(pattern: str) -> list[str]:
+    """The host and group names in a host pattern or ``--limit`` (``media:&docker,!nas`` -> media, docker, nas)."""
+    return [name for name in re.split(r"[:,&!\s]+", pattern) if name]
+
+
 def unit_action(unit: Unit) -> str:
     """What ``unit`` does (``remove``, ``backup``, ``restore``, ``cleanup``, ``update``, ``harden``, else
     ``deploy``), from its playbook's file name, its play's name, the tag that selects it and its role's name
@@ -86,7 +91,7 @@ def unit_names(unit: Unit) -> set[str]:
         if PurePosixPath(unit.playbook.name).stem.lower() in GENERIC_PLAYBOOKS:
             names.add(PurePosixPath(unit.playbook.name).parent.name)  # services/nut/deploy.yml is nut's
         if len(unit.playbook.host_patterns) == 1:  # misc.yml's one play for hosts: pihole is pihole's
-            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
+            names |= set(pattern_names(unit.playbook.host_patterns[0]))
         names |= set(unit.playbook.containers)
     return _normalised(names)
 
@@ -106,12 +111,12 @@ def partial_names(unit: Unit) -> set[str]:
 def context_names(unit: Unit) -> set[str]:
     """Names around ``unit`` that a request may add to it: the group its play targets, its playbook's name
     and folder ("telegraf on the proxmox nodes" -> the telegraf role of ``proxmox.yml``)."""
-    names: set[str] = {h for host in unit.hosts for h in re.split(r"[:,&!\s]+", host)}
+    names: set[str] = {h for host in unit.hosts for h in pattern_names(host)}
     if unit.playbook is not None:
         path = PurePosixPath(unit.playbook.name)
         names |= {path.stem, unit.playbook.service, path.parent.name}
         if unit.kind == "playbook" and len(unit.playbook.host_patterns) == 1:
-            names |= set(re.split(r"[:,&!\s]+", unit.playbook.host_patterns[0]))
+            names |= set(pattern_names(unit.playbook.host_patterns[0]))
     return _normalised(names) - unit_names(unit)
 
 def _normalised(names: set[str]) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -84,6 +85,16 @@ async def test_unknown_tier_is_refused_by_the_schema(client: Client) -> None:
         await client.call_tool("llm_route", {"prompt": "hi", "tier": "gigantic"})
 
 
+async def _plan(settings: LLMSettings, rt: Runtime, repo: Path, request: str) -> dict[str, Any]:
+    """``plan_request`` through the orchestrator, its quick tier opened from ``settings`` for this one plan."""
+    router = await Router.open(settings, store=rt.store)
+    try:
+        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
+            return (await c.call_tool("plan_request", {"request": request})).structured_content
+    finally:
+        await router.aclose()
+
+
 @pytest.fixture(scope="module")
 def kuma_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example repo with a second Uptime Kuma playbook (a k3s variant, as real repos keep): "Deploy Uptime
@@ -100,12 +111,7 @@ async def test_planner_does_not_ask_the_llm_when_the_request_names_one_playbook(
 ) -> None:
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
     ollama_fake[0].requests.clear()
-    router = await Router.open(settings, store=rt.store)
-    try:
-        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": "deploy redis"})).structured_content
-    finally:
-        await router.aclose()
+    plan = await _plan(settings, rt, repo, "deploy redis")
     note = plan["match"]["planner"]
     assert plan["playbook"] == "deploy-redis.yml" and note["chosen_by"] == "retrieval" and "llm_skipped" in note
     assert ollama_fake[0].requests == []  # a small model never overrules a sure answer
@@ -114,18 +120,14 @@ async def test_planner_does_not_ask_the_llm_when_the_request_names_one_playbook(
 async def test_planner_takes_the_llms_choice_and_reason(
     llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
-    repo = kuma_twice
     # The quick tier is the Ollama fake here: it answers what it is told, and records what it was sent.
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
     reason = "Uptime Kuma is what they asked to deploy, with one monitor per portal."
     ollama_fake[0].reply = lambda msgs: json.dumps({"playbook": "deploy-uptime-kuma.yml", "reason": reason})
-    router = await Router.open(settings, store=rt.store)
     try:
-        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": KUMA_REQUEST})).structured_content
+        plan = await _plan(settings, rt, kuma_twice, KUMA_REQUEST)
     finally:
         ollama_fake[0].reply = FakeState().reply
-        await router.aclose()
     assert plan["playbook"] == "deploy-uptime-kuma.yml"
     note = plan["match"]["planner"]
     assert {k: note[k] for k in ("chosen_by", "model", "tier", "reason")} == {
@@ -141,17 +143,13 @@ async def test_planner_takes_the_llms_choice_and_reason(
 async def test_planner_keeps_retrieval_after_two_invalid_answers(
     llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
-    repo = kuma_twice
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]}})
     ollama_fake[0].reply = lambda msgs: json.dumps({"playbook": "rm-rf.yml", "reason": "a long enough reason"})
     ollama_fake[0].requests.clear()
-    router = await Router.open(settings, store=rt.store)
     try:
-        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": "Deploy Uptime Kuma"})).structured_content
+        plan = await _plan(settings, rt, kuma_twice, "Deploy Uptime Kuma")
     finally:
         ollama_fake[0].reply = FakeState().reply
-        await router.aclose()
     note = plan["match"]["planner"]
     assert plan["playbook"] == "deploy-uptime-kuma.yml" and note["chosen_by"] == "retrieval"
     assert "no valid answer in 2 replies" in note["llm_error"] and "rm-rf.yml" in note["llm_error"]
@@ -162,18 +160,14 @@ async def test_planner_keeps_retrieval_after_two_invalid_answers(
 async def test_planner_keeps_retrieval_past_its_deadline(
     llm_settings: LLMSettings, rt: Runtime, kuma_twice: Path, ollama_fake: tuple[FakeState, str]
 ) -> None:
-    repo = kuma_twice
     settings = llm_settings.model_copy(update={"tiers": {"quick": llm_settings.tiers["local-large"]},
                                                "planner_deadline_s": 0.3})
     ollama_fake[0].reply = lambda msgs: json.dumps({"playbook": "deploy-uptime-kuma.yml", "reason": "x" * 40})
     ollama_fake[0].delay_s = 0.2  # per streamed word: the answer takes longer than the deadline
-    router = await Router.open(settings, store=rt.store)
     try:
-        async with Client(create_orchestrator(AnsibleService.for_runtime(rt, repo), router)) as c:
-            plan = (await c.call_tool("plan_request", {"request": "Deploy Uptime Kuma"})).structured_content
+        plan = await _plan(settings, rt, kuma_twice, "Deploy Uptime Kuma")
     finally:
         ollama_fake[0].reply, ollama_fake[0].delay_s = FakeState().reply, 0.0
-        await router.aclose()
     note = plan["match"]["planner"]
     assert plan["playbook"] == "deploy-uptime-kuma.yml" and note["chosen_by"] == "retrieval"
     assert "did not answer within 0.3 s" in note["llm_error"]
