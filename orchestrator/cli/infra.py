@@ -38,6 +38,7 @@ from chiffon.orchestrator.cli.common import (
     split_csv,
 )
 from chiffon.orchestrator.cli.render import show_plan, summary
+from chiffon.orchestrator.cli.terminal import AskBecomeOpt, AskVaultOpt, ask_code, ask_passwords, pick_on_terminal
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import setup_logging
 
@@ -162,7 +163,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                                               apply_role=opts.apply_role,
                                               apply_to=opts.apply_to, on_event=on_check, router=router,
                                               typed=opts.typed,
-                                              pick=_pick_on_terminal(bar) if sys.stdin.isatty() and not as_json
+                                              pick=pick_on_terminal(bar) if sys.stdin.isatty() and not as_json
                                               else None)
             if not as_json:
                 show_plan(plan)
@@ -177,7 +178,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                 ok = typer.confirm(f"Run plan {plan.id} now?", default=False)
                 plan = await plans.decide(rt, plan.id, "approved" if ok else "rejected",
                                           approver=plans.default_approver(), channel="cli",
-                                          code=_ask_code(settings, opts.code) if ok else None)
+                                          code=ask_code(settings, opts.code) if ok else None)
             else:
                 return _report(plan, "awaiting_approval", None, started, as_json,
                                f"plan {plan.id} awaits approval; nothing changed. Approve with "
@@ -188,27 +189,6 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
             result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
                            0 if result.status == "succeeded" else EXIT_FAILED)
-
-
-def _pick_on_terminal(bar: Any) -> Any:
-    """A ``pick`` for the planner: list the candidates retrieval cannot separate and ask which one (Enter: the
-    first)."""
-
-    async def pick(candidates: list[Any]) -> Any:
-        bar.stop()
-        out.print("[bold]Several playbooks fit this request equally; which one?[/]")
-        for number, candidate in enumerate(candidates, 1):
-            hosts = ",".join(candidate.unit.hosts) or "-"
-            out.print(escape(f"  {number}. {candidate.unit.name}  (hosts {hosts}; {candidate.match.reason})"))
-        while True:
-            answer = str(await asyncio.to_thread(typer.prompt, "number", default="1")).strip()
-            if answer.isdigit() and 1 <= int(answer) <= len(candidates):
-                break
-            out.print(f"type a number from 1 to {len(candidates)}")
-        bar.start()
-        return candidates[int(answer) - 1]
-
-    return pick
 
 
 def _report(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float, as_json: bool,
@@ -258,38 +238,6 @@ def run(
     raise typer.Exit(run_or_exit(_run_request(settings, request, opts, approve, as_json)))
 
 
-AskVaultOpt = Annotated[bool, typer.Option(
-    "--ask-vault-pass", help="Type the ansible-vault password here (no echo); it is held in this process's memory "
-                             "for the check and the run, never stored, logged or shown to a model.")]
-AskBecomeOpt = Annotated[bool, typer.Option(
-    "--ask-become-pass", help="Type the become (sudo) password here (no echo); held in memory like --ask-vault-pass.")]
-
-
-def ask_passwords(vault: bool, become: bool) -> Any:
-    """Ask for the vault and become passwords on the terminal (no echo, the prompt on the terminal, never
-    on stdout); None when neither is wanted. Exits 2 without a terminal: nobody would type them."""
-    if not (vault or become):
-        return None
-    import getpass
-
-    from chiffon.servers.ansible.prompted import Typed
-
-    if not sys.stdin.isatty():
-        err.print("[bold red]error:[/] --ask-vault-pass / --ask-become-pass need a terminal to type the password "
-                  "in, and there is none. Run the command in your own terminal, or use a password file "
-                  "(--vault-password-file).", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR)
-    return Typed(vault=getpass.getpass("Vault password: ") if vault else None,
-                 become=getpass.getpass("BECOME password: ") if become else None)
-
-
-def _ask_code(settings: Settings, given: str | None) -> str | None:
-    """The one-time code: ``given``, else asked on the terminal when TOTP is set up (else None)."""
-    if given or settings.approvals.totp_secret is None or not sys.stdin.isatty():
-        return given
-    return typer.prompt("one-time code from your authenticator app")
-
-
 async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None, *, confirm: bool = False,
                   channel: str = "cli", code: str | None = None) -> plans.Plan | None:
     """Record ``decision``; with ``confirm``, show the plan and ask y/N (and the one-time code when TOTP is set
@@ -305,7 +253,7 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
                     not typer.confirm(f"Approve plan {plan_id}?", default=False):
                 return None
         if decision == "approved":
-            code = _ask_code(settings, code)
+            code = ask_code(settings, code)
         return await plans.decide(rt, plan_id, decision, approver=plans.default_approver(),  # type: ignore[arg-type]
                                   channel=channel, reason=reason, code=code)
 

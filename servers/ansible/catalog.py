@@ -24,14 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chiffon.servers.ansible.commands import Command, command_files, read_commands
-from chiffon.servers.ansible.layout import (
-    AnsibleCfg,
-    InventoryChoice,
-    Project,
-    choose_inventory,
-    find_projects,
-    project_of,
-)
+from chiffon.servers.ansible.inventories import InventoryChoice, choose_inventory
+from chiffon.servers.ansible.layout import AnsibleCfg, Project, find_projects, project_of
 from chiffon.servers.ansible.plays import (
     LIMIT_RE,
     Playbook,
@@ -167,7 +161,7 @@ class Catalog:
         return [pb for pb in self.playbooks.values() if pb is not playbook and playbook in self.imported(pb)]
 
     def project_for(self, playbook: str) -> Project:
-        """The Ansible project a repo-relative ``playbook`` belongs to (:func:`layout.project_of`)."""
+        """The Ansible project a repo-relative ``playbook`` belongs to (:func:`servers.ansible.layout.project_of`)."""
         return project_of(self.projects, playbook)
 
     def using(self, project: Project, inventory: str | None = None, *, missing: str | None = None) -> Catalog:

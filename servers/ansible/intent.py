@@ -8,7 +8,7 @@ and where it should run.
   words too common to name a unit alone (:data:`NOT_ENTITIES`) are kept apart as ``generic``.
 - **Where**: the words after on/to/across ("on the Pis") are ``targets``, unless the request names them
   before ("install docker on the docker hosts" asks for docker).
-- **Environment**: "on staging", "in prod" (``servers.ansible.layout.ENVIRONMENTS``).
+- **Environment**: "on staging", "in prod" (``servers.ansible.inventories.ENVIRONMENTS``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from chiffon.servers.ansible import matching
-from chiffon.servers.ansible.layout import ENVIRONMENTS, environment_of
+from chiffon.servers.ansible.inventories import ENVIRONMENTS, environment_of
 
 # The request's verb -> the action it asks for. Order matters where phrases overlap ("back up" before "up").
 ACTIONS: tuple[tuple[str, str], ...] = (

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from chiffon.servers.ansible.containers import containers_in_vars, containers_of
+
 VERBS = ("deploy", "install", "setup", "configure", "update", "upgrade", "backup", "cleanup", "remove", "restart",
          "play", "run")
 TASK_KEYWORDS = {
@@ -192,66 +194,6 @@ def _looped(target: str, item: dict[str, Any], variables: dict[str, Any] | None)
     if re.search(pattern, target) and isinstance(values, list) and values and all(isinstance(v, str) for v in values):
         return [(re.sub(pattern, v, target), v) for v in values if "{{" not in v]
     return [(target, None)]
-
-
-CONTAINER_MODULES = {"docker_container", "community.docker.docker_container", "podman_container",
-                     "containers.podman.podman_container", "community.general.docker_container"}
-COMPOSE_MODULES = {"docker_compose", "docker_compose_v2", "community.docker.docker_compose",
-                   "community.docker.docker_compose_v2", "containers.podman.podman_compose",
-                   "docker_stack", "community.docker.docker_stack"}
-
-
-def _plain(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() and "{{" not in value else None
-
-
-def containers_of(tasks: list[Task] | tuple[Task, ...]) -> list[str]:
-    """Container and compose service names the tasks create: ``docker_container``/``podman_container`` names,
-    a compose project's name and the services of an inline ``definition`` (templated names are left out)."""
-    found: list[str] = []
-    for task in tasks:
-        if task.module in CONTAINER_MODULES and (name := _plain(task.args.get("name"))):
-            found.append(name)
-        elif task.module in COMPOSE_MODULES:
-            if name := _plain(task.args.get("project_name") or task.args.get("name")):
-                found.append(name)
-            definition = task.args.get("definition")
-            services = definition.get("services") if isinstance(definition, dict) else None
-            if isinstance(services, dict):
-                found += [str(k) for k in services]
-    return found
-
-
-def containers_in_vars(variables: Any) -> list[str]:
-    """Names of containers listed in variables: lists of mappings with a ``name`` and an ``image``
-    (``containers: [{name: sonarr, image: ...}]``)."""
-    found: list[str] = []
-    for value in variables.values() if isinstance(variables, dict) else []:
-        for item in value if isinstance(value, list) else []:
-            if isinstance(item, dict) and "image" in item and (name := _plain(item.get("name"))):
-                found.append(name)
-    return found
-
-
-def compose_services(text: str) -> list[str]:
-    """The service names of a compose file's text (the keys indented under a top-level ``services:``), read line by
-    line without templating."""
-    found: list[str] = []
-    inside, indent = False, None
-    for line in text.splitlines():
-        if not inside:
-            inside = line.rstrip() == "services:"
-            continue
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():
-            break
-        depth = len(line) - len(line.lstrip())
-        indent = depth if indent is None else indent
-        key = re.match(r"[ \t]*([A-Za-z0-9][\w.-]*):", line)
-        if depth == indent and key:
-            found.append(key.group(1))
-    return found
 
 
 def _bare_play(entry: Any) -> bool:

@@ -19,16 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chiffon.servers.ansible.plays import (
-    Application,
-    Task,
-    compose_services,
-    containers_in_vars,
-    containers_of,
-    load_yaml,
-    tags_of_tasks,
-    walk_tasks,
-)
+from chiffon.servers.ansible.containers import compose_services, containers_in_vars, containers_of
+from chiffon.servers.ansible.plays import Application, Task, load_yaml, tags_of_tasks, walk_tasks
 
 MAX_README_CHARS = 300
 _MAIN = ("main.yml", "main.yaml")

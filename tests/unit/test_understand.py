@@ -219,7 +219,7 @@ def test_a_committed_symlink_never_reads_files_outside_the_repo(tmp_path: Path,
     got = answer(repo, "Deploy Jellyfin")
     assert got.inventory == "hosts.yml" and "s3cret" not in repr(got.as_dict())
     assert "s3cret" not in repr(Catalog.load(repo).projects)
-    from chiffon.servers.ansible.layout import inventory_names
+    from chiffon.servers.ansible.inventories import inventory_names
 
     assert inventory_names(repo / "inventory-leak", repo) == set()
 
