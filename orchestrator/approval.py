@@ -13,10 +13,16 @@ Three ways, chosen by what the connected client can do:
 Accept with ``approve: true`` records an approval, decline records a rejection,
 cancel leaves the plan pending. With TOTP set up the form's ``code`` must be the current
 one-time code (:mod:`shared.totp`). Only :func:`servers.ansible.plans.decide` records.
+
+Whoever answers the form is whatever the client is: the IDE showing it to a person, or a script the model
+spawned that names itself "Claude Desktop" and answers ``approve: true``. So the record is the client's word,
+``client-asserted "NAME"`` (:func:`client_asserted`), never "human"; only a valid one-time code, which
+:func:`~servers.ansible.plans.decide` marks `` + totp``, proves a human.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +80,21 @@ def approval_message(plan: Plan) -> str:
     changed = plan.check_result.get("changed", 0) if plan.check_result else 0
     lines.append(f"Check mode predicts {changed} change(s):\n{diff}")
     return "\n".join(lines)
+
+
+MAX_CLIENT_NAME = 64
+
+
+def client_asserted(ctx: Context) -> str:
+    """``client-asserted "NAME"``: the name the connected client gave itself (``clientInfo.name``; JSON-quoted,
+    so quotes and control characters stay inside it, and cut at :data:`MAX_CLIENT_NAME` characters), or
+    ``client-asserted "unnamed"``. It is what the client says, proof of nothing."""
+    try:
+        params = ctx.session.client_params
+        name = params.client_info.name if params is not None else ""
+    except (RuntimeError, AttributeError):
+        name = ""
+    return f"client-asserted {json.dumps((name or 'unnamed')[:MAX_CLIENT_NAME])}"
 
 
 def client_can_elicit(ctx: Context) -> bool:

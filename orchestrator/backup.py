@@ -13,13 +13,18 @@ unless ``--dest``) holding:
   metadata, then ``{"id", "document", "metadata"}`` per record, and ``<name>.npy``: the
   embeddings, float32, in the same order), written back the same way on restore;
 * ``audit.bundle``: ``git bundle --all`` of the audit repository;
-* ``manifest.json``: what is in it, sizes, and when.
+* ``manifest.json``: what is in it, sizes, and when; ``files``: the SHA-256 of every other file; ``signature``:
+  an HMAC-SHA256 of the manifest with the home's key ``CHIFFON_HOME/keys/backup.key``
+  (:mod:`orchestrator.backup_sign`; keep a copy of that key off the machine: a restore needs it).
 
 After a successful backup the same parent is thinned out (:func:`prune`: every backup of
 the last 24 hours, then one a day for ``backup.keep_days``, 7); ``chiffon deploy systemd``
 emits a timer that runs it on ``backup.schedule`` (every 30 minutes). Each backup, good or failed, is recorded
 (:mod:`orchestrator.jobs`) so ``chiffon doctor`` can say when the last one ran. ``chiffon restore FOLDER`` refuses a home that already holds
-state unless ``--force``; it restores with ``pg_restore --clean --if-exists``.
+state unless ``--force``; it restores with ``pg_restore --clean --if-exists``. It trusts nothing in the folder:
+:func:`check_restorable` refuses, before anything changes, an unsigned manifest or one whose signature does not
+match the key (the home's, or ``--key PATH``), a path that is absolute, has ``..`` or resolves outside the folder,
+a symlink, a file missing or not listed, and a file whose SHA-256 does not match.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from chiffon.orchestrator import backup_sign
 from chiffon.shared.config import Settings
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError, InvalidInput
@@ -40,6 +46,8 @@ from chiffon.shared.errors import ChiffonError, InvalidInput
 KEEP_DAYS = 7
 _STAMP = "%Y%m%d-%H%M%S"
 STATE_DIRS = ("postgres", "chroma", "audit")
+PART_NAMES = {("postgres", "file"): "postgres.dump", ("chroma", "dir"): "chroma",
+              ("chroma", "export"): "chroma-export", ("audit", "file"): "audit.bundle"}  # the only names a part has
 
 
 class BackupError(ChiffonError):
@@ -117,7 +125,7 @@ def import_chroma(client: Any, source: Path) -> dict[str, int]:
     for lines in sorted(source.glob("*.jsonl")):
         header, *rows = (json.loads(line) for line in lines.read_text().splitlines())
         name = header["collection"]
-        vectors = np.load(source / f"{name}.npy")
+        vectors = np.load(backup_sign.confined(source, f"{name}.npy", "collection"))
         if name in {c.name if hasattr(c, "name") else c for c in client.list_collections()}:
             client.delete_collection(name)
         col = client.create_collection(name, metadata=header["metadata"], embedding_function=None)
@@ -139,9 +147,11 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
         BackupError: pg_dump, the Chroma copy or git bundle failed (the half-written folder is removed).
     """
     now = now or datetime.now(UTC)
+    key = backup_sign.home_key(settings.home)
     parent = dest or settings.home / "backups"
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder = parent / now.strftime(_STAMP)
-    folder.mkdir(parents=True, exist_ok=False)
+    folder.mkdir(mode=0o700, exist_ok=False)
     manifest: dict[str, Any] = {"created_at": now.isoformat(), "chiffon_home": str(settings.home), "parts": {}}
     try:
         _run("pg_dump", [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(folder / "postgres.dump"),
@@ -164,6 +174,8 @@ def backup(settings: Settings, database_url: str, dest: Path | None = None, keep
         shutil.rmtree(folder, ignore_errors=True)
         report_error("backup", "backup_failed", f"{type(exc).__name__}: {exc}", "error")
         raise
+    manifest["files"] = backup_sign.digests(folder)
+    manifest["signature"] = backup_sign.signature(manifest, key)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     manifest["folder"] = str(folder)
     manifest["deleted"] = prune(parent, keep_days, now)
@@ -197,20 +209,40 @@ def prune(parent: Path, keep_days: int, now: datetime) -> list[str]:
     return gone
 
 
-def check_restorable(settings: Settings, folder: Path, force: bool) -> dict[str, Any]:
-    """The folder's manifest, once the folder and the target home are fit for a restore.
+def check_restorable(settings: Settings, folder: Path, force: bool, key_file: Path | None = None) -> dict[str, Any]:
+    """The folder's manifest, once the folder and the target home are fit for a restore; changes nothing.
+
+    ``key_file``: the backup key the folder was signed with (default: the home's ``keys/backup.key``; a restore
+    into a new home needs the old home's key). The whole folder is checked (:func:`backup_sign.verify
+    <orchestrator.backup_sign.verify>`): check a private copy of it, so that nothing changes it between the
+    check and the restore.
 
     Raises:
-        InvalidInput: not a backup folder, or a home that already holds state (without ``force``).
+        InvalidInput: not a backup folder, an unreadable key, a manifest unsigned or signed with another key, a
+            path out of the folder, a symlink, a file changed, missing or not listed, or a home that already
+            holds state (without ``force``).
     """
     manifest_file = folder / "manifest.json"
-    if not manifest_file.is_file():
+    if not manifest_file.is_file() or manifest_file.is_symlink():
         raise InvalidInput("folder", f"{folder} is not a chiffon backup (no manifest.json)")
     present = [d for d in STATE_DIRS if (settings.home / d).exists() and any((settings.home / d).iterdir())]
     if present and not force:
         raise InvalidInput("home", f"{settings.home} already holds {', '.join(present)}; restore into an empty "
                                    "CHIFFON_HOME, or pass --force to replace it")
-    return json.loads(manifest_file.read_text())
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("manifest", f"{manifest_file} is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), dict):
+        raise InvalidInput("manifest", f"{manifest_file} is not a chiffon backup manifest (no parts)")
+    key = backup_sign.load_key(key_file or backup_sign.key_path(settings.home))
+    backup_sign.verify(folder, manifest, key)
+    for (part, field), name in PART_NAMES.items():
+        value = manifest["parts"].get(part, {}).get(field)
+        if value is not None and value != name:
+            backup_sign.confined(folder, str(value), f"part {part}.{field}")
+            raise InvalidInput("manifest", f"part {part}.{field} is {value!r}; a chiffon backup names it {name!r}")
+    return dict(manifest)
 
 
 def restore_files(settings: Settings, folder: Path, manifest: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ file that is not valid JSON is refused and left untouched.
 
 With a URL (an orchestrator on another machine, ``chiffon serve --transport http``),
 the entry is remote, in each client's own syntax (:func:`remote_entry`), and sends
-``Authorization: Bearer <token>``; a file that holds a token is written 0600.
+``Authorization: Bearer <token>`` (required: the server answers no client without one, loopback included); a
+file that holds a token is written 0600.
 """
 
 from __future__ import annotations
@@ -125,22 +126,23 @@ def remote_entry(client: str, url: str, token: str | None) -> dict[str, Any]:
       ``npx -y mcp-remote URL --header Authorization:${CHIFFON_AUTH}`` with the header's value in ``env``
       (the form mcp-remote documents, since some clients mangle spaces in arguments).
 
-    Raises InvalidInput for an unknown client or a token that is not one printable line.
+    Raises InvalidInput for an unknown client, no token (every chiffon HTTP server needs one, loopback
+    included), or a token that is not one printable line.
     """
     if client not in CLIENTS:
         raise InvalidInput("client", f"{client!r} is not one of {', '.join(CLIENTS)}")
-    if token is not None and (not token or any(c.isspace() or ord(c) < 32 for c in token)):
+    if token is None:
+        raise InvalidInput("--token", "chiffon's HTTP server answers only clients with a token, on loopback too; "
+                                      "run `chiffon token create NAME` where the orchestrator runs and pass what it "
+                                      "prints with --token - (read from stdin)")
+    if not token or any(c.isspace() or ord(c) < 32 for c in token):
         raise InvalidInput("--token", "a token is one line without spaces, as `chiffon token create` printed it")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": f"Bearer {token}"}
     if client == "claude-desktop":
-        args = ["-y", "mcp-remote", url]
-        entry: dict[str, Any] = {"command": "npx", "args": args}
-        if token:
-            args += ["--header", "Authorization:${CHIFFON_AUTH}"]
-            entry["env"] = {"CHIFFON_AUTH": f"Bearer {token}"}
-        return entry
+        return {"command": "npx", "args": ["-y", "mcp-remote", url, "--header", "Authorization:${CHIFFON_AUTH}"],
+                "env": {"CHIFFON_AUTH": f"Bearer {token}"}}
     key = "serverUrl" if client == "antigravity" else "url"
-    entry = {key: url, **({"headers": headers} if headers else {})}
+    entry: dict[str, Any] = {key: url, "headers": headers}
     if client in ("vscode", "claude-code"):
         entry = {"type": "http", **entry}
     return entry

@@ -78,6 +78,7 @@ def agent_tools(rt: Runtime, memory: object | None = None, svc: AnsibleService |
 async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:
     from chiffon.orchestrator.runs import dispatch_run, running_infra_worker
     from chiffon.servers.ansible.server import create_ansible_server
+    from chiffon.shared import tokens
     from chiffon.shared.mcp import serve
     from chiffon.shared.runtime import open_runtime
 
@@ -85,7 +86,8 @@ async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:
         svc = AnsibleService.for_runtime(rt, args.repo)
         svc.run_plan = dispatch_run
         async with running_infra_worker(svc, settings.worker_in_process):
-            await serve(create_ansible_server(svc), settings, args.transport, args.host, args.port)
+            await serve(create_ansible_server(svc), settings, args.transport, args.host, args.port,
+                        **tokens.lookups(rt.store))
 
 
 def ansible_main(argv: list[str] | None = None) -> None:
@@ -105,12 +107,14 @@ async def _serve_tasks(settings: Settings, args: argparse.Namespace) -> None:
     from chiffon.servers.memory.service import open_memory
     from chiffon.servers.tasks.server import create_tasks_server
     from chiffon.servers.tasks.service import open_tasks
+    from chiffon.shared import tokens
     from chiffon.shared.mcp import serve
     from chiffon.shared.runtime import open_runtime
 
     async with open_runtime(settings) as rt, open_router(rt) as router, open_memory(rt) as memory, \
             open_tasks(rt, router, tools=agent_tools(rt, memory)) as tasks:
-        await serve(create_tasks_server(tasks), settings, args.transport, args.host, args.port)
+        await serve(create_tasks_server(tasks), settings, args.transport, args.host, args.port,
+                    **tokens.lookups(rt.store))
 
 
 def tasks_main(argv: list[str] | None = None) -> None:

@@ -24,14 +24,25 @@ times a minute), reads secrets from an environment file (``/etc/chiffon/chiffon.
 mode 0600: ``ANTHROPIC_API_KEY``, ``CHIFFON_HTTP__BEARER_TOKEN``,
 ``CHIFFON_HOSTD__TOKEN``, database and Redis URLs) and may write only
 ``CHIFFON_HOME``.
+
+Approvals a model cannot forge: every unit sets ``CHIFFON_APPROVALS__REQUIRE_TOTP=true``, and
+``chiffon deploy systemd --env-file PATH`` (:func:`prepare_env_file`) puts a fresh TOTP secret
+(``CHIFFON_APPROVALS__TOTP_SECRET``) and an operator HTTP token (``CHIFFON_HTTP__BEARER_TOKEN``) into that
+file, created mode 0600 and owned by the deploying account (root): systemd reads it for the service, and no
+login account (the IDE's model runs as one) can. The ``otpauth://`` URI is printed once, on stderr, for the
+operator's authenticator app; it is never written anywhere else.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import stat
+import tempfile
 from pathlib import Path
 
 from chiffon.shared.config import Settings
-from chiffon.shared.errors import InvalidInput
+from chiffon.shared.errors import ConfigError, InvalidInput
 
 COMMANDS = {
     "orchestrator": ("chiffon orchestrator: MCP over HTTP", "serve --transport http"),
@@ -61,6 +72,7 @@ Environment=CHIFFON_HOST={host}
 Environment=CHIFFON_HOME={home}
 Environment=CHIFFON_LOG_FORMAT=json
 Environment=CHIFFON_LOG_LEVEL=info
+Environment=CHIFFON_APPROVALS__REQUIRE_TOTP=true
 ExecStart={install_dir}/.venv/bin/chiffon {command}
 {limits}
 NoNewPrivileges=true
@@ -136,3 +148,56 @@ def systemd_units(settings: Settings, host: str, *, install_dir: Path, home: Pat
         units |= job_units("purge", host, settings.retention.schedule, install_dir=install_dir, home=home, user=user,
                            writable=[home])
     return units
+
+
+TOTP_KEY = "CHIFFON_APPROVALS__TOTP_SECRET"
+TOKEN_KEY = "CHIFFON_HTTP__BEARER_TOKEN"
+
+
+def prepare_env_file(path: Path, account: str = "chiffon") -> str | None:
+    """Make sure the service's env file ``path`` holds a TOTP secret and an operator HTTP token, mode 0600.
+
+    A missing file is created (owned by the calling account, root in a deploy); an existing one keeps every line
+    and gains only the keys it lacks (:data:`TOTP_KEY`, :data:`TOKEN_KEY`); a secret is never replaced. The file
+    is rewritten atomically (a 0600 temporary file renamed over it). ``account``: the name the authenticator
+    app shows.
+
+    Returns:
+        The ``otpauth://`` provisioning URI when a new TOTP secret was made (the caller shows it to the operator
+        once), else None.
+
+    Raises:
+        ConfigError: the file (or its directory) is missing a parent, is not a regular file, or is readable or
+            writable by other accounts (the fix, ``chmod 600``, is named); nothing is changed.
+    """
+    from chiffon.shared.totp import new_secret
+
+    lines: list[str] = []
+    if path.exists() or path.is_symlink():
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path} is not a regular file; nothing was changed")
+        if info.st_mode & 0o077:
+            raise ConfigError(f"{path} is readable or writable by other accounts (mode "
+                              f"{stat.S_IMODE(info.st_mode):o}); run `chmod 600 {path}` first; nothing was changed")
+        lines = path.read_text().splitlines()
+    elif not path.parent.is_dir():
+        raise ConfigError(f"{path.parent} does not exist; create it (e.g. `install -d -m 0750 {path.parent}`)")
+    present = {line.split("=", 1)[0].strip() for line in lines if "=" in line and not line.lstrip().startswith("#")}
+    uri = None
+    if TOTP_KEY not in present:
+        secret, uri = new_secret(account)
+        lines.append(f"{TOTP_KEY}={secret}")
+    if TOKEN_KEY not in present:
+        lines.append(f"{TOKEN_KEY}={secrets.token_urlsafe(32)}")
+    if TOTP_KEY in present and TOKEN_KEY in present:
+        return None
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as sink:
+            sink.write("\n".join(lines) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return uri

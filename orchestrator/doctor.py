@@ -1,8 +1,8 @@
 """``chiffon doctor``: check every configured part and say what is wrong.
 
 Parts: PostgreSQL, Redis, ChromaDB, the audit repo, the IaC repo, Ansible, Docker, speech
-(hostd or the in-process engines), the last backup and purge (``degraded`` when one failed, is
-overdue or never ran), each LLM backend (with its circuit breaker) and each
+(hostd or the in-process engines), whether approvals can prove a human (``approvals``), the last
+backup and purge (``degraded`` when one failed, is overdue or never ran), each LLM backend (with its circuit breaker) and each
 configured host (its heartbeat). :func:`summarize` folds them into one health answer for the
 suite: ``failed`` when the store or the bus is down (nothing works without them), ``degraded``
 naming every other part that is not fine, else ``healthy`` or ``ok``.
@@ -11,6 +11,7 @@ naming every other part that is not fine, else ``healthy`` or ``ok``.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -103,9 +104,54 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
 
     names = {"postgresql": postgres, "redis": redis, "chromadb": chroma, "audit": audit, "iac-repo": repo,
              "ansible": ansible, "docker": docker, "voice": voice, "backup": scheduled("backup"),
-             "purge": scheduled("purge")}
+             "purge": scheduled("purge"),
+             "credential-files": lambda: credential_files(settings),
+             "approvals": lambda: approvals_provable(settings)}
     checks = [probe(n, c) for n, c in names.items()]
     return [*await asyncio.gather(*checks), *await _llm_parts(rt), *await _host_parts(rt)]
+
+
+async def credential_files(settings: Settings) -> tuple[Status, str]:
+    """``degraded`` naming each credential file (``.env``, ``*.pem``, ``vault_pass*``...) that git tracks or does
+    not ignore in the chiffon checkout or the IaC repo (``settings.repo``), each with its fix; else ``ok``."""
+    from chiffon.orchestrator.credential_files import exposed_credentials
+    from chiffon.shared.config import PROJECT_ROOT
+
+    trees = [PROJECT_ROOT, *([settings.repo.expanduser()] if settings.repo else [])]
+    found = [f for tree in trees for f in await asyncio.to_thread(exposed_credentials, tree)]
+    unique = list({(f.tree, f.path): f for f in found}.values())
+    if unique:
+        return "degraded", "credential files git would commit: " + "; ".join(f.fix for f in unique)
+    return "ok", "no credential file in " + ", ".join(str(t) for t in trees) + " that git would commit"
+
+
+async def approvals_provable(settings: Settings) -> tuple[Status, str]:
+    """Whether an approval can prove a human against a model running as the account that invokes chiffon.
+
+    ``degraded`` when chiffon runs under this same account (it owns ``CHIFFON_HOME``: the embedded single-account
+    default) or the TOTP secret is readable here (this process got ``approvals.totp_secret``) or none is set: then
+    anything running as this account, the IDE's model with a shell among them, can answer the approval form, type
+    ``y`` in a terminal, or make the code. ``ok`` when chiffon's state belongs to another account and no TOTP
+    secret is readable here (``chiffon deploy``'s service account, the secret in its 0600 env file).
+    """
+    fix = ("deploy chiffon as its own service account with TOTP (`chiffon deploy systemd --host HOST --env-file "
+           "/etc/chiffon/chiffon.env`, see deploy/ansible/install-chiffon.yml)")
+    if not hasattr(os, "getuid"):
+        return "degraded", f"cannot tell which account runs chiffon on this system; approvals are not provable: {fix}"
+    uid, home = os.getuid(), settings.home.expanduser()
+    owner = home.stat().st_uid if home.exists() else uid
+    readable = settings.approvals.totp_secret is not None
+    why = []
+    if owner == uid:
+        why.append(f"chiffon runs as your account (uid {uid} owns {home})")
+    if readable:
+        why.append(f"the TOTP secret is readable by uid {uid}")
+    elif owner == uid:
+        why.append("no TOTP secret is set")
+    if why:
+        return "degraded", (f"approvals are not provable: {' and '.join(why)}, so a model running as this account "
+                            f"can approve its own plans; fix: {fix}")
+    return "ok", f"chiffon's state belongs to uid {owner}, not this account (uid {uid}); no TOTP secret is readable here"
 
 
 async def _llm_parts(rt: Runtime) -> list[Health]:

@@ -202,10 +202,11 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     async def execute_plan(
         ctx: Context, plan_id: str = Field(description="Plan id from plan_request.")
     ) -> ExecuteResult | InputRequiredResult:
-        """Run a plan after a human approves it, streaming task progress.
+        """Run a plan after it is approved, streaming task progress.
 
-        A pending plan is put to the human (an approval form when the client supports elicitation,
-        otherwise `chiffon approve <id>` in a terminal). Refuses rejected and already-run plans.
+        A pending plan is put to the client's approval form when it supports elicitation (recorded as the
+        client's word, ``client-asserted "NAME"``; with TOTP set up the form needs the current one-time code),
+        otherwise it waits for the human's terminal or console. Refuses rejected and already-run plans.
         """
         plan = await plans.get_plan(rt, plan_id)
         if plan.status == "pending_approval":
@@ -219,11 +220,12 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
                 answer = await approval.elicit_answer(ctx, plan)
             if answer.decision == "pending":
                 return _awaiting(plan_id, "The approval dialog was dismissed.")
-            client = ctx.session.client_params.client_info.name if ctx.session.client_params else "mcp-client"
-            plan = await plans.decide(rt, plan_id, answer.decision, approver=f"human via {client}{_caller()}",
+            plan = await plans.decide(rt, plan_id, answer.decision,
+                                      approver=f"{approval.client_asserted(ctx)}{_caller()}",
                                       channel=answer.channel, reason=answer.reason, code=answer.code)
             if plan.status == "rejected":
-                return ExecuteResult(plan_id=plan_id, status="rejected", message="Rejected by the human; nothing ran.")
+                return ExecuteResult(plan_id=plan_id, status="rejected",
+                                     message="Rejected in the approval form; nothing ran.")
         if plan.status != "approved":
             raise execution.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", [])) or None
@@ -280,6 +282,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     if rt.settings.approvals.allow_tool_approval:
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
         async def approve_plan(
+            ctx: Context,
             plan_id: str = Field(description="Plan id."), reason: str = Field("", description="Audit note."),
             code: str = Field("", description="Current one-time code, when the operator set up TOTP."),
         ) -> plans.Plan:
@@ -287,7 +290,8 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             needs the human's current one-time code)."""
             if not reason.strip():
                 raise InvalidInput("reason", "say why this plan is approved; it goes into the audit trail")
-            return await plans.decide(rt, plan_id, "approved", approver=f"mcp tool (operator-enabled){_caller()}",
+            return await plans.decide(rt, plan_id, "approved",
+                                      approver=f"{approval.client_asserted(ctx)} (operator-enabled tool){_caller()}",
                                       channel="mcp-tool", reason=reason, code=code)
 
     return mcp

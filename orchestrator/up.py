@@ -9,7 +9,9 @@ Groups, in start order (``down`` goes in reverse):
 3. ``workers``: ``chiffon worker``, ready when it has joined the queue.
 
 Which of them run here comes from ``hosts.<this host>.chiffon``; a host the config does not list runs the
-embedded suite (orchestrator and hostd). Processes are detached, with their pid in ``CHIFFON_HOME/run`` and their
+embedded suite (orchestrator and hostd). HTTP always needs a token: without ``http.bearer_token`` the
+orchestrator gets the one in ``CHIFFON_HOME/http-token`` (made once, mode 0600; :func:`local_token`), which
+local clients send as ``Authorization: Bearer ...``. Processes are detached, with their pid in ``CHIFFON_HOME/run`` and their
 output in ``CHIFFON_HOME/logs``; a component already running is left alone.
 """
 
@@ -48,6 +50,7 @@ class Component:
     argv: list[str]
     health_url: str | None  # ready when it answers 200; None: ready when ``ready_text`` shows in its log
     ready_text: str = ""
+    needs_http_token: bool = False  # gets CHIFFON_HTTP__BEARER_TOKEN from local_token() when none is configured
 
 
 class Started(BaseModel):
@@ -76,13 +79,47 @@ def components(settings: Settings, config: Path | None = None) -> list[Component
     if "orchestrator" in wanted:
         out.append(Component("orchestrator", "servers",
                              [str(BIN / "chiffon"), "serve", "--transport", "http", *config_args],
-                             f"http://{_local(settings.http.host)}:{settings.http.port}/health"))
+                             f"http://{_local(settings.http.host)}:{settings.http.port}/health",
+                             needs_http_token=True))
     if "console" in wanted:
         out.append(Component("console", "servers", [str(BIN / "chiffon"), "console", *config_args],
                              f"http://{_local(settings.console.bind)}:{settings.console.port}/health"))
     if "worker" in wanted:
         out.append(Component("worker", "workers", [str(BIN / "chiffon"), "worker", *config_args], None, ": serving "))
     return out
+
+
+def token_file(settings: Settings) -> Path:
+    """``CHIFFON_HOME/http-token``: the orchestrator's HTTP token when ``http.bearer_token`` is unset."""
+    return settings.home / "http-token"
+
+
+def local_token(settings: Settings) -> str:
+    """The token ``chiffon up``'s orchestrator requires over HTTP when ``http.bearer_token`` is unset: read from
+    :func:`token_file`, or made there once (256 bits, ``secrets.token_urlsafe(32)``; created mode 0600, so only
+    this account reads it). Local clients send it as ``Authorization: Bearer TOKEN``.
+
+    Raises:
+        ConfigError: the file exists but is empty or readable by other accounts (fix its mode or delete it).
+    """
+    import secrets
+
+    path = token_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path} is readable by other accounts; `chmod 600 {path}` or delete it for a new "
+                              "one") from None
+        token = path.read_text().strip()
+        if not token:
+            raise ConfigError(f"{path} is empty; delete it and run `chiffon up` again for a new token") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as sink:
+        sink.write(token + "\n")
+    return token
 
 
 def pid_file(settings: Settings, name: str) -> Path:
@@ -156,6 +193,8 @@ async def _start(settings: Settings, component: Component, began: float, timeout
     pid_file(settings, component.name).parent.mkdir(parents=True, exist_ok=True)
     env = {"CHIFFON_LOG_FORMAT": "json", "CHIFFON_LOG_LEVEL": "info",  # `chiffon logs` reads these files
            **os.environ, "CHIFFON_HOST": settings.host, "CHIFFON_HOME": str(settings.home)}
+    if component.needs_http_token and settings.http.bearer_token is None:
+        env["CHIFFON_HTTP__BEARER_TOKEN"] = local_token(settings)
     with log.open("ab") as sink:
         proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,  # noqa: ASYNC220 (spawning returns at once)
                                 start_new_session=True)  # survives `chiffon up` exiting

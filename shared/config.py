@@ -55,6 +55,10 @@ class AnsibleSettings(Section):
     )
     vault_password_file: Path | None = Field(
         None, description="ansible-vault password file for repos with encrypted vars (else ansible.cfg's).")
+    allow_repo_vault_scripts: bool = Field(
+        False, description="Allow an executable vault password file or vault client script (from the repo, "
+                           "ansible.cfg or vault_password_file): it runs during the check and the run, and the "
+                           "plan names it. Off: a plan needing one is blocked with the fix.")
     allowed_extra_vars: list[str] = Field(
         default_factory=list,
         description="Extra vars a request may set beyond those the playbook reads (never ansible_* or magic names).")
@@ -64,6 +68,11 @@ class AnsibleSettings(Section):
     parallel_runs: int = Field(2, ge=1, le=32, description="Plans one infra worker runs at once (checks are not "
                                                            "queued).")
     lint: bool = Field(True, description="Run ansible-lint in suggest_improvements.")
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables of chiffon's own environment that Ansible also gets (cloud credentials "
+                    "such as AWS_PROFILE): exact names. Besides these Ansible sees only PATH, HOME, USER, LOGNAME, "
+                    "LANG, LANGUAGE, LC_*, TERM, TZ, TMPDIR, SSH_AUTH_SOCK and the ANSIBLE_* variables you set.")
 
 
 class ApprovalSettings(Section):
@@ -79,6 +88,10 @@ class ApprovalSettings(Section):
     totp_secret: SecretStr | None = Field(
         None, description="Base32 TOTP secret (CHIFFON_APPROVALS__TOTP_SECRET; `chiffon totp setup` makes one): "
                           "every approval then needs the current code from an authenticator app.")
+    require_totp: bool = Field(
+        False, description="Refuse every approval unless it carries a valid one-time code: with no totp_secret set, "
+                           "nothing can be approved (the fix: `chiffon totp setup`). Off for the embedded "
+                           "single-account default; `chiffon deploy` turns it on for the service account.")
     ttl: timedelta = Field(
         timedelta(hours=24), gt=timedelta(0),
         description="How long an approval stays good (seconds, or ISO 8601 like PT24H); a plan run or resumed "
@@ -131,6 +144,15 @@ class ConsoleSettings(Section):
     operators: list[Operator] = Field(default_factory=list, description="Who may log in; the console refuses to "
                                                                         "start without one.")
     refresh_s: float = Field(1.0, ge=0.2, le=60, description="How often the open pages refresh, seconds.")
+    login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins of one name, or from one address, "
+                                                                 "before the console refuses that name/address "
+                                                                 "for a while without checking the password.")
+    login_window_s: float = Field(900.0, gt=0, description="Failures count together while none is older than "
+                                                           "this quiet gap, seconds; a quiet gap this long, or a "
+                                                           "good login, resets the count.")
+    login_base_delay_s: float = Field(30.0, gt=0, description="First back-off after login_max_failures failures, "
+                                                              "seconds; doubled for each failure after it.")
+    login_max_delay_s: float = Field(3600.0, gt=0, description="Longest back-off, seconds.")
 
 
 class ErrorSettings(Section):

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from chiffon.shared import metrics
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.logs import current_context
+from chiffon.shared.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
     Args:
         source: the reporting part, e.g. ``llm``, ``ansible``, ``worker``, ``hostd``, ``backup``, ``doctor``.
         error_type: a short stable name, e.g. ``backend_failed``, ``breaker_open``, ``run_failed``.
-        message: what happened, for a human (at most 2,000 characters are kept).
+        message: what happened, for a human (at most 2,000 characters are kept; secrets masked).
         severity: info, warning, error or critical.
         context: any of plan, task, host, backend, correlation_id (other keys are refused); the ids bound by
             :func:`chiffon.shared.logs.log_context` fill in what is not given (a tool call's ``request`` id
@@ -220,7 +221,10 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
     if "request" in bound:
         bound["correlation_id"] = bound.pop("request")
     context = {**{k: v for k, v in bound.items() if k in CONTEXT_KEYS}, **context}
-    message = message[:MAX_MESSAGE_CHARS]
+    # before it is logged, fingerprinted or queued: known secret values (a failed task quoting a password) and
+    # secret-shaped text are masked (chiffon.shared.redact)
+    message = redact_text(message)[:MAX_MESSAGE_CHARS]
+    context = {k: redact_text(v) for k, v in context.items()}
     event = {"source": source, "error_type": error_type, "message": message, "severity": severity,
              "context": context, "fingerprint": fingerprint(source, error_type, message), "count": 1,
              "aggregated": False, "at": datetime.now(UTC).isoformat()}

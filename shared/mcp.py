@@ -3,10 +3,12 @@
 * :class:`ChiffonErrors` turns a :class:`~shared.errors.ChiffonError` raised by a
   tool into a ``ToolError`` whose message reaches the model; servers are built
   with ``mask_error_details=True``, so anything else becomes a generic error.
-* :func:`serve` runs a server over stdio or streamable HTTP; HTTP binds to
-  loopback unless a bearer token is configured, and adds ``GET /health`` (the health
-  protocol) and ``GET /metrics`` (Prometheus; tool calls and latencies by :class:`Measured`)
-  beside ``/mcp``. Both are unauthenticated, like every Prometheus target: they carry no secrets.
+* :func:`serve` runs a server over stdio or streamable HTTP. HTTP always needs a token, loopback included
+  (any local account, or a reverse proxy on the box, reaches 127.0.0.1): ``http.bearer_token`` (the operator)
+  or a named client token (``chiffon token create``); with neither configured it refuses to start. It adds
+  ``GET /health`` (the health protocol; unauthenticated, it says only whether parts answer) and ``GET /metrics``
+  (Prometheus; tool calls and latencies by :class:`Measured`), which needs the same token as ``/mcp``: tool
+  counts, approvals by channel and queue depth tell another account when plans are made and approved.
 """
 
 from __future__ import annotations
@@ -83,19 +85,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+NEW_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+"""A command that prints a fresh 256-bit token (what the no-token error tells the operator to run)."""
+
+
 async def serve(server: FastMCP, settings: Settings, transport: Transport, host: str | None, port: int | None,
                 refresh: Callable[[], Awaitable[None]] | None = None,
                 token_lookup: Callable[[str], Awaitable[str | None]] | None = None,
-                health_check: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+                health_check: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                tokens_exist: Callable[[], Awaitable[bool]] | None = None) -> None:
     """Run ``server`` until cancelled. Over HTTP, ``refresh()`` runs before each ``/metrics`` scrape (to read
     gauges that live elsewhere, e.g. queue depth in Redis).
 
-    ``token_lookup``: resolves a named client token (:mod:`shared.tokens`) to its name; with it, a server bound
-    beyond loopback accepts those tokens besides ``http.bearer_token``.
+    Every HTTP request to ``/mcp`` and ``/metrics`` needs ``Authorization: Bearer TOKEN``, on loopback too:
+    ``http.bearer_token`` (the operator) or, with ``token_lookup``, a live named client token
+    (:mod:`shared.tokens`) resolved to its name. Anything else answers 401. ``tokens_exist()`` says whether any
+    live named token exists (checked once, at start).
 
     Raises:
-        ConfigError: HTTP on a non-loopback address with neither ``http.bearer_token`` nor named tokens, or an
-            empty bearer token.
+        ConfigError: HTTP with neither a non-empty ``http.bearer_token`` nor a live named token (the message
+            says what to run), or an empty bearer token.
     """
     metrics.mark_started(server.name)
     if transport == "stdio":
@@ -107,15 +116,12 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
     secret = token.get_secret_value().strip() if token is not None else ""
     if token is not None and not secret:
         raise ConfigError("http.bearer_token is empty; set a real token (CHIFFON_HTTP__BEARER_TOKEN) or unset it")
-    if secret or (token_lookup is not None and not is_loopback(host)):
-        server.auth = bearer_verifier(secret, token_lookup)
-    elif not is_loopback(host):
-        raise ConfigError(
-            f"refusing to serve HTTP on {host} without a bearer token; set CHIFFON_HTTP__BEARER_TOKEN "
-            "or bind to 127.0.0.1"
-        )
-    add_http_routes(server, refresh, metrics_token=(secret or None) if not is_loopback(host) else None,
-                    health_check=health_check)
+    named = token_lookup is not None and tokens_exist is not None and await tokens_exist()
+    if not secret and not named:
+        raise ConfigError(no_token_message(server.name, host, port, named_tokens=token_lookup is not None))
+    verifier = bearer_verifier(secret, token_lookup)
+    server.auth = verifier
+    add_http_routes(server, refresh, metrics_verifier=verifier, health_check=health_check)
     hosts, origins = allowed_hosts_and_origins(host, port, settings.http.allowed_hosts)
     tls = settings.http.tls_cert is not None and settings.http.tls_key is not None
     uvicorn_config = {"ssl_certfile": str(settings.http.tls_cert.expanduser()),  # type: ignore[union-attr]
@@ -124,6 +130,19 @@ async def serve(server: FastMCP, settings: Settings, transport: Transport, host:
              "https" if tls else "http", host, port, ", ".join(hosts))
     await server.run_async("http", show_banner=False, host=host, port=port, host_origin_protection=True,
                            allowed_hosts=hosts, allowed_origins=origins, uvicorn_config=uvicorn_config)
+
+
+def no_token_message(name: str, host: str, port: int, *, named_tokens: bool) -> str:
+    """Why ``serve`` refuses HTTP without a token, and exactly what to run instead."""
+    how = (f"set CHIFFON_HTTP__BEARER_TOKEN to a secret only the operator and the service read (e.g. "
+           f"`export CHIFFON_HTTP__BEARER_TOKEN=$({NEW_TOKEN})`, or http.bearer_token in a 0600 config)")
+    if named_tokens:
+        how = (f"run `chiffon token create NAME` (e.g. `chiffon token create desktop-claude`) and give the token "
+               f"it prints to your MCP client (`chiffon install CLIENT --url http://{host}:{port}/mcp --token -`), "
+               f"or {how}")
+    return (f"refusing to serve {name} over HTTP on {host} without a token: on loopback too, any other local "
+            f"account (or a reverse proxy on this machine) could call its tools, and chiffon's could plan and "
+            f"approve. Either {how}; or use the stdio transport (the default)")
 
 
 def allowed_hosts_and_origins(host: str, port: int, extra: list[str]) -> tuple[list[str], list[str]]:
@@ -165,12 +184,13 @@ def bearer_verifier(secret: str, token_lookup: Callable[[str], Awaitable[str | N
 
 
 def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | None = None, *,
-                    metrics_token: str | None = None,
+                    metrics_token: str | None = None, metrics_verifier: Any = None,
                     health_check: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
     """``GET /health`` and ``GET /metrics`` beside ``/mcp``, and tool-call metrics on ``server``.
 
-    ``metrics_token``: when set (a server bound beyond loopback), ``/metrics`` answers 401 without
-    ``Authorization: Bearer <token>``. ``health_check``: the parts behind the server
+    ``metrics_token`` / ``metrics_verifier`` (a FastMCP ``TokenVerifier``, what :func:`serve` passes): when
+    set, ``/metrics`` answers 401 without ``Authorization: Bearer <token>`` that one of them accepts.
+    ``health_check``: the parts behind the server
     (:func:`chiffon.shared.health.check_parts`); ``/health`` answers 503 when it says ``failed``. Without it,
     ``/health`` only says the process answers.
     """
@@ -190,10 +210,19 @@ def add_http_routes(server: FastMCP, refresh: Callable[[], Awaitable[None]] | No
         report = await health_check()
         return JSONResponse(report, status_code=503 if report["status"] == "failed" else 200)
 
+    async def allowed(request: Request) -> bool:
+        if metrics_token is None and metrics_verifier is None:
+            return True
+        header = request.headers.get("authorization", "")
+        if metrics_token is not None and hmac.compare_digest(header.encode(), f"Bearer {metrics_token}".encode()):
+            return True
+        scheme, _, given = header.partition(" ")
+        return (metrics_verifier is not None and scheme.lower() == "bearer" and bool(given.strip())
+                and await metrics_verifier.verify_token(given.strip()) is not None)
+
     @server.custom_route("/metrics", methods=["GET"])
     async def metrics_route(request: Request) -> Response:
-        if metrics_token is not None and not hmac.compare_digest(
-                request.headers.get("authorization", "").encode(), f"Bearer {metrics_token}".encode()):
+        if not await allowed(request):
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
         if refresh is not None:
             await refresh()

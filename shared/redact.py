@@ -9,11 +9,19 @@ Two rules, applied recursively to dicts, lists and strings:
   key ids, PEM private-key blocks, Ansible Vault payloads, the password part
   of ``scheme://user:password@host`` URLs, ``FOO_PASSWORD=...``/``token: ...``
   assignments and JSON ``"password": "..."`` pairs.
+
+A third rule needs no pattern: chiffon knows the secret values it hands Ansible (secret extra vars, typed
+passwords, vault-decrypted values), so a :class:`Redactor` replaces each of those values wherever it shows up
+(``requirepass <value>``, ``DB_PASS=<value>``), raw or JSON-escaped. Values given to :func:`remember` are
+replaced by :func:`redact_text` and :func:`redact` too, for the rest of the process: the audit repo, the error
+bus and the Redis streams mask them whatever path a message took.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from typing import Any
 
 REDACTED = "***REDACTED***"
@@ -47,7 +55,8 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Mask secret-shaped substrings in ``text``; other text is returned unchanged."""
+    """Mask remembered secret values and secret-shaped substrings in ``text``; other text is returned unchanged."""
+    text = _known.text(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -65,3 +74,92 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
+
+
+MIN_SECRET_CHARS = 4  # shorter values ("yes", "80") are not redacted by value: they would mask ordinary text
+
+
+def leaf_strings(value: Any) -> list[str]:
+    """Every string in ``value`` (a string, or dicts/lists/tuples/sets of them), dict keys excluded."""
+    if isinstance(value, str):
+        return [str(value)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in leaf_strings(v)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [s for v in value for s in leaf_strings(v)]
+    return []
+
+
+def _forms(secret: str) -> set[str]:
+    """How a diff, a log line or a JSON record can spell ``secret``: raw, JSON-escaped, stripped, line by line."""
+    out: set[str] = set()
+    for s in {secret, secret.strip(), *(line.strip() for line in secret.splitlines())}:
+        if len(s) >= MIN_SECRET_CHARS:
+            out |= {s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1]}
+    return out
+
+
+class Redactor:
+    """Known secret values, each replaced by :data:`REDACTED` wherever it appears.
+
+    Built from strings or nested dicts/lists of them (:func:`leaf_strings`); values shorter than
+    :data:`MIN_SECRET_CHARS` are ignored. Longest values are matched first, with one compiled regex, so a
+    secret containing another is masked whole. Thread-safe: :meth:`add` swaps the regex in one assignment.
+    """
+
+    def __init__(self, values: Any = ()) -> None:
+        self._lock = threading.Lock()
+        self._values: frozenset[str] = frozenset()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(values)
+
+    def __repr__(self) -> str:  # never print a secret, even in a traceback
+        return f"Redactor({len(self._values)} values)"
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def add(self, values: Any) -> None:
+        """Also mask ``values`` (a string or a nested structure of strings)."""
+        new = {form for s in leaf_strings(values) for form in _forms(s)}
+        if not new or new <= self._values:
+            return
+        with self._lock:
+            self._values = self._values | new
+            ordered = sorted(self._values, key=lambda v: (-len(v), v))
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def text(self, text: str) -> str:
+        """``text`` with every known value replaced (by value only; no pattern)."""
+        pattern = self._pattern
+        return pattern.sub(REDACTED, text) if pattern is not None and text else text
+
+    def value(self, value: Any) -> Any:
+        """A copy of ``value`` (any JSON-like structure) with every known value replaced in its strings and keys."""
+        if not self:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(v) for v in value]
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        """:meth:`value`, then the key and pattern rules of :func:`redact`."""
+        return redact(self.value(value))
+
+
+_known = Redactor()
+
+
+def remember(values: Any) -> None:
+    """Mask ``values`` (strings or nested structures of strings) in every later :func:`redact_text`,
+    :func:`redact` and :func:`scrub` of this process."""
+    _known.add(values)
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every value given to :func:`remember` replaced, and nothing else changed (no pattern)."""
+    return _known.value(value)

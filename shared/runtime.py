@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from chiffon.shared.errors import BusUnavailable
@@ -40,20 +42,59 @@ def _secret(value: object) -> str | None:
     return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
 
 
+PRIVATE_UMASK = 0o077  # what chiffon creates is its owner's alone: files 0600, folders 0700
+_started_with: int | None = None  # the umask the process had before make_private
+
+
+def playbook_umask() -> int:
+    """The umask the process started with (before :func:`make_private` set 077): what ansible-playbook runs
+    with, so a local task that creates a file without ``mode:`` gets the modes it would get from a shell."""
+    if _started_with is not None:
+        return _started_with
+    current = os.umask(0)
+    os.umask(current)
+    return current
+STATE_FOLDERS = ("redis", "chroma", "backups", "keys")  # made by their own code; tightened here when they exist
+
+
+def tighten(folder: Path) -> None:
+    """Take the group and other bits off ``folder`` and everything in it that this account owns (a home made
+    before the umask; what Ansible itself made in a run folder under the playbook's umask)."""
+    for path in (folder, *folder.rglob("*")):
+        st = path.lstat()
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+
+
 def make_private(settings: Settings) -> None:
-    """Create ``CHIFFON_HOME`` and its run, snapshot and audit folders readable by their owner only (0700).
+    """Make every file chiffon writes from now on its owner's alone, and create ``CHIFFON_HOME`` and its run,
+    snapshot and audit folders 0700.
+
+    Sets the process umask to 077 (:data:`PRIVATE_UMASK`): runs, snapshots, audit, logs, secrets, backups,
+    Chroma's files and what ansible-runner writes under ``runs/`` are created 0600 in 0700 folders. The umask is
+    process-wide; ansible-playbook itself runs with the umask the process started with (:func:`playbook_umask`),
+    so a playbook's files get the modes they get from a shell. The embedded Redis gets the same umask
+    (:func:`chiffon.shared.bus.start_embedded`); the embedded PostgreSQL keeps its data 0700/0600 itself.
+    State folders of an older home (``redis``, ``chroma``, ``backups``, ``keys``) lose their group/other bits.
 
     As root, the home is 0711 instead: the embedded PostgreSQL runs as the ``pgserver`` user (pgserver
     drops root), which must traverse the home to reach ``postgres/``; it still cannot list the home or enter
     the 0700 folders. pgserver opens every folder above its data dir to everyone (g+rx, o+rx) when it starts
     as root; :meth:`Store.open <chiffon.shared.store.Store.open>` puts the home's mode back.
     """
+    global _started_with
+    before = os.umask(PRIVATE_UMASK)
+    if _started_with is None:
+        _started_with = before
     settings.home.mkdir(parents=True, exist_ok=True)
     as_root = os.name == "posix" and os.geteuid() == 0
     os.chmod(settings.home, 0o711 if as_root else 0o700)
     for folder in (settings.runs_dir, settings.snapshots_dir, settings.audit_dir):
         folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
+    for name in STATE_FOLDERS:
+        if (settings.home / name).is_dir():
+            tighten(settings.home / name)
 
 
 @asynccontextmanager

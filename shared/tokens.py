@@ -3,7 +3,8 @@
 ``chiffon token create NAME`` makes a 256-bit random token (``secrets.token_urlsafe(32)``), shows it
 once and stores only its SHA-256 in PostgreSQL (``client_tokens``). A request's token is hashed and
 looked up; the stored digest is compared with ``hmac.compare_digest``. ``revoke`` ends a token at
-once. The token's name is what the audit records as the approving client.
+once. The token's name is what the audit records as the approving client. Every HTTP server needs a token,
+loopback included (:func:`shared.mcp.serve`): a live named token, or ``http.bearer_token``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ async def verify(store: Store, token: str) -> str | None:
     if row is None or not hmac.compare_digest(row["token_sha256"], wanted):
         return None
     return row["name"]
+
+
+async def any_live(store: Store) -> bool:
+    """True when at least one token is live (not revoked): then ``serve`` may start HTTP without
+    ``http.bearer_token``, since every client must still send one of them."""
+    return bool(await store.pool.fetchval("SELECT EXISTS (SELECT 1 FROM client_tokens WHERE revoked_at IS NULL)"))
+
+
+def lookups(store: Store) -> dict[str, Any]:
+    """``serve``'s keyword arguments for named tokens in ``store``: ``token_lookup`` and ``tokens_exist``."""
+    return {"token_lookup": lambda token: verify(store, token), "tokens_exist": lambda: any_live(store)}
 
 
 async def revoke(store: Store, name: str) -> None:

@@ -3,7 +3,10 @@
 With ``approvals.totp_secret`` set (``chiffon totp setup`` makes one and prints the
 ``otpauth://`` URI any authenticator app reads), every approval channel asks for the current
 6-digit code: ``chiffon approve``, ``chiffon run``, the MCP approval form and the operator-enabled
-approve tool. A model with a shell still cannot approve: it does not hold the phone.
+approve tool. A model with a shell still cannot approve: it does not hold the phone, provided it cannot read
+the secret either, so the secret belongs to chiffon's own service account (``chiffon deploy systemd --env-file``
+writes it to a 0600 env file only root and systemd read). ``approvals.require_totp`` refuses every approval
+while no secret is set; an approval made with a valid code is recorded as ``APPROVER + totp``.
 Codes are checked with pyotp (30 s steps, one step of clock drift either way). A code is
 accepted once: its time step is recorded (``totp_used``) in the same transaction as the
 approval, so a code read over the operator's shoulder or from a log cannot approve a second plan

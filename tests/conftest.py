@@ -108,6 +108,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the local inventory renders files (HOMELAB_ROOT), inherited by ansible-runner."""
     root = tmp_path_factory.mktemp("homelab-root")
     os.environ["HOMELAB_ROOT"] = str(root)
+    os.environ.setdefault("CHIFFON_ANSIBLE__PASS_ENV", '["HOMELAB_ROOT"]')  # Ansible gets allow-listed env only
     return root
 
 

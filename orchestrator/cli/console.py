@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,9 @@ from rich.markup import escape
 from chiffon.orchestrator.cli.common import EXIT_ERROR, ConfigOpt, err, run_or_exit, settings_or_exit
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import setup_logging
+
+if TYPE_CHECKING:
+    from chiffon.shared.config import Settings
 
 app = typer.Typer()
 console_app = typer.Typer(help="The web console: plans, runs, audit, hosts, agents, voice.")
@@ -47,8 +50,16 @@ def console_cmd(
 
 
 @console_app.command("passwd")
-def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lower case, digits, . _ -).")]) -> None:
-    """Hash a password for operator NAME (asked twice, never echoed) and print the console.operators entry."""
+def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lower case, digits, . _ -).")],
+               totp: Annotated[bool | None, typer.Option(
+                   "--totp/--no-totp", help="When no TOTP secret is set up: make one now (default: ask on a "
+                                            "terminal, skip without one).")] = None,
+               config: ConfigOpt = None) -> None:
+    """Hash a password for operator NAME (asked twice, never echoed) and print the console.operators entry.
+
+    When no ``approvals.totp_secret`` is set up, offers one (:func:`offer_totp`): a password alone proves only
+    that someone knows it, and approvals are provable only with a one-time code.
+    """
     import re
 
     from chiffon.orchestrator.console.auth import hash_password
@@ -66,3 +77,28 @@ def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lo
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     sys.stdout.write(f"console:\n  operators:\n    - name: {name}\n      password_hash: '{hashed}'\n")
+    offer_totp(settings_or_exit(config), name, totp)
+
+
+def offer_totp(settings: Settings, account: str, wanted: bool | None) -> None:
+    """Make a TOTP secret for approvals when none is set up and ``wanted`` (None: ask on a terminal, skip without
+    one). The secret and its ``otpauth://`` URI go to stderr only, never to a file (stdout holds the config entry,
+    often appended to a config file the invoking account, and so its model, reads): the operator puts the secret
+    in the orchestrator's own 0600 env file."""
+    if settings.approvals.totp_secret is not None or wanted is False:
+        return
+    if wanted is None:
+        if not sys.stdin.isatty():
+            return
+        wanted = typer.confirm("No one-time code (TOTP) is set up, so approvals cannot prove a human. Make a "
+                               "TOTP secret now?", default=True, err=True)
+        if not wanted:
+            return
+    from chiffon.shared.totp import new_secret
+
+    secret, uri = new_secret(account)
+    err.print(f"TOTP secret: {secret}\nauthenticator URI (scan or paste; shown only now): {uri}\n"
+              "Put CHIFFON_APPROVALS__TOTP_SECRET=<the secret> and CHIFFON_APPROVALS__REQUIRE_TOTP=true in the "
+              "orchestrator's env file (mode 0600, owned by root or its service account, e.g. "
+              "/etc/chiffon/chiffon.env), never in a file your own account can read; restart chiffon, and every "
+              "approval then needs the current code.", highlight=False, soft_wrap=True)

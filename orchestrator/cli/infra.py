@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -172,12 +173,12 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                                f"plan {plan.id} cannot be approved as-is: {plan.blocked_reason}. Nothing changed.",
                                EXIT_ERROR)
             if approve:
-                plan = await plans.decide(rt, plan.id, "approved", approver=f"{plans.default_approver()} (--approve)",
-                                          channel="cli", code=opts.code)
+                plan = await plans.decide(rt, plan.id, "approved", approver=plans.default_approver(),
+                                          channel=terminal_channel("--approve"), code=opts.code)
             elif sys.stdin.isatty() and not as_json:
                 ok = typer.confirm(f"Run plan {plan.id} now?", default=False)
                 plan = await plans.decide(rt, plan.id, "approved" if ok else "rejected",
-                                          approver=plans.default_approver(), channel="cli",
+                                          approver=plans.default_approver(), channel=terminal_channel(),
                                           code=ask_code(settings, opts.code) if ok else None)
             else:
                 return _report(plan, "awaiting_approval", None, started, as_json,
@@ -238,8 +239,15 @@ def run(
     raise typer.Exit(run_or_exit(_run_request(settings, request, opts, approve, as_json)))
 
 
+def terminal_channel(flag: str = "") -> str:
+    """The channel a terminal decision records: ``terminal[ FLAG] (uid N, not proof of a human)``. A terminal
+    proves an account, not a person: a model with a shell types ``y`` into a pseudo-terminal as easily."""
+    uid = os.getuid() if hasattr(os, "getuid") else "unknown"  # Windows has no uid
+    return f"terminal{' ' + flag if flag else ''} (uid {uid}, not proof of a human)"
+
+
 async def _decide(settings: Settings, plan_id: str, decision: str, reason: str | None, *, confirm: bool = False,
-                  channel: str = "cli", code: str | None = None) -> plans.Plan | None:
+                  channel: str | None = None, code: str | None = None) -> plans.Plan | None:
     """Record ``decision``; with ``confirm``, show the plan and ask y/N (and the one-time code when TOTP is set
     up) first. None when the human says no."""
     from chiffon.servers.ansible import plans
@@ -255,7 +263,7 @@ async def _decide(settings: Settings, plan_id: str, decision: str, reason: str |
         if decision == "approved":
             code = ask_code(settings, code)
         return await plans.decide(rt, plan_id, decision, approver=plans.default_approver(),  # type: ignore[arg-type]
-                                  channel=channel, reason=reason, code=code)
+                                  channel=channel or terminal_channel(), reason=reason, code=code)
 
 
 @app.command("approve")
@@ -265,7 +273,8 @@ def approve_cmd(plan_id: str, reason: Annotated[str | None, typer.Option(help="N
                 code: Annotated[str | None, typer.Option(
                     help="Current one-time code (when TOTP is set up; asked on the terminal otherwise).")] = None,
                 config: ConfigOpt = None) -> None:
-    """Show a pending plan and approve it after you confirm (recorded with your user name and an audit commit).
+    """Show a pending plan and approve it after you confirm (recorded with your account name and uid, as the
+    terminal channel, which is not proof of a human; with TOTP set up, the one-time code is), and an audit commit.
 
     Needs a terminal so that a human sees what they approve; without one it refuses unless --yes.
     """
@@ -276,7 +285,7 @@ def approve_cmd(plan_id: str, reason: Annotated[str | None, typer.Option(help="N
                   soft_wrap=True)
         raise typer.Exit(EXIT_ERROR)
     plan = run_or_exit(_decide(settings_or_exit(config), plan_id, "approved", reason, confirm=not yes,
-                        channel="cli --yes" if yes else "cli", code=code))
+                        channel=terminal_channel("--yes") if yes else None, code=code))
     if plan is None:
         out.print(f"not approved; plan {escape(plan_id)} still waits (`chiffon reject {escape(plan_id)}` to drop it)")
         raise typer.Exit(EXIT_AWAITING)
@@ -417,7 +426,7 @@ def serve_cmd(
                                                                composed.ansible.catalog, BACKGROUND_START_S))
             await serve(composed.server, settings, "http" if transport == "http" else "stdio", host, port,
                         refresh=lambda: refresh_metrics(rt),
-                        token_lookup=lambda token: tokens.verify(rt.store, token),
+                        **tokens.lookups(rt.store),
                         health_check=lambda: check_parts(rt, service="chiffon", hostd=True))
             indexing.cancel()
 

@@ -98,17 +98,25 @@ def deploy_systemd(
     install_dir: Annotated[Path, typer.Option(help="Where chiffon is installed (its .venv inside).")] = Path("/opt/chiffon"),
     home: Annotated[Path, typer.Option(help="CHIFFON_HOME of the services.")] = Path("/var/lib/chiffon"),
     user: Annotated[str, typer.Option(help="Unprivileged user the services run as.")] = "chiffon",
+    env_file: Annotated[Path | None, typer.Option(
+        help="The services' env file (e.g. /etc/chiffon/chiffon.env): made 0600 with a TOTP secret and an HTTP "
+             "token when it lacks them; the authenticator URI is printed once, on stderr.")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Generate the systemd units of HOST's chiffon services (restart on failure, non-root, env file for secrets)."""
+    """Generate the systemd units of HOST's chiffon services (restart on failure, non-root, env file for secrets,
+    approvals that need a one-time code)."""
     setup_logging()
-    from chiffon.orchestrator.deploy import systemd_units
+    from chiffon.orchestrator.deploy import prepare_env_file, systemd_units
 
     try:
         units = systemd_units(settings_or_exit(config), host, install_dir=install_dir, home=home, user=user)
+        uri = prepare_env_file(env_file, f"{user}@{host}") if env_file is not None else None
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    if uri is not None:
+        err.print(f"approvals now need a one-time code; add this to your authenticator app (shown only now):\n{uri}",
+                  highlight=False, soft_wrap=True)
     if out is None:
         for name, text in units.items():
             sys.stdout.write(f"### {name}\n{text}\n")

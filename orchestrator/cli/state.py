@@ -29,8 +29,10 @@ app = typer.Typer()
 @asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Store]:
     """The store alone (one connection): these commands need neither the bus nor the audit repo's lock."""
+    from chiffon.shared.runtime import make_private
     from chiffon.shared.store import Store
 
+    make_private(settings)  # umask 077: backups and restored state are the owner's alone
     secret = settings.database_url.get_secret_value() if settings.database_url else None
     store = await Store.open(secret, settings.home, max_size=1)
     try:
@@ -84,23 +86,47 @@ def backup_cmd(
 def restore_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder `chiffon backup` wrote.")],
     force: Annotated[bool, typer.Option(help="Replace the state already in CHIFFON_HOME (backed up first).")] = False,
+    key: Annotated[Path | None, typer.Option(help="The backup key the folder was signed with (the old home's "
+                                                  "keys/backup.key; default: this home's). A home without a key "
+                                                  "keeps this one for its own backups.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Restore a backup into CHIFFON_HOME (refused when it already holds state, unless --force, which first backs
-    up what it replaces). With a Chroma server configured, the collections are written back through its API."""
+    up what it replaces). With a Chroma server configured, the collections are written back through its API.
+
+    The folder is copied into the home first and the copy checked against its signed manifest (every file's
+    SHA-256, HMAC-SHA256 with the backup key): a changed, planted or missing file, a path out of the folder or an
+    edited manifest is refused before anything changes."""
     setup_logging()
+    import shutil
+    import tempfile
+
+    from chiffon.orchestrator import backup_sign
     from chiffon.orchestrator.backup import backup, check_restorable, restore_db, restore_files
+    from chiffon.shared.errors import InvalidInput
+    from chiffon.shared.runtime import make_private
     settings = settings_or_exit(config)
 
     async def go() -> str | None:
-        manifest = check_restorable(settings, folder, force)
-        async with _store(settings) as store:
-            saved = None
-            if force:  # what --force replaces is backed up first, so a wrong restore can be undone
-                saved = (await asyncio.to_thread(backup, settings, store.url, None, 3650))["folder"]
-            await asyncio.to_thread(restore_files, settings, folder, manifest)
-            await asyncio.to_thread(restore_db, folder, store.url)
-            return saved
+        make_private(settings)
+        with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
+            staged = Path(tmp) / "backup"  # a private copy: nobody can change it between the check and the use
+            if not (folder / "manifest.json").is_file():
+                raise InvalidInput("folder", f"{folder} is not a chiffon backup (no manifest.json)")
+            try:
+                await asyncio.to_thread(shutil.copytree, folder, staged, symlinks=True)
+            except (OSError, shutil.Error) as exc:
+                raise InvalidInput("folder", f"cannot copy {folder}: {exc}") from exc
+            manifest = await asyncio.to_thread(check_restorable, settings, staged, force, key)
+            if key is not None and not backup_sign.key_path(settings.home).exists():
+                backup_sign.install_key(settings.home, backup_sign.load_key(key))
+            async with _store(settings) as store:
+                saved = None
+                if force:  # what --force replaces is backed up first, so a wrong restore can be undone
+                    saved = (await asyncio.to_thread(backup, settings, store.url, None, 3650))["folder"]
+                await asyncio.to_thread(restore_files, settings, staged, manifest)
+                await asyncio.to_thread(restore_db, staged, store.url)
+                return saved
 
     saved = run_or_exit(go())
     out.print(escape(f"restored {folder} into {settings.home}"

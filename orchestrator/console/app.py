@@ -10,6 +10,7 @@ does not, and answers the health protocol from the store, the bus and hostd.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import secrets
 import shutil
 import time
@@ -22,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from chiffon.orchestrator.console import actions
-from chiffon.orchestrator.console.auth import login
+from chiffon.orchestrator.console.auth import ConsoleLogin, LoginGuard
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.runtime import Runtime
@@ -31,6 +32,25 @@ AUDIT_HEADERS = ["time", "kind", "plan", "service", "status", "summary", "commit
 HOST_HEADERS = ["host", "status", "reason", "CPU %", "RAM used/total MB", "VRAM used/total MB"]
 TASK_HEADERS = ["task", "role", "status", "goal", "attempts", "created"]
 INBOX_HEADERS = ["id", "task", "kind", "title", "at"]
+
+
+_client_address: contextvars.ContextVar[str] = contextvars.ContextVar("console_client_address", default="unknown")
+
+
+class _Client:
+    """ASGI middleware: the request's client address (the TCP peer; behind a reverse proxy, the proxy's) in
+    ``_client_address`` for the login check, which gradio calls with a name and a password only."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        token = _client_address.set(str(client[0]) if client else "unknown")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _client_address.reset(token)
 
 
 def _who(request: gr.Request | None) -> str:
@@ -261,10 +281,12 @@ def create_app(svc: AnsibleService, voice: Any = None) -> FastAPI:
         report = await check_parts(rt, hostd=voice is not None)
         return JSONResponse(report, status_code=200 if report["status"] in ("ok", "healthy", "degraded") else 503)
 
-    operators = rt.settings.console.operators
+    gate = ConsoleLogin(rt.settings.console.operators, LoginGuard.from_settings(rt.settings.console), rt.audit)
 
-    async def auth(name: str, password: str) -> bool:
-        return await login(operators, name, password)
+    async def auth(name: str, password: str) -> bool:  # gradio passes no request: the address comes from _Client
+        return await gate.login(name, password, _client_address.get())
+
+    app.add_middleware(_Client)
 
     return gr.mount_gradio_app(app, build(svc, voice), path="", auth=auth, ssr_mode=False,
                                auth_message="chiffon console: log in as an operator (console.operators).",

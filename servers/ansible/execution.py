@@ -30,6 +30,7 @@ from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError, StoreUnavailable
 from chiffon.shared.logs import log_context
+from chiffon.shared.redact import redact_text, remember
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -171,19 +172,24 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             project = catalog.projects.get(plan.project)
             in_project = catalog.using(project, missing="-") if project is not None else catalog
             typed = prompted.held(plan_id)
-            vault = None if typed and typed.vault else \
-                preview.vault_password(in_project, rt.settings.ansible.vault_password_file)
+            secrets = secret_vars_store.load(rt.settings.secrets_dir, plan_id)
+            remember([secrets, typed.vault if typed else None, typed.become if typed else None])
+            chosen = None if typed and typed.vault else preview.vault_password(
+                in_project, rt.settings.ansible.vault_password_file, rt.settings.ansible.allow_repo_vault_scripts)
+            # the snapshot's copy, or a private copy checked against the plan's digest: never the live file
+            vault = preview.vault_for_run(chosen, catalog.root, snap, run_dir)
             outcome = await run_playbook(
                 snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
                 check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
-                extra_vars={**plan.extra_vars, **secret_vars_store.load(rt.settings.secrets_dir, plan_id)},
+                extra_vars={**plan.extra_vars, **secrets}, secret_values=secrets,
+                pass_env=rt.settings.ansible.pass_env,
                 roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
                 vault_password_file=vault, typed=typed,
                 timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
             )
-        except Exception as exc:
+        except Exception as exc:  # its message may quote a secret: masked by value (remembered above) and pattern
             outcome = Outcome(status="failed", rc=None, failures=[
-                {"task": None, "host": None, "module": None, "message": str(exc), "rc": None}])
+                {"task": None, "host": None, "module": None, "message": redact_text(str(exc)), "rc": None}])
         except asyncio.CancelledError:  # Ctrl-C, or the worker stopping: Ansible was killed; record that
             message = ("cancelled: the run was stopped (Ctrl-C or its worker stopping) and Ansible killed; the "
                        "hosts may be half-changed: check them, then plan again")

@@ -31,6 +31,11 @@ from chiffon.servers.ansible.inventories import (
 from chiffon.shared.errors import RepoError
 
 MAX_CFG_CHARS = 200_000
+# ansible.cfg keys (and their ANSIBLE_* variables) naming folders Ansible loads code from
+PLUGIN_KEYS = {"library": "ANSIBLE_LIBRARY", "module_utils": "ANSIBLE_MODULE_UTILS",
+               **{f"{kind}_plugins": f"ANSIBLE_{kind.upper()}_PLUGINS" for kind in (
+                   "action", "become", "cache", "callback", "cliconf", "connection", "doc_fragment", "filter",
+                   "httpapi", "inventory", "lookup", "netconf", "strategy", "terminal", "test", "vars")}}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class AnsibleCfg:
     collections_path: tuple[Path, ...] = ()
     vault_password_file: Path | None = None
     vault_identities: tuple[tuple[str, str], ...] = ()  # vault_identity_list: (label, "prompt" or a file path)
+    plugin_paths: tuple[Path, ...] = ()  # library, module_utils, *_plugins folders (:data:`PLUGIN_KEYS`)
 
 
 def _paths(value: str, base: Path) -> tuple[Path, ...]:
@@ -93,6 +99,7 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
         collections_path=_paths(get("collections_path", "collections_paths"), base),
         vault_password_file=(base / os.path.expanduser(vault)).resolve() if vault else None,
         vault_identities=tuple(identities),
+        plugin_paths=tuple(p for key in PLUGIN_KEYS for p in _paths(get(key), base)),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import preview, prompted, snapshot, variables
+from chiffon.servers.ansible import outside, preview, prompted, snapshot, variables
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Unit, parse_playbook
 from chiffon.servers.ansible.generated import Generated
@@ -34,7 +34,7 @@ from chiffon.servers.ansible.matching import Match
 from chiffon.servers.ansible.risk import assess
 from chiffon.servers.ansible.runner import EventCallback, Outcome, run_playbook
 from chiffon.shared import metrics, totp
-from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
+from chiffon.shared.errors import ConfigError, InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -175,10 +175,12 @@ async def create_plan(
         frozenset({"become_ask_pass"} if typed and typed.become else set())
     problems += preview.preflight_problems(catalog, playbook, extra_vars, answered)
     vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file,
-                                                             typed=bool(typed and typed.vault))
+                                                             typed=bool(typed and typed.vault),
+                                                             allow_scripts=rt.settings.ansible.allow_repo_vault_scripts)
     problems += [vault_problem] if vault_problem else []
     # only input that passed every check reaches the snapshot store and ansible-runner
-    snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir)
+    pinned, scope_notes = await asyncio.to_thread(outside.scope, catalog, playbook, unit, vault)  # issue 28
+    snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir, pinned)
     if generated is not None:
         run_path = str(generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name,
                                                  generated.content))
@@ -193,12 +195,15 @@ async def create_plan(
     else:
         outcome = await run_playbook(
             snap.tree, run_path, snap.tree / inventory, check_dir, check=True, limit=limit, tags=tags,
-            skip_tags=skip_tags, extra_vars=extra_vars, vault_password_file=vault, roles_path=roles_path,
+            skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path,
+            vault_password_file=preview.vault_for_run(vault, catalog.root, snap, check_dir),
             project=catalog.project if generated is None else "", typed=typed,
             timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
+            secret_values=secret, pass_env=rt.settings.ansible.pass_env,
         )
         risk, reasons = assess(playbook, outcome)
         warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
+    warnings = list(dict.fromkeys([*warnings, *scope_notes]))
     match_info = None
     if match is not None:
         match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
@@ -256,7 +261,10 @@ async def link_replacement(rt: Runtime, new_id: str, old_id: str) -> None:
 
 
 def default_approver() -> str:
-    """``user@cli`` for decisions typed in a terminal."""
+    """The account name running this process (``getpass.getuser()``, ``"unknown"`` when none), the approver a
+    terminal decision records. It names an account, not a person: anything running as that account (the IDE's
+    model with a shell among them) can type at a terminal, so the channel says so (``terminal (uid N, not proof
+    of a human)``) and only a one-time code (`` + totp``) proves a human."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -267,21 +275,37 @@ async def decide(
     rt: Runtime, plan_id: str, decision: Literal["approved", "rejected"], *, approver: str, channel: str,
     reason: str | None = None, code: str | None = None,
 ) -> Plan:
-    """Record a human decision on a pending plan, with an audit commit.
+    """Record a decision on a pending plan, with an audit commit (``approvals`` row and git record alike).
+
+    The record says what the channel is, never more: a client's word is ``client-asserted "NAME"``, a terminal
+    is the account and ``terminal (uid N, not proof of a human)``. When a valid one-time code came with an
+    approval, `` + totp`` is appended to ``approver``: the code, not the channel, is what proves a human.
 
     Args:
-        approver: who decided (a user name, or the MCP client's name for elicitation).
-        channel: how: ``cli``, ``mcp-elicitation``, ``mcp-guard`` or ``mcp-tool``.
+        approver: who decided as the channel knows it: an account name (terminal), ``client-asserted "NAME"``
+            (MCP elicitation, guard or tool, plus the token and address over HTTP), ``NAME (console)``.
+        channel: how: ``terminal (uid N, not proof of a human)``, ``mcp-elicitation``, ``mcp-guard``,
+            ``mcp-tool`` or ``console``.
+        code: the current 6-digit one-time code, when TOTP is set up.
 
     Raises:
         PlanNotFound: no such plan.
         PlanStateError: the plan was already decided or run (its status is named), or it is blocked
             (``blocked_reason``) and the decision is an approval.
+        ConfigError: an approval while ``approvals.require_totp`` is on and no ``approvals.totp_secret`` is set
+            (nothing can be approved until ``chiffon totp setup``; nothing is recorded).
         InvalidInput: an approval without the current one-time ``code`` while ``approvals.totp_secret`` is set,
             or with a code that already approved something (each code is accepted once).
     """
     plan = await get_plan(rt, plan_id)
-    step = totp.require(rt.settings.approvals.totp_secret, code) if decision == "approved" else None
+    approvals = rt.settings.approvals
+    if decision == "approved" and approvals.require_totp and approvals.totp_secret is None:
+        raise ConfigError("approvals.require_totp is on but no approvals.totp_secret is set, so nothing can be "
+                          "approved; nothing was. Run `chiffon totp setup` and put the secret in "
+                          "CHIFFON_APPROVALS__TOTP_SECRET where the orchestrator runs (its 0600 env file)")
+    step = totp.require(approvals.totp_secret, code) if decision == "approved" else None
+    if step is not None:
+        approver = f"{approver} + totp"
     if decision == "approved" and plan.blocked_reason:
         raise PlanStateError(f"plan {plan_id} cannot be approved as-is: {plan.blocked_reason}")
     async with rt.store.pool.acquire() as conn, conn.transaction():

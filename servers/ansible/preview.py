@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,17 @@ from chiffon.servers.ansible.plays import TAG_RE, Playbook, Task, load_yaml, wal
 from chiffon.servers.ansible.requirements import install_hint, requirements_file
 from chiffon.servers.ansible.risk import COMMAND_MODULES
 from chiffon.servers.ansible.runner import Outcome
+from chiffon.servers.ansible.snapshot import Snapshot, stage_outside
 from chiffon.servers.ansible.units import Unit
 from chiffon.servers.ansible.variables import expression_variables
-from chiffon.shared.errors import InvalidInput, RepoError
+from chiffon.shared.errors import InvalidInput, PlanStateError, RepoError
 from chiffon.shared.redact import redact_text
 
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
 _MISSING_ROLE = re.compile(r"the role '([\w.\-/]+)' was not found")
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
+_INLINE_VAULT = re.compile(rb"!vault\s*\|")
 
 
 def playbook_tags(catalog: Catalog, playbook: Playbook) -> set[str]:
@@ -63,7 +66,8 @@ def validate_tags(catalog: Catalog, playbook: Playbook, tags: list[str] | None, 
 
 
 def vault_files(catalog: Catalog) -> list[str]:
-    """Repo files encrypted with ansible-vault (``$ANSIBLE_VAULT;`` header), repo-relative, sorted."""
+    """Repo files encrypted with ansible-vault (``$ANSIBLE_VAULT;`` header) or holding inline ``!vault |``
+    values (vars folders, inventories, playbooks, role vars and defaults), repo-relative, sorted."""
     found = []
     for folder in ("group_vars", "host_vars", "vars", "inventory", "inventories"):
         for path in catalog.root.rglob(f"{folder}/**/*"):
@@ -71,17 +75,36 @@ def vault_files(catalog: Catalog) -> list[str]:
                 with path.open("rb") as fh:
                     if fh.read(len(VAULT_HEADER)) == VAULT_HEADER:
                         found.append(path.relative_to(catalog.root).as_posix())
+    for name in catalog.files:
+        path = Path(name)
+        if path.suffix in (".yml", ".yaml") and path.is_file() and _INLINE_VAULT.search(path.read_bytes()):
+            found.append(path.relative_to(catalog.root).as_posix())
     return sorted(set(found))
 
 
-def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
-    """The vault password file to pass: chiffon's setting, else ``ansible.cfg``'s; None when none is needed.
+def _executable_refusal(path: Path) -> str:
+    return (f"vault password file {path} is executable: Ansible would run it (as this user) during the check and "
+            "the run. chiffon runs no such script unless you allow it: set ansible.allow_repo_vault_scripts "
+            "(CHIFFON_ANSIBLE__ALLOW_REPO_VAULT_SCRIPTS=true), or use a plain password file (chmod -x), or type "
+            "the password in your own terminal: `chiffon run \"<request>\" --ask-vault-pass`")
+
+
+def vault_password(catalog: Catalog, configured: Path | None, allow_scripts: bool = False) -> Path | None:
+    """The vault password file to pass (absolute, live): chiffon's setting, else ``ANSIBLE_VAULT_PASSWORD_FILE``,
+    else ``ansible.cfg``'s; None when nothing the run reads is encrypted (:func:`vault_files`), so no password
+    file (or script) is used at all.
+    ``allow_scripts``: ``ansible.allow_repo_vault_scripts``; without it an executable password file (a script
+    Ansible would run) is refused.
 
     Raises:
-        RepoError: encrypted files exist and no password file is set or the set one is missing.
+        RepoError: encrypted files exist and no password file is set, the set one is missing, or it is
+            executable and scripts are not allowed.
     """
-    chosen = configured or catalog.cfg.vault_password_file
+    from_env = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")  # Ansible's order: the variable before ansible.cfg
+    chosen = configured or (Path(from_env) if from_env else None) or catalog.cfg.vault_password_file
     encrypted = vault_files(catalog)
+    if not encrypted:
+        return None
     if chosen is not None and not Path(chosen).expanduser().is_file():
         raise RepoError(f"vault password file {chosen} does not exist; set ansible.vault_password_file "
                         "(CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE) or --vault-password-file to a readable file, or "
@@ -92,13 +115,44 @@ def vault_password(catalog: Catalog, configured: Path | None) -> Path | None:
                         "ansible.vault_password_file (CHIFFON_ANSIBLE__VAULT_PASSWORD_FILE), or type it in your "
                         "own terminal: `chiffon run \"<request>\" --ask-vault-pass` (never through the IDE: a "
                         "model must not see it)")
-    return Path(chosen).expanduser().resolve() if chosen else None
+    path = Path(os.path.abspath(Path(chosen).expanduser())) if chosen else None
+    if path is not None and os.access(path, os.X_OK) and not allow_scripts:
+        raise RepoError(_executable_refusal(path))
+    return path
 
 
-def vault_password_or_problem(catalog: Catalog, configured: Path | None,
-                              typed: bool = False) -> tuple[Path | None, str | None]:
-    """:func:`vault_password`, with a missing password as a problem (the plan's fix) instead of an error;
-    ``typed``: a human typed the password at a terminal for this plan, so nothing is missing."""
+def vault_note(path: Path | None) -> list[str]:
+    """The warning naming an executable vault password file that runs, or nothing."""
+    if path is None or not os.access(path, os.X_OK):
+        return []
+    return [f"runs {path} during the check and the run (an executable vault password file, allowed by "
+            "ansible.allow_repo_vault_scripts)"]
+
+
+def vault_for_run(chosen: Path | None, root: Path, snap: Snapshot, dest: Path) -> Path | None:
+    """The path Ansible is given for the vault password file ``chosen`` (live, from :func:`vault_password`): the
+    snapshot's verified read-only copy for a file inside the repo, else a private copy in ``dest`` checked
+    against the digest the plan recorded (:func:`servers.ansible.snapshot.stage_outside`). Never the live file.
+
+    Raises:
+        PlanStateError: the file was not part of the approved plan, or changed since.
+    """
+    if chosen is None:
+        return None
+    live = Path(os.path.abspath(chosen))
+    top = Path(os.path.abspath(root))
+    if live.is_relative_to(top) and (snap.tree / live.relative_to(top)).is_file():
+        return snap.tree / live.relative_to(top)
+    if str(live) not in snap.outside:
+        raise PlanStateError(f"vault password file {live} was not part of the approved plan (snapshot "
+                             f"{snap.digest[:12]}); nothing ran. Plan again.")
+    return stage_outside(snap, live, dest / "vault")
+
+
+def vault_password_or_problem(catalog: Catalog, configured: Path | None, typed: bool = False,
+                              allow_scripts: bool = False) -> tuple[Path | None, str | None]:
+    """:func:`vault_password`, with a missing or refused password file as a problem (the plan's fix) instead of
+    an error; ``typed``: a human typed the password at a terminal for this plan, so nothing is missing."""
     asks = [label for label, source in catalog.cfg.vault_identities if source == "prompt"]
     missing = [f"{label}@{source}" for label, source in catalog.cfg.vault_identities
                if source != "prompt" and not Path(source).exists()]
@@ -113,7 +167,7 @@ def vault_password_or_problem(catalog: Catalog, configured: Path | None,
                       "and nobody would type it: type it in your own terminal (`chiffon run \"<request>\" "
                       "--ask-vault-pass`; never through the IDE: a model must not see it)")
     try:
-        return vault_password(catalog, configured), None
+        return vault_password(catalog, configured, allow_scripts), None
     except RepoError as exc:
         return None, str(exc)
 

@@ -5,6 +5,13 @@ hands each event to an async callback on the caller's loop, in order. Extra
 vars are written as a YAML file whose strings are tagged ``!unsafe``, so Ansible
 never templates what a user or a model typed (``{{ lookup('pipe', 'id') }}``
 reaches the playbook as that literal text).
+
+Secrets are masked by value before anything is kept: a :class:`~chiffon.shared.redact.Redactor` holding the
+run's secret extra vars, typed passwords, the vault password and every value it decrypts
+(:mod:`servers.ansible.vault_values`) rewrites each ansible-runner event before ansible-runner writes it to the
+run folder and before it becomes a chiffon record (diff, task event, failure). Ansible gets an allow-listed
+environment (:func:`ansible_env`), and the run folder keeps no environment: no ``env/envvars``, no stdout
+file, and the artifacts' ``command`` file is rewritten without its ``env``.
 """
 
 from __future__ import annotations
@@ -15,25 +22,33 @@ import difflib
 import json
 import logging
 import os
+import re
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from chiffon.servers.ansible import vault_values
 from chiffon.servers.ansible.prompted import Typed
 from chiffon.shared.errors import AnsibleError
-from chiffon.shared.redact import redact, redact_text
+from chiffon.shared.redact import Redactor, is_secret_key, remember
+from chiffon.shared.runtime import playbook_umask, tighten
 
 log = logging.getLogger(__name__)
 
-# Credentials chiffon uses and Ansible never does: blanked in ansible-runner's environment.
 CANCEL_POLL_S = 0.5  # how often ansible-runner checks for a cancel (its pexpect timeout; its default is 5 s)
 CANCEL_WAIT_S = 3.0  # how long a cancelled run waits for ansible-runner to kill Ansible and return
-CHIFFON_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CHROMA_API_KEY", "PGPASSWORD"})
+# What Ansible inherits from chiffon's environment besides ansible.pass_env: locale, user, terminal, temp folder,
+# the SSH agent, and the ANSIBLE_* settings the user made (kept: they configure Ansible, as in a shell, and may
+# point it at plugins, which the user chose). Everything else (CHIFFON_*, API keys, cloud credentials) stays out.
+PASSED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
+                        "SSH_AUTH_SOCK"})
+PASSED_ENV_PREFIX = re.compile(r"^(LC_|ANSIBLE_)")
+STDOUT_TAIL_CHARS = 1500  # how much of Ansible's output a failure with no failed task quotes
 TASK_RESULT_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -136,31 +151,36 @@ def render_diff(diff: dict[str, Any]) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def _message(res: dict[str, Any]) -> str:
+def _message(res: dict[str, Any], redactor: Redactor) -> str:
     if res.get("skipped") and res.get("false_condition"):
-        return f"condition false: {res['false_condition']}"
+        return f"condition false: {redactor(str(res['false_condition']))}"
     for key in ("msg", "stderr", "stdout"):
         value = res.get(key)
         if value:
-            return redact_text(str(value))[:2000]
+            return str(redactor(str(value)))[:2000]
     return ""
 
 
 class _EventCollector:
-    """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop)."""
+    """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop); every text goes
+    through ``redactor`` (known values, then secret patterns)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self.outcome = Outcome(status="running", rc=None)
+        self.redactor = redactor
+        self.tail = ""  # the end of Ansible's output, redacted, for a failure no task explains
 
     def feed(self, raw: dict[str, Any]) -> TaskEvent | None:
         name = raw.get("event", "")
         data = raw.get("event_data") or {}
+        if raw.get("stdout"):
+            self.tail = (self.tail + self.redactor(str(raw["stdout"])) + "\n")[-STDOUT_TAIL_CHARS:]
         if name == "playbook_on_stats":
             self.outcome.stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
-            self.outcome.artifact_data = redact(data.get("artifact_data") or {})
+            self.outcome.artifact_data = self.redactor(data.get("artifact_data") or {})
             return None
         res = data.get("res") or {}
-        host, task, module = data.get("host", ""), data.get("task", ""), data.get("task_action", "")
+        host, task, module = data.get("host", ""), self.redactor(str(data.get("task", ""))), data.get("task_action", "")
         if name == "runner_item_on_ok" and res.get("diff") and res.get("changed"):
             self._add_diffs(task, host, res["diff"])
         if name not in TASK_RESULT_EVENTS:
@@ -172,7 +192,7 @@ class _EventCollector:
             status = "ignored"
         event = TaskEvent(
             seq=len(self.outcome.events) + 1, event=name, status=status, host=host, task=task,
-            module=module, changed=bool(res.get("changed")), message=_message(res),
+            module=module, changed=bool(res.get("changed")), message=_message(res, self.redactor),
         )
         self.outcome.events.append(event)
         if status in ("failed", "unreachable"):
@@ -184,10 +204,63 @@ class _EventCollector:
     def _add_diffs(self, task: str, host: str, diff: Any) -> None:
         for d in diff if isinstance(diff, list) else [diff]:
             if isinstance(d, dict) and (text := render_diff(d)):
-                self.outcome.diffs.append({"task": task, "host": host, "diff": redact_text(text)})
+                self.outcome.diffs.append({"task": task, "host": host, "diff": self.redactor(text)})
 
 
 EventCallback = Callable[[TaskEvent], Awaitable[None]]
+
+
+def run_redactor(repo: Path, extra_vars: Mapping[str, Any] | None, secret_values: Any = (),
+                 vault_password_file: Path | None = None, typed: Typed | None = None) -> Redactor:
+    """The values one check or run must never show, as a :class:`Redactor` (also remembered process-wide by
+    :func:`chiffon.shared.redact.remember`, so the audit, the error bus and the streams mask them too).
+
+    Args:
+        repo: the tree Ansible reads (the plan's snapshot): its vault files and inline ``!vault`` values are
+            decrypted with the run's vault password and every string in them is a secret.
+        extra_vars: the run's extra vars; those whose names say secret (``db_password``) are secrets.
+        secret_values: more secret values (strings, or dicts/lists of them): the extra vars named secret.
+        vault_password_file, typed: the vault password (a file, or typed) and the typed become password.
+
+    Blocking (reads and decrypts files): call it in a thread.
+    """
+    values: list[Any] = [v for k, v in (extra_vars or {}).items() if is_secret_key(str(k))]
+    values.append(secret_values)
+    if typed is not None:
+        values += [typed.vault or "", typed.become or ""]
+    password = vault_values.password_bytes(vault_password_file, typed.vault if typed else None)
+    if password:
+        values += [password.decode(errors="replace"), *vault_values.decrypted_values(repo, password)]
+    remember(values)
+    return Redactor(values)
+
+
+def ansible_env(inherited: Mapping[str, str], ours: Mapping[str, str], pass_env: Iterable[str]) -> dict[str, str]:
+    """The environment ansible-playbook runs with: ``inherited`` (ansible-runner's, built from ``os.environ``)
+    cut to :data:`PASSED_ENV`, ``LC_*``, ``ANSIBLE_*`` and ``pass_env``, plus ``ours`` (what chiffon sets) and what
+    ansible-runner itself set (its callback plugin, ``PYTHONPATH``: a name or value that is not ``os.environ``'s)."""
+    passed = set(pass_env) | PASSED_ENV
+
+    def kept(key: str, value: str) -> bool:
+        if key in ours or key in passed or PASSED_ENV_PREFIX.match(key):
+            return True
+        return os.environ.get(key) != value  # set by ansible-runner, not inherited
+
+    return {k: v for k, v in inherited.items() if kept(k, v)}
+
+
+def _scrub_command_file(private_dir: Path) -> None:
+    """Rewrite each ``artifacts/*/command`` (ansible-runner writes ``{command, cwd, env}``) without ``env``."""
+    for path in private_dir.glob("artifacts/*/command"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        data.pop("env", None)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
 
 
 async def run_playbook(
@@ -208,6 +281,8 @@ async def run_playbook(
     timeout_s: int = 3600,
     forks: int = 5,
     on_event: EventCallback | None = None,
+    secret_values: Any = (),
+    pass_env: Iterable[str] = (),
 ) -> Outcome:
     """Run ``playbook`` (relative to ``repo``) against ``inventory``.
 
@@ -215,7 +290,9 @@ async def run_playbook(
         check: run with ``--check --diff`` (changes nothing) instead of for real.
         limit: ``--limit`` pattern, already validated.
         tags, skip_tags: ``--tags`` / ``--skip-tags``, already validated against the playbook's tags.
-        vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars.
+        vault_password_file: ``--vault-password-file`` for repos with ansible-vault encrypted vars; it also
+            replaces ``ansible.cfg``'s ``vault_password_file`` (``ANSIBLE_VAULT_PASSWORD_FILE``), which is never
+            read: None means no password file at all (a random one that decrypts nothing stands in).
         roles_path: folders to find roles in (``ANSIBLE_ROLES_PATH``), for a playbook that lives outside the
             repo (a generated one); ``playbook`` is then an absolute path.
         typed: passwords a human typed at a terminal (:mod:`servers.ansible.prompted`): Ansible is asked to
@@ -225,6 +302,8 @@ async def run_playbook(
         extra_vars: passed with ``-e @file``, every string ``!unsafe``.
         private_dir: ansible-runner's private data dir; artifacts stay there for post-mortems.
         on_event: awaited for each task result, in order, on the caller's loop.
+        secret_values: values to mask besides those :func:`run_redactor` finds (the extra vars named secret).
+        pass_env: names of environment variables Ansible also gets (``ansible.pass_env``); see :func:`ansible_env`.
 
     Returns:
         The :class:`Outcome`; a failed playbook is an outcome with ``status="failed"``, not an error.
@@ -238,6 +317,7 @@ async def run_playbook(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    redactor = await asyncio.to_thread(run_redactor, repo, extra_vars, secret_values, vault_password_file, typed)
     cmdline = ["--diff", "--forks", str(forks)]
     if check:
         cmdline.insert(0, "--check")
@@ -264,9 +344,9 @@ async def run_playbook(
     }
     if roles_path:
         envvars["ANSIBLE_ROLES_PATH"] = os.pathsep.join(str(p) for p in roles_path)
-    for key in os.environ:  # chiffon's own secrets (database URLs, API keys) are nothing Ansible needs
-        if key.startswith("CHIFFON_") or key in CHIFFON_ONLY_ENV:
-            envvars[key] = ""
+    # the vault password file is the one chiffon passes (the snapshot's copy, or a verified private copy), never
+    # what ansible.cfg names: with none passed, a password that decrypts nothing stands in, so no script runs
+    envvars["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_password_file or _no_vault_password(private_dir))
 
     project_dir = repo / project if project else repo
     run_path = playbook if os.path.isabs(playbook) or not project else os.path.relpath(repo / playbook, project_dir)
@@ -277,26 +357,47 @@ async def run_playbook(
     (private_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": CANCEL_POLL_S}))
 
     def handler(event: dict[str, Any]) -> bool:
+        # ansible-runner writes the event to artifacts/*/job_events once this returns: masked here, it never
+        # holds a known secret on disk
+        if redactor:
+            clean = redactor.value(event)
+            event.clear()
+            event.update(clean)
         loop.call_soon_threadsafe(queue.put_nowait, event)
         return True
 
     def blocking_run() -> Any:
         try:
-            import ansible_runner  # 0.1 s of imports: loaded by the first check or run, not at start-up
+            # 0.1 s of imports: loaded by the first check or run, not at start-up; init_runner is what
+            # ansible_runner.run calls before Runner.run, split here to set the environment in between
+            from ansible_runner.interface import init_runner
 
-            return ansible_runner.run(
+            runner = init_runner(
                 private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=run_path,
                 inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
                 envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
                 cancel_callback=cancelled.is_set,
                 passwords=typed.answers() if typed else None,
                 suppress_env_files=True,  # env/envvars, env/passwords, env/cmdline stay in memory
+                suppress_output_file=True,  # no artifacts/*/stdout: the (masked) job events are the record
             )
+            # ansible-runner starts from all of os.environ: Ansible gets the allow-listed part only
+            runner.config.env = ansible_env(runner.config.env, envvars, pass_env)
+            # chiffon's own files are created under umask 077 (runtime.make_private); the playbook's are not
+            runner.config.command = ["/bin/sh", "-c", 'umask "$0" && exec "$@"', f"{playbook_umask():04o}",
+                                     *runner.config.command]
+            runner.run()
+            return runner
         finally:
             vars_file.unlink(missing_ok=True)
+            _scrub_command_file(private_dir)
+            # a vault password copied into the run folder (preview.vault_for_run) lives as long as the run
+            if vault_password_file is not None and vault_password_file.is_relative_to(private_dir):
+                vault_password_file.unlink(missing_ok=True)
+            tighten(private_dir)  # Ansible made its fact cache under the playbook's umask
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    collector = _EventCollector()
+    collector = _EventCollector(redactor)
     cancelled = threading.Event()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
     try:
@@ -317,9 +418,21 @@ async def run_playbook(
     outcome = collector.outcome
     outcome.status, outcome.rc = result.status, result.rc
     if result.status != "successful" and not outcome.failures:
-        tail = redact_text((result.stdout.read() if result.stdout else "")[-1500:])
-        outcome.failures.append({"task": None, "host": None, "module": None, "message": tail.strip(), "rc": result.rc})
+        outcome.failures.append({"task": None, "host": None, "module": None, "message": collector.tail.strip(),
+                                 "rc": result.rc})
     return outcome
+
+
+def _no_vault_password(private_dir: Path) -> Path:
+    """A 0600 file in ``private_dir`` holding a random password that decrypts nothing: it displaces the
+    ``vault_password_file`` of ``ansible.cfg`` (a repo script) when the run needs no vault password."""
+    import secrets
+
+    path = private_dir / "no-vault-password"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 def _quote(arg: str) -> str:

@@ -7,6 +7,11 @@ whole folder when it is not a git repo; never ``.git``) is hashed (SHA-256) into
 ``path, mode, sha256`` lines), so the same content always gives the same digest and any edit
 gives another. The check runs from that tree; the plan, the approval and the audit record carry
 the digest; a run verifies the tree against it and runs from it, never from the live checkout.
+
+What the run reads outside the repo (roles and collections paths, plugin folders, absolute ``vars_files``, a
+vault password file: :mod:`servers.ansible.outside`) is hashed into the same manifest under its absolute path,
+never copied (it may hold secrets): :func:`verified` re-hashes it, and refuses a file changed, added or removed
+under those paths since the plan was made.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import os
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chiffon.shared.errors import PlanStateError, RepoError
@@ -28,10 +34,12 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A pinned copy of a repo: its digest and the folder to run from."""
+    """A pinned copy of a repo: its digest, the folder to run from, and the files outside the repo it pins
+    (``{absolute path: sha256}``), checked where they are."""
 
     digest: str
     tree: Path
+    outside: dict[str, str] = field(default_factory=dict)
 
 
 def _files(root: Path) -> list[str]:
@@ -74,18 +82,65 @@ def _manifest(root: Path, names: list[str]) -> list[tuple[str, str, str]]:
     return rows
 
 
+_SKIP_DIRS = frozenset({".git", "__pycache__", ".tox", ".venv"})
+
+
+def _walk_outside(roots: Iterable[str]) -> list[str]:
+    """Absolute paths of the regular files under each root (a file or a folder), sorted; caches and ``.git`` are
+    left out, links are followed to files but never into folders."""
+    found: set[str] = set()
+    for root in roots:
+        if os.path.isfile(root):
+            found.add(root)
+            continue
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+            found.update(os.path.join(folder, n) for n in names
+                         if not n.endswith(".pyc") and os.path.isfile(os.path.join(folder, n)))
+    return sorted(found)
+
+
+def _outside_rows(root: Path, outside: Iterable[Path], names: set[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """``(roots, rows)`` for what the run reads outside the snapshot: paths in the repo the snapshot already
+    holds are left out (a gitignored file inside the repo is kept, under its absolute path)."""
+    top = root.resolve()
+    roots = []
+    for path in outside:
+        real = Path(os.path.abspath(path))
+        if real.is_relative_to(top) and (real == top or real.relative_to(top).as_posix() in names
+                                         or any(n.startswith(real.relative_to(top).as_posix() + "/") for n in names)):
+            continue
+        if real.exists():
+            roots.append(str(real))
+    rows, total = [], 0
+    for name in _walk_outside(roots):
+        info = os.stat(name)
+        total += info.st_size
+        if total > MAX_SNAPSHOT_BYTES:
+            raise RepoError(f"what the run reads outside {root} ({', '.join(roots[:3])}) holds more than "
+                            f"{MAX_SNAPSHOT_BYTES >> 20} MiB; chiffon hashes every file a run may read. Point "
+                            "roles_path/collections_path at the roles and collections the playbooks use.")
+        rows.append((name, "x" if info.st_mode & stat.S_IXUSR else "r", _hash(Path(name))))
+    return sorted(dict.fromkeys(roots)), rows
+
+
 def digest_of(rows: list[tuple[str, str, str]]) -> str:
     """SHA-256 of the manifest: one ``path\\tmode\\tsha256`` line per file, sorted by path."""
     return hashlib.sha256("".join(f"{p}\t{m}\t{h}\n" for p, m, h in sorted(rows)).encode()).hexdigest()
 
 
-def take(root: Path, store: Path) -> Snapshot:
+def take(root: Path, store: Path, outside: Iterable[Path] = ()) -> Snapshot:
     """Snapshot ``root`` into ``store`` (``CHIFFON_HOME/snapshots``); the same content reuses its tree.
+    ``outside``: files and folders the run reads outside the repo (absolute), hashed into the digest where they
+    are (never copied).
 
     Raises:
         RepoError: more than :data:`MAX_SNAPSHOT_BYTES` to copy.
     """
-    rows = _manifest(root, _files(root))
+    names = _files(root)
+    rows = _manifest(root, names)
+    roots, outside_rows = _outside_rows(root, outside, {r[0] for r in rows})
+    rows += outside_rows
     digest = digest_of(rows)
     folder = store / digest
     if (folder / "manifest.json").is_file():
@@ -97,12 +152,14 @@ def take(root: Path, store: Path) -> Snapshot:
     staging = store / f".{digest}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     for name, mode, sha in rows:
+        if os.path.isabs(name):  # outside the repo: hashed, checked where it is, never copied
+            continue
         blob = objects / sha[:2] / (sha + (".x" if mode == "x" else ""))
         if not blob.exists() or _hash(blob) != sha:  # a changed blob is replaced, never linked again
             blob.parent.mkdir(parents=True, exist_ok=True)
             tmp = blob.with_name(blob.name + f".{os.getpid()}.tmp")
             shutil.copyfile((root / name).resolve(), tmp)
-            os.chmod(tmp, 0o555 if mode == "x" else 0o444)  # read-only: a run cannot change what was approved
+            os.chmod(tmp, 0o500 if mode == "x" else 0o400)  # read-only, owner only: a run cannot change what was approved
             os.replace(tmp, blob)
         target = staging / "tree" / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -110,16 +167,20 @@ def take(root: Path, store: Path) -> Snapshot:
             os.link(blob, target)
         except OSError:  # another filesystem: a read-only copy
             shutil.copy2(blob, target)
-    (staging / "manifest.json").write_text(json.dumps({"digest": digest, "files": rows}))
+    (staging / "tree").mkdir(parents=True, exist_ok=True)
+    (staging / "manifest.json").write_text(json.dumps({"digest": digest, "files": rows, "outside": roots}))
     try:
         os.replace(staging, folder)
     except OSError:  # another process laid out the same snapshot first
         shutil.rmtree(staging, ignore_errors=True)
-    return Snapshot(digest, folder / "tree")
+    return Snapshot(digest, folder / "tree", {p: sha for p, _, sha in outside_rows})
 
 
 def verified(store: Path, digest: str) -> Snapshot:
     """The snapshot ``digest``, after checking every file of its tree still hashes to the manifest.
+
+    Files outside the repo (:func:`take`'s ``outside``) are hashed where they are: one changed, removed or added
+    under those paths since the plan was made refuses the run too.
 
     Raises:
         PlanStateError: the snapshot is gone or was changed since it was approved (the files are named).
@@ -131,7 +192,34 @@ def verified(store: Path, digest: str) -> Snapshot:
         raise PlanStateError(f"snapshot {digest[:12]} of this plan is missing; plan again") from exc
     tree = folder / "tree"
     changed = [p for p, _, sha in manifest["files"] if not (tree / p).is_file() or _hash(tree / p) != sha]
-    if changed or digest_of([tuple(r) for r in manifest["files"]]) != digest:
-        raise PlanStateError(f"snapshot {digest[:12]} was modified after approval ({', '.join(changed[:5])}); "
+    outside = {p: sha for p, _, sha in manifest["files"] if os.path.isabs(p)}
+    added = sorted(set(_walk_outside(manifest.get("outside", []))) - set(outside))
+    if changed or added or digest_of([tuple(r) for r in manifest["files"]]) != digest:
+        raise PlanStateError(f"snapshot {digest[:12]} was modified after approval ({', '.join((changed + added)[:5])}); "
                              "nothing ran. Plan again.")
-    return Snapshot(digest, tree)
+    return Snapshot(digest, tree, outside)
+
+
+def stage_outside(snap: Snapshot, path: Path, dest: Path) -> Path:
+    """A private copy (``dest/<name>``, mode 0600, 0700 when executable) of ``path``, a file outside the repo the
+    snapshot pins, after checking the copy's bytes are the approved ones; what Ansible is given instead of the
+    live file, so a later edit never reaches the run.
+
+    Raises:
+        PlanStateError: ``path`` is not pinned by the snapshot, or its content changed since the plan was made.
+    """
+    want = snap.outside.get(os.path.abspath(path))
+    if want is None:
+        raise PlanStateError(f"{path} was not part of the approved plan (snapshot {snap.digest[:12]}); nothing ran. "
+                             "Plan again.")
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    copy = dest / path.name
+    executable = bool(os.stat(path).st_mode & stat.S_IXUSR)
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700 if executable else 0o600)
+    with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+        shutil.copyfileobj(src, out)
+    if _hash(copy) != want:
+        copy.unlink()
+        raise PlanStateError(f"snapshot {snap.digest[:12]} was modified after approval ({path}); nothing ran. "
+                             "Plan again.")
+    return copy

@@ -84,8 +84,13 @@ def open_client(settings_home: Path, url: str | None) -> Any:
         return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
                                    ssl=parsed.scheme == "https", settings=config)
     path = settings_home / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=config)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # chroma.sqlite3 holds every memory: owner only (attack 6)
+    client = chromadb.PersistentClient(path=str(path), settings=config)
+    for made in path.rglob("*"):  # made 0644 where no runtime set the umask (make_private): owner only
+        if not made.is_symlink() and made.stat().st_mode & 0o077:
+            made.chmod(made.stat().st_mode & 0o700)
+    return client
 
 
 class LazyClient:

@@ -111,7 +111,7 @@ def test_doctor_reports_every_part(cli_env: dict[str, str]) -> None:
     report = json.loads(proc.stdout)
     parts = {r["service"]: r["status"] for r in report["parts"]}
     assert set(parts) == {"postgresql", "redis", "chromadb", "audit", "iac-repo", "ansible", "docker", "voice", "llm",
-                          "backup", "purge", "host:ai", "host:desktop", "host:east"}
+                          "backup", "purge", "credential-files", "approvals", "host:ai", "host:desktop", "host:east"}
     assert parts["llm"] == "ok"  # no tiers configured: retrieval-only planning is a valid setup
     assert parts["postgresql"] in ("ok", "healthy") and parts["redis"] in ("ok", "healthy")
     assert report["service"] == "chiffon" and report["status"] in ("ok", "healthy", "degraded")

@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.conftest import EXAMPLE
 from tests.llm.fakes import free_port
@@ -51,11 +52,15 @@ async def test_up_starts_in_dependency_order_and_down_stops_everything(lab: dict
         assert report["healthy"] and report["time_to_healthy_s"] == max(store, worker, *servers)
 
         base = f"http://127.0.0.1:{lab['CHIFFON_HTTP__PORT']}"
-        async with Client(f"{base}/mcp") as client:
+        token_file = Path(lab["CHIFFON_HOME"]) / "http-token"  # HTTP needs a token; `up` made one, 0600
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        bearer = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        async with Client(StreamableHttpTransport(f"{base}/mcp", headers=bearer)) as client:
             listed = await client.call_tool("ansible_list_playbooks", {})
             assert not listed.is_error
         async with httpx.AsyncClient() as http:
-            metrics = (await http.get(f"{base}/metrics")).text
+            assert (await http.post(f"{base}/mcp", json={})).status_code == 401
+            metrics = (await http.get(f"{base}/metrics", headers=bearer)).text
             health = (await http.get(f"{base}/health")).json()
         assert 'chiffon_mcp_tool_calls_total{outcome="ok",server="chiffon",tool="ansible_list_playbooks"} 1.0' \
             in metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,8 +78,20 @@ async def test_backup_then_restore_gives_the_same_state_and_refuses_a_full_home(
     assert refused.returncode == 2 and "already holds audit" in refused.stderr and "--force" in refused.stderr
     assert (occupied / "audit" / "keep.txt").read_text() == "someone's state"
 
-    restored = chiffon(target, "restore", str(folder))
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    with (tampered / "postgres.dump").open("ab") as dump:
+        dump.write(b"\0")
+    refused = chiffon(target, "restore", str(tampered), "--key", str(source / "keys" / "backup.key"))
+    assert refused.returncode == 2 and "postgres.dump" in refused.stderr and "SHA-256 does not match" in refused.stderr
+    assert not any((target / d).exists() for d in ("postgres", "chroma", "keys"))  # nothing changed
+    assert not (target / "audit").exists() or not any((target / "audit").iterdir())
+    unkeyed = chiffon(target, "restore", str(folder))  # a new home has no key: the old home's is needed
+    assert unkeyed.returncode == 2 and "--key" in unkeyed.stderr
+
+    restored = chiffon(target, "restore", str(folder), "--key", str(source / "keys" / "backup.key"))
     assert restored.returncode == 0, restored.stderr
+    assert (target / "keys" / "backup.key").read_bytes() == (source / "keys" / "backup.key").read_bytes()
     try:
         assert await snapshot(target) == before
         forced = chiffon(target, "restore", str(folder), "--force")
@@ -159,7 +172,8 @@ async def test_a_chroma_server_is_exported_through_its_api_and_restored(tmp_path
 
         client.delete_collection("conversations")  # the server's volume is lost
         assert "conversations" not in {c.name for c in client.list_collections()}
-        restored = chiffon(homes[1], "restore", manifest["folder"], chroma_url=url)
+        restored = chiffon(homes[1], "restore", manifest["folder"], "--key", str(homes[0] / "keys" / "backup.key"),
+                           chroma_url=url)
         assert restored.returncode == 0, restored.stderr
         assert fact in await remember_and_recall(homes[1], url, None)
 
@@ -168,7 +182,8 @@ async def test_a_chroma_server_is_exported_through_its_api_and_restored(tmp_path
         assert other in await remember_and_recall(homes[2], None, other)
         embedded = json.loads(chiffon(homes[2], "backup", "--json").stdout)
         assert embedded["parts"]["chroma"] == {"dir": "chroma"}
-        moved = chiffon(homes[3], "restore", embedded["folder"], chroma_url=url)
+        moved = chiffon(homes[3], "restore", embedded["folder"], "--key", str(homes[2] / "keys" / "backup.key"),
+                        chroma_url=url)
         assert moved.returncode == 0, moved.stderr
         assert await remember_and_recall(homes[3], url, None) == [other]
     finally:

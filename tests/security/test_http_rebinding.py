@@ -18,7 +18,9 @@ from tests.llm.fakes import free_port
 BIN = Path(sys.executable).parent
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "attacker", "version": "1"}}}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+TOKEN = "rebinding-test-token"
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+           "Authorization": f"Bearer {TOKEN}"}  # the guard refuses a foreign Host or Origin even with the token
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     port = free_port()
     home = tmp_path_factory.mktemp("rebind-home")
-    env = {**os.environ, "CHIFFON_HOME": str(home)}
+    env = {**os.environ, "CHIFFON_HOME": str(home), "CHIFFON_HTTP__BEARER_TOKEN": TOKEN}
     proc = subprocess.Popen([str(BIN / "chiffon-ansible"), "--repo", str(EXAMPLE), "--transport", "http", "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -51,7 +51,8 @@ def test_serve_speaks_https_with_the_configured_certificate(cli_env: dict[str, s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**cli_env, "CHIFFON_HTTP__TLS_CERT": str(cert), "CHIFFON_HTTP__TLS_KEY": str(key)}
+    env = {**cli_env, "CHIFFON_HTTP__TLS_CERT": str(cert), "CHIFFON_HTTP__TLS_KEY": str(key),
+           "CHIFFON_HTTP__BEARER_TOKEN": "https-test-token"}
     proc = subprocess.Popen([CHIFFON, "serve", "--transport", "http", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

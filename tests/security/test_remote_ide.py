@@ -49,18 +49,21 @@ async def mcp_post(url: str, token: str | None) -> int:
 
 
 @pytest.fixture
-def remote(cli_env: dict[str, str], repo: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """``chiffon serve --transport http`` bound beyond loopback with tool approval on: (url, address, env)."""
+def remote(cli_env: dict[str, str], repo: Path) -> Iterator[tuple[str, str, dict[str, str], str]]:
+    """``chiffon serve --transport http`` bound beyond loopback with tool approval on, started once the named token
+    ``remote-ide`` exists (HTTP needs a token): (url, address, env, that token)."""
     address, port = outward_address(), free_port()
     env = {**cli_env, "CHIFFON_APPROVALS__ALLOW_TOOL_APPROVAL": "true",
            "CHIFFON_HTTP__ALLOWED_HOSTS": json.dumps([address])}
+    made = chiffon(env, "token", "create", "remote-ide")
+    assert made.returncode == 0, made.stderr
     server = subprocess.Popen([CHIFFON, "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(port),
                                "--repo", str(repo)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
     try:
         wait_healthy(f"http://{address}:{port}/health", server,
                      lambda: server.stderr.read() if server.stderr else "", timeout_s=120)
-        yield f"http://{address}:{port}/mcp", address, env
+        yield f"http://{address}:{port}/mcp", address, env, made.stdout.strip()
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -69,11 +72,9 @@ def remote(cli_env: dict[str, str], repo: Path) -> Iterator[tuple[str, str, dict
             server.kill()
 
 
-async def test_remote_ide_needs_a_live_token_and_the_audit_names_it(remote: tuple[str, str, dict[str, str]]) -> None:
-    url, address, env = remote
-    made = chiffon(env, "token", "create", "remote-ide")
-    assert made.returncode == 0, made.stderr
-    token = made.stdout.strip()
+async def test_remote_ide_needs_a_live_token_and_the_audit_names_it(
+        remote: tuple[str, str, dict[str, str], str]) -> None:
+    url, address, env, token = remote
     assert await mcp_post(url, None) == 401
     assert await mcp_post(url, "not-a-token") == 401
     async with Client(StreamableHttpTransport(url, headers={"Authorization": f"Bearer {token}"})) as client:

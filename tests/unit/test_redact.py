@@ -39,3 +39,29 @@ def test_counts_named_like_tokens_are_not_masked() -> None:
 
 def test_a_url_password_without_a_user_is_masked() -> None:
     assert redact_text("redis://:pw123@east:6379/0") == f"redis://:{REDACTED}@east:6379/0"
+
+
+def test_a_redactor_masks_a_known_value_that_no_pattern_names() -> None:
+    from chiffon.shared.redact import Redactor
+
+    redactor = Redactor(["mellon-unit-4242"])
+    assert redactor.text("requirepass mellon-unit-4242\nDB_PASS=mellon-unit-4242") == \
+        f"requirepass {REDACTED}\nDB_PASS={REDACTED}"
+    assert redactor({"note": ["x mellon-unit-4242"], "db_password": "other"}) == \
+        {"note": [f"x {REDACTED}"], "db_password": REDACTED}
+
+
+def test_a_redactor_ignores_short_values_and_masks_each_line_of_a_long_one() -> None:
+    from chiffon.shared.redact import Redactor
+
+    redactor = Redactor(["yes", "line-one-secret\nline-two-secret\n"])
+    assert redactor.text("yes: +line-two-secret") == f"yes: +{REDACTED}"
+    assert not Redactor(["no", ""])
+
+
+def test_remembered_values_are_masked_by_redact_text_and_scrub() -> None:
+    from chiffon.shared.redact import remember, scrub
+
+    remember({"vault_x": "remembered-unit-5151"})
+    assert redact_text("login remembered-unit-5151 failed") == f"login {REDACTED} failed"
+    assert scrub({"msg": "remembered-unit-5151", "token": "kept"}) == {"msg": REDACTED, "token": "kept"}
