@@ -16,6 +16,8 @@ trail can be read with ``git log``, grepped in the tree, or queried with
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from chiffon.shared.errors import AuditError
-from chiffon.shared.redact import redact
+from chiffon.shared.redact import redact, redact_text
 
 if TYPE_CHECKING:  # GitPython and filelock load with the first record or query, not at import (start-up time)
     import git
@@ -48,6 +50,18 @@ class AuditEntry:
         return {"commit": self.commit, "time": self.time.isoformat(), "subject": self.subject, **self.body}
 
 
+def _owner_only(git_dir: Path) -> None:
+    """Take group and other bits off what GitPython rewrote in ``git_dir`` (HEAD, index, refs and reflogs):
+    gitdb's ``LockedFD`` chmods each such file 0644 whatever the umask (gitdb 4, ``util.py``)."""
+    for path in (git_dir / "HEAD", git_dir / "index", *(git_dir / "refs").rglob("*"), *(git_dir / "logs").rglob("*")):
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o077:
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+
+
 class AuditLog:
     """Append-only audit records in a git repository at ``path`` (created on first use)."""
 
@@ -68,6 +82,8 @@ class AuditLog:
                     self._repo = git.Repo.init(self.path, initial_branch="main")
             except (git.GitError, OSError) as exc:
                 raise AuditError(f"cannot open the audit repository at {self.path}: {exc}") from exc
+            # gitdb chmods each new object 0444 whatever the umask: the audit is its owner's alone (0400)
+            self._repo.odb.new_objects_mode = 0o400
         return self._repo
 
     def record(self, kind: str, subject: str, body: dict[str, Any]) -> str:
@@ -94,8 +110,9 @@ class AuditLog:
                 record.write_text(text)
                 repo.index.add([str(record.relative_to(self.path))])
                 commit = repo.index.commit(
-                    f"{subject}\n\n{MARKER}\n{text}", author=actor, committer=actor
+                    f"{redact_text(subject)}\n\n{MARKER}\n{text}", author=actor, committer=actor
                 )
+                _owner_only(Path(repo.git_dir))
             except (git.GitError, OSError) as exc:
                 raise AuditError(f"cannot write audit record to {self.path}: {exc}") from exc
         return commit.hexsha

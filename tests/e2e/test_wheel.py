@@ -14,7 +14,9 @@ from tests.conftest import KUMA_REQUEST, git_commit_all
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kwargs)
+    # a user installs under their login umask, not the 077 an earlier test's runtime left on this process (the
+    # embedded PostgreSQL, run as the pgserver user when root, must read the installed libraries)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, umask=0o022, **kwargs)
     assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr[-3000:]}"
     return done
 

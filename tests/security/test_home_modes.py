@@ -42,8 +42,6 @@ def too_open(home: Path) -> list[str]:
         allowed = 0o011 if (path == home and AS_ROOT) else 0  # the documented traverse bit for pgserver, as root
         if path.is_relative_to(home / "postgres") and stat.S_ISSOCK(st.st_mode):
             continue  # PostgreSQL's socket is 0777 by design; the 0700 data dir (asserted below) hides it
-        if path.is_relative_to(home / "audit" / ".git") and path.is_file():
-            continue  # GitPython (gitdb) chmods its objects 0444 and refs 0644 itself: the 0700 folders hide them
         if mode & 0o077 & ~allowed:
             found.append(f"{path.relative_to(home)} {mode:04o}")
     return found
