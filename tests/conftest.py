@@ -103,6 +103,16 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chiffon-home")
 
 
+@pytest.fixture(autouse=True)
+def keep_the_umask():  # type: ignore[no-untyped-def]
+    """Each test starts with the umask the session started with: chiffon's runtime sets 077 process-wide
+    (shared/runtime.make_private), which must not leak into the next test's subprocesses and files."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the local inventory renders files (HOMELAB_ROOT), inherited by ansible-runner."""
