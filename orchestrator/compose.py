@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ def agent_tools(rt: Runtime, memory: object | None = None, svc: AnsibleService |
 
 
 async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:
+    from chiffon.orchestrator.incidents import notify_humans
     from chiffon.orchestrator.runs import dispatch_run, running_infra_worker
     from chiffon.servers.ansible.server import create_ansible_server
     from chiffon.shared import tokens
@@ -85,6 +87,7 @@ async def _serve_ansible(settings: Settings, args: argparse.Namespace) -> None:
     async with open_runtime(settings) as rt:
         svc = AnsibleService.for_runtime(rt, args.repo)
         svc.run_plan = dispatch_run
+        svc.notify_drift = functools.partial(notify_humans, rt, "drift")  # new drift reaches the humans at once
         async with running_infra_worker(svc, settings.worker_in_process):
             await serve(create_ansible_server(svc), settings, args.transport, args.host, args.port,
                         **tokens.lookups(rt.store))
@@ -146,3 +149,9 @@ async def refresh_metrics(rt: Runtime) -> None:
     infra = tuple(stream_for(INFRA, p) for p in PRIORITIES)
     await metrics.refresh_shared(rt.bus, [*infra, *agents], dict.fromkeys([*infra, *agents], GROUP),
                                  sorted(rt.settings.hosts), rt.settings.hostd.assume_available)
+    from chiffon.servers.ansible.drift import refresh_gauge
+
+    try:  # the newest drift reports (the timer's `chiffon drift` has exited): a scrape answers even without them
+        await refresh_gauge(rt)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("drift gauge not refreshed: %s", exc)

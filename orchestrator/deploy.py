@@ -17,7 +17,10 @@ its timer (``Persistent=true``: a run missed while the host was off happens at b
 * ``chiffon-backup.timer`` runs ``chiffon backup`` on ``backup.schedule`` (every 30 minutes, up
   to 60 s late: a failure loses at most about 31 minutes of data), keeping a day of backups
   and then one a day for ``backup.keep_days``;
-* ``chiffon-purge.timer`` runs ``chiffon purge`` on ``retention.schedule`` (daily).
+* ``chiffon-purge.timer`` runs ``chiffon purge`` on ``retention.schedule`` (daily);
+* ``chiffon-drift.timer`` runs ``chiffon drift`` on ``drift.schedule``, only when it is set (off by default;
+  the deploy kit sets it nightly). Exit code 1, drift found, counts as success: the job did its work, and new
+  drift opens an incident.
 
 Every unit runs as a non-root user, restarts on failure (5 s apart, at most 5
 times a minute), reads secrets from an environment file (``/etc/chiffon/chiffon.env``,
@@ -51,7 +54,9 @@ COMMANDS = {
     "console": ("chiffon console: the web console", "console"),
 }
 JOBS = {"backup": "chiffon backup: PostgreSQL, ChromaDB and the audit repo",
-        "purge": "chiffon purge: chat history, run folders and speech past retention"}
+        "purge": "chiffon purge: chat history, run folders and speech past retention",
+        "drift": "chiffon drift: check mode of every unit of the IaC repo"}
+SUCCESS_EXIT = {"drift": "SuccessExitStatus=1\n"}  # drift found: the job worked (the incident says the rest)
 ENV_FILE = "/etc/chiffon/chiffon.env"
 
 
@@ -106,7 +111,7 @@ def job_units(job: str, host: str, schedule: str, *, install_dir: Path, home: Pa
     """``chiffon-<job>.service`` (oneshot) and ``chiffon-<job>.timer`` (``OnCalendar=schedule``)."""
     header = _header(host)
     body = _service(host, "oneshot", job, install_dir=install_dir, home=home, user=user, writable=writable,
-                    limits="TimeoutStartSec=3600\nNice=10\nIOSchedulingClass=idle")
+                    limits=SUCCESS_EXIT.get(job, "") + "TimeoutStartSec=3600\nNice=10\nIOSchedulingClass=idle")
     service = f"""{header}[Unit]
 Description={JOBS[job]} ({host})
 After=network-online.target
@@ -130,7 +135,7 @@ WantedBy=timers.target
 def systemd_units(settings: Settings, host: str, *, install_dir: Path, home: Path,
                   user: str = "chiffon") -> dict[str, str]:
     """``{file name: unit text}`` for the chiffon services of ``host`` (and, with the orchestrator, the backup
-    and purge services and timers).
+    and purge services and timers, and the drift ones when ``drift.schedule`` is set).
 
     Raises:
         InvalidInput: ``host`` is not in the config's ``hosts`` (they are listed), or ``user`` is root.
@@ -147,6 +152,9 @@ def systemd_units(settings: Settings, host: str, *, install_dir: Path, home: Pat
                            writable=backups)
         units |= job_units("purge", host, settings.retention.schedule, install_dir=install_dir, home=home, user=user,
                            writable=[home])
+        if settings.drift.schedule:
+            units |= job_units("drift", host, settings.drift.schedule, install_dir=install_dir, home=home,
+                               user=user, writable=[home])
     return units
 
 

@@ -175,6 +175,18 @@ async def running_correlator(rt: Runtime) -> AsyncIterator[Correlator]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def notify_humans(rt: Runtime, kind: str, title: str, body: dict[str, Any]) -> None:
+    """What an escalation does, for news a human should hear at once (new drift): ``title`` and ``body`` into the
+    human inbox (``notifications``, kind ``kind``) and to every Apprise URL in ``errors.notify_urls`` (a delivery
+    that fails is logged, not raised)."""
+    from chiffon.servers.tasks import inbox
+
+    await inbox.notify(rt, None, kind, title, body)
+    urls = [u.get_secret_value() for u in rt.settings.errors.notify_urls]
+    if urls and not await asyncio.to_thread(_apprise, urls, title, json.dumps(body, indent=1, default=str)):
+        log.warning("%s: a notification could not be delivered (errors.notify_urls)", kind)
+
+
 def _apprise(urls: list[str], title: str, body: str) -> bool:
     import apprise
 

@@ -8,6 +8,7 @@ Mounts ``chiffon-ansible`` under the namespace ``ansible`` (its tools appear as
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,8 +40,11 @@ class ExecuteResult(BaseModel):
     """Outcome of execute_plan."""
 
     plan_id: str
+    outcome: str | None = Field(None, description="Whether what was asked for happened: achieved, partial (applied, "
+                                                  "but not in place), failed or cancelled; None when nothing ran.")
     status: Literal["succeeded", "failed", "awaiting_approval", "rejected"]
-    message: str = Field(description="What happened, and what to do next when nothing ran.")
+    message: str = Field(description="What happened (the outcome and its first reason first), and what to do next "
+                                     "when nothing ran.")
     run: execution.RunResult | None = None
 
 
@@ -120,6 +124,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         raise InvalidInput("toolsets", f"unknown: {', '.join(sorted(unknown))}; choose from {', '.join(TOOLSETS)}")
     rt = svc.rt
     svc.run_plan = svc.run_plan or dispatch_run  # the ansible server's run tool takes the one run path too
+    if svc.notify_drift is None:  # new drift found by the ansible server's drift tool reaches the humans at once
+        from chiffon.orchestrator.incidents import notify_humans
+
+        svc.notify_drift = functools.partial(notify_humans, rt, "drift")
     mcp = FastMCP(
         "chiffon",
         instructions=(
@@ -230,12 +238,13 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
             raise execution.not_runnable(plan)
         total = len((plan.check_result or {}).get("events", [])) or None
         result = await dispatch_run(rt, plan_id, on_event=progress_reporter(ctx, total, "run"))
-        await record(f"Plan {plan_id} ({result.playbook}) {result.status} on {', '.join(result.hosts)}: "
-                     f"{result.changed} change(s)" + (f"; failed: {result.failure}" if result.failure else "."),
-                     "run", plan_id)
-        return ExecuteResult(plan_id=plan_id, status=result.status, run=result,
-                             message=f"{result.playbook} {result.status} on {', '.join(result.hosts)}: "
-                                     f"{result.changed} change(s); audit commit {result.audit_commit}.")
+        first = f"{result.outcome or result.status}: " + "; ".join(result.outcome_reasons[:1] or ["-"])
+        await record(f"Plan {plan_id} ({result.playbook}) {first}. Ansible: {result.status} on "
+                     f"{', '.join(result.hosts)}, {result.changed} change(s).", "run", plan_id)
+        return ExecuteResult(plan_id=plan_id, outcome=result.outcome, status=result.status, run=result,
+                             message=f"{first}. {result.playbook} on {', '.join(result.hosts)}: Ansible "
+                                     f"{result.status}, {result.changed} change(s); audit commit "
+                                     f"{result.audit_commit}.")
 
     @mcp.tool(annotations=READ_ONLY)
     async def plan_status(plan_id: str = Field(description="Plan id.")) -> PlanStatus:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -134,6 +134,22 @@ class RetentionSettings(Section):
                               "this are deleted; unset keeps all.")
     speech_days: int | None = Field(7, gt=0, description="Spoken replies (CHIFFON_HOME/voice/*.wav) older than "
                                                          "this are deleted; unset keeps all.")
+
+
+class DriftSettings(Section):
+    """`chiffon drift`: check mode of every unit of the IaC repo (servers/ansible/drift.py), and its timer."""
+
+    schedule: str | None = Field(None, pattern=_CALENDAR, description="systemd OnCalendar of the drift timer "
+                                                                      "`chiffon deploy systemd` emits (e.g. daily); "
+                                                                      "unset: no timer. The deploy kit sets it "
+                                                                      "nightly.")
+    concurrency: int = Field(2, ge=1, le=16, description="Units checked at once within one host group (the groups "
+                                                         "are checked one after another).")
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # CHIFFON_DRIFT__SCHEDULE=""
 
 
 class ConsoleSettings(Section):
@@ -460,6 +476,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Backups.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What the daily "
                                                                                          "purge deletes.")
+    drift: DriftSettings = Field(default_factory=DriftSettings, description="Drift checks of the IaC repo.")
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="The homelab's machines.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM routing (chiffon-llm).")
     chroma_url: str | None = Field(None, description="ChromaDB server URL; unset uses an embedded PersistentClient "

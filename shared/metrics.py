@@ -37,6 +37,8 @@ LLM_TOKENS_PER_S = Gauge("chiffon_llm_tokens_per_second", "Output tokens per sec
                          ["tier"])
 LLM_BREAKER_OPEN = Gauge("chiffon_llm_breaker_open", "1 while the backend's circuit breaker is open.", ["backend"])
 RUNS = Counter("chiffon_runs", "Plan runs that ended, by status.", ["status"])
+RUN_OUTCOMES = Counter("chiffon_run_outcomes", "Plan runs that ended, by outcome: achieved, partial (applied, but "
+                       "what was asked for is not in place), failed, cancelled.", ["outcome"])
 RUN_SECONDS = Histogram("chiffon_run_seconds", "Duration of a plan's run, seconds.",
                         buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600))
 APPROVALS = Counter("chiffon_approvals", "Human decisions on plans, by decision and channel.", ["decision", "channel"])
@@ -46,6 +48,8 @@ STARTUP_SECONDS = Gauge("chiffon_startup_seconds", "Seconds from the process sta
 ERRORS = Counter("chiffon_errors", "Errors reported on the error bus, by source and severity.", ["source", "severity"])
 ERRORS_DROPPED = Counter("chiffon_errors_dropped", "Error events dropped because the reporter's queue was full.")
 INCIDENTS_OPEN = Gauge("chiffon_incidents_open", "Open incidents, by highest severity.", ["severity"])
+DRIFT_TASKS = Gauge("chiffon_drift_tasks", "Tasks check mode would change on a host, per unit of the IaC repo, in the "
+                    "last drift report (only drifted pairs have a series).", ["host", "unit"])
 QUEUE_DEPTH = Gauge("chiffon_queue_depth", "Entries waiting or pending on a stream.", ["stream", "state"])
 REDIS_MEMORY = Gauge("chiffon_redis_used_memory_bytes", "Redis used_memory (INFO memory), bytes.")
 HOST_ONLINE = Gauge("chiffon_host_online", "1 while the host's heartbeat key is alive.", ["host"])
@@ -86,6 +90,15 @@ def count_llm(tier: str, status: str, tokens_in: int, tokens_out: int, cost_usd:
         LLM_TOKENS.labels(tier, "out").inc(tokens_out)
     if cost_usd:
         LLM_COST.labels(tier).inc(cost_usd)
+
+
+def set_drift(counts: dict[tuple[str, str], int]) -> None:
+    """Set ``chiffon_drift_tasks{host,unit}`` to ``counts`` (``(host, unit) -> tasks that would change``), the drifted
+    pairs of the newest drift report: every other series is removed, so a unit fixed (or gone) stops being
+    exported and the label set stays as small as the drift itself."""
+    DRIFT_TASKS.clear()
+    for (host, unit), tasks in counts.items():
+        DRIFT_TASKS.labels(host, unit).set(tasks)
 
 
 def observe_snapshot(snapshot: HostSnapshot, rss: dict[str, int]) -> None:

@@ -48,6 +48,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
          [("sum by (decision, channel) (increase(chiffon_approvals_total[1h]))", "{{decision}} via {{channel}}")]),
         ("Tool calls per minute", "short",
          [("sum by (tool, outcome) (rate(chiffon_mcp_tool_calls_total[5m])) * 60", "{{tool}} {{outcome}}")]),
+        ("Drift: tasks that would change (last drift report)", "short",
+         [("chiffon_drift_tasks", "{{host}} {{unit}}")]),
     ]),
     "chiffon-queue": ("chiffon: queue", [
         ("Stream length", "short", [("chiffon_queue_depth{state=\"length\"}", "{{stream}}")]),

@@ -1,6 +1,8 @@
 """The ``chiffon`` command line, one module per area, registered here explicitly.
 
 - :mod:`~orchestrator.cli.infra`: run, approve, reject, execute, status, audit, serve
+- :mod:`~orchestrator.cli.drift`: drift of the hosts from the repo, and the plan that fixes a unit
+- :mod:`~orchestrator.cli.undo`: the plan that puts back what a run changed
 - :mod:`~orchestrator.cli.repo`: services, inventories
 - :mod:`~orchestrator.cli.hosts`: host state, busy/free
 - :mod:`~orchestrator.cli.tasks`: agent tasks, worker, inbox
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import typer
 
-from chiffon.orchestrator.cli import console, hosts, infra, memory, ops, repo, state, tasks, voice
+from chiffon.orchestrator.cli import console, drift, hosts, infra, memory, ops, repo, state, tasks, undo, voice
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)
-for _module in (infra, hosts, memory, ops, state, repo, tasks, voice, console):
+for _module in (infra, drift, undo, hosts, memory, ops, state, repo, tasks, voice, console):
     app.add_typer(_module.app)
 
 

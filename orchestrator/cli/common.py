@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from chiffon.shared.config import Settings
 
 EXIT_FAILED, EXIT_ERROR, EXIT_AWAITING, EXIT_REJECTED = 1, 2, 3, 4
+EXIT_PARTIAL = 5  # the run applied, but what was asked for is not in place (servers.ansible.outcomes)
+
+
+def run_exit_code(outcome: str | None, status: str) -> int:
+    """The exit code of a finished run: 0 achieved, 5 partial, 1 failed or cancelled (``status`` for a run
+    recorded before outcomes)."""
+    if outcome is None:
+        return 0 if status == "succeeded" else EXIT_FAILED
+    return {"achieved": 0, "partial": EXIT_PARTIAL}.get(outcome, EXIT_FAILED)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 out = Console()

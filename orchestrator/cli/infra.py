@@ -26,7 +26,6 @@ from rich.table import Table
 from chiffon.orchestrator.cli.common import (
     EXIT_AWAITING,
     EXIT_ERROR,
-    EXIT_FAILED,
     EXIT_REJECTED,
     ConfigOpt,
     JsonOpt,
@@ -34,11 +33,12 @@ from chiffon.orchestrator.cli.common import (
     out,
     parse_vars_or_exit,
     progress_bar,
+    run_exit_code,
     run_or_exit,
     settings_or_exit,
     split_csv,
 )
-from chiffon.orchestrator.cli.render import show_plan, summary
+from chiffon.orchestrator.cli.render import print_outcome, show_plan, summary
 from chiffon.orchestrator.cli.terminal import AskBecomeOpt, AskVaultOpt, ask_code, ask_passwords, pick_on_terminal
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import setup_logging
@@ -95,15 +95,9 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> exec
         watch.cancel()
         result = run.result()
     if not as_json:
-        colour = "green" if result.status == "succeeded" else "red"
-        target = result.playbook + (f" --tags {','.join(plan.tags)}" if plan.tags else "")
-        out.print(f"[{colour}]{result.status}[/]: " + escape(
-            f"{target} on {', '.join(result.hosts)}, {result.changed} change(s), audit commit "
-            f"{result.audit_commit[:12] if result.audit_commit else '-'}"))
+        print_outcome(result, plan.tags)  # its reasons hold the run's warnings
         if result.monitors is not None:
             out.print(escape(f"monitors rendered: {', '.join(result.monitors)}"))
-        for warning in result.warnings:
-            out.print("[yellow]warning:[/] " + escape(warning))
         if result.failure:
             out.print("[red]failed task[/] " + escape(f"{result.failure.get('task')} on {result.failure.get('host')}: "
                                                       f"{result.failure.get('message')}"))
@@ -189,7 +183,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                                EXIT_REJECTED)
             result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
-                           0 if result.status == "succeeded" else EXIT_FAILED)
+                           run_exit_code(result.outcome, result.status))
 
 
 def _report(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float, as_json: bool,
@@ -328,7 +322,7 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, ask_vault_pass: AskVault
             async with running_infra_worker(svc, settings.worker_in_process):
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
-                           0 if result.status == "succeeded" else EXIT_FAILED)
+                           run_exit_code(result.outcome, result.status))
 
     raise typer.Exit(run_or_exit(go()))
 
@@ -337,17 +331,19 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, ask_vault_pass: AskVault
 def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
     """Show a plan and where it stands."""
     setup_logging()
-    from chiffon.servers.ansible import plans
+    from chiffon.servers.ansible import execution, plans
     from chiffon.shared.runtime import open_runtime
 
-    async def go() -> plans.Plan:
-        from chiffon.servers.ansible import execution
-
+    async def go() -> tuple[plans.Plan, execution.RunResult | None]:
         async with open_runtime(settings_or_exit(config)) as rt:
             await execution.reconcile(rt)  # a run whose process stopped is recorded before it is shown
-            return await plans.get_plan(rt, plan_id)
+            return await plans.get_plan(rt, plan_id), await execution.existing_run(rt, plan_id)
 
-    plan = run_or_exit(go())
+    plan, result = run_or_exit(go())
+    if result is not None:  # whether what was asked for happened comes first
+        print_outcome(result, plan.tags)
+        out.print(escape(f"run {result.run_id}: `chiffon undo {result.run_id}` plans putting back the files it "
+                         "changed"), highlight=False, soft_wrap=True)
     show_plan(plan)
     out.print(f"status: [bold]{plan.status}[/]" + escape(f" (waiting: {plan.paused_reason})" if plan.paused_reason else ""))
 

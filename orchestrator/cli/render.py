@@ -53,6 +53,9 @@ def show_plan(plan: plans.Plan) -> None:
                                                       else str(first.get("message"))[:600]))
     for warning in plan.warnings:
         table.add_row("[yellow]warning[/]", escape(warning))
+    for check in plan.expectations:
+        table.add_row("checked after", escape(f"{check['name']} ({check['kind']} {check['target']}, on "
+                                             f"{check['hosts']}; {check['source']})"))
     if plan.blocked_reason:
         table.add_row("[red]cannot approve[/]", escape(plan.blocked_reason))
     out.print(table)
@@ -63,10 +66,37 @@ def show_plan(plan: plans.Plan) -> None:
         out.print(Syntax(plan.diff, "diff", theme="ansi_dark", word_wrap=True))
 
 
+OUTCOME_COLOURS = {"achieved": "green", "partial": "yellow", "failed": "red", "cancelled": "red"}
+
+
+def print_outcome(result: execution.RunResult, tags: list[str]) -> None:
+    """A finished run, outcome first: ``partial: Uptime Kuma is not running: ...``, then the other reasons, the
+    checks, what was skipped and with which condition, and Ansible's figures."""
+    outcome = result.outcome or result.status
+    reasons = result.outcome_reasons or ["-"]
+    out.print(f"[{OUTCOME_COLOURS.get(outcome, 'red')}]{outcome}[/]: " + escape(reasons[0]), soft_wrap=True)
+    for reason in reasons[1:]:
+        out.print("  " + escape(reason), soft_wrap=True)
+    for check in result.checks:
+        mark = "[green]verified[/]" if check["ok"] else "[red]not verified[/]"
+        out.print(f"  {mark} " + escape(f"{check['name']}: {check['evidence']}"), soft_wrap=True)
+    for skip in result.skipped:
+        out.print("  [dim]skipped[/] " + escape(f"{skip['task']} on {skip['host']}: {skip['condition']}"),
+                  soft_wrap=True)
+    target = result.playbook + (f" --tags {','.join(tags)}" if tags else "")
+    out.print(escape(f"ansible: {result.status} (rc {result.rc}), {target} on {', '.join(result.hosts)}, "
+                     f"{result.changed} change(s), audit commit "
+                     f"{result.audit_commit[:12] if result.audit_commit else '-'}"))
+
+
 def summary(plan: plans.Plan, status: str, result: execution.RunResult | None, started: float) -> dict[str, Any]:
-    """The one JSON object of ``chiffon run/execute --json`` (keys listed in the README)."""
+    """The one JSON object of ``chiffon run/execute --json`` (keys listed in the README): ``outcome``,
+    ``outcome_reasons`` and ``checks`` first (whether what was asked for happened), then ``status`` (the plan's)."""
     data = result.artifact_data if result else {}
     return {
+        **({"outcome": result.outcome, "outcome_reasons": result.outcome_reasons, "checks": result.checks,
+            "skipped": result.skipped} if result else {}),
+        "expectations": plan.expectations, "last_outcome": plan.last_outcome,
         "plan_id": plan.id, "status": status, "playbook": plan.playbook, "tags": plan.tags,
         "skip_tags": plan.skip_tags, "limit": plan.host_limit, "inventory": plan.inventory,
         "planner": (plan.match or {}).get("planner"),

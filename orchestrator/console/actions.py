@@ -71,6 +71,9 @@ def plan_markdown(plan: plans.Plan) -> str:
         lines.append(f"**Cannot be approved:** {md(plan.blocked_reason)}")
     for warning in plan.warnings:
         lines.append(f"- ⚠ {md(warning)}")
+    if plan.expectations:  # what the run is verified for afterwards (servers.ansible.checks)
+        lines.append("**Checked after the run:** " + "; ".join(
+            f"{md(c['name'])} ({md(c['kind'])} {md(c['target'])} on {md(c['hosts'])})" for c in plan.expectations))
     lines.append("**Check-mode diff:**")
     lines.append(fenced(plan.diff or "(no changes predicted)", "diff"))
     return "\n\n".join(lines)
@@ -152,7 +155,15 @@ async def run_view(rt: Runtime, plan_id: str | None) -> tuple[str, str]:
         head.append(f"**Waiting:** {md(plan.paused_reason)}")
     if run is None:
         return "\n\n".join([*head, "**Run:** not started"]), ""
-    head.append(f"**Run:** {md(run['status'])} · changed {md(run.get('changed'))} · rc {md(run.get('rc'))}")
+    if run.get("outcome"):  # whether what was asked for happened, before what Ansible's exit said
+        reasons = run.get("outcome_reasons") or []
+        head.append(f"**Outcome: {md(run['outcome'])}**" + (f": {md(reasons[0])}" if reasons else ""))
+        head += [f"- {md(reason)}" for reason in reasons[1:]]
+        head += [f"- {'verified' if c.get('ok') else 'not verified'}: {md(c.get('name'))} ({md(c.get('evidence'))})"
+                 for c in run.get("checks") or []]
+        head += [f"- skipped: {md(s.get('task'))} on {md(s.get('host'))} ({md(s.get('condition'))})"
+                 for s in run.get("skipped") or []]
+    head.append(f"**Ansible:** {md(run['status'])} · changed {md(run.get('changed'))} · rc {md(run.get('rc'))}")
     if run.get("failure"):
         head.append(f"**Failure:** {md(run['failure'])}")
     events = await execution.run_events(rt, run["id"], limit=5000)
@@ -160,6 +171,29 @@ async def run_view(rt: Runtime, plan_id: str | None) -> tuple[str, str]:
                     f"{e.get('host') or '-':<12} {e.get('task') or ''}"
                     + (f"  {e['message']}" if e.get("message") else "") for e in events)
     return "\n\n".join(head), log
+
+
+async def undo(svc: AnsibleService, plan_id: str) -> str:
+    """Plan the undo of ``plan_id``'s finished run (:func:`servers.ansible.undo_plan.plan_undo`): a generated
+    playbook putting back the files it changed, checked and stored pending approval like any plan, so it shows on
+    the Plans page. Returns Markdown naming the new plan, what it puts back and what is not reversible.
+
+    Raises:
+        InvalidInput: no plan picked, or the run kept nothing that can be put back (nothing is stored).
+        PlanStateError: the plan has no finished run.
+    """
+    from chiffon.servers.ansible.undo_plan import plan_undo
+
+    _check_id(plan_id)
+    _, run = await plans.decision_and_run(svc.rt, plan_id)
+    if run is None or run["status"] == "running":
+        raise PlanStateError(f"plan {plan_id} has no finished run to undo")
+    undone = await plan_undo(svc, run["id"])
+    lines = [f"Undo plan **{md(undone.plan.id)}** for run {md(run['id'])} is pending: review and approve it on the "
+             f"Plans page. It puts back {len(undone.restores)} path(s)."]
+    lines += [f"- not reversible: {md(x.task)} ({md(x.module)}) on {md(x.host)}: {md(x.reason)}"
+              for x in undone.not_reversible]
+    return "\n\n".join(lines)
 
 
 async def audit_rows(rt: Runtime, *, failed: bool = False, since: str = "", service: str = "",
@@ -247,6 +281,34 @@ async def inbox_rows(rt: Runtime) -> list[list[str]]:
 
     return [[str(m["id"]), str(m.get("task_id", "")), str(m.get("kind", "")), str(m.get("title", "")),
              str(m.get("created_at", ""))[:19]] for m in await inbox.messages(rt)]
+
+
+async def drift_view(svc: AnsibleService) -> str:
+    """The newest drift report (of the console's repo, else of any repo) as Markdown: drifted units per host with
+    what would change, units never run, errors; read-only (``chiffon drift`` runs one, ``--plan UNIT`` fixes one)."""
+    from chiffon.servers.ansible.drift import last_report
+
+    report = await last_report(svc.rt, svc.repo)
+    if report is None:
+        return "No drift report yet: run `chiffon drift` (or enable its timer, `drift.schedule`)."
+    when = report.created_at.strftime("%Y-%m-%d %H:%M") if report.created_at else "?"
+    lines = [f"### Drift of {md(report.repo)}, {md(when)}",
+             md(f"{report.units} unit(s) checked in {report.duration_s:.0f} s: {len(report.drifted)} drifted "
+                f"unit/host pair(s) ({len(report.new_drift)} new), {len(report.clean)} clean, "
+                f"{len(report.never_run)} never-run pair(s), {len(report.errors)} error(s); report {report.id}")]
+    for title, entries in (("Drifted: the hosts no longer match the repo", report.drifted),
+                           ("Never run by chiffon (not drift)", report.never_run)):
+        if entries:
+            lines.append(f"#### {title}")
+            for d in entries:
+                lines.append(f"- **{md(d.unit)}** on **{md(d.host)}**: " + "; ".join(
+                    md(f"{t.task}: {t.summary}") for t in d.tasks))
+    if report.errors:
+        lines.append("#### Could not be checked")
+        lines += [f"- **{md(e.unit)}**: {md(e.reason)}" for e in report.errors]
+    if report.drifted:
+        lines.append(md(f"Plan a fix: chiffon drift --plan {report.drifted[0].unit}"))
+    return "\n".join(lines)
 
 
 def _short(content: dict[str, Any], limit: int = 240) -> str:

@@ -1,6 +1,8 @@
 """The console's pages (Gradio) and its web server, over :mod:`.actions`.
 
-Pages: Plans (review, Approve, Reject, Request changes), Runs (live status and execution log), Audit (filters,
+Pages: Plans (review, Approve, Reject, Request changes), Runs (live status and execution log; Undo plans putting
+back what a run changed), Drift (the newest
+drift report, read-only), Audit (filters,
 each record's commit), Hosts (state and figures from hostd, busy/free), Agents (tasks, step logs, inbox) and
 Voice (push-to-talk: microphone, transcript, the router with the session's history, speech streamed back
 sentence by sentence, per-stage timings). Every page sits behind the login (:mod:`.auth`); ``GET /health``
@@ -121,6 +123,9 @@ def build(svc: AnsibleService, voice: Any = None) -> gr.Blocks:
                     run_pick = gr.Dropdown(label="Plan", choices=[], interactive=True, scale=4, elem_id="run-pick")
                     reload_runs = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
                 run_md = gr.Markdown("No plan selected.", elem_id="run-view")
+                with gr.Row():
+                    undo_btn = gr.Button("Undo this run", elem_id="undo-run")  # plans it; approved on Plans
+                undo_md = gr.Markdown(elem_id="undo-outcome")
                 run_log = gr.Textbox(label="Execution log", lines=16, max_lines=40, interactive=False,
                                      elem_id="run-log")
 
@@ -135,7 +140,21 @@ def build(svc: AnsibleService, voice: Any = None) -> gr.Blocks:
 
                 reload_runs.click(list_recent, None, run_pick)
                 run_pick.change(follow, run_pick, [run_md, run_log])
+
+                async def on_undo(plan_id: str | None) -> str:
+                    return await _said(actions.undo(svc, plan_id or ""))
+
+                undo_btn.click(on_undo, run_pick, undo_md).then(list_pending, None, pick)
                 gr.Timer(every).tick(follow, run_pick, [run_md, run_log])
+
+            with gr.Tab("Drift", id="drift"):
+                reload_drift = gr.Button("Refresh", elem_id="drift-refresh")
+                drift_md = gr.Markdown("No drift report loaded.", elem_id="drift-view")
+
+                async def drift_now() -> str:
+                    return await _said(actions.drift_view(svc))
+
+                reload_drift.click(drift_now, None, drift_md)
 
             with gr.Tab("Audit", id="audit"):
                 with gr.Row():
@@ -213,7 +232,7 @@ def build(svc: AnsibleService, voice: Any = None) -> gr.Blocks:
                     _voice_page(voice)
 
         page.load(list_pending, None, pick).then(list_recent, None, run_pick).then(hosts_now, None, hosts_table) \
-            .then(agents_now, None, [tasks_table, inbox_table])
+            .then(agents_now, None, [tasks_table, inbox_table]).then(drift_now, None, drift_md)
     return page
 
 

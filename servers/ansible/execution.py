@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import preview, prompted, snapshot
+from chiffon.servers.ansible import outcomes, preview, prompted, snapshot, undo
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
@@ -41,6 +42,14 @@ class RunResult(BaseModel):
 
     run_id: str
     plan_id: str
+    outcome: outcomes.RunOutcome | None = Field(
+        None, description="Whether what was asked for happened: achieved, partial (applied, but not in place), failed "
+                          "or cancelled (servers.ansible.outcomes); None for runs recorded before outcomes existed.")
+    outcome_reasons: list[str] = Field(default_factory=list, description="Why, most important first.")
+    checks: list[dict[str, Any]] = Field(default_factory=list, description="[{name, ok, evidence, host, kind, "
+                                                                           "target}] after the run.")
+    skipped: list[dict[str, Any]] = Field(default_factory=list, description="[{task, host, condition}]: tasks "
+                                                                            "skipped, with the condition.")
     status: Literal["succeeded", "failed"]
     rc: int | None
     playbook: str
@@ -68,7 +77,8 @@ async def existing_run(rt: Runtime, plan_id: str) -> RunResult | None:
         run_id=row["id"], plan_id=plan_id, status=row["status"], rc=row["rc"], playbook=row["playbook"],
         hosts=row["hosts"], changed=row["changed"], monitors=data.get("monitors"), artifact_data=data,
         failure=row["failure"], warnings=row["warnings"] or [], audit_commit=row["audit_commit"],
-        duration_s=round((row["finished_at"] - row["started_at"]).total_seconds(), 3),
+        duration_s=round((row["finished_at"] - row["started_at"]).total_seconds(), 3), outcome=row["outcome"],
+        outcome_reasons=row["outcome_reasons"] or [], checks=row["checks"] or [], skipped=row["skipped"] or [],
     )
 
 
@@ -178,7 +188,14 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                 in_project, rt.settings.ansible.vault_password_file, rt.settings.ansible.allow_repo_vault_scripts)
             # the snapshot's copy, or a private copy checked against the plan's digest: never the live file
             vault = preview.vault_for_run(chosen, catalog.root, snap, run_dir)
-            outcome = await run_playbook(
+            expected = [run_checks.Check.from_dict(c) for c in plan.expectations]
+            verify = None
+            if expected:  # what the plan showed it would check, read-only, in the same ansible-playbook call
+                marker = f"chiffon verify {new_id('checks')}"
+                vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
+                verify = (run_checks.stage(run_dir / "verify", vars_from, expected, marker), marker)
+            since = datetime.now(UTC).timestamp()
+            outcome = await undo.keeping(run_playbook, plan_id)(  # keeps before-states for `chiffon undo`
                 snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
                 check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
                 extra_vars={**plan.extra_vars, **secrets}, secret_values=secrets,
@@ -186,10 +203,13 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                 roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
                 vault_password_file=vault, typed=typed,
                 timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
+                verify=verify,
             )
+            results = await run_checks.results(expected, outcome.probes, since) if expected else []
         except Exception as exc:  # its message may quote a secret: masked by value (remembered above) and pattern
             outcome = Outcome(status="failed", rc=None, failures=[
                 {"task": None, "host": None, "module": None, "message": redact_text(str(exc)), "rc": None}])
+            results = []
         except asyncio.CancelledError:  # Ctrl-C, or the worker stopping: Ansible was killed; record that
             message = ("cancelled: the run was stopped (Ctrl-C or its worker stopping) and Ansible killed; the "
                        "hosts may be half-changed: check them, then plan again")
@@ -204,9 +224,11 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
         prompted.forget(plan_id)
         duration = round(asyncio.get_running_loop().time() - started, 3)
-        ended = _ended(plan, run_id, outcome, duration, unrecorded)
+        ended = _ended(plan, run_id, outcome, duration, unrecorded, results,
+                       timeout_s=rt.settings.ansible.run_timeout_s)
         await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
-        log.info("run %s ended: %s in %.1f s", run_id, ended["status"], duration)
+        log.info("run %s ended %s (%s) in %.1f s: %s", run_id, ended["outcome"], ended["status"], duration,
+                 ended["outcome_reasons"][0] if ended["outcome_reasons"] else "")
         try:
             return await _record_outcome(rt, plan, ended)
         except Exception as exc:
@@ -229,6 +251,7 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
     """
     plan_id, run_id, status = plan.id, ended["run_id"], ended["status"]
     failure, warnings, duration = ended["failure"], ended["warnings"], ended["duration_s"]
+    verdict, reasons = ended.get("outcome"), ended.get("outcome_reasons") or []  # older outcome.json: none
     if ended["unrecorded"]:
         await _store_events(rt, run_id, [TaskEvent(**e) for e in ended["unrecorded"]])
     async with rt.store.pool.acquire() as conn, conn.transaction():
@@ -237,22 +260,30 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
         if await conn.fetchval("SELECT status FROM runs WHERE id=$1 FOR UPDATE", run_id) != "running":
             raise PlanStateError(f"run {run_id} of {plan_id} was already recorded")
         sha = await asyncio.to_thread(
-            rt.audit.record, "run", f"{plan_id} {status}: {plan.playbook} ({ended['changed']} changed)",
-            {"plan_id": plan_id, "run_id": run_id, "status": status, "rc": ended["rc"], "playbook": plan.playbook,
+            rt.audit.record, "run", f"{plan_id} {verdict or status}: {plan.playbook} ({ended['changed']} changed)"
+                                    + (f": {reasons[0][:200]}" if reasons else ""),
+            {"plan_id": plan_id, "run_id": run_id, "outcome": verdict, "outcome_reasons": reasons,
+             "status": status, "rc": ended["rc"], "playbook": plan.playbook,
              "service": plan.service, "hosts": ended["hosts"], "changed": ended["changed"],
              "tags": plan.tags, "stats": ended["stats"], "artifact_data": ended["artifact_data"],
-             "failures": ended["failures"], "warnings": warnings, "duration_s": duration,
-             **({"reconciled": note} if note else {})},
+             "failures": ended["failures"], "warnings": warnings, "checks": ended.get("checks", []),
+             "skipped": ended.get("skipped", []), "duration_s": duration, **({"reconciled": note} if note else {})},
         )
         await conn.execute(
             "UPDATE runs SET status=$2, rc=$3, stats=$4, artifact_data=$5, changed=$6, failure=$7, "
-            "audit_commit=$8, warnings=$9, finished_at=now() WHERE id=$1 AND status='running'",
+            "audit_commit=$8, warnings=$9, outcome=$10, outcome_reasons=$11, checks=$12, skipped=$13, "
+            "finished_at=now() WHERE id=$1 AND status='running'",
             run_id, status, ended["rc"], ended["stats"], ended["artifact_data"], ended["changed"], failure, sha,
-            warnings,
+            warnings, verdict, reasons, ended.get("checks", []), ended.get("skipped", []),
         )
         await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='running'",
                            plan_id, status)
     metrics.RUNS.labels(status).inc()
+    if verdict is not None:
+        metrics.RUN_OUTCOMES.labels(verdict).inc()
+    if verdict == "partial":  # exit 0, yet what was asked for is not in place: as loud as a failure
+        report_error("ansible", "run_partial", f"{plan.playbook}: {reasons[0] if reasons else 'partial'}", "error",
+                     {"plan": plan_id})
     metrics.RUN_SECONDS.observe(duration)
     if failure is not None:
         for failed in ended["failures"] or [failure]:
@@ -264,7 +295,8 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
         run_id=run_id, plan_id=plan_id, status=status, rc=ended["rc"], playbook=plan.playbook,
         hosts=ended["hosts"], changed=ended["changed"],
         monitors=list(monitors) if isinstance(monitors, list) else None, artifact_data=ended["artifact_data"],
-        failure=failure, warnings=warnings, audit_commit=sha, duration_s=duration,
+        failure=failure, warnings=warnings, audit_commit=sha, duration_s=duration, outcome=verdict,
+        outcome_reasons=reasons, checks=ended.get("checks", []), skipped=ended.get("skipped", []),
     )
 
 
@@ -273,10 +305,15 @@ OWNER_FILE = "owner.json"  # in the run's folder: which process runs it (plan, r
 OUTCOME_FILE = "outcome.json"  # written when ansible-runner is done, before any store write: the run's record
 
 
-def _ended(plan: Plan, run_id: str, outcome: Outcome, duration: float, unrecorded: list[TaskEvent]) -> dict[str, Any]:
+def _ended(plan: Plan, run_id: str, outcome: Outcome, duration: float, unrecorded: list[TaskEvent],
+           results: list[run_checks.Result] | None = None, timeout_s: int | None = None) -> dict[str, Any]:
     """A finished run as JSON: what :func:`_record_outcome` stores, and what ``outcome.json`` keeps."""
     status = "succeeded" if outcome.status == "successful" else "failed"
-    return {"plan_id": plan.id, "run_id": run_id, "status": status, "rc": outcome.rc, "stats": outcome.stats,
+    verdict = outcomes.judge(outcome.status, outcome.events, outcome.failures, results or [], outcome.artifact_data,
+                             timeout_s=timeout_s)
+    return {"plan_id": plan.id, "run_id": run_id, "outcome": verdict.outcome, "outcome_reasons": verdict.reasons,
+            "checks": verdict.checks, "skipped": verdict.skipped, "ignored": verdict.ignored,
+            "status": status, "rc": outcome.rc, "stats": outcome.stats,
             "artifact_data": outcome.artifact_data, "failures": outcome.failures,
             "failure": outcome.failures[0] if outcome.failures else None, "changed": outcome.changed,
             "hosts": outcome.hosts or plan.hosts,
@@ -341,7 +378,8 @@ async def reconcile(rt: Runtime) -> list[str]:
                 continue
             message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
                        "the hosts may be half-changed: check them, then plan again")
-            ended = {"plan_id": plan.id, "run_id": row["id"], "status": "failed", "rc": None, "stats": {},
+            ended = {"plan_id": plan.id, "run_id": row["id"], "outcome": "failed", "outcome_reasons": [message],
+                     "checks": [], "skipped": [], "status": "failed", "rc": None, "stats": {},
                      "artifact_data": {}, "failures": [{"task": None, "host": None, "module": None, "message": message,
                                                         "rc": None}],
                      "failure": {"task": None, "host": None, "module": None, "message": message, "rc": None},

@@ -1,4 +1,5 @@
-"""Playbooks chiffon generates for roles that no playbook applies, run without touching the checkout.
+"""Playbooks chiffon generates for roles that no playbook applies (and others it writes itself, such as an undo:
+:mod:`servers.ansible.undo_plan`), run without touching the checkout.
 
 The generated text is part of the plan: the human approves it as shown, and both the check and the
 run execute that exact text from the run's own folder (never from the repo). Ansible finds the
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chiffon.servers.ansible.catalog import Catalog, Role
+from chiffon.servers.ansible.plays import Playbook
 from chiffon.servers.ansible.scaffold import role_playbook
+from chiffon.servers.ansible.units import Unit
 from chiffon.shared.errors import InvalidInput
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
@@ -23,11 +26,26 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
 
 @dataclass(frozen=True)
 class Generated:
-    """A generated playbook: its file name, full text, and the role it applies."""
+    """A generated playbook: its file name, full text, and the role it applies; ``role`` None for one that applies
+    no role (an undo), whose plan names ``service`` and carries ``warnings``."""
 
     name: str
     content: str
-    role: Role
+    role: Role | None
+    service: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def unit(self, playbook: Playbook) -> Unit:
+        """The plan's unit for ``playbook`` (this text, parsed): the role it applies, or the whole playbook."""
+        if self.role is None:
+            return Unit(id=f"generated:{self.name}", kind="playbook", service=self.service or playbook.service,
+                        playbook=playbook, tags=(), warnings=self.warnings)
+        return Unit(id=f"generated:{self.name}", kind="role", service=self.role.short, playbook=playbook,
+                    tags=tuple(playbook.tags) or (self.role.short,), role=self.role, role_name=self.role.name,
+                    when=self.role.conditions,
+                    warnings=(f"generated playbook {self.name}: applies role {self.role.name}, which no playbook of "
+                              "the repo applies; it runs from this plan and is not written to the repo",
+                              *self.warnings))
 
 
 def for_role(catalog: Catalog, role_name: str, hosts: str) -> Generated:

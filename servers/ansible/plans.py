@@ -21,14 +21,16 @@ import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outside, preview, prompted, snapshot, variables
+from chiffon.servers.ansible import outcomes, outside, preview, prompted, snapshot, variables
 from chiffon.servers.ansible import secret_vars as secret_vars_store
-from chiffon.servers.ansible.catalog import Catalog, Unit, parse_playbook
+from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
 from chiffon.servers.ansible.generated import Generated
 from chiffon.servers.ansible.matching import Match
 from chiffon.servers.ansible.risk import assess
@@ -81,6 +83,12 @@ class Plan(BaseModel):
                                                              "is never written to the repo.")
     audit_commit: str | None = Field(description="Audit commit recording the plan.")
     supersedes: str | None = Field(None, description="The plan this one replaces after a reviewer asked for changes.")
+    expectations: list[dict[str, Any]] = Field(
+        default_factory=list, description="What the run is checked for afterwards, read-only: [{name, failing, kind, "
+                                          "target, hosts, fresh, source}] (servers.ansible.checks).")
+    last_outcome: dict[str, Any] | None = Field(
+        None, description="The last run of the same playbook and tags: {run_id, plan_id, outcome, reasons, checks, "
+                          "finished_at}; None when it never ran.")
     created_at: datetime
     updated_at: datetime
 
@@ -96,6 +104,48 @@ def _check_summary(outcome: Outcome) -> dict[str, Any]:
         "events": [e.as_dict() for e in outcome.events], "artifact_data": outcome.artifact_data,
         "failures": outcome.failures,
     }
+
+
+def check_problems(rt: Runtime, catalog: Catalog, playbook: Playbook, extra_vars: dict[str, Any],
+                   typed: prompted.Typed | None = None, problems: list[str] | None = None) -> tuple[list[str], Path | None]:
+    """``(problems, vault)``: what stops a check of ``playbook`` on this machine, each with its fix, after
+    ``problems`` (the planner's); and the vault password file the check passes (None: none is needed or it is
+    missing). The problems: no usable inventory (unless ``problems`` already names one), a ``vars_prompt`` with no
+    value in ``extra_vars`` or an ``ansible.cfg`` prompt nobody answers, vault-encrypted vars with no password (or
+    an executable one not allowed). ``typed``: passwords a human typed for this check. Reads files; raises nothing.
+    """
+    problems = list(problems or [])
+    if catalog.inventory_choice is None and not problems:
+        problems.append(catalog.inventory_problem or f"{catalog.root} has no usable inventory")
+    answered = frozenset({"ask_vault_pass"} if typed and typed.vault else set()) | \
+        frozenset({"become_ask_pass"} if typed and typed.become else set())
+    problems += preview.preflight_problems(catalog, playbook, extra_vars, answered)
+    vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file,
+                                                             typed=bool(typed and typed.vault),
+                                                             allow_scripts=rt.settings.ansible.allow_repo_vault_scripts)
+    problems += [vault_problem] if vault_problem else []
+    return problems, vault
+
+
+async def run_check(rt: Runtime, catalog: Catalog, snap: snapshot.Snapshot, run_path: str, check_dir: Path, *,
+                    inventory: str, vault: Path | None, project: str, limit: str | None = None,
+                    tags: list[str] | None = None, skip_tags: list[str] | None = None,
+                    extra_vars: dict[str, Any] | None = None, roles_path: list[Path] | None = None,
+                    typed: prompted.Typed | None = None, on_event: EventCallback | None = None,
+                    secret: Any = (), verify: tuple[Path, str] | None = None) -> Outcome:
+    """Check mode (``--check --diff``) of ``run_path`` from the snapshot ``snap`` with the inventory (repo-relative)
+    in it, the vault password file's verified copy (:func:`preview.vault_for_run`) and the settings every check
+    shares: ``ansible.check_timeout_s``, ``ansible.forks``, ``ansible.pass_env``; ``secret`` values masked. Inputs
+    are already validated (tags, limit, extra vars); ``verify``: the read-only checks' playbook and play name
+    (:func:`servers.ansible.checks.stage`), run after it in the same call. Raises AnsibleError when ansible-runner cannot start,
+    PlanStateError when the vault password file is not the snapshot's."""
+    return await run_playbook(
+        snap.tree, run_path, snap.tree / inventory, check_dir, check=True, limit=limit, tags=tags,
+        skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path,
+        vault_password_file=preview.vault_for_run(vault, catalog.root, snap, check_dir), project=project,
+        typed=typed, timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks,
+        on_event=on_event, secret_values=secret, pass_env=rt.settings.ansible.pass_env, verify=verify,
+    )
 
 
 async def create_plan(
@@ -150,11 +200,7 @@ async def create_plan(
         staging = check_dir / "generated"
         playbook = parse_playbook(staging, staging / generated.name, generated.content)
         assert playbook is not None, "a generated playbook always parses"
-        unit = Unit(id=f"generated:{generated.name}", kind="role", service=generated.role.short, playbook=playbook,
-                    tags=tuple(playbook.tags) or (generated.role.short,), role=generated.role,
-                    role_name=generated.role.name, when=generated.role.conditions,
-                    warnings=(f"generated playbook {generated.name}: applies role {generated.role.name}, which no "
-                              "playbook of the repo applies; it runs from this plan and is not written to the repo",))
+        unit = generated.unit(playbook)  # the role it applies, or (an undo) the whole playbook
         tags = []
         skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
     else:
@@ -164,20 +210,11 @@ async def create_plan(
         if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
             unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
-    problems = list(problems or [])
-    if catalog.inventory_choice is None and not problems:
-        problems.append(catalog.inventory_problem or f"{catalog.root} has no usable inventory")
     inventory = catalog.inventory if catalog.inventory_choice is not None else (expected_inventory or "")
     limit = catalog.validate_limit(limit)
     extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
     shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
-    answered = frozenset({"ask_vault_pass"} if typed and typed.vault else set()) | \
-        frozenset({"become_ask_pass"} if typed and typed.become else set())
-    problems += preview.preflight_problems(catalog, playbook, extra_vars, answered)
-    vault, vault_problem = preview.vault_password_or_problem(catalog, rt.settings.ansible.vault_password_file,
-                                                             typed=bool(typed and typed.vault),
-                                                             allow_scripts=rt.settings.ansible.allow_repo_vault_scripts)
-    problems += [vault_problem] if vault_problem else []
+    problems, vault = check_problems(rt, catalog, playbook, extra_vars, typed, problems)
     # only input that passed every check reaches the snapshot store and ansible-runner
     pinned, scope_notes = await asyncio.to_thread(outside.scope, catalog, playbook, unit, vault)  # issue 28
     snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir, pinned)
@@ -185,6 +222,11 @@ async def create_plan(
         run_path = str(generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name,
                                                  generated.content))
         roles_path = generated_playbooks.role_bases(catalog, snap.tree)
+    try:
+        expected = run_checks.expectations(catalog, unit, playbook.name, tags)
+    except ConfigError as exc:  # the repo's chiffon.yml: said, never a reason to hide the answer
+        expected, scope_notes = [], [*scope_notes, f"{exc}; nothing will verify this run"]
+    last = await outcomes.last_run(rt, str(catalog.root), playbook.name, tags)
     blocked: str | None
     if problems:  # nothing can be checked here: the answer is stored, blocked, with each fix
         outcome = Outcome(status="not_run", rc=None)
@@ -193,16 +235,20 @@ async def create_plan(
         blocked = "; ".join(dict.fromkeys(problems)) + (
             ". The answer above is what would run; fix this and plan again (check mode runs then)")
     else:
-        outcome = await run_playbook(
-            snap.tree, run_path, snap.tree / inventory, check_dir, check=True, limit=limit, tags=tags,
-            skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path,
-            vault_password_file=preview.vault_for_run(vault, catalog.root, snap, check_dir),
-            project=catalog.project if generated is None else "", typed=typed,
-            timeout_s=rt.settings.ansible.check_timeout_s, forks=rt.settings.ansible.forks, on_event=on_event,
-            secret_values=secret, pass_env=rt.settings.ansible.pass_env,
-        )
+        verify = None
+        if expected:  # the same checks the run makes, now: is it in place already?
+            marker = f"chiffon verify {new_id('checks')}"
+            verify = (run_checks.stage(check_dir / "verify", (snap.tree / run_path).parent, expected, marker), marker)
+        outcome = await run_check(rt, catalog, snap, run_path, check_dir, inventory=inventory, vault=vault,
+                                  project=catalog.project if generated is None else "", limit=limit, tags=tags,
+                                  skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path, typed=typed,
+                                  on_event=on_event, secret=secret, verify=verify)
         risk, reasons = assess(playbook, outcome)
         warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
+        now = await run_checks.results(expected, outcome.probes, since=0.0) if expected else []
+        warnings = [*outcomes.before_run_warnings(unit.name if unit else playbook.name, last, now), *warnings]
+    if problems and last is not None:
+        warnings = [*outcomes.before_run_warnings(unit.name if unit else playbook.name, last, []), *warnings]
     warnings = list(dict.fromkeys([*warnings, *scope_notes]))
     match_info = None
     if match is not None:
@@ -212,13 +258,16 @@ async def create_plan(
     row = await rt.store.pool.fetchrow(
         """INSERT INTO plans (id, request, repo, repo_commit, playbook, service, inventory, hosts, host_limit,
                               extra_vars, match, check_result, diff, risk, risk_reasons, status, tags, skip_tags,
-                              warnings, blocked_reason, generated_playbook, snapshot_digest, project)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21,$22)
+                              warnings, blocked_reason, generated_playbook, snapshot_digest, project, expectations,
+                              last_outcome)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,'pending_approval',$16,$17,$18,$19,$20,$21,$22,
+                   $23,$24)
            RETURNING *""",
         plan_id, request, str(catalog.root), catalog.commit, playbook.name, unit.service if unit else playbook.service,
         inventory, outcome.hosts, limit, shown_vars, match_info, _check_summary(outcome),
         outcome.diff_text, risk, reasons, tags, skip_tags, warnings, blocked,
         generated.content if generated else None, snap.digest, catalog.project if generated is None else "",
+        [c.as_dict() for c in expected], last,
     )
     await asyncio.to_thread(secret_vars_store.keep, rt.settings.secrets_dir, plan_id, secret)
     if typed is not None and not blocked:
@@ -232,7 +281,8 @@ async def create_plan(
          "project": plan.project, "inventory": inventory, "hosts": plan.hosts, "limit": limit, "extra_vars": shown_vars,
          "risk": risk, "risk_reasons": reasons, "check_status": outcome.status,
          "predicted_changes": outcome.changed, "warnings": warnings, "blocked_reason": blocked,
-         "generated_playbook": generated.content if generated else None, "snapshot": snap.digest},
+         "generated_playbook": generated.content if generated else None, "snapshot": snap.digest,
+         "checks_after_run": [c.describe() for c in expected]},
     )
     await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
     return plan.model_copy(update={"audit_commit": sha})
@@ -357,13 +407,14 @@ async def resume(rt: Runtime, plan_id: str) -> bool:
 
 async def decision_and_run(rt: Runtime, plan_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The plan's approval decision (decision, approver, channel, reason, decided_at, audit_commit) and its run
-    (id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at), JSON-ready; None
+    (id, outcome, outcome_reasons, checks, skipped, status, rc, changed, failure, artifact_data, audit_commit,
+    started_at, finished_at), JSON-ready; None
     for either that does not exist."""
     decision = await rt.store.pool.fetchrow(
         "SELECT decision, approver, channel, reason, decided_at, audit_commit FROM approvals WHERE plan_id=$1", plan_id)
     run = await rt.store.pool.fetchrow(
-        "SELECT id, status, rc, changed, failure, artifact_data, audit_commit, started_at, finished_at "
-        "FROM runs WHERE plan_id=$1", plan_id)
+        "SELECT id, outcome, outcome_reasons, checks, skipped, status, rc, changed, failure, artifact_data, "
+        "audit_commit, started_at, finished_at FROM runs WHERE plan_id=$1", plan_id)
 
     def jsonable(row: Any) -> dict[str, Any] | None:
         return None if row is None else {k: (v.isoformat() if hasattr(v, "isoformat") else v)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -83,6 +84,16 @@ def unsafe_extra_vars_yaml(extra_vars: dict[str, Any]) -> str:
     return yaml.dump(_mark_unsafe(extra_vars), Dumper=_UnsafeDumper, sort_keys=True)
 
 
+def unsafe_text(text: str) -> str:
+    """``text`` marked so :func:`unsafe_yaml` tags it ``!unsafe`` (Ansible reads it literally)."""
+    return _Unsafe(text)
+
+
+def unsafe_yaml(data: Any) -> str:
+    """YAML of ``data`` where only the strings made by :func:`unsafe_text` are tagged ``!unsafe``."""
+    return yaml.dump(data, Dumper=_UnsafeDumper, sort_keys=False)
+
+
 @dataclass
 class TaskEvent:
     """One task result on one host, in the order Ansible reported it."""
@@ -117,6 +128,7 @@ class Outcome:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     artifact_data: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # the verification play's results (servers.ansible.checks)
 
     @property
     def changed(self) -> int:
@@ -151,6 +163,42 @@ def render_diff(diff: dict[str, Any]) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def when_at(task_path: str) -> str:
+    """The ``when`` of the task starting at ``task_path`` (``FILE:LINE``, as ansible-runner's events give it),
+    joined with ``and``; "" when there is none or the file cannot be read. ansible-runner's skipped events carry
+    no result, so this is how a skip's condition is known."""
+    path, _, line = task_path.rpartition(":")
+    if not path or not line.isdigit():
+        return ""
+    try:
+        whens = _whens(path, os.stat(path).st_mtime_ns)
+    except (OSError, yaml.YAMLError):
+        return ""
+    return whens.get(int(line), "")
+
+
+@functools.lru_cache(maxsize=64)
+def _whens(path: str, _mtime_ns: int) -> dict[int, str]:
+    """``{line: when}`` of every mapping with a ``when`` key in the YAML file at ``path`` (1-based lines)."""
+    found: dict[int, str] = {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        root = yaml.compose(fh, Loader=yaml.SafeLoader)
+    todo = [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == "when":
+                    parts = [value.value] if isinstance(value, yaml.ScalarNode) else \
+                        [v.value for v in value.value if isinstance(v, yaml.ScalarNode)] \
+                        if isinstance(value, yaml.SequenceNode) else []
+                    found[node.start_mark.line + 1] = " and ".join(str(p) for p in parts)
+                todo.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+    return found
+
+
 def _message(res: dict[str, Any], redactor: Redactor) -> str:
     if res.get("skipped") and res.get("false_condition"):
         return f"condition false: {redactor(str(res['false_condition']))}"
@@ -165,9 +213,10 @@ class _EventCollector:
     """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop); every text goes
     through ``redactor`` (known values, then secret patterns)."""
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, verify_play: str | None = None) -> None:
         self.outcome = Outcome(status="running", rc=None)
         self.redactor = redactor
+        self.verify_play = verify_play
         self.tail = ""  # the end of Ansible's output, redacted, for a failure no task explains
 
     def feed(self, raw: dict[str, Any]) -> TaskEvent | None:
@@ -181,6 +230,18 @@ class _EventCollector:
             return None
         res = data.get("res") or {}
         host, task, module = data.get("host", ""), self.redactor(str(data.get("task", ""))), data.get("task_action", "")
+        if self.verify_play is not None and data.get("play") == self.verify_play:
+            if name in TASK_RESULT_EVENTS:  # a check's result: never a task of the run, a change or a failure
+                kept = {k: res[k] for k in ("rc", "stdout", "stderr", "msg", "files", "matched", "unreachable")
+                        if k in res}
+                if res.get("exception"):  # "Error executing command." hides the cause: [Errno 2] ... b'docker'
+                    kept["exception"] = str(res["exception"])[-400:]
+                args = (res.get("invocation") or {}).get("module_args") or {}
+                if args.get("paths"):  # find: the folder and pattern as Ansible templated them
+                    kept["target"] = f"{','.join(args['paths'])}/{','.join(args.get('patterns') or [])}"
+                self.outcome.probes.append({"task": task, "host": host, "status": TASK_RESULT_EVENTS[name],
+                                            "res": self.redactor.value(kept)})
+            return None
         if name == "runner_item_on_ok" and res.get("diff") and res.get("changed"):
             self._add_diffs(task, host, res["diff"])
         if name not in TASK_RESULT_EVENTS:
@@ -190,9 +251,12 @@ class _EventCollector:
         status = TASK_RESULT_EVENTS[name]
         if data.get("ignore_errors") and status == "failed":
             status = "ignored"
+        message = _message(res, self.redactor)
+        if status == "skipped" and not message and (when := when_at(str(data.get("task_path", "")))):
+            message = f"condition false: {self.redactor(when)}"
         event = TaskEvent(
             seq=len(self.outcome.events) + 1, event=name, status=status, host=host, task=task,
-            module=module, changed=bool(res.get("changed")), message=_message(res, self.redactor),
+            module=module, changed=bool(res.get("changed")), message=message,
         )
         self.outcome.events.append(event)
         if status in ("failed", "unreachable"):
@@ -208,6 +272,16 @@ class _EventCollector:
 
 
 EventCallback = Callable[[TaskEvent], Awaitable[None]]
+
+
+class Keep(Protocol):
+    """What a real run hands each raw event to before masking (:class:`servers.ansible.undo.Keeper`)."""
+
+    playbook: Path | None  # a read-only playbook of its own, run first in the same ansible-playbook call
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        """Take one raw event (never raises); True when it belongs to its own playbook, never to the run's."""
+        ...
 
 
 def run_redactor(repo: Path, extra_vars: Mapping[str, Any] | None, secret_values: Any = (),
@@ -283,6 +357,8 @@ async def run_playbook(
     on_event: EventCallback | None = None,
     secret_values: Any = (),
     pass_env: Iterable[str] = (),
+    verify: tuple[Path, str] | None = None,
+    keep: Keep | None = None,
 ) -> Outcome:
     """Run ``playbook`` (relative to ``repo``) against ``inventory``.
 
@@ -304,6 +380,13 @@ async def run_playbook(
         on_event: awaited for each task result, in order, on the caller's loop.
         secret_values: values to mask besides those :func:`run_redactor` finds (the extra vars named secret).
         pass_env: names of environment variables Ansible also gets (``ansible.pass_env``); see :func:`ansible_env`.
+        verify: ``(playbook, play name)``: a read-only playbook run after ``playbook`` in the same
+            ansible-playbook call (:func:`servers.ansible.checks.verify_playbook`); the events of plays with that
+            name go to ``Outcome.probes``, never to the run's events, changes or failures.
+        keep: called in ansible-runner's thread with each raw event *before* it is masked (the before-states an
+            undo puts back must hold secrets exactly: :class:`servers.ansible.undo.Keeper`); its ``playbook``
+            (read-only stats) runs before ``playbook`` in the same call, and its events (``keep`` answers True)
+            never reach the run's events, changes or failures.
 
     Returns:
         The :class:`Outcome`; a failed playbook is an outcome with ``status="failed"``, not an error.
@@ -359,11 +442,13 @@ async def run_playbook(
     def handler(event: dict[str, Any]) -> bool:
         # ansible-runner writes the event to artifacts/*/job_events once this returns: masked here, it never
         # holds a known secret on disk
+        own = keep(event) if keep is not None else False  # undo's own read-only stat: kept, never the run's
         if redactor:
             clean = redactor.value(event)
             event.clear()
             event.update(clean)
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+        if not own:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
         return True
 
     def blocking_run() -> Any:
@@ -383,9 +468,11 @@ async def run_playbook(
             )
             # ansible-runner starts from all of os.environ: Ansible gets the allow-listed part only
             runner.config.env = ansible_env(runner.config.env, envvars, pass_env)
+            if keep is not None and keep.playbook is not None:  # before the playbook (ansible-runner's last argument)
+                runner.config.command.insert(len(runner.config.command) - 1, str(keep.playbook))
             # chiffon's own files are created under umask 077 (runtime.make_private); the playbook's are not
             runner.config.command = ["/bin/sh", "-c", 'umask "$0" && exec "$@"', f"{playbook_umask():04o}",
-                                     *runner.config.command]
+                                     *runner.config.command, *([str(verify[0])] if verify else [])]
             runner.run()
             return runner
         finally:
@@ -397,7 +484,7 @@ async def run_playbook(
             tighten(private_dir)  # Ansible made its fact cache under the playbook's umask
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    collector = _EventCollector(redactor)
+    collector = _EventCollector(redactor, verify[1] if verify else None)
     cancelled = threading.Event()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
     try:

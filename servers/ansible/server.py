@@ -14,7 +14,8 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from chiffon.servers.ansible import execution, matching, plans, review, scaffold, units
+from chiffon.servers.ansible import drift as drift_check
+from chiffon.servers.ansible import execution, matching, plans, review, scaffold, undo_plan, units
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.mcp import ChiffonErrors
@@ -168,6 +169,26 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
             on_event=progress_reporter(ctx, len(pb.tasks), "check"),
         )
 
+    @mcp.tool(annotations=CHECK)
+    async def drift(
+        ctx: Context,
+        inventory: str | None = Field(None, description="Inventory name or path; default: each project's own."),
+    ) -> drift_check.DriftReport:
+        """Check mode of every unit of the IaC repo, one host group at a time: where the hosts no longer match the
+        repo. Returns the stored report: ``drifted`` (per unit and host, the tasks that would change, with a
+        one-line summary and the masked diff), ``never_run`` (units chiffon never ran: not drift), ``clean`` and
+        ``errors`` (units that could not be checked, with the fix). No plan is stored; new drift opens an incident.
+        Changes nothing on the hosts except tasks written with ``check_mode: false``, which run for real. Takes
+        minutes on a large repo: progress is reported per unit.
+        """
+        catalog = await svc.catalog(inventory=inventory)
+
+        async def progress(done: int, total: int, name: str) -> None:
+            await ctx.report_progress(done, total, f"drift: checked {name}")
+
+        return await drift_check.run_drift(svc.rt, catalog, inventory=inventory or svc.inventory,
+                                           on_progress=progress, notify=svc.notify_drift)
+
     @mcp.tool(annotations=DESTRUCTIVE)
     async def run(ctx: Context, plan_id: str = Field(description="Id of an approved plan.")) -> execution.RunResult:
         """Run an approved plan for real, streaming each task as progress. Refuses unapproved plans.
@@ -192,6 +213,19 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
     ) -> list[dict[str, Any]]:
         """Stored task events of a run, in order: seq, status, host, task, module, changed, message."""
         return await execution.run_events(svc.rt, run_id, after_seq=after_seq, limit=limit)
+
+    @mcp.tool(annotations=CHECK)
+    async def undo_run(
+        ctx: Context,
+        run_id: str = Field(description="Id of a finished run (run- and 10 hex digits), e.g. from run or run_events."),
+    ) -> undo_plan.UndoPlan:
+        """Plan the undo of a finished run: a generated playbook that puts back the files the run changed (their
+        earlier content, mode and owner; what it created is removed), from the before-states the run kept. It is
+        checked in check mode and stored as a plan pending a human's approval, like any plan; it runs through run
+        or execute_plan once approved. What cannot be undone this way (packages, commands, services, containers)
+        is in ``not_reversible`` and the plan's warnings. Refuses a run that has not ended or kept nothing.
+        """
+        return await undo_plan.plan_undo(svc, run_id, on_event=progress_reporter(ctx, None, "check"))
 
     @mcp.tool(annotations=READ_ONLY)
     async def suggest_improvements(playbook: str = Field(description="Playbook path relative to the repo.")) -> list[review.Finding]:

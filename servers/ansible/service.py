@@ -37,6 +37,9 @@ class AnsibleService:
     # How an approved plan runs: the one run path (queue, host wait, run), given by the composition root
     # (chiffon.orchestrator.runs.dispatch_run). None: this server was built without one and refuses to run.
     run_plan: RunPlan | None = None
+    # Who hears of new drift at once (servers.ansible.drift): the inbox and Apprise, given by the composition root
+    # (chiffon.orchestrator.incidents.notify_humans). None: the error bus's incident alone says it.
+    notify_drift: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     @classmethod
     def for_runtime(cls, rt: Runtime, repo: Path | None = None, inventory: str | None = None) -> AnsibleService:

@@ -51,7 +51,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "infra.read": ("ansible_list_playbooks", "ansible_describe_playbook", "ansible_inventory",
                    "ansible_find_playbooks", "ansible_run_events", "ansible_suggest_improvements", "plan_status",
                    "audit_query"),
-    "infra.plan": ("plan_request", "ansible_check", "ansible_new_playbook"),
+    "infra.plan": ("plan_request", "ansible_check", "ansible_new_playbook", "ansible_undo_run"),
     "infra.run": ("execute_plan", "ansible_run"),  # always behind a human approval
 }
 APPROVAL_SCOPES = frozenset({"infra.run"})

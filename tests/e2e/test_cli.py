@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import KUMA_REQUEST
+from tests.fixtures import docker_standin
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 
@@ -33,10 +34,14 @@ def chiffon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_run_with_approve_deploys_kuma_with_one_monitor_per_portal(
     cli_env: dict[str, str], repo: Path, home: Path, tmp_path: Path
 ) -> None:
-    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
+    docker = docker_standin.install(tmp_path / "docker-bin", daemon=False)  # Docker here, its daemon down
+    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path), "PATH": f"{docker}:{cli_env['PATH']}"}
     proc = chiffon(env, "run", KUMA_REQUEST, "--repo", str(repo), "--approve", "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 5, proc.stderr  # partial: applied, but what was asked for is not in place
     out = json.loads(proc.stdout)
+    assert out["outcome"] == "partial" and out["outcome_reasons"][0].startswith("Uptime Kuma is not running: ")
+    assert [(c["name"], c["ok"]) for c in out["checks"]] == [("Uptime Kuma is running", False),
+                                                             ("Uptime Kuma answers on port 3001", False)]
     portals = yaml.safe_load((repo / "group_vars" / "all.yml").read_text())["portals"]
     assert out["playbook"] == "deploy-uptime-kuma.yml" and out["status"] == "succeeded"
     assert out["monitors"] == [p["name"] for p in portals]
@@ -44,8 +49,7 @@ def test_run_with_approve_deploys_kuma_with_one_monitor_per_portal(
     monitors = json.loads((tmp_path / "east" / "uptime-kuma" / "monitors.json").read_text())["monitorList"]
     assert [m["url"] for m in monitors] == [p["url"] for p in portals]
     assert (tmp_path / "east" / "uptime-kuma" / "compose.yaml").is_file()
-    if not out["container_started"]:  # no Docker engine here: the result says so instead of implying monitoring
-        assert any("container_started: false" in w for w in out["warnings"])
+    assert out["container_started"] is False and any("container_started: false" in w for w in out["warnings"])
 
     audit = chiffon(env, "audit", "--json", "--service", "uptime-kuma")
     records = json.loads(audit.stdout)["records"]
@@ -65,14 +69,21 @@ def test_run_without_approve_and_without_tty_exits_3_and_changes_nothing(
 
 
 def test_approve_then_execute_out_of_band(cli_env: dict[str, str], repo: Path, tmp_path: Path) -> None:
-    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path)}
-    plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
-    assert chiffon(env, "approve", plan_id, "--reason", "maintenance window", "--yes").returncode == 0
-    again = chiffon(env, "approve", plan_id, "--yes")
-    assert again.returncode == 2 and "only a pending plan" in again.stderr
-    done = chiffon(env, "execute", plan_id, "--json")
+    docker = docker_standin.install(tmp_path / "docker-bin")  # Docker up: the run is achieved, exit 0
+    env = {**cli_env, "HOMELAB_ROOT": str(tmp_path), "PATH": f"{docker}:{cli_env['PATH']}"}
+    try:
+        plan_id = json.loads(chiffon(env, "run", "deploy redis", "--repo", str(repo), "--json").stdout)["plan_id"]
+        assert chiffon(env, "approve", plan_id, "--reason", "maintenance window", "--yes").returncode == 0
+        again = chiffon(env, "approve", plan_id, "--yes")
+        assert again.returncode == 2 and "only a pending plan" in again.stderr
+        done = chiffon(env, "execute", plan_id, "--json")
+    finally:
+        docker_standin.stop(docker)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["status"] == "succeeded"
+    out = json.loads(done.stdout)
+    assert out["status"] == "succeeded" and out["outcome"] == "achieved"
+    # no chiffon.yml check for it: the container the compose template names is checked
+    assert out["checks"][0]["name"] == "container redis is running" and out["checks"][0]["ok"]
     assert (tmp_path / "east" / "redis" / "redis.conf").is_file()
 
 
@@ -159,7 +170,7 @@ def test_a_separate_chiffon_worker_runs_approved_plans(cli_env: dict[str, str], 
     finally:
         worker.send_signal(signal.SIGTERM)
         _, said = worker.communicate(timeout=60)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 5, done.stderr  # partial: no Docker engine here, so the redis container is not running
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "running approved plans" in said
     assert (tmp_path / "east" / "redis" / "redis.conf").is_file()

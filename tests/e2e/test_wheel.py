@@ -11,6 +11,7 @@ from pathlib import Path
 
 from chiffon.shared.config import PROJECT_ROOT
 from tests.conftest import KUMA_REQUEST, git_commit_all
+from tests.fixtures import docker_standin
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -40,14 +41,18 @@ def test_the_installed_wheel_runs_the_main_job_from_another_directory(tmp_path: 
     shutil.copytree(site / "chiffon" / "examples" / "homelab-infra", repo)  # the packaged example repo
     git_commit_all(repo)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHIFFON_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    # a Docker engine (the stand-in, answering as Docker does) so the run is achieved, its checks verified
+    docker = docker_standin.install(tmp_path / "docker-bin")
     env.update(CHIFFON_HOME=str(tmp_path / "home"), HOMELAB_ROOT=str(tmp_path / "targets"),
-               CHIFFON_EMBEDDED__IDLE_STOP_S="0")
+               CHIFFON_EMBEDDED__IDLE_STOP_S="0", PATH=f"{docker}:{os.environ['PATH']}")
     try:
         done = run([str(venv / "bin" / "chiffon"), "run", KUMA_REQUEST, "--repo", str(repo), "--approve", "--json"],
                    cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
     finally:
         subprocess.run([str(venv / "bin" / "chiffon"), "down"], cwd=tmp_path, env=env, capture_output=True,
                        timeout=120)
+        docker_standin.stop(docker)
     result = json.loads(done.stdout)
     assert result["status"] == "succeeded" and result["playbook"] == "deploy-uptime-kuma.yml"
+    assert result["outcome"] == "achieved" and [c["ok"] for c in result["checks"]] == [True, True]
     assert (tmp_path / "targets" / "east" / "uptime-kuma" / "monitors.json").is_file()

@@ -57,6 +57,21 @@ def test_job_schedules_are_configurable_and_cannot_inject_unit_lines(tmp_path: P
             load_settings(backup={"schedule": bad})
 
 
+def test_the_drift_timer_is_off_by_default_and_emitted_when_scheduled() -> None:
+    assert load_settings().drift.schedule is None  # the shipped config leaves it off; the deploy kit turns it on
+    assert "chiffon_drift_schedule: \"*-*-* 03:30\"" in PLAYBOOK.read_text()
+    ai = systemd_units(load_settings(drift={"schedule": "*-*-* 03:30"}), "ai", install_dir=Path("/opt/c"),
+                       home=Path("/h"))
+    assert "OnCalendar=*-*-* 03:30" in ai["chiffon-drift.timer"] and "Persistent=true" in ai["chiffon-drift.timer"]
+    service = ai["chiffon-drift.service"]
+    assert "ExecStart=/opt/c/.venv/bin/chiffon drift\n" in service and "Type=oneshot" in service
+    assert "SuccessExitStatus=1\n" in service  # drift found is the job working
+    assert load_settings(drift={"schedule": ""}).drift.schedule is None  # CHIFFON_DRIFT__SCHEDULE="" turns it off
+    for bad in ("daily\nExecStartPre=/bin/sh -c id", "daily; rm -rf /"):
+        with pytest.raises(ConfigError, match="drift.schedule"):
+            load_settings(drift={"schedule": bad})
+
+
 @pytest.mark.parametrize("host", ["ai", "desktop", "east"])
 def test_every_host_override_loads(host: str) -> None:
     settings = load_settings(host=host)

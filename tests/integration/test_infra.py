@@ -18,7 +18,7 @@ from chiffon.shared.store import Migration, Store, load_migrations
 
 async def test_migrations_are_recorded_and_not_reapplied(rt: Runtime) -> None:
     versions = [r["version"] for r in await rt.store.pool.fetch("SELECT version FROM schema_migrations")]
-    assert versions == [m.version for m in load_migrations()] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert versions == [m.version for m in load_migrations()] == list(range(1, len(versions) + 1))
     assert await rt.store.migrate() == []
 
 

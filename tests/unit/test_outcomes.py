@@ -1,0 +1,135 @@
+"""The rules that turn a run's events and checks into its outcome, and the checks a repo may state."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from chiffon.servers.ansible import checks, outcomes
+from chiffon.servers.ansible.runner import TaskEvent, when_at
+from chiffon.shared.errors import ConfigError
+
+
+def event(task: str, status: str, module: str = "ansible.builtin.command", message: str = "",
+          changed: bool = False) -> TaskEvent:
+    return TaskEvent(seq=1, event=f"runner_on_{status}", status=status, host="east", task=task, module=module,
+                     changed=changed, message=message)
+
+
+@pytest.mark.parametrize(("condition", "needs"), [
+    ("docker_info.rc == 0", True),
+    ("pg_ready.rc | int == 0", True),
+    ("probe is succeeded", True),
+    ("probe is not failed", True),
+    ("not probe.failed", True),
+    ("conf.stat.exists", True),
+    ("docker_check.rc != 0", False),         # install it if missing: skipped means it is there
+    ("not conf.stat.exists", False),
+    ("jellyfin_enabled | default(false)", False),  # configuration, not the host
+    ("inventory_hostname in groups['gpu']", False),
+])
+def test_which_skip_conditions_mean_the_host_lacked_what_the_task_needs(condition: str, needs: bool) -> None:
+    assert outcomes.needs_success(condition) is needs
+
+
+def test_a_state_changing_task_skipped_by_a_failed_probe_makes_the_run_partial() -> None:
+    verdict = outcomes.judge("successful", [
+        event("Check whether a Docker engine is available", "ok"),
+        event("Start Uptime Kuma", "skipped", message="condition false: docker_info.rc == 0"),
+    ], [], [], {})
+    assert verdict.outcome == "partial"
+    assert verdict.reasons[0].startswith("'Start Uptime Kuma' was skipped on east: docker_info.rc == 0 was false")
+
+
+def test_an_install_if_missing_skip_and_a_read_only_skip_leave_the_run_achieved() -> None:
+    verdict = outcomes.judge("successful", [
+        event("Install Docker", "skipped", "ansible.builtin.apt", "condition false: docker_check.rc != 0"),
+        event("Show the version", "skipped", "ansible.builtin.debug", "condition false: version.rc == 0"),
+        event("Render config", "ok", "ansible.builtin.template", changed=True),
+    ], [], [], {})
+    assert verdict.outcome == "achieved"
+    assert "nothing verified it" in verdict.reasons[0]
+    assert [s["task"] for s in verdict.skipped] == ["Install Docker", "Show the version"]
+
+
+def test_an_ignored_failure_of_a_changing_task_is_partial_and_listed() -> None:
+    verdict = outcomes.judge("successful", [event("Restart the service", "ignored", message="unit not found")],
+                             [], [], {})
+    assert verdict.outcome == "partial" and "errors ignored" in verdict.reasons[0]
+    assert verdict.ignored == [{"task": "Restart the service", "host": "east", "message": "unit not found"}]
+
+
+def test_everything_skipped_is_partial_and_cancel_and_timeout_are_named() -> None:
+    assert outcomes.judge("successful", [event("a", "skipped")], [], [], {}).reasons == [
+        "nothing was applied: every task was skipped"]
+    assert outcomes.judge("canceled", [], [], [], {}).outcome == "cancelled"
+    timeout = outcomes.judge("timeout", [], [], [], {}, timeout_s=60)
+    assert timeout.outcome == "failed" and "60 s" in timeout.reasons[0]
+
+
+def test_a_failed_check_comes_first_with_its_failing_sentence() -> None:
+    check = checks.Check(name="Kuma runs", failing="Uptime Kuma is not running", kind="http",
+                         target="http://x:3001", hosts="monitoring")
+    verdict = outcomes.judge("successful", [event("Render", "ok", "template", changed=True)], [],
+                             [checks.Result(check, "east", False, "http://x:3001: connection refused")], {})
+    assert verdict.reasons == ["Uptime Kuma is not running: http://x:3001: connection refused"]
+    assert verdict.checks == [{"name": "Kuma runs", "ok": False, "evidence": "http://x:3001: connection refused",
+                               "host": "east", "kind": "http", "target": "http://x:3001"}]
+
+
+def stated(text: str, playbook: str = "site.yml", tags: list[str] | None = None) -> list[checks.Check]:
+    return checks.parse(yaml.safe_load(text), playbook, tags or [], "all")
+
+
+def test_the_checks_a_repo_states_are_read_with_their_defaults_and_tags() -> None:
+    found = stated("""
+checks:
+  site.yml:
+    - {name: Kuma runs, failing: Kuma is down, container: uptime-kuma, tags: [kuma]}
+    - {name: Redis runs, container: redis, tags: [redis]}
+    - {file: "{{ homelab_root }}/backups/*.gz", fresh: true, hosts: databases}
+    - {tcp: "{{ ansible_host | default(inventory_hostname) }}:6379"}
+""", tags=["kuma"])
+    assert [(c.kind, c.target, c.hosts) for c in found] == [
+        ("container", "uptime-kuma", "all"), ("file", "{{ homelab_root }}/backups/*.gz", "databases"),
+        ("tcp", "{{ ansible_host | default(inventory_hostname) }}:6379", "all")]
+    assert found[1].fresh and found[1].failing == "not verified: file {{ homelab_root }}/backups/*.gz"
+
+
+@pytest.mark.parametrize("entry", [
+    '{file: "{{ lookup(\'pipe\', \'id\') }}"}',                # a lookup runs code on the controller
+    '{http: "http://{{ x | map(\'d\') }}"}',                  # only default() may follow a variable
+    '{file: "/tmp/{% if true %}x{% endif %}"}',                 # no statements
+    '{container: "kuma; rm -rf /"}',                           # names reach argv literally
+    '{container: "{{ name }}"}',                               # and are never templated
+    '{service: "--user"}',                                     # nor read as an option
+    '{http: "file:///etc/shadow"}',                            # http(s) only
+    '{container: a, http: "http://x"}',                        # exactly one kind
+    '{container: a, shell: id}',                               # unknown keys
+    '{container: a, name: "Kuma {{ x }}"}',                    # sentences are plain text
+    '{container: a, hosts: "all; id"}',                        # hosts is a pattern
+])
+def test_a_check_that_could_run_code_or_reach_elsewhere_is_refused(entry: str) -> None:
+    with pytest.raises(ConfigError):
+        stated(f"checks:\n  site.yml:\n    - {entry}\n")
+
+
+def test_the_verification_play_only_reads_and_never_templates_docker_s_format() -> None:
+    found = [checks.Check(name="c", failing="f", kind="container", target="kuma", hosts="monitoring"),
+             checks.Check(name="h", failing="f", kind="http", target="http://{{ ansible_host }}:1", hosts="all")]
+    text = checks.verify_playbook(found, "chiffon verify checks-1")
+    assert "!unsafe '{{.State.Running}}'" in text
+    plays = yaml.safe_load(text.replace("!unsafe ", ""))
+    assert [p["hosts"] for p in plays] == ["monitoring", "all"] and plays[0]["name"] == "chiffon verify checks-1"
+    for task in (t for p in plays for t in p["tasks"]):
+        assert task["check_mode"] is False and task["changed_when"] is False and task["failed_when"] is False
+        assert task["ignore_unreachable"] is True
+    assert plays[1]["tasks"][0]["ansible.builtin.debug"] == {"msg": "http://{{ ansible_host }}:1"}
+
+
+def test_a_skip_condition_is_read_from_the_task_s_file_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "p.yml"
+    playbook.write_text("- hosts: all\n  tasks:\n    - name: a\n      command: x\n      when:\n        - a.rc == 0\n"
+                        "        - b\n    - name: b\n      command: y\n")
+    assert when_at(f"{playbook}:3") == "a.rc == 0 and b"
+    assert when_at(f"{playbook}:8") == "" and when_at("no-line") == "" and when_at(f"{tmp_path}/gone.yml:1") == ""
