@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from chiffon.shared.errors import AuditError
-from chiffon.shared.redact import redact, redact_text
+from chiffon.shared.redact import redact, scrub
 
 if TYPE_CHECKING:  # GitPython and filelock load with the first record or query, not at import (start-up time)
     import git
@@ -110,7 +110,7 @@ class AuditLog:
                 record.write_text(text)
                 repo.index.add([str(record.relative_to(self.path))])
                 commit = repo.index.commit(
-                    f"{redact_text(subject)}\n\n{MARKER}\n{text}", author=actor, committer=actor
+                    f"{scrub(subject)}\n\n{MARKER}\n{text}", author=actor, committer=actor
                 )
                 _owner_only(Path(repo.git_dir))
             except (git.GitError, OSError) as exc:
