@@ -45,7 +45,8 @@ async def test_flow_with_elicitation_on_a_handshake_era_client(server: FastMCP, 
         assert plan["playbook"] == "deploy-uptime-kuma.yml" and plan["status"] == "pending_approval"
         result = (await client.call_tool("execute_plan", {"plan_id": plan["id"]})).structured_content
     assert "Playbook: deploy-uptime-kuma.yml" in seen[0] and "hosts: east" in seen[0] and "Risk:" in seen[0]
-    assert result["status"] == "succeeded"
+    assert result["status"] == "succeeded"  # Ansible's exit; no Docker engine here, so not what was asked for:
+    assert result["outcome"] == "partial" and result["message"].startswith("partial: Uptime Kuma is not running")
     assert len(result["run"]["monitors"]) == 8
     assert await channel_of(rt, plan["id"]) == "mcp-elicitation"
     assert (targets / "east" / "uptime-kuma" / "monitors.json").is_file()
