@@ -191,48 +191,96 @@ def expectations(catalog: Catalog, unit: Unit | None, playbook: str, tags: list[
 
 
 def derived(catalog: Catalog, unit: Unit, hosts: str) -> list[Check]:
-    """Checks read from the unit's own tasks: containers its compose templates name with ``container_name:`` or
-    its ``docker_container`` tasks create, and systemd units its ``service``/``systemd`` tasks start."""
+    """Checks read from the unit's own files: each container its compose templates name with ``container_name:``
+    or its ``docker_container`` tasks create, each host port those templates publish (a number, or a ``{{ var }}``
+    the role's defaults/vars or the play's ``vars`` give a number: a TCP check from the controller), and each
+    systemd unit its ``service``/``systemd`` tasks start."""
     from chiffon.servers.ansible.containers import CONTAINER_MODULES
 
     tasks = list(unit.playbook.tasks) if unit.playbook is not None and unit.kind in ("playbook", "play") else []
+    root = catalog.root.resolve()
+    composes: list[tuple[Path, str]] = []
     containers: list[tuple[str, str]] = []
     services: list[str] = []
     if unit.role is not None:  # a role's compose templates
         folder = catalog.root / unit.role.path / "templates"
-        for path in sorted(folder.rglob("*compose*")) if folder.is_dir() else []:
-            containers += [(name, f"container_name in {path.relative_to(catalog.root)}")
-                           for name in _container_names(path)]
+        composes += [(path, str(path.relative_to(catalog.root)))
+                     for path in (sorted(folder.rglob("*compose*")) if folder.is_dir() else [])]
     for task in tasks:
         module = task.module.rsplit(".", 1)[-1]
         if task.module in CONTAINER_MODULES and _literal(task.args.get("name")):
             containers.append((task.args["name"].strip(), f"task {task.name!r}"))
         elif module == "template" and isinstance(src := task.args.get("src"), str) and "compose" in src:
-            base = unit.playbook.path.parent if unit.playbook is not None else catalog.root
-            path = (base / src).resolve()
-            if path.is_file() and path.is_relative_to(catalog.root.resolve()):
-                containers += [(name, f"container_name in {src}") for name in _container_names(path)]
+            path = ((unit.playbook.path.parent if unit.playbook is not None else catalog.root) / src).resolve()
+            if path.is_file() and path.is_relative_to(root):
+                composes.append((path, src))
         elif module in ("service", "systemd", "systemd_service") and \
                 str(task.args.get("state", "")).lower() in ("started", "restarted", "reloaded") and \
                 _literal(task.args.get("name")):
             services.append(task.args["name"].strip())
+    known = _known_vars(catalog, unit)
+    ports: list[tuple[int, str]] = []
+    for path, shown in composes:
+        text = path.read_text(errors="replace")
+        containers += [(name, f"container_name in {shown}") for name in _container_names(text)]
+        ports += [(port, f"ports in {shown}") for port in _published_ports(text, known)]
+    address = "{{ ansible_host | default(inventory_hostname) }}"
     out = [Check(name=f"container {name} is running", failing=f"{unit.service} is not running", kind="container",
                  target=name, hosts=hosts, source=f"derived: {source}")
            for name, source in dict.fromkeys(containers) if _NAME.match(name)]
+    out += [Check(name=f"{unit.service} accepts connections on port {port}", failing=f"{unit.service} is not running",
+                  kind="tcp", target=f"{address}:{port}", hosts=hosts, source=f"derived: {source}")
+            for port, source in dict.fromkeys(ports)]
     out += [Check(name=f"{name} is active", failing=f"{name} is not running", kind="service", target=name,
                   hosts=hosts, source="derived: a task starts it") for name in dict.fromkeys(services)
             if _NAME.match(name)]
     return out
 
 
+def _known_vars(catalog: Catalog, unit: Unit) -> dict[str, Any]:
+    """Literal variables a compose template of ``unit`` may use: the role's ``defaults``/``vars`` and the ``vars``
+    of the unit playbook's plays (later ones win, as in Ansible's precedence for these three)."""
+    found: dict[str, Any] = {}
+    files = []
+    if unit.role is not None:
+        files += [catalog.root / unit.role.path / d / f for d in ("defaults", "vars") for f in ("main.yml", "main.yaml")]
+    for path in files:
+        data = _yaml(path)
+        found.update(data if isinstance(data, dict) else {})
+    plays = _yaml(unit.playbook.path) if unit.playbook is not None else None
+    for play in plays if isinstance(plays, list) else []:
+        if isinstance(play, dict) and isinstance(play.get("vars"), dict):
+            found.update(play["vars"])
+    return found
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(errors="replace")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _published_ports(text: str, known: dict[str, Any]) -> list[int]:
+    """Host ports a compose file (or template) publishes: ``- "8096:8096"``, ``- 127.0.0.1:3001:3001``,
+    ``- "{{ kuma_port }}:3001"`` when ``known`` gives ``kuma_port`` a number."""
+    ports = []
+    entry = re.compile(r"^\s*-\s*[\"']?(?:[\d.]+:)?(\d{1,5}|\{\{\s*([A-Za-z_]\w*)\s*\}\}):\d{1,5}(?:/tcp)?[\"']?\s*$")
+    for line in text.splitlines():
+        if found := entry.match(line):
+            value = known.get(found.group(2)) if found.group(2) else found.group(1)
+            if str(value).isdigit() and 0 < int(str(value)) < 65536:
+                ports.append(int(str(value)))
+    return ports
+
+
 def _literal(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip()) and "{{" not in value
 
 
-def _container_names(path: Path) -> list[str]:
-    """The literal ``container_name:`` values of the compose file (or template) at ``path``."""
-    return re.findall(r"^\s*container_name:\s*[\"']?([A-Za-z0-9][A-Za-z0-9_.-]*)[\"']?\s*$",
-                      path.read_text(errors="replace"), re.M)
+def _container_names(text: str) -> list[str]:
+    """The literal ``container_name:`` values of a compose file's (or template's) ``text``."""
+    return re.findall(r"^\s*container_name:\s*[\"']?([A-Za-z0-9][A-Za-z0-9_.-]*)[\"']?\s*$", text, re.M)
 
 
 def verify_playbook(checks: list[Check], marker: str) -> str:

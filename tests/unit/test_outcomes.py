@@ -133,3 +133,35 @@ def test_a_skip_condition_is_read_from_the_task_s_file_and_line(tmp_path) -> Non
                         "        - b\n    - name: b\n      command: y\n")
     assert when_at(f"{playbook}:3") == "a.rc == 0 and b"
     assert when_at(f"{playbook}:8") == "" and when_at("no-line") == "" and when_at(f"{tmp_path}/gone.yml:1") == ""
+
+
+def test_checks_are_derived_from_a_compose_template_a_role_default_and_a_service_task(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from chiffon.servers.ansible.catalog import Catalog
+    from tests.conftest import EXAMPLE
+
+    example = Catalog.load(EXAMPLE, "inventories/local.ini")
+    redis = checks.expectations(example, example.unit_for("deploy-redis.yml"), "deploy-redis.yml", [])
+    assert [(c.kind, c.target, c.source) for c in redis] == [  # chiffon.yml states none for it: derived
+        ("container", "redis", "derived: container_name in templates/redis/compose.yaml.j2"),
+        ("tcp", "{{ ansible_host | default(inventory_hostname) }}:6379",  # redis_port, a play var
+         "derived: ports in templates/redis/compose.yaml.j2")]
+    kuma = checks.expectations(example, example.unit_for("deploy-uptime-kuma.yml"), "deploy-uptime-kuma.yml", [])
+    assert [c.source for c in kuma] == ["chiffon.yml", "chiffon.yml"]  # stated: derived ones are not added
+
+    repo = tmp_path / "repo"
+    (repo / "roles" / "jellyfin" / "templates").mkdir(parents=True)
+    (repo / "roles" / "jellyfin" / "defaults").mkdir()
+    (repo / "roles" / "jellyfin" / "tasks").mkdir()
+    (repo / "roles" / "jellyfin" / "defaults" / "main.yml").write_text("jellyfin_port: 8096\n")
+    (repo / "roles" / "jellyfin" / "templates" / "docker-compose.yml.j2").write_text(
+        "services:\n  jellyfin:\n    container_name: jellyfin\n    ports:\n      - \"{{ jellyfin_port }}:8096\"\n"
+        "      - \"{{ unknown_port }}:7359\"\n")
+    (repo / "roles" / "jellyfin" / "tasks" / "main.yml").write_text("- ansible.builtin.debug: {msg: x}\n")
+    (repo / "site.yml").write_text("- hosts: media\n  roles: [{role: jellyfin, tags: [jellyfin]}]\n"
+                                   "- hosts: all\n  tasks:\n    - name: Start nginx\n"
+                                   "      ansible.builtin.service: {name: nginx, state: started}\n")
+    (repo / "hosts.ini").write_text("[media]\nm1\n")
+    catalog = Catalog.load(repo, "hosts.ini")
+    found = checks.expectations(catalog, catalog.unit_for("site.yml", ["jellyfin"]), "site.yml", ["jellyfin"])
+    assert [(c.kind, c.target) for c in found] == [("container", "jellyfin"),
+                                                   ("tcp", "{{ ansible_host | default(inventory_hostname) }}:8096")]
