@@ -53,7 +53,7 @@ from chiffon.servers.ansible.risk import COMMAND_MODULES
 from chiffon.servers.ansible.runner import Outcome
 from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
-from chiffon.shared.errors import AnsibleError, ChiffonError, InvalidInput
+from chiffon.shared.errors import ChiffonError, InvalidInput
 from chiffon.shared.redact import redact_text
 from chiffon.shared.runtime import Runtime
 
@@ -63,10 +63,6 @@ MAX_DIFF_CHARS = 4000  # per task and host: enough for a config file's change, n
 MAX_UNIT_CHARS = 300  # a unit id given to --plan (ids are repo paths plus ``::role:NAME``)
 Progress = Callable[[int, int, str], Awaitable[None]]  # (units done, units in all, what was just checked)
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]  # (title, body): to the humans (inbox, Apprise)
-# filelock (imported with the audit log or the embedder) refuses an os.forkpty in one thread while another thread
-# is forking (its at-fork hooks, filelock 3.2x): ansible-runner's pexpect start fails before Ansible runs
-_FORK_RACE = "unsafe while filelock"
-FORK_TRIES = 3
 # check_findings' blocked reasons that mean "nothing to check here", not "could not check"
 _NOTHING_TO_CHECK = ("no host of inventory", "every task was skipped")
 
@@ -178,20 +174,19 @@ def has_run(catalog: Catalog, unit: Unit, ran: set[tuple[str, tuple[str, ...]]])
 
 
 def _summary(diff: str, message: str) -> str:
-    """One line for a changed task: ``/srv/redis/redis.conf: +1 -1 line(s)``, else the first change, else Ansible's
-    message."""
+    """One line for a changed task: ``/srv/redis/redis.conf: +1 -1 line(s)`` (the host's file, Ansible's
+    before_header), ``new file: +9 line(s)``, else the first change, else Ansible's message."""
     lines = diff.splitlines()
-    # the "---" header names the host's file (Ansible's before_header), the "+++" one what would replace it
-    headers = [ln[4:].strip() for ln in lines if ln.startswith("--- ")] + \
-        [ln[4:].strip() for ln in lines if ln.startswith("+++ ")]
-    target = next((h.removeprefix("before: ").removeprefix("after: ") for h in headers
-                   if h not in ("after", "before")), "")
+    target = next((ln[4:].strip().removeprefix("before: ") for ln in lines if ln.startswith("--- ")), "")
     changes = [ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
     added, removed = sum(ln.startswith("+") for ln in changes), sum(ln.startswith("-") for ln in changes)
-    if target:
+    if target in ("", "before") and changes and not removed and any(ln.startswith("+++ ") for ln in lines) and \
+            "@@ -0,0 " in diff:
+        return f"new file: +{added} line(s)"
+    if target.startswith("/"):
         return " ".join(f"{target}: +{added} -{removed} line(s)".split())[:200]
     if changes:
-        return " ".join(f"{' '.join(changes[:2])}".split())[:200]
+        return " ".join(" ".join(changes[:2]).split())[:200]
     return " ".join((message or "would change").split())[:200]
 
 
@@ -259,17 +254,9 @@ class _Checker:
             pinned, _ = await asyncio.to_thread(outside.scope, view, pb, unit, vault)
             snap = await self.snap(pinned)
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", unit.id)[:80]
-            for attempt in range(1, FORK_TRIES + 1):
-                try:
-                    outcome = await plans.run_check(self.rt, view, snap, pb.name,
-                                                    self.folder / f"{index:03d}-{slug}", inventory=view.inventory,
-                                                    vault=vault, project=view.project, tags=tags)
-                    break
-                except AnsibleError as exc:  # two checks forking at once: Ansible never started, try again
-                    if _FORK_RACE not in str(exc) or attempt == FORK_TRIES:
-                        raise
-                    log.info("drift: %s did not start (%s); trying again", unit.id, exc)
-                    await asyncio.sleep(0.2 * attempt)
+            # two checks starting at once can race in filelock's fork hooks: runner.run_playbook starts again
+            outcome = await plans.run_check(self.rt, view, snap, pb.name, self.folder / f"{index:03d}-{slug}",
+                                            inventory=view.inventory, vault=vault, project=view.project, tags=tags)
         except (ChiffonError, OSError) as exc:
             return None, str(exc), None
         _, blocked = await asyncio.to_thread(preview.check_findings, view, pb, unit, outcome)
@@ -424,7 +411,7 @@ async def plan_fix(rt: Runtime, catalog: Catalog, unit_id: str, *, inventory: st
     known = {u.id: u for u in catalog.units if u.playbook is not None}
     if unit_id not in known:
         raise InvalidInput("unit", f"{unit_id!r} is not a unit of {catalog.root}; "
-                                   + (f"drifted units: {', '.join(listed)}" if listed else
+                                   + (f"the newest drift report lists: {', '.join(listed)}" if listed else
                                       "no unit has drifted (`chiffon drift` lists them)") + ". Nothing was planned.")
     if last is None:
         raise InvalidInput("unit", f"there is no drift report of {catalog.root} yet: run `chiffon drift` first. "
@@ -432,7 +419,7 @@ async def plan_fix(rt: Runtime, catalog: Catalog, unit_id: str, *, inventory: st
     entries = [d for d in last.drifted + last.never_run if d.unit == unit_id]
     if not entries:
         raise InvalidInput("unit", f"{unit_id!r} did not drift in the newest drift report ({last.id}); "
-                                   + (f"drifted units: {', '.join(listed)}" if listed else "no unit has drifted")
+                                   + (f"it lists: {', '.join(listed)}" if listed else "no unit has drifted")
                                    + ". Nothing was planned.")
     unit = known[unit_id]
     assert unit.playbook is not None

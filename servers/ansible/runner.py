@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5  # how often ansible-runner checks for a cancel (its pexpect timeout; its default is 5 s)
 CANCEL_WAIT_S = 3.0  # how long a cancelled run waits for ansible-runner to kill Ansible and return
+# filelock (loaded with the audit log or the embedder) refuses an os.forkpty in one thread while another thread is
+# forking (its at-fork hooks, filelock 3.2x); ansible-runner's pexpect start then fails before Ansible runs, and
+# two checks or runs at once (drift, the infra worker's parallel runs) are started again, at most this many times
+FORK_RACE = "unsafe while filelock"
+FORK_TRIES = 3
 # What Ansible inherits from chiffon's environment besides ansible.pass_env: locale, user, terminal, temp folder,
 # the SSH agent, and the ANSIBLE_* settings the user made (kept: they configure Ansible, as in a shell, and may
 # point it at plugins, which the user chose). Everything else (CHIFFON_*, API keys, cloud credentials) stays out.
@@ -457,24 +463,32 @@ async def run_playbook(
             # ansible_runner.run calls before Runner.run, split here to set the environment in between
             from ansible_runner.interface import init_runner
 
-            runner = init_runner(
-                private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=run_path,
-                inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
-                envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
-                cancel_callback=cancelled.is_set,
-                passwords=typed.answers() if typed else None,
-                suppress_env_files=True,  # env/envvars, env/passwords, env/cmdline stay in memory
-                suppress_output_file=True,  # no artifacts/*/stdout: the (masked) job events are the record
-            )
-            # ansible-runner starts from all of os.environ: Ansible gets the allow-listed part only
-            runner.config.env = ansible_env(runner.config.env, envvars, pass_env)
-            if keep is not None and keep.playbook is not None:  # before the playbook (ansible-runner's last argument)
-                runner.config.command.insert(len(runner.config.command) - 1, str(keep.playbook))
-            # chiffon's own files are created under umask 077 (runtime.make_private); the playbook's are not
-            runner.config.command = ["/bin/sh", "-c", 'umask "$0" && exec "$@"', f"{playbook_umask():04o}",
-                                     *runner.config.command, *([str(verify[0])] if verify else [])]
-            runner.run()
-            return runner
+            for attempt in range(1, FORK_TRIES + 1):
+                runner = init_runner(
+                    private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=run_path,
+                    inventory=str(inventory), limit=limit, cmdline=" ".join(_quote(c) for c in cmdline),
+                    envvars=envvars, event_handler=handler, quiet=True, timeout=timeout_s,
+                    cancel_callback=cancelled.is_set,
+                    passwords=typed.answers() if typed else None,
+                    suppress_env_files=True,  # env/envvars, env/passwords, env/cmdline stay in memory
+                    suppress_output_file=True,  # no artifacts/*/stdout: the (masked) job events are the record
+                )
+                # ansible-runner starts from all of os.environ: Ansible gets the allow-listed part only
+                runner.config.env = ansible_env(runner.config.env, envvars, pass_env)
+                if keep is not None and keep.playbook is not None:  # before the playbook (ansible-runner's last argument)
+                    runner.config.command.insert(len(runner.config.command) - 1, str(keep.playbook))
+                # chiffon's own files are created under umask 077 (runtime.make_private); the playbook's are not
+                runner.config.command = ["/bin/sh", "-c", 'umask "$0" && exec "$@"', f"{playbook_umask():04o}",
+                                         *runner.config.command, *([str(verify[0])] if verify else [])]
+                try:
+                    runner.run()
+                    return runner
+                except RuntimeError as exc:  # two runs forking at once: Ansible never started; start again
+                    if FORK_RACE not in str(exc) or attempt == FORK_TRIES:
+                        raise
+                    log.info("ansible-runner did not start (%s); starting again", exc)
+                    time.sleep(0.2 * attempt)
+            raise AssertionError("unreachable: the last try returns or raises")
         finally:
             vars_file.unlink(missing_ok=True)
             _scrub_command_file(private_dir)

@@ -237,19 +237,23 @@ class Keeper:
 
     def __call__(self, event: dict[str, Any]) -> bool:
         """Keep what ``event`` says; True when it is an event of the stat play (never one of the run's)."""
-        data = event.get("event_data") or {}
-        if self.playbook is not None and self.play and data.get("play") == self.play:
-            res = data.get("res") or {}
-            path = ((res.get("invocation") or {}).get("module_args") or {}).get("path")
-            if event.get("event") == "runner_on_ok" and isinstance(res.get("stat"), dict) and isinstance(path, str):
-                self.stats[(str(data.get("host", "")), path)] = {k: res["stat"].get(k)
-                                                                  for k in ("exists", "mode", "uid", "gid")}
-            return True
+        data = event.get("event_data")
+        own = self.playbook is not None and bool(self.play) and isinstance(data, dict) and data.get("play") == self.play
         try:
-            self._feed(event)
+            if own:
+                self._stat(str(event.get("event", "")), data)  # type: ignore[arg-type]
+            else:
+                self._feed(event)
         except Exception as exc:  # never stop a run on the machines for its undo record
             log.warning("before-state not kept (%s: %s)", type(exc).__name__, redact_text(str(exc))[:300])
-        return False
+        return own
+
+    def _stat(self, name: str, data: dict[str, Any]) -> None:
+        res = data.get("res") or {}
+        path = ((res.get("invocation") or {}).get("module_args") or {}).get("path")
+        if name == "runner_on_ok" and isinstance(res.get("stat"), dict) and isinstance(path, str):
+            self.stats[(str(data.get("host", "")), path)] = {k: res["stat"].get(k) for k in ("exists", "mode", "uid",
+                                                                                              "gid")}
 
     def _feed(self, event: dict[str, Any]) -> None:
         name = event.get("event", "")
@@ -275,7 +279,7 @@ class Keeper:
             self.seen.add(key)
             state = before_state(module, res, stat)
         except NotKept as why:
-            self._write(record | {"reversible": False, "reason": str(why)})
+            self._write(record | {"reversible": False, "reason": redact_text(str(why))})
             return
         content = state.pop("content", None)
         if content is not None:
@@ -292,7 +296,8 @@ class Keeper:
     def _blob(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         folder = self.folder / BLOBS
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # parents=True alone would not apply the mode
+        folder.mkdir(mode=0o700, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             fd = os.open(folder / sha, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -371,7 +376,7 @@ def stat_playbook(targets: dict[str, list[str]], become: bool, play: str) -> str
     plays = []
     for host, paths in sorted(targets.items()):
         plays.append({
-            "name": play, "hosts": host, "gather_facts": False, "become": become,
+            "name": play, "hosts": host, "gather_facts": False, **({"become": True} if become else {}),
             "tasks": [{"name": f"stat {n}", "ansible.builtin.stat": {
                 "path": path, "follow": False, "get_checksum": False, "get_mime": False, "get_attributes": False},
                 "ignore_errors": True, "ignore_unreachable": True, "tags": ["always"]}

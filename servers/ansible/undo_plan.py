@@ -106,7 +106,7 @@ def validate_run_id(run_id: str) -> str:
     """
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise InvalidInput("run", f"{str(run_id)[:80]!r} is not a run id: `run-` and 10 hex digits, as `chiffon status "
-                                  "PLAN` and the console's Runs page show")
+                                  "PLAN` and the `run_id` of run/execute --json show it")
     return run_id
 
 
@@ -239,15 +239,18 @@ def playbook_text(run_id: str, plan_id: str, items: list[_Path], blobs: Path, *,
                        "run_once": True} for blob, i in pinned.items()]})
     for host in hosts:
         exact = bool(groups) and host in (groups or {}) and (groups or {}).get(host) != [host]
-        plays.append({"name": f"Undo {run_id} on {host}", "hosts": host, "gather_facts": False, "become": become,
+        plays.append({"name": f"Undo {run_id} on {host}", "hosts": host, "gather_facts": False,
+                      **({"become": True} if become else {}),  # never false: ansible.cfg's become=True still holds
                       "tasks": _tasks(run_id, [i for i in items if i.host == host], blobs, exact)})
     return header + yaml.safe_dump(plays, sort_keys=False, width=4096)
 
 
 def _warnings(run_id: str, row: dict[str, Any], items: list[_Path], lost: list[NotReversible]) -> tuple[str, ...]:
     hosts = sorted({i.host for i in items})
+    rest = (f"{len(lost)} change(s) of that run are not reversible and are listed below" if lost
+            else "nothing else of that run needs putting back")
     out = [f"undoes {run_id} (plan {row['plan_id']}, {row['playbook']}): puts back {len(items)} path(s) on "
-           f"{', '.join(hosts)}; {len(lost)} change(s) of that run are not reversible and are listed below"]
+           f"{', '.join(hosts)}; {rest}"]
     for item in items:
         where = f"{redact_text(item.path)} on {item.host}"
         if item.action == "remove" and item.kind == "directory":
@@ -266,7 +269,7 @@ async def _the_run(rt: Runtime, run_id: str) -> dict[str, Any]:
         "SELECT r.id, r.status, r.plan_id, p.repo, p.playbook, p.service, p.inventory, p.snapshot_digest, "
         "p.generated_playbook FROM runs r JOIN plans p ON p.id = r.plan_id WHERE r.id=$1", run_id)
     if row is None:
-        raise PlanNotFound(f"no run {run_id!r}; the console's Runs page and `chiffon status PLAN` show run ids")
+        raise PlanNotFound(f"no run {run_id!r}; `chiffon status PLAN` shows the run id of a plan's run")
     if row["status"] == "running":
         raise PlanStateError(f"run {run_id} has not ended; undo it once it has (a run whose process stopped is "
                              f"recorded by `chiffon status {row['plan_id']}`). Nothing was planned.")

@@ -129,7 +129,7 @@ async def test_a_bad_plan_unit_is_refused_with_a_clear_error_and_changes_nothing
 
 async def test_a_clean_unit_cannot_be_planned_as_a_drift_fix(rt: Runtime, applied: Applied,
                                                              report: drift.DriftReport) -> None:
-    with pytest.raises(InvalidInput, match=f"did not drift.*drifted units: {EDITED}"):
+    with pytest.raises(InvalidInput, match=f"did not drift.*it lists: {EDITED}, {NEVER}"):
         await drift.plan_fix(rt, await applied.catalog(), CLEAN)
 
 
@@ -211,3 +211,8 @@ def test_chiffon_drift_json_prints_the_report_and_exits_1_on_drift(cli_env: dict
     refused = subprocess.run([CHIFFON, "drift", "--repo", str(applied.repo), "--plan", "nope.yml"], env=cli_env,
                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and "'nope.yml' is not a unit" in refused.stderr and refused.stdout == ""
+    planned = subprocess.run([CHIFFON, "drift", "--repo", str(applied.repo), "--plan", EDITED, "--json"], env=cli_env,
+                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert planned.returncode == 3, planned.stderr[-3000:]  # awaits a human's approval; nothing changed
+    plan = json.loads(planned.stdout)
+    assert (plan["status"], plan["playbook"], plan["limit"]) == ("awaiting_approval", EDITED, "ai")

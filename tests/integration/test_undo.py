@@ -83,6 +83,21 @@ COMMAND_PLAYBOOK = """# Only a command (undo: nothing to put back).
       check_mode: false
 """
 
+BIG_PLAYBOOK = """# Overwrite a file larger than Ansible's diff limit, and a small one.
+- name: Overwrite files
+  hosts: ai
+  gather_facts: false
+  tasks:
+    - name: Overwrite the big file
+      ansible.builtin.copy:
+        content: "small now\\n"
+        dest: "{{ homelab_root }}/big/big.txt"
+    - name: Overwrite the small file
+      ansible.builtin.copy:
+        content: "small now\\n"
+        dest: "{{ homelab_root }}/big/small.txt"
+"""
+
 SECRET = "Zq8-undo-value-7731"  # no secret-looking key beside it: only masking by value can hide it
 
 
@@ -92,6 +107,7 @@ def undo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "undo-files.yml").write_text(FILES_PLAYBOOK)
     (root / "undo-pip.yml").write_text(PIP_PLAYBOOK)
     (root / "undo-command.yml").write_text(COMMAND_PLAYBOOK)
+    (root / "undo-big.yml").write_text(BIG_PLAYBOOK)
     (root / "templates" / "undo").mkdir(parents=True)
     (root / "templates" / "undo" / "app.conf.j2").write_text(APP_TEMPLATE)
     git_commit_all(root)
@@ -146,6 +162,8 @@ async def test_a_template_change_is_undone_byte_for_byte(svc: AnsibleService, ta
     app = folder / "app.conf"
     assert app.read_text() == f"requirepass {SECRET}\nmaxmemory 2gb\n"
     assert (app.stat().st_uid, stat.S_IMODE(app.stat().st_mode)) == (0, 0o644)  # the run changed all three
+    events = await execution.run_events(svc.rt, run.run_id)
+    assert run.changed == 5 and [e["task"] for e in events if e["task"].startswith("stat")] == []  # undo's stat play
 
     undone = await undo_plan.plan_undo(svc, run.run_id)
     assert undone.plan.status == "pending_approval" and undone.plan.generated_playbook
@@ -291,3 +309,35 @@ async def test_the_undo_run_tool_is_exposed_annotated_and_answers(svc: AnsibleSe
     assert reply is not None and reply["plan"]["status"] == "pending_approval" and reply["run_id"] == run.run_id
     assert [x["module"] for x in reply["not_reversible"]] == ["ansible.builtin.command"]
     assert refused.is_error and "not a run id" in str(refused.content)
+
+
+async def test_before_states_go_with_the_run_folder_after_retention(
+        svc: AnsibleService, rt: Runtime, targets: Path) -> None:
+    import time
+
+    from chiffon.orchestrator.housekeeping import purge
+
+    prepare(targets, "aged")
+    run = await run_approved(svc, "undo-files.yml", extra_vars={"undo_dir": "aged"})
+    folder = rt.settings.runs_dir / run.run_id
+    assert list((folder / undo.FOLDER / undo.BLOBS).iterdir())
+    old = time.time() - 40 * 86400
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (old, old), follow_symlinks=False)
+    purged = await purge(rt.store, runs_dir=rt.settings.runs_dir, voice_dir=rt.settings.home / "no-voice",
+                         chat_days=None, run_artifacts_days=30, speech_days=None)
+    assert run.run_id in purged.run_artifacts and not folder.exists()
+    with pytest.raises(InvalidInput, match="purged after retention.run_artifacts_days"):
+        await undo_plan.plan_undo(svc, run.run_id)
+
+
+async def test_content_over_the_diff_limit_is_listed_as_not_reversible(svc: AnsibleService, targets: Path) -> None:
+    folder = targets / "ai" / "big"
+    folder.mkdir(parents=True)
+    (folder / "big.txt").write_text("x" * 63 + "\n" * 1 + ("y" * 63 + "\n") * 3200)  # 200 KiB of text
+    (folder / "small.txt").write_text("small before\n")
+    run = await run_approved(svc, "undo-big.yml")
+    undone = await undo_plan.plan_undo(svc, run.run_id)
+    assert [r.path.rsplit("/", 1)[-1] for r in undone.restores] == ["small.txt"]
+    assert [x.task for x in undone.not_reversible] == ["Overwrite the big file"]
+    assert "larger than Ansible's diff limit (max_diff_size" in undone.not_reversible[0].reason

@@ -139,6 +139,8 @@ def test_the_playbook_holds_no_content_and_targets_exactly_the_changed_host(tmp_
                                                 "checksum": "cd" * 20, "force": True, "mode": "0600", "owner": "7",
                                                 "group": "8"}
     assert put_back["diff"] is False and plays[1]["become"] is True
+    quiet = yaml.safe_load(undo_plan.playbook_text("run-0123456789", "plan-0123456789", items, tmp_path, become=False))
+    assert "become" not in quiet[1]  # never become: false, which would undo ansible.cfg's become = True
     assert plays[2]["tasks"][0]["when"] == "inventory_hostname == 'db'"  # the group db holds db2 too
     assert "when" not in put_back
 
@@ -147,3 +149,34 @@ def test_the_playbook_holds_no_content_and_targets_exactly_the_changed_host(tmp_
 def test_only_a_run_id_is_a_run_id(bad: str) -> None:
     with pytest.raises(InvalidInput, match="not a run id"):
         undo_plan.validate_run_id(bad)
+
+
+def test_the_stat_before_a_run_only_reads_and_never_fails_the_run() -> None:
+    plays = yaml.safe_load(undo.stat_playbook({"ai": ["/srv/a", "/srv/b"]}, False, "chiffon undo x: stat"))
+    assert [(p["name"], p["hosts"], "become" in p) for p in plays] == [("chiffon undo x: stat", "ai", False)]
+    task = plays[0]["tasks"][0]
+    assert task["ansible.builtin.stat"]["path"] == "/srv/a" and task["tags"] == ["always"]
+    assert task["ignore_errors"] is True and task["ignore_unreachable"] is True
+
+
+def test_the_keeper_takes_its_stat_play_and_keeps_the_exact_bytes(tmp_path: Path) -> None:
+    import json
+    import stat
+
+    keeper = undo.Keeper(tmp_path / "undo", tmp_path / "stat.yml", "chiffon undo x: stat")
+    probe = {"event": "runner_on_ok", "event_data": {
+        "play": "chiffon undo x: stat", "host": "ai", "task": "stat 0",
+        "res": {"stat": {"exists": True, "mode": "0600", "uid": 7, "gid": 8},
+                "invocation": {"module_args": {"path": "/srv/app.conf"}}}}}
+    assert keeper(probe) is True  # the stat play's own: never one of the run's events
+    res = {**TEMPLATE_OVER_EXISTING, "invocation": {"module_args": {"dest": "/srv/app.conf", "mode": "0644"}},
+           "diff": [{"before_header": "/srv/app.conf", "before": "latin \udce9\r\nend", "after": "new\n"}]}
+    change = {"event": "runner_on_ok", "event_data": {"play": "Change", "host": "ai", "task": "Render",
+                                                       "resolved_action": "ansible.builtin.template", "res": res}}
+    assert keeper(change) is False
+    record = json.loads((tmp_path / "undo" / undo.INDEX).read_text())
+    assert (record["action"], record["mode"], record["owner"], record["group"]) == ("content", "0600", 7, 8)
+    blob = tmp_path / "undo" / undo.BLOBS / record["blob"]
+    assert blob.read_bytes() == b"latin \xe9\r\nend"  # not UTF-8: the bytes Ansible read, exactly
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o600 and stat.S_IMODE((tmp_path / "undo").stat().st_mode) == 0o700
+    assert keeper({"event": "runner_on_ok", "event_data": None}) is False  # nothing it understands: no error
