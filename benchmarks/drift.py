@@ -100,6 +100,7 @@ async def main(rounds: int, units: int, concurrency: int) -> dict[str, Any]:
     os.environ.setdefault("CHIFFON_HOST", "benchmark")
     os.environ.setdefault("CHIFFON_LLM__PACKAGED_DEFAULT", "off")
     settings = load_settings(home=base / "home")
+    settings.drift.live_tasks = True  # the fixture's services probe their container with check_mode: false
     results = []
     try:
         async with open_runtime(settings) as rt:

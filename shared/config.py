@@ -145,6 +145,9 @@ class DriftSettings(Section):
                                                                       "nightly.")
     concurrency: int = Field(2, ge=1, le=16, description="Units checked at once within one host group (the groups "
                                                          "are checked one after another).")
+    live_tasks: bool = Field(False, description="Also check units with tasks that run for real even in check mode "
+                                                "(`check_mode: false`). Off: drift runs with no human approving, so "
+                                                "such units are listed under errors, unchecked.")
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -205,7 +205,8 @@ def derived(catalog: Catalog, unit: Unit, hosts: str) -> list[Check]:
     if unit.role is not None:  # a role's compose templates
         folder = catalog.root / unit.role.path / "templates"
         composes += [(path, str(path.relative_to(catalog.root)))
-                     for path in (sorted(folder.rglob("*compose*")) if folder.is_dir() else [])]
+                     for path in (sorted(folder.rglob("*compose*")) if folder.is_dir() else [])
+                     if path.is_file() and path.resolve().is_relative_to(root)]  # a link out of the repo: not read
     for task in tasks:
         module = task.module.rsplit(".", 1)[-1]
         if task.module in CONTAINER_MODULES and _literal(task.args.get("name")):

@@ -251,6 +251,11 @@ class _Checker:
             problems, vault = await asyncio.to_thread(plans.check_problems, self.rt, view, pb, {})
             if problems:
                 return None, "; ".join(dict.fromkeys(problems)), None
+            live = [n.split(": ", 1)[1] for n in preview.check_mode_notes(view, pb, unit)
+                    if n.startswith("runs even in check mode")]
+            if live and not self.rt.settings.drift.live_tasks:  # nobody approves a drift run: nothing runs for real
+                return None, (f"not checked: {'; '.join(live)} runs for real even in check mode, and drift runs with "
+                              "no human approving; plan it to check it, or set drift.live_tasks: true"), None
             pinned, _ = await asyncio.to_thread(outside.scope, view, pb, unit, vault)
             snap = await self.snap(pinned)
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", unit.id)[:80]

@@ -219,10 +219,11 @@ class _EventCollector:
     """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop); every text goes
     through ``redactor`` (known values, then secret patterns)."""
 
-    def __init__(self, redactor: Redactor, verify_play: str | None = None) -> None:
+    def __init__(self, redactor: Redactor, verify: tuple[Path, str] | None = None) -> None:
         self.outcome = Outcome(status="running", rc=None)
         self.redactor = redactor
-        self.verify_play = verify_play
+        self.verify_playbook: str | None = str(verify[0]) if verify else None
+        self.verify_play: str | None = verify[1] if verify else None
         self.tail = ""  # the end of Ansible's output, redacted, for a failure no task explains
 
     def feed(self, raw: dict[str, Any]) -> TaskEvent | None:
@@ -236,7 +237,10 @@ class _EventCollector:
             return None
         res = data.get("res") or {}
         host, task, module = data.get("host", ""), self.redactor(str(data.get("task", ""))), data.get("task_action", "")
-        if self.verify_play is not None and data.get("play") == self.verify_play:
+        # a play is chiffon's checks when both its name (random per call) and its playbook file (chiffon's, in the
+        # run folder) are theirs: a repo play could read the name from the run folder, but runs from the repo's file
+        if self.verify_play is not None and data.get("play") == self.verify_play and \
+                data.get("playbook") == self.verify_playbook:
             if name in TASK_RESULT_EVENTS:  # a check's result: never a task of the run, a change or a failure
                 kept = {k: res[k] for k in ("rc", "stdout", "stderr", "msg", "files", "matched", "unreachable")
                         if k in res}
@@ -498,7 +502,7 @@ async def run_playbook(
             tighten(private_dir)  # Ansible made its fact cache under the playbook's umask
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    collector = _EventCollector(redactor, verify[1] if verify else None)
+    collector = _EventCollector(redactor, verify)
     cancelled = threading.Event()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
     try:

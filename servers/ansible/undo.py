@@ -238,7 +238,10 @@ class Keeper:
     def __call__(self, event: dict[str, Any]) -> bool:
         """Keep what ``event`` says; True when it is an event of the stat play (never one of the run's)."""
         data = event.get("event_data")
-        own = self.playbook is not None and bool(self.play) and isinstance(data, dict) and data.get("play") == self.play
+        # the play's name is not enough (a repo play can read it from the run folder and take it): its events also
+        # come from chiffon's own playbook file, which no play of the repo's can claim
+        own = self.playbook is not None and bool(self.play) and isinstance(data, dict) and \
+            data.get("play") == self.play and data.get("playbook") == str(self.playbook)
         try:
             if own:
                 self._stat(str(event.get("event", "")), data)  # type: ignore[arg-type]
@@ -269,6 +272,12 @@ class Keeper:
                                   "module": action}
         if module not in RESTORABLE:
             self._write(record | {"reversible": False, "reason": not_reversible_reason(action)})
+            return
+        delegated = res.get("_ansible_delegated_vars") or {}
+        if delegated.get("ansible_delegated_host") not in (None, host) or data.get("delegate_to"):
+            # the change landed on another machine than the host the event names: never restore it onto this one
+            self._write(record | {"reversible": False, "reason": f"it ran on a delegated host "
+                                  f"({delegated.get('ansible_delegated_host') or data.get('delegate_to')}), not {host}"})
             return
         try:
             if res.get("censored"):
@@ -333,8 +342,9 @@ def stat_targets(check_dir: Path) -> dict[str, list[str]]:
         res = data.get("res") or {}
         module = module_name(str(data.get("resolved_action") or data.get("task_action") or ""))
         if event.get("event") not in ("runner_on_ok", "runner_item_on_ok") or not res.get("changed") \
-                or module not in CONTENT_MODULES:
-            continue
+                or module not in CONTENT_MODULES or (res.get("_ansible_delegated_vars") or {}).get(
+                    "ansible_delegated_host") not in (None, data.get("host")):
+            continue  # a delegated change is not reversible: nothing to stat on this host
         args = (res.get("invocation") or {}).get("module_args") or {}
         diffs = _diffs(res)
         empty = any(d.get("before") == "" for d in diffs)

@@ -191,9 +191,9 @@ def _attr_args(attrs: dict[str, Any]) -> dict[str, str]:
     return {k: str(attrs[k]) for k in undo.ATTRS if attrs.get(k) is not None}
 
 
-def _tasks(run_id: str, items: list[_Path], blobs: Path, exact: bool) -> list[dict[str, Any]]:
+def _tasks(run_id: str, items: list[_Path], blobs: Path) -> list[dict[str, Any]]:
     """The tasks of one host's play, the latest change first (a file the run wrote inside a folder it created
-    goes before the folder). ``exact``: guard each with ``inventory_hostname`` (the host is also a group's name)."""
+    goes before the folder), each guarded by ``inventory_hostname``: a host named like a group never widens it."""
     tasks: list[dict[str, Any]] = []
     for item in sorted(items, key=lambda p: -p.first_seq):
         if item.action == "remove":
@@ -209,17 +209,16 @@ def _tasks(run_id: str, items: list[_Path], blobs: Path, exact: bool) -> list[di
             task = {"name": f"Put back the mode and owner of {item.path} as before {run_id}",
                     "ansible.builtin.file": {"path": item.path,
                                              "state": "directory" if item.kind == "directory" else "file",
-                                             **_attr_args(item.attrs)}}
-        if exact:
-            task["when"] = f"inventory_hostname == '{item.host}'"
+                                             # a link swapped in since the run must not redirect a chmod/chown
+                                             "follow": False, **_attr_args(item.attrs)}}
+        task["when"] = f"inventory_hostname == '{item.host}'"
         tasks.append(task)
     return tasks
 
 
-def playbook_text(run_id: str, plan_id: str, items: list[_Path], blobs: Path, *, become: bool,
-                  groups: dict[str, list[str]] | None = None) -> str:
+def playbook_text(run_id: str, plan_id: str, items: list[_Path], blobs: Path, *, become: bool) -> str:
     """The undo playbook: a play asserting every kept file's SHA-256 before anything changes, then one play per
-    host putting its paths back. ``groups``: the inventory's groups, to tell a host named like a group."""
+    host putting its paths back."""
     hosts = sorted({i.host for i in items})
     header = (f"# chiffon undo of {run_id} (plan {plan_id}): puts back what that run changed, from the "
               "before-states it kept.\n")
@@ -238,10 +237,9 @@ def playbook_text(run_id: str, plan_id: str, items: list[_Path], blobs: Path, *,
                            "quiet": True},
                        "run_once": True} for blob, i in pinned.items()]})
     for host in hosts:
-        exact = bool(groups) and host in (groups or {}) and (groups or {}).get(host) != [host]
         plays.append({"name": f"Undo {run_id} on {host}", "hosts": host, "gather_facts": False,
                       **({"become": True} if become else {}),  # never false: ansible.cfg's become=True still holds
-                      "tasks": _tasks(run_id, [i for i in items if i.host == host], blobs, exact)})
+                      "tasks": _tasks(run_id, [i for i in items if i.host == host], blobs)})
     return header + yaml.safe_dump(plays, sort_keys=False, width=4096)
 
 
@@ -257,6 +255,10 @@ def _warnings(run_id: str, row: dict[str, Any], items: list[_Path], lost: list[N
             out.append(f"removes the directory {where} that {run_id} created, with everything in it now")
         if item.secret:
             out.append(f"the earlier content of {where} holds a secret value: no diff is shown for it")
+        mode = str(item.attrs.get("mode") or "")
+        if mode.isdigit() and int(mode, 8) & 0o7000:
+            out.append(f"sets {where} to mode {mode}: setuid, setgid or sticky; check that the run really changed "
+                       "it from this")
         out += [f"{where}: {note}" for note in dict.fromkeys(item.notes)]
     shown = [f"not reversible: {x.task} ({x.module}) on {x.host}: {x.reason}" for x in lost[:MAX_WARNINGS]]
     if len(lost) > MAX_WARNINGS:
@@ -318,7 +320,7 @@ async def plan_undo(svc: AnsibleService, run_id: str, *, on_event: EventCallback
                                      " (it changed no file undo restores, it ran before undo existed, or its folder "
                                      "was purged after retention.run_artifacts_days)")
                                   + ". Nothing was planned.")
-    text = playbook_text(run_id, row["plan_id"], items, folder / undo.BLOBS, become=_become(rt, row), groups=groups)
+    text = playbook_text(run_id, row["plan_id"], items, folder / undo.BLOBS, become=_become(rt, row))
     generated = Generated(f"undo-{run_id}.yml", text, None, service=row["service"] or "",
                           warnings=_warnings(run_id, row, items, lost))
     plan = await plans.create_plan(rt, catalog, generated.name, request=f"undo {run_id}", generated=generated,

@@ -4,6 +4,7 @@ drift_repo.py) applied for real through plans, one file edited by hand, then `ru
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -63,6 +64,17 @@ async def prepared(rt: Runtime, base: Path, targets: Path) -> Applied:
     conf = target(targets, "ai", token, 0)
     conf.write_text(conf.read_text().replace("log_level = info", "log_level = debug"))  # the hand change
     return Applied(repo, token, svc)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def live_tasks(rt: Runtime):  # type: ignore[no-untyped-def]
+    """The fixture's services each ask their container for its state with ``check_mode: false``, as real repos
+    do: these tests opt in (``drift.live_tasks``); the default, which leaves such units unchecked, has its own."""
+    rt.settings.drift.live_tasks = True
+    os.environ["CHIFFON_DRIFT__LIVE_TASKS"] = "true"
+    yield
+    rt.settings.drift.live_tasks = False
+    os.environ.pop("CHIFFON_DRIFT__LIVE_TASKS", None)
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +228,25 @@ def test_chiffon_drift_json_prints_the_report_and_exits_1_on_drift(cli_env: dict
     assert planned.returncode == 3, planned.stderr[-3000:]  # awaits a human's approval; nothing changed
     plan = json.loads(planned.stdout)
     assert (plan["status"], plan["playbook"], plan["limit"]) == ("awaiting_approval", EDITED, "ai")
+
+
+async def test_by_default_drift_runs_nothing_for_real_and_lists_such_a_unit_unchecked(
+        rt: Runtime, tmp_path: Path, targets: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "inventory.ini").write_text("[ai]\nai\n[all:vars]\nansible_connection=local\n"
+                                        "ansible_python_interpreter={{ ansible_playbook_python }}\n")
+    (repo / "ansible.cfg").write_text("[defaults]\ninventory = inventory.ini\n")
+    ran = tmp_path / "it-ran"
+    (repo / "probe.yml").write_text(f"# Probe the box\n- hosts: ai\n  gather_facts: false\n  tasks:\n"
+                                    f"    - name: Probe for real\n      ansible.builtin.command: touch {ran}\n"
+                                    f"      check_mode: false\n")
+    git_commit_all(repo)
+    rt.settings.drift.live_tasks = False
+    try:
+        report = await drift.run_drift(rt, await AnsibleService.for_runtime(rt, repo).catalog())
+    finally:
+        rt.settings.drift.live_tasks = True
+    assert not ran.exists()  # nobody approved a drift run: nothing ran for real
+    (error,) = report.errors
+    assert "runs for real even in check mode" in error.reason and "drift.live_tasks" in error.reason

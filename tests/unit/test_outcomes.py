@@ -165,3 +165,22 @@ def test_checks_are_derived_from_a_compose_template_a_role_default_and_a_service
     found = checks.expectations(catalog, catalog.unit_for("site.yml", ["jellyfin"]), "site.yml", ["jellyfin"])
     assert [(c.kind, c.target) for c in found] == [("container", "jellyfin"),
                                                    ("tcp", "{{ ansible_host | default(inventory_hostname) }}:8096")]
+
+
+def test_a_repo_play_that_takes_the_checks_play_name_stays_one_of_the_run_s_plays(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from chiffon.servers.ansible.runner import _EventCollector
+    from chiffon.shared.redact import Redactor
+
+    verify = (tmp_path / "verify" / "verify.yml", "chiffon verify checks-0123456789")
+    collector = _EventCollector(Redactor([]), verify)
+    ours = {"event": "runner_on_ok", "event_data": {"play": verify[1], "playbook": str(verify[0]), "host": "east",
+                                                    "task": "chiffon check 0", "res": {"rc": 0, "stdout": "true"}}}
+    # the name can be read from the run folder by a lookup; the playbook file cannot be claimed
+    forged = {"event": "runner_on_ok", "event_data": {**ours["event_data"], "playbook": "site.yml",  # type: ignore[dict-item]
+                                                      "task_action": "ansible.builtin.copy",
+                                                      "res": {"changed": True, "rc": 0, "stdout": "true"}}}
+    assert collector.feed(ours) is None
+    event = collector.feed(forged)
+    assert event is not None and event.changed and event.task == "chiffon check 0"
+    assert collector.outcome.probes == [{"task": "chiffon check 0", "host": "east", "status": "ok",
+                                         "res": {"rc": 0, "stdout": "true"}}]

@@ -130,8 +130,7 @@ def test_the_playbook_holds_no_content_and_targets_exactly_the_changed_host(tmp_
     items, _ = undo_plan.merge([record(1, "/srv/a", "content", blob="ab" * 32, sha1="cd" * 20, mode="0600", owner=7,
                                        group=8, secret=True),
                                 {**record(2, "/srv/b", "remove"), "host": "db"}])
-    text = undo_plan.playbook_text("run-0123456789", "plan-0123456789", items, tmp_path, become=True,
-                                   groups={"db": ["db", "db2"], "ai": ["ai"]})
+    text = undo_plan.playbook_text("run-0123456789", "plan-0123456789", items, tmp_path, become=True)
     plays = yaml.safe_load(text)
     assert [p["hosts"] for p in plays] == ["ai:db", "ai", "db"]
     put_back = plays[1]["tasks"][0]
@@ -141,8 +140,8 @@ def test_the_playbook_holds_no_content_and_targets_exactly_the_changed_host(tmp_
     assert put_back["diff"] is False and plays[1]["become"] is True
     quiet = yaml.safe_load(undo_plan.playbook_text("run-0123456789", "plan-0123456789", items, tmp_path, become=False))
     assert "become" not in quiet[1]  # never become: false, which would undo ansible.cfg's become = True
-    assert plays[2]["tasks"][0]["when"] == "inventory_hostname == 'db'"  # the group db holds db2 too
-    assert "when" not in put_back
+    assert plays[2]["tasks"][0]["when"] == "inventory_hostname == 'db'"  # a group named db may hold db2 too
+    assert put_back["when"] == "inventory_hostname == 'ai'"
 
 
 @pytest.mark.parametrize("bad", ["../run-0123456789", "run-0123456789\n", "run-01234567890", "RUN-0123456789", ""])
@@ -165,9 +164,13 @@ def test_the_keeper_takes_its_stat_play_and_keeps_the_exact_bytes(tmp_path: Path
 
     keeper = undo.Keeper(tmp_path / "undo", tmp_path / "stat.yml", "chiffon undo x: stat")
     probe = {"event": "runner_on_ok", "event_data": {
-        "play": "chiffon undo x: stat", "host": "ai", "task": "stat 0",
+        "play": "chiffon undo x: stat", "playbook": str(tmp_path / "stat.yml"), "host": "ai", "task": "stat 0",
         "res": {"stat": {"exists": True, "mode": "0600", "uid": 7, "gid": 8},
                 "invocation": {"module_args": {"path": "/srv/app.conf"}}}}}
+    # a repo play that read the stat play's name from the run folder and took it: still one of the run's events
+    forged = {"event": "runner_on_ok", "event_data": {**probe["event_data"], "playbook": "site.yml",  # type: ignore[dict-item]
+                                                      "res": {"stat": {"exists": False}}}}
+    assert keeper(forged) is False
     assert keeper(probe) is True  # the stat play's own: never one of the run's events
     res = {**TEMPLATE_OVER_EXISTING, "invocation": {"module_args": {"dest": "/srv/app.conf", "mode": "0644"}},
            "diff": [{"before_header": "/srv/app.conf", "before": "latin \udce9\r\nend", "after": "new\n"}]}
@@ -180,3 +183,15 @@ def test_the_keeper_takes_its_stat_play_and_keeps_the_exact_bytes(tmp_path: Path
     assert blob.read_bytes() == b"latin \xe9\r\nend"  # not UTF-8: the bytes Ansible read, exactly
     assert stat.S_IMODE(blob.stat().st_mode) == 0o600 and stat.S_IMODE((tmp_path / "undo").stat().st_mode) == 0o700
     assert keeper({"event": "runner_on_ok", "event_data": None}) is False  # nothing it understands: no error
+
+
+def test_a_change_made_on_a_delegated_host_is_never_put_back_on_the_play_s_host(tmp_path: Path) -> None:
+    import json
+
+    keeper = undo.Keeper(tmp_path / "undo")
+    res = {**TEMPLATE_OVER_EXISTING, "_ansible_delegated_vars": {"ansible_delegated_host": "localhost"}}
+    keeper({"event": "runner_on_ok", "event_data": {"play": "Change", "host": "web1", "task": "Render on the controller",
+                                                    "resolved_action": "ansible.builtin.template", "res": res}})
+    record = json.loads((tmp_path / "undo" / undo.INDEX).read_text())
+    assert record["reversible"] is False and "delegated host (localhost), not web1" in record["reason"]
+    assert not (tmp_path / "undo" / undo.BLOBS).exists() or not any((tmp_path / "undo" / undo.BLOBS).iterdir())
