@@ -59,7 +59,7 @@ CHECKS_FILE = "chiffon.yml"
 PROBE_TIMEOUT_S = 5.0  # an HTTP or TCP check waits this long for an answer
 # literal names only: a container or systemd unit name reaches argv, never a shell, and is never templated
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
-_HOSTS = re.compile(r"^[A-Za-z0-9_.:,!&*\[\]-]{1,200}$")
+_HOSTS = re.compile(r"^[A-Za-z0-9_.-]+([,:][A-Za-z0-9_.-]+)*$")  # hosts and groups, joined by , or :
 # the only Jinja a check may hold: {{ var }} or {{ var | default(var2) }}
 _VAR = r"[A-Za-z_][A-Za-z0-9_]*"
 _EXPR = re.compile(r"\{\{\s*" + _VAR + r"(\s*\|\s*default\(\s*" + _VAR + r"\s*\))?\s*\}\}")
@@ -147,8 +147,8 @@ def parse(data: Any, playbook: str, tags: list[str], default_hosts: str) -> list
         if check_tags and tags and not set(check_tags) & set(tags):
             continue
         hosts = entry.get("hosts", default_hosts)
-        if not isinstance(hosts, str) or not _HOSTS.match(hosts):
-            raise ConfigError(f"{CHECKS_FILE}: {where}: hosts must be an inventory host pattern")
+        if not isinstance(hosts, str) or len(hosts) > 200 or not _HOSTS.match(hosts):
+            raise ConfigError(f"{CHECKS_FILE}: {where}: hosts must name inventory hosts or groups, joined by , or :")
         target = entry[kind]
         if kind in ("container", "service"):
             if not isinstance(target, str) or not _NAME.match(target):
@@ -185,9 +185,27 @@ def expectations(catalog: Catalog, unit: Unit | None, playbook: str, tags: list[
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path} cannot be read as YAML: {exc}") from exc
         stated = parse(data, playbook, tags, hosts)
+        _within(catalog, stated, hosts)
         if stated:
             return stated
     return derived(catalog, unit, hosts) if unit is not None else []
+
+
+def _within(catalog: Catalog, stated: list[Check], unit_hosts: str) -> None:
+    """Refuse a stated check whose ``hosts`` reach beyond the unit's own (a check reads; it reads only where the
+    plan runs). Without an inventory here nothing can be compared, and the run's ``--limit`` still applies.
+
+    Raises:
+        ConfigError: a check names hosts the unit does not target.
+    """
+    if catalog.inventory_choice is None or unit_hosts == "all":
+        return
+    targets = set(catalog.hosts_matching(unit_hosts))
+    for check in stated:
+        outside = set(catalog.hosts_matching(check.hosts)) - targets
+        if outside:
+            raise ConfigError(f"{CHECKS_FILE}: the check {check.name!r} names hosts the playbook does not target "
+                              f"({', '.join(sorted(outside))}); a check reads only where its plan runs")
 
 
 def derived(catalog: Catalog, unit: Unit, hosts: str) -> list[Check]:

@@ -184,3 +184,21 @@ def test_a_repo_play_that_takes_the_checks_play_name_stays_one_of_the_run_s_play
     assert event is not None and event.changed and event.task == "chiffon check 0"
     assert collector.outcome.probes == [{"task": "chiffon check 0", "host": "east", "status": "ok",
                                          "res": {"rc": 0, "stdout": "true"}}]
+
+
+def test_a_stated_check_reads_only_the_hosts_its_playbook_targets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from chiffon.servers.ansible.catalog import Catalog
+    from tests.conftest import EXAMPLE
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    (repo / "chiffon.yml").write_text("checks:\n  deploy-uptime-kuma.yml:\n"
+                                      "    - {file: /root/.ssh/id_ed25519, hosts: ai}\n")  # Kuma runs on east only
+    catalog = Catalog.load(repo, "inventories/local.ini")
+    with pytest.raises(ConfigError, match=r"names hosts the playbook does not target \(ai\)"):
+        checks.expectations(catalog, catalog.unit_for("deploy-uptime-kuma.yml"), "deploy-uptime-kuma.yml", [])
+    (repo / "chiffon.yml").write_text("checks:\n  deploy-uptime-kuma.yml:\n    - {container: kuma, hosts: east}\n")
+    assert [c.hosts for c in checks.expectations(catalog, catalog.unit_for("deploy-uptime-kuma.yml"),
+                                                 "deploy-uptime-kuma.yml", [])] == ["east"]
