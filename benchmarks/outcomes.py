@@ -215,8 +215,8 @@ async def main(rounds: int) -> dict[str, object]:
                                 "first_reason": (result.outcome_reasons or [""])[0][:160],
                                 "ok": result.outcome == label == truth})
             # the cost of checks: the same plans with and without them, alternating
-            docker_standin.install(docker)
-            env(f"{pg_bin}:{base_path}", db=True)
+            docker_standin.install(docker)  # Docker up, the database up: every check of these plans can pass
+            env(f"{docker}:{pg_bin}:{base_path}", db=True)
             with_checks: list[float] = []
             without: list[float] = []
             for _ in range(rounds):

@@ -372,6 +372,9 @@ def _host_result(check: Check, host: str, status: str, res: dict[str, Any], sinc
         return Result(check, host, False, f"{host} is unreachable: {str(res.get('msg', ''))[:200]}")
     if check.kind in ("container", "service") and (command := _missing_command(res)):
         return Result(check, host, False, f"no {command} command on {host}")
+    if check.kind in ("container", "service") and str(res.get("msg", "")).startswith("Error executing command"):
+        program = "docker" if check.kind == "container" else "systemctl"  # what the check's argv starts with
+        return Result(check, host, False, f"{program} could not be run on {host} (is it installed?)")
     rc, stdout = res.get("rc"), str(res.get("stdout", "")).strip()
     stderr = str(res.get("stderr", "") or res.get("msg", "")).strip()
     if check.kind == "container":

@@ -227,7 +227,7 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
         ended = _ended(plan, run_id, outcome, duration, unrecorded, results,
                        timeout_s=rt.settings.ansible.run_timeout_s)
         await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
-        log.info("run %s ended %s (%s) in %.1f s: %s", run_id, ended["outcome"], ended["status"], duration,
+        log.info("run %s ended: %s (Ansible %s) in %.1f s: %s", run_id, ended["outcome"], ended["status"], duration,
                  ended["outcome_reasons"][0] if ended["outcome_reasons"] else "")
         try:
             return await _record_outcome(rt, plan, ended)
