@@ -500,6 +500,8 @@ async def run_playbook(
             if vault_password_file is not None and vault_password_file.is_relative_to(private_dir):
                 vault_password_file.unlink(missing_ok=True)
             tighten(private_dir)  # Ansible made its fact cache under the playbook's umask
+            if cancelled.is_set():  # ansible-runner kills on its next poll; whatever it left is killed here
+                _kill_left(private_dir)
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     collector = _EventCollector(redactor, verify)
@@ -526,6 +528,28 @@ async def run_playbook(
         outcome.failures.append({"task": None, "host": None, "module": None, "message": collector.tail.strip(),
                                  "rc": result.rc})
     return outcome
+
+
+def _kill_left(private_dir: Path) -> list[int]:
+    """SIGKILL the process group of every ansible-playbook still running for ``private_dir`` (its
+    ``ANSIBLE_LOCAL_TEMP`` is that folder's ``tmp``), the pids killed: a cancelled run leaves nothing changing
+    the hosts, even when ansible-runner returned before it could kill what it started."""
+    import signal
+
+    import psutil
+
+    mine, killed = str(private_dir / "tmp"), []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "ansible-playbook" in " ".join(proc.info["cmdline"] or []) and \
+                    proc.environ().get("ANSIBLE_LOCAL_TEMP") == mine:
+                os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+                killed.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    if killed:
+        log.warning("killed ansible-playbook %s, left running after the run was cancelled", killed)
+    return killed
 
 
 def _no_vault_password(private_dir: Path) -> Path:

@@ -202,3 +202,39 @@ def test_a_stated_check_reads_only_the_hosts_its_playbook_targets(tmp_path) -> N
     (repo / "chiffon.yml").write_text("checks:\n  deploy-uptime-kuma.yml:\n    - {container: kuma, hosts: east}\n")
     assert [c.hosts for c in checks.expectations(catalog, catalog.unit_for("deploy-uptime-kuma.yml"),
                                                  "deploy-uptime-kuma.yml", [])] == ["east"]
+
+
+def test_a_cancelled_run_kills_the_ansible_playbook_it_left_and_nothing_else(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from chiffon.servers.ansible.runner import _kill_left
+
+    fake = tmp_path / "ansible-playbook"  # stands in for a playbook ansible-runner started and did not kill
+    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    fake.chmod(0o755)
+    ours = subprocess.Popen([str(fake)], env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "run" / "tmp")},
+                            start_new_session=True)
+    other = subprocess.Popen([str(fake)], env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "other" / "tmp")},
+                             start_new_session=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _cmdline_ready(ours.pid):
+            time.sleep(0.05)
+        assert _kill_left(tmp_path / "run") == [ours.pid]
+        assert ours.wait(10) == -9 and other.poll() is None
+    finally:
+        other.kill()
+        ours.kill()
+
+
+def _cmdline_ready(pid: int) -> bool:
+    import psutil
+
+    try:
+        return "ansible-playbook" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
