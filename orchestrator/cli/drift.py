@@ -17,11 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from chiffon.orchestrator.cli.common import (
-    EXIT_AWAITING,
-    EXIT_ERROR,
     ConfigOpt,
     JsonOpt,
-    err,
     out,
     progress_bar,
     run_or_exit,
@@ -120,7 +117,7 @@ def show_report(report: DriftReport) -> None:
 
 
 async def _plan(settings: Settings, repo: Path | None, inventory: str | None, unit: str, as_json: bool) -> int:
-    from chiffon.orchestrator.cli.render import show_plan, summary
+    from chiffon.orchestrator.cli.render import report_new_plan
     from chiffon.servers.ansible import drift
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
@@ -136,15 +133,4 @@ async def _plan(settings: Settings, repo: Path | None, inventory: str | None, un
                 bar.update(task, completed=event.seq, description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
             plan = await drift.plan_fix(rt, catalog, unit, inventory=svc.inventory, on_event=on_check)
-    if as_json:
-        status = "blocked" if plan.blocked_reason else "awaiting_approval"
-        out.print_json(json.dumps(summary(plan, status, None, started), default=str))
-    else:
-        show_plan(plan)
-    if plan.blocked_reason:
-        err.print(escape(f"plan {plan.id} cannot be approved as-is: {plan.blocked_reason}. Nothing changed."),
-                  highlight=False, soft_wrap=True)
-        return EXIT_ERROR
-    err.print(escape(f"plan {plan.id} awaits approval; nothing changed. Approve with `chiffon approve {plan.id}`, "
-                     f"then `chiffon execute {plan.id}`."), highlight=False, soft_wrap=True)
-    return EXIT_AWAITING
+    return report_new_plan(plan, started, as_json)

@@ -113,3 +113,24 @@ def summary(plan: plans.Plan, status: str, result: execution.RunResult | None, s
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def report_new_plan(plan: plans.Plan, started: float, as_json: bool, *, extra: dict[str, Any] | None = None,
+                    what: str = "", shown: bool = False) -> int:
+    """Print a plan just made (``--json``: :func:`summary` plus ``extra``; else :func:`show_plan`, unless the
+    caller ``shown`` it already), then what follows on stderr; the exit code: 2 when it is blocked, 3 when it
+    awaits approval. ``what``: what the plan does, for the last line (``undoes run-…``)."""
+    from chiffon.orchestrator.cli.common import EXIT_AWAITING, EXIT_ERROR, err
+
+    if as_json:
+        status = "blocked" if plan.blocked_reason else "awaiting_approval"
+        out.print_json(json.dumps({**summary(plan, status, None, started), **(extra or {})}, default=str))
+    elif not shown:
+        show_plan(plan)
+    if plan.blocked_reason:
+        err.print(escape(f"plan {plan.id} cannot be approved as-is: {plan.blocked_reason}. Nothing changed."),
+                  highlight=False, soft_wrap=True)
+        return EXIT_ERROR
+    err.print(escape(f"plan {plan.id} {what + ' and ' if what else ''}awaits approval; nothing changed. Approve with "
+                     f"`chiffon approve {plan.id}`, then `chiffon execute {plan.id}`."), highlight=False, soft_wrap=True)
+    return EXIT_AWAITING

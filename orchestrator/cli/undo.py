@@ -7,7 +7,6 @@ a plan that cannot be approved as-is.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,11 +14,8 @@ import typer
 from rich.markup import escape
 
 from chiffon.orchestrator.cli.common import (
-    EXIT_AWAITING,
-    EXIT_ERROR,
     ConfigOpt,
     JsonOpt,
-    err,
     out,
     progress_bar,
     run_or_exit,
@@ -53,7 +49,7 @@ def undo_cmd(
 
 
 async def _undo(settings: Settings, run_id: str, as_json: bool) -> int:
-    from chiffon.orchestrator.cli.render import show_plan, summary
+    from chiffon.orchestrator.cli.render import report_new_plan, show_plan
     from chiffon.servers.ansible import undo_plan
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
@@ -68,20 +64,11 @@ async def _undo(settings: Settings, run_id: str, as_json: bool) -> int:
                 bar.update(task, completed=event.seq, description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
             undone = await undo_plan.plan_undo(svc, run_id, on_event=on_check)
-    plan = undone.plan
-    if as_json:
-        status = "blocked" if plan.blocked_reason else "awaiting_approval"
-        out.print_json(json.dumps({**summary(plan, status, None, started), **_undo_fields(undone)}, default=str))
-    else:
-        show_plan(plan)
+    if not as_json:
+        show_plan(undone.plan)  # then what it puts back and what it cannot
         show_undo(undone)
-    if plan.blocked_reason:
-        err.print(escape(f"plan {plan.id} cannot be approved as-is: {plan.blocked_reason}. Nothing changed."),
-                  highlight=False, soft_wrap=True)
-        return EXIT_ERROR
-    err.print(escape(f"plan {plan.id} undoes {run_id} and awaits approval; nothing changed. Approve with "
-                     f"`chiffon approve {plan.id}`, then `chiffon execute {plan.id}`."), highlight=False, soft_wrap=True)
-    return EXIT_AWAITING
+    return report_new_plan(undone.plan, started, as_json, extra=_undo_fields(undone), what=f"undoes {run_id}",
+                           shown=not as_json)
 
 
 def _undo_fields(undone: UndoPlan) -> dict[str, object]:

@@ -337,12 +337,18 @@ def _unsafe(text: str) -> str:
     return unsafe_text(text)
 
 
-def stage(folder: Path, vars_from: Path, checks: list[Check], marker: str) -> Path:
+def stage(folder: Path, vars_from: Path, checks: list[Check]) -> tuple[Path, str] | None:
     """Write :func:`verify_playbook` as ``folder/verify.yml`` beside links to ``vars_from``'s group_vars and
-    host_vars (the playbook's own folder in the snapshot, so the same variables apply); the path."""
+    host_vars (the playbook's own folder in the snapshot, so the same variables apply), under a fresh random play
+    name; ``(path, play name)`` for :func:`servers.ansible.runner.run_playbook`'s ``verify``, None without checks."""
+    import secrets
+
     from chiffon.servers.ansible.generated import stage as stage_playbook
 
-    return stage_playbook(vars_from, folder, "verify.yml", verify_playbook(checks, marker))
+    if not checks:
+        return None
+    marker = f"chiffon verify checks-{secrets.token_hex(5)}"
+    return stage_playbook(vars_from, folder, "verify.yml", verify_playbook(checks, marker)), marker
 
 
 @dataclass

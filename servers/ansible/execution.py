@@ -189,11 +189,9 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             # the snapshot's copy, or a private copy checked against the plan's digest: never the live file
             vault = preview.vault_for_run(chosen, catalog.root, snap, run_dir)
             expected = [run_checks.Check.from_dict(c) for c in plan.expectations]
-            verify = None
-            if expected:  # what the plan showed it would check, read-only, in the same ansible-playbook call
-                marker = f"chiffon verify {new_id('checks')}"
-                vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
-                verify = (run_checks.stage(run_dir / "verify", vars_from, expected, marker), marker)
+            # what the plan showed it would check, read-only, in the same ansible-playbook call
+            vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
+            verify = run_checks.stage(run_dir / "verify", vars_from, expected)
             since = datetime.now(UTC).timestamp()
             outcome = await undo.keeping(run_playbook, plan_id)(  # keeps before-states for `chiffon undo`
                 snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,

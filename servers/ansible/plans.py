@@ -228,6 +228,7 @@ async def create_plan(
         expected, scope_notes = [], [*scope_notes, f"{exc}; nothing will verify this run"]
     last = await outcomes.last_run(rt, str(catalog.root), playbook.name, tags)
     blocked: str | None
+    now: list[run_checks.Result] = []  # the checks as they stand before the run (made during the check)
     if problems:  # nothing can be checked here: the answer is stored, blocked, with each fix
         outcome = Outcome(status="not_run", rc=None)
         risk, reasons = assess(playbook, outcome)
@@ -235,10 +236,8 @@ async def create_plan(
         blocked = "; ".join(dict.fromkeys(problems)) + (
             ". The answer above is what would run; fix this and plan again (check mode runs then)")
     else:
-        verify = None
-        if expected:  # the same checks the run makes, now: is it in place already?
-            marker = f"chiffon verify {new_id('checks')}"
-            verify = (run_checks.stage(check_dir / "verify", (snap.tree / run_path).parent, expected, marker), marker)
+        # the same checks the run makes, now: is it in place already?
+        verify = run_checks.stage(check_dir / "verify", (snap.tree / run_path).parent, expected)
         outcome = await run_check(rt, catalog, snap, run_path, check_dir, inventory=inventory, vault=vault,
                                   project=catalog.project if generated is None else "", limit=limit, tags=tags,
                                   skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path, typed=typed,
@@ -246,10 +245,8 @@ async def create_plan(
         risk, reasons = assess(playbook, outcome)
         warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
         now = await run_checks.results(expected, outcome.probes, since=0.0) if expected else []
-        warnings = [*outcomes.before_run_warnings(unit.name if unit else playbook.name, last, now), *warnings]
-    if problems and last is not None:
-        warnings = [*outcomes.before_run_warnings(unit.name if unit else playbook.name, last, []), *warnings]
-    warnings = list(dict.fromkeys([*warnings, *scope_notes]))
+    before = outcomes.before_run_warnings(unit.name if unit else playbook.name, last, now)
+    warnings = list(dict.fromkeys([*before, *warnings, *scope_notes]))
     match_info = None
     if match is not None:
         match_info = {**match.as_dict(), "alternatives": [m.as_dict() for m in alternatives or []]}
