@@ -18,12 +18,23 @@ from chiffon.orchestrator.planner import plan_request
 from chiffon.orchestrator.runs import queue_run
 from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.shared.errors import InvalidInput, NoMatch, PlanStateError
+from chiffon.shared.errors import ChiffonError, InvalidInput, NoMatch, PlanStateError
 from chiffon.shared.runtime import Runtime
 
 CHANNEL = "console"
 MAX_COMMENT_CHARS = 2000
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+Loader = tuple[Any, Any]  # (a coroutine function of no arguments, its output components), run as a page loads
+
+
+async def said(work: Any) -> str:
+    """Run ``work`` (a coroutine giving a message); a ChiffonError becomes its message, shown on the page."""
+    try:
+        return str(await work)
+    except ChiffonError as exc:
+        return f"**Refused:** {md(exc)}"
 
 
 def md(text: object) -> str:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chiffon.shared.config import ConsoleSettings, Operator
 from chiffon.shared.errors import InvalidInput
@@ -172,3 +172,13 @@ class ConsoleLogin:
                                f"console login backed off {delay:.0f} s: {name} from {address}",
                                {"name": name, "address": address, "delay_s": delay})
         return False
+
+
+def who(request: Any) -> str:
+    """The logged-in operator of a Gradio request (``gr.Request``). Raises gr.Error when there is none."""
+    name = getattr(request, "username", None) if request is not None else None
+    if not name:
+        import gradio as gr
+
+        raise gr.Error("not logged in")
+    return str(name)
