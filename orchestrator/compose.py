@@ -51,6 +51,7 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None,
     Closes everything on exit. Raises InvalidInput for an unknown toolset.
     """
     from chiffon.orchestrator.incidents import running_correlator
+    from chiffon.orchestrator.notify import running_notifier
     from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.llm.router import open_router
     from chiffon.servers.memory.service import open_memory
@@ -59,7 +60,8 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None,
 
     svc = AnsibleService.for_runtime(rt, repo)
     async with running_infra_worker(svc, rt.settings.worker_in_process), open_router(rt) as router, \
-            open_memory(rt) as memory, open_voice(rt, router) as voice, running_correlator(rt):
+            open_memory(rt) as memory, open_voice(rt, router) as voice, running_correlator(rt), \
+            running_notifier(rt):
         server = create_orchestrator(svc, router, memory, voice, toolsets=toolsets)
         async with open_tasks(rt, router, tools=agent_tools(rt, memory, svc), start_delay_s=BACKGROUND_START_S) \
                 as tasks:

@@ -185,7 +185,7 @@ async def _llm_parts(rt: Runtime) -> list[Health]:
 
 async def _host_parts(rt: Runtime) -> list[Health]:
     """One part per configured host, from its heartbeat: busy or offline is ``degraded`` (work for it waits)."""
-    from chiffon.shared.hosts import host_states
+    from chiffon.shared.hosts import USABLE, host_states
 
     settings = rt.settings
     names = sorted(settings.hosts)
@@ -198,13 +198,13 @@ async def _host_parts(rt: Runtime) -> list[Health]:
         beat = state["heartbeat"]
         figures = (f"CPU {beat['cpu_percent']:.0f}% of {beat['cpu_cores']}, RAM free {beat['ram_available_mb']} MB, "
                    f"disk {beat['disk_used_percent']:.0f}% used, GPUs {len(beat['gpus'])}") if beat else ""
-        if state["status"] == "available":
+        if state["status"] in USABLE:  # unknown: never reported, work goes ahead (hostd.assume_available)
             status: Status = "ok" if beat else "healthy"
             detail = figures or state["reason"]
         else:
             status, detail = "degraded", f"{state['status']}: {state['reason']}" + (f"; {figures}" if figures else "")
         parts.append(Health(service=f"host:{host}", status=status, detail=detail,
-                            issues=[] if state["status"] == "available" else [f"{state['status']}: {state['reason']}"],
+                            issues=[] if state["status"] in USABLE else [f"{state['status']}: {state['reason']}"],
                             data={"state": state["status"]}))
     return parts
 

@@ -9,7 +9,7 @@ may run one; each event is handled once) and, per event:
 * any other event joins the open incident that shares a key and was updated within
   ``errors.incident_window_s`` (its keys, sources, event count and highest severity grow), or opens one;
 * **escalation**: an incident that is critical, or open longer than ``errors.escalate_after_s``, goes once to the
-  human inbox and to every Apprise URL in ``errors.notify_urls``.
+  human inbox and to every Apprise URL in ``errors.notify_urls`` (``notify.urls`` while that is empty).
 
 Every ``errors.flood_window_s`` it also resolves incidents quiet for ``errors.resolve_after_s`` and escalates the
 ones that have been open too long. Incidents live in PostgreSQL (``incidents``, migration 013).
@@ -156,7 +156,7 @@ class Correlator:
         body = {"incident": incident["id"], "keys": incident["keys"], "events": incident["events"],
                 "sources": incident["sources"], "opened_at": incident["opened_at"]}
         await inbox.notify(self.rt, None, "incident", title, body)
-        urls = [u.get_secret_value() for u in self.settings.notify_urls]
+        urls = incident_urls(self.rt)
         if urls:
             sent = await asyncio.to_thread(_apprise, urls, title, json.dumps(body, indent=1, default=str))
             if not sent:
@@ -182,9 +182,15 @@ async def notify_humans(rt: Runtime, kind: str, title: str, body: dict[str, Any]
     from chiffon.servers.tasks import inbox
 
     await inbox.notify(rt, None, kind, title, body)
-    urls = [u.get_secret_value() for u in rt.settings.errors.notify_urls]
+    urls = incident_urls(rt)
     if urls and not await asyncio.to_thread(_apprise, urls, title, json.dumps(body, indent=1, default=str)):
         log.warning("%s: a notification could not be delivered (errors.notify_urls)", kind)
+
+
+def incident_urls(rt: Runtime) -> list[str]:
+    """Where escalations and :func:`notify_humans` go: ``errors.notify_urls``, or, while that is empty,
+    ``notify.urls`` (the one place most homelabs set)."""
+    return [u.get_secret_value() for u in rt.settings.errors.notify_urls or rt.settings.notify.urls]
 
 
 def _apprise(urls: list[str], title: str, body: str) -> bool:

@@ -127,6 +127,7 @@ async def plan_request(
     secret_vars: list[str] | None = None,
     apply_role: str | None = None,
     apply_to: str | None = None,
+    tags: list[str] | None = None,
     on_event: EventCallback | None = None,
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
@@ -151,6 +152,9 @@ async def plan_request(
     ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
     applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
     part of the plan and is never written to the repo.
+
+    ``tags``: run these tags of the matched playbook (``--tags``) instead of the unit's own; each must be a tag
+    the playbook uses (InvalidInput otherwise). None: the unit's tags.
 
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
@@ -215,9 +219,9 @@ async def plan_request(
     alternatives = [c.match for c in answer.candidates if c is not best][:2]
     return await plans.create_plan(
         svc.rt, view, unit.playbook.name, request=request, match=best.match, alternatives=alternatives,
-        planner=note, limit=limit, tags=list(unit.tags), skip_tags=skip_tags, extra_vars=extra_vars,
-        secret_vars=secret_vars, unit=unit, on_event=on_event, expected_inventory=answer.inventory,
-        problems=answer.problems, typed=typed,
+        planner=note, limit=limit, tags=list(unit.tags) if tags is None else tags, skip_tags=skip_tags,
+        extra_vars=extra_vars, secret_vars=secret_vars, unit=unit, on_event=on_event,
+        expected_inventory=answer.inventory, problems=answer.problems, typed=typed,
     )
 
 

@@ -114,27 +114,45 @@ async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEve
         TimeoutError: no run within ``timeout_s`` (default: the run timeout plus a minute; a pause counts).
     """
     timeout_s = timeout_s or rt.settings.ansible.run_timeout_s + 60
-    bus = rt.bus
-    queue = TaskQueue(rt)
-    # progress first: in one XREAD reply a run's last progress precedes its result
-    cursors = {RUN_PROGRESS: await bus.last_id(RUN_PROGRESS), AGENT_RESULTS: await bus.last_id(AGENT_RESULTS)}
+    cursors = await run_cursors(rt)
     await queue_run(rt, plan_id)
     async with asyncio.timeout(timeout_s):
-        while True:
-            for msg in await bus.read(cursors, block_ms=1000):
-                cursors[msg.stream] = msg.id
-                if msg.stream == RUN_PROGRESS:
-                    if msg.data.get("plan_id") == plan_id and on_event is not None:
-                        await on_event(TaskEvent(**msg.data["event"]))
-                    continue
-                if msg.data.get("role") != INFRA:
-                    continue
-                task = await queue.get(msg.data["task_id"])
-                if task.inputs.get("plan_id") != plan_id:
-                    continue
-                ran = _ran(task)
-                if ran is not None:
-                    return ran
+        return await follow_run(rt, plan_id, cursors, on_event=on_event)
+
+
+async def run_cursors(rt: Runtime) -> dict[str, str]:
+    """Where :func:`follow_run` starts reading: the newest entries of ``run_progress`` and ``agent_results`` now
+    (take them before the run is queued or looked up, so nothing that follows is missed)."""
+    # progress first: in one XREAD reply a run's last progress precedes its result
+    return {RUN_PROGRESS: await rt.bus.last_id(RUN_PROGRESS), AGENT_RESULTS: await rt.bus.last_id(AGENT_RESULTS)}
+
+
+async def follow_run(rt: Runtime, plan_id: str, cursors: dict[str, str], *,
+                     on_event: Callable[[TaskEvent], Awaitable[None]] | None = None) -> execution.RunResult:
+    """Relay the progress of ``plan_id`` after ``cursors`` (:func:`run_cursors`, advanced in place) and return
+    its run once a queue worker reports it (also across a pause); waits for ever without a caller's timeout.
+    ``dispatch_run`` and the REST API's event stream (:mod:`chiffon.orchestrator.api`) follow runs this way.
+
+    Raises:
+        PlanStateError: the plan cannot run (unapproved, rejected, already running...), with the reason.
+    """
+    bus = rt.bus
+    queue = TaskQueue(rt)
+    while True:
+        for msg in await bus.read(cursors, block_ms=1000):
+            cursors[msg.stream] = msg.id
+            if msg.stream == RUN_PROGRESS:
+                if msg.data.get("plan_id") == plan_id and on_event is not None:
+                    await on_event(TaskEvent(**msg.data["event"]))
+                continue
+            if msg.data.get("role") != INFRA:
+                continue
+            task = await queue.get(msg.data["task_id"])
+            if task.inputs.get("plan_id") != plan_id:
+                continue
+            ran = _ran(task)
+            if ran is not None:
+                return ran
 
 
 def _ran(task: TaskRecord) -> execution.RunResult | None:

@@ -303,4 +303,7 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
                                       approver=f"{approval.client_asserted(ctx)} (operator-enabled tool){_caller()}",
                                       channel="mcp-tool", reason=reason, code=code)
 
+    from chiffon.orchestrator.api import mount_api
+
+    mount_api(mcp, svc, router=router, playbooks=playbooks, record=record)  # /api/v1 beside /mcp over HTTP
     return mcp

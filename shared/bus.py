@@ -175,10 +175,11 @@ class Bus:
         entries: Any = await self.redis.xrevrange(stream, count=count)
         return _decode(stream, entries)
 
-    async def ensure_group(self, stream: str, group: str) -> None:
-        """Create consumer ``group`` on ``stream`` (and the stream) if missing."""
+    async def ensure_group(self, stream: str, group: str, *, start: str = "0") -> None:
+        """Create consumer ``group`` on ``stream`` (and the stream) if missing, reading after entry ``start``
+        (``"0"``: every entry in the stream; ``"$"``: only entries added from now on)."""
         try:
-            await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -189,6 +190,13 @@ class Bus:
         """XREADGROUP new messages for ``consumer``; empty list after ``block_ms`` (None: answer at once)."""
         reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         return [m for _, entries in reply or [] for m in _decode(stream, entries)]
+
+    async def claim_idle(self, stream: str, group: str, consumer: str, *, idle_ms: int,
+                         count: int = 100) -> list[Message]:
+        """XAUTOCLAIM to ``consumer`` up to ``count`` entries of ``group`` delivered at least ``idle_ms`` ago and
+        never acked (their reader died, or failed before its ack); the entries, to handle again."""
+        reply: Any = await self.redis.xautoclaim(stream, group, consumer, idle_ms, start_id="0-0", count=count)
+        return _decode(stream, reply[1])
 
     async def keep_claimed(self, stream: str, group: str, consumer: str, ids: list[str]) -> None:
         """XCLAIM ``ids`` to ``consumer`` again (JUSTID, which counts no delivery): their idle time restarts at 0,

@@ -1,28 +1,33 @@
-"""chiffon configuration: one YAML file, per-host overrides, then environment.
-
-Precedence, lowest first (later wins, nested mappings merge key by key):
+"""chiffon configuration: YAML layers, then environment, then the CLI's flags (later wins, key by key).
 
 1. the field defaults below;
-2. ``deploy/config/chiffon.yaml`` (or ``CHIFFON_CONFIG``), the single source of truth;
-3. ``deploy/config/hosts/<host>.yaml`` for this host (``CHIFFON_HOST``, default: the
-   short hostname), deep-merged on top;
-4. environment variables ``CHIFFON_<FIELD>``; nested fields use ``__``
-   (``CHIFFON_ANSIBLE__INVENTORY=inventories/homelab.ini``);
-5. keyword arguments to :func:`load_settings` (the CLI's flags).
+2. YAML files (:mod:`chiffon.shared.config_files`): the shipped ``deploy/config/chiffon.yaml``, the user's
+   ``~/.config/chiffon/chiffon.yaml`` (``chiffon config set`` writes it), the service's ``/etc/chiffon/chiffon.yaml``,
+   then ``--config``/``CHIFFON_CONFIG``; each with its ``hosts/<host>.yaml`` for this host; missing ones skipped;
+3. environment variables ``CHIFFON_<FIELD>``, ``__`` for nesting (``CHIFFON_ANSIBLE__INVENTORY=prod``);
+4. keyword arguments to :func:`load_settings` (the CLI's flags).
 
 Build settings in ``main()`` with :func:`load_settings`, never at import.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,10 +36,15 @@ from pydantic_settings import (
 )
 
 from chiffon.shared.config_errors import describe
+from chiffon.shared.config_files import DEFAULT_CONFIG as DEFAULT_CONFIG  # re-exported: callers import it here
+from chiffon.shared.config_files import PROJECT_ROOT as PROJECT_ROOT
+from chiffon.shared.config_files import (
+    ConfigLayer,
+    discover_layers,
+    read_files,
+    sources_summary,
+)
 from chiffon.shared.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"
 
 _yaml_files: ContextVar[tuple[Path, ...]] = ContextVar("chiffon_yaml_files", default=())
 
@@ -99,7 +109,7 @@ class ApprovalSettings(Section):
 
 
 class Operator(Section):
-    """A console login: a name and its argon2 password hash (`chiffon console passwd NAME` prints one)."""
+    """A console login: a name and its argon2 password hash (`chiffon console passwd NAME` writes one)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Login name; the audit records it as "
                                                                           "the approver.")
@@ -172,6 +182,10 @@ class ConsoleSettings(Section):
     login_base_delay_s: float = Field(30.0, gt=0, description="First back-off after login_max_failures failures, "
                                                               "seconds; doubled for each failure after it.")
     login_max_delay_s: float = Field(3600.0, gt=0, description="Longest back-off, seconds.")
+    url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+                            description="Public base URL of the console, for the links in notifications "
+                                        "(https://ai.homelab.lan:7860); unset: http(s)://BIND:PORT, a wildcard bind "
+                                        "replaced by this host's name.")
 
 
 class ErrorSettings(Section):
@@ -188,6 +202,25 @@ class ErrorSettings(Section):
                                                               "notifications (a critical one at once), seconds.")
     notify_urls: list[SecretStr] = Field(default_factory=list, description="Apprise URLs escalations go to "
                                                                           "(ntfy://, mailto://, discord://, json://...).")
+
+
+NotifyEvent = Literal["pending_approval", "run_finished", "high_risk_approved"]
+
+
+class NotifySettings(Section):
+    """Notifications to humans through Apprise (orchestrator/notify.py): a plan awaits approval, a run finished, a
+    high-risk plan was approved."""
+
+    urls: list[SecretStr] = Field(default_factory=list, description="Apprise URLs (ntfy://, mailto://, discord://, "
+                                                                    "json://...); empty: nothing is sent. Incidents "
+                                                                    "go here too while errors.notify_urls is empty.")
+    events: list[NotifyEvent] = Field(
+        ["pending_approval", "run_finished", "high_risk_approved"],
+        description="Which events are sent: pending_approval (a plan awaits a decision, with the console link), "
+                    "run_finished (its outcome and first reason), high_risk_approved (who approved, through what).")
+    retries: int = Field(3, ge=0, le=10, description="Retries of a delivery that failed (all URLs again).")
+    retry_delay_s: float = Field(2.0, ge=0, le=300, description="Wait before the first retry, seconds; doubled "
+                                                                "for each retry after it.")
 
 
 class HttpSettings(Section):
@@ -416,7 +449,8 @@ class HostdSettings(Section):
     bind: str = Field("127.0.0.1", description="Address chiffon-hostd listens on.")
     port: int = Field(8770, ge=1, le=65535, description="Port chiffon-hostd listens on.")
     assume_available: bool = Field(
-        True, description="A host without a heartbeat key counts as available (until host daemons report).")
+        True, description="A host that never sent a heartbeat reads \"unknown\" and still takes work (until host "
+                          "daemons report); off: it counts as offline and takes none.")
 
     heartbeat_s: float = Field(5.0, gt=0, description="Seconds between heartbeats.")
     heartbeat_ttl_s: float = Field(15.0, gt=0, description="A heartbeat key lives this long; a host whose key "
@@ -455,6 +489,7 @@ class Settings(BaseSettings):
     """Every chiffon setting. Env prefix ``CHIFFON_``; ``CHIFFON_HOME`` relocates all state."""
 
     model_config = SettingsConfigDict(env_prefix="CHIFFON_", env_nested_delimiter="__", extra="forbid")
+    _layers: tuple[ConfigLayer, ...] = PrivateAttr(default=())  # set by load_settings: the files looked for
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "chiffon",
@@ -476,6 +511,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP transport.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The web console.")
     errors: ErrorSettings = Field(default_factory=ErrorSettings, description="Error bus and incidents.")
+    notify: NotifySettings = Field(default_factory=NotifySettings, description="Notifications through Apprise.")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Backups.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What the daily "
                                                                                          "purge deletes.")
@@ -518,6 +554,16 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, yaml_source)
 
     @property
+    def config_layers(self) -> tuple[ConfigLayer, ...]:
+        """The YAML files looked for, lowest first, each read/missing/not readable (empty: built directly)."""
+        return self._layers
+
+    @property
+    def config_sources(self) -> str:
+        """The files these settings came from, for error messages: ``read: A, B; not found: C``."""
+        return sources_summary(list(self._layers)) if self._layers else "built without config files"
+
+    @property
     def audit_dir(self) -> Path:
         """Git repository holding the audit trail."""
         return self.home / "audit"
@@ -544,36 +590,30 @@ class Settings(BaseSettings):
 
 
 def config_files(config_file: Path | None = None, host: str | None = None) -> list[Path]:
-    """The YAML files to merge, base first; missing host overrides are skipped.
-
-    Raises:
-        ConfigError: an explicitly named config file does not exist.
-    """
-    explicit = config_file or (Path(os.environ["CHIFFON_CONFIG"]) if os.environ.get("CHIFFON_CONFIG") else None)
-    base = explicit or DEFAULT_CONFIG
-    if not base.is_file():
-        if explicit:
-            raise ConfigError(f"config file {base} does not exist (CHIFFON_CONFIG or --config)")
-        return []
-    host = host or os.environ.get("CHIFFON_HOST") or socket.gethostname().split(".")[0]
-    override = base.parent / "hosts" / f"{host}.yaml"
-    return [base, override] if override.is_file() else [base]
+    """The YAML files merged, lowest first; raises ConfigError as :func:`discover_layers`."""
+    return read_files(discover_layers(config_file, host))
 
 
 def load_settings(config_file: Path | None = None, host: str | None = None, **overrides: object) -> Settings:
-    """Build :class:`Settings` from YAML, host override, environment and ``overrides``.
+    """Build :class:`Settings` from the YAML layers, the environment and ``overrides``.
 
     Args:
-        config_file: base YAML file; default ``CHIFFON_CONFIG`` or ``deploy/config/chiffon.yaml``.
-        host: host whose override file to merge; default ``CHIFFON_HOST`` or the hostname.
+        config_file: ``--config``: a YAML file merged over the shipped, user and system files (it takes
+            ``CHIFFON_CONFIG``'s place).
+        host: host whose ``hosts/<host>.yaml`` overrides to merge; default ``CHIFFON_HOST`` or the hostname.
         overrides: field values that win over every other source (None values are ignored).
 
     Raises:
-        ConfigError: a file is missing; a value fails validation or a key is unknown (each problem names the
-            file or environment variable it came from, the dotted key and what was expected); a host override
-            file names a host that ``hosts:`` does not define.
+        ConfigError: the explicit file is missing; a file is not valid YAML; a value fails validation or a key is
+            unknown (naming its file or variable, the dotted key, what was expected, and every file read); a host
+            override file names a host that ``hosts:`` does not define.
     """
-    files = config_files(config_file, host)
+    return settings_from_layers(discover_layers(config_file, host), host, **overrides)
+
+
+def settings_from_layers(layers: list[ConfigLayer], host: str | None = None, **overrides: object) -> Settings:
+    """:func:`load_settings` over layers already found (``config set`` validates a candidate so); its errors."""
+    files = read_files(layers)
     token = _yaml_files.set(tuple(files))
     try:
         kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
@@ -582,10 +622,13 @@ def load_settings(config_file: Path | None = None, host: str | None = None, **ov
         settings = Settings(**kwargs)
     except ValidationError as exc:
         problems = "; ".join(describe(Settings, e, files) for e in exc.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+        raise ConfigError(f"invalid configuration: {problems} (config {sources_summary(layers)})") from exc
     finally:
         _yaml_files.reset(token)
-    if len(files) > 1 and settings.hosts and settings.host not in settings.hosts:
-        raise ConfigError(f"{files[1]}: overrides host {settings.host!r}, which `hosts:` in {files[0]} does not "
-                          f"define (known: {', '.join(sorted(settings.hosts))})")
+    settings._layers = tuple(layers)
+    overrides_read = [layer for layer in layers if layer.state == "read" and layer.for_host]
+    if overrides_read and settings.hosts and settings.host not in settings.hosts:
+        others = ", ".join(str(p) for p in files if p not in {o.path for o in overrides_read})
+        raise ConfigError(f"{overrides_read[0].path}: overrides host {settings.host!r}, which `hosts:` in "
+                          f"{others} does not define (known: {', '.join(sorted(settings.hosts))})")
     return settings

@@ -27,7 +27,13 @@ def describe(model: type[BaseModel], error: Any, files: list[Path]) -> str:
 
 
 def _source_of(loc: list[str], files: list[Path]) -> str:
-    """Where the value at ``loc`` came from: the last YAML file holding it, else the environment."""
+    """Where the value at ``loc`` came from: a ``CHIFFON_*`` variable naming it or a section above it (the
+    environment wins over every file), else the last YAML file holding it."""
+    variable = "CHIFFON_" + "__".join(part.upper() for part in loc)
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith("CHIFFON_") and (variable == upper or variable.startswith(upper + "__")):
+            return f"environment {name}"
     for path in reversed(files):
         try:
             node: Any = yaml.safe_load(path.read_text()) or {}
@@ -39,10 +45,6 @@ def _source_of(loc: list[str], files: list[Path]) -> str:
             node = node[part]
         else:
             return str(path)
-    variable = "CHIFFON_" + "__".join(part.upper() for part in loc)
-    for name in os.environ:
-        if variable.startswith(name.upper()) and name.upper().startswith("CHIFFON_"):
-            return f"environment {name}"
     return "arguments" if loc else "configuration"
 
 

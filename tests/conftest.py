@@ -3,9 +3,11 @@ a git copy of the example IaC repo, and the servers built on them."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +22,12 @@ from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded
 
 # Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
 os.environ["CHIFFON_HOST"] = "pytest"
+# Nor the developer's own config (~/.config/chiffon/chiffon.yaml) or the machine's (/etc/chiffon/chiffon.yaml):
+# an empty XDG dir and a service file that does not exist (shared/config_files.py); a test sets its own.
+_NO_CONFIG = Path(tempfile.mkdtemp(prefix="chiffon-test-xdg-"))
+atexit.register(shutil.rmtree, _NO_CONFIG, True)
+os.environ["XDG_CONFIG_HOME"] = str(_NO_CONFIG)
+os.environ["CHIFFON_SYSTEM_CONFIG"] = str(_NO_CONFIG / "etc" / "chiffon.yaml")
 # No idle watchdog per test home: the session stops every embedded server it started (below).
 os.environ["CHIFFON_EMBEDDED__IDLE_STOP_S"] = "0"
 # No packaged quick tier unless a test asks for one (tests/llm/test_packaged_model.py): the test group installs

@@ -9,6 +9,7 @@
 - :mod:`~orchestrator.cli.memory`: vector memory
 - :mod:`~orchestrator.cli.voice`: speech models, hostd
 - :mod:`~orchestrator.cli.console`: the web console and its operator accounts
+- :mod:`~orchestrator.cli.config_cmd`: config files (path, set, unset, get, show)
 - :mod:`~orchestrator.cli.ops`: install, up/down, doctor, deploy kit, TOTP, tokens
 - :mod:`~orchestrator.cli.state`: backup, restore, purge (retention)
 
@@ -20,11 +21,24 @@ from __future__ import annotations
 
 import typer
 
-from chiffon.orchestrator.cli import console, drift, hosts, infra, memory, ops, repo, state, tasks, undo, voice
+from chiffon.orchestrator.cli import (
+    config_cmd,
+    console,
+    drift,
+    hosts,
+    infra,
+    memory,
+    ops,
+    repo,
+    state,
+    tasks,
+    undo,
+    voice,
+)
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)
-for _module in (infra, drift, undo, hosts, memory, ops, state, repo, tasks, voice, console):
+for _module in (infra, drift, undo, hosts, memory, ops, state, repo, tasks, voice, console, config_cmd):
     app.add_typer(_module.app)
 
 

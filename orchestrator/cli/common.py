@@ -34,7 +34,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="chiffon.yaml (default: CHIFFON_CONFIG or deploy/config).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="A chiffon.yaml merged over the shipped, user and system files, instead of CHIFFON_CONFIG "
+                     "(`chiffon config path` lists them).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 

@@ -1,4 +1,5 @@
-"""``chiffon console``: the web console on :7860, and ``chiffon console passwd`` for its operator accounts."""
+"""``chiffon console``: the web console on :7860, and ``chiffon console passwd`` writing its operator accounts
+into the user's config file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from chiffon.orchestrator.cli.common import EXIT_ERROR, ConfigOpt, err, run_or_exit, settings_or_exit
+from chiffon.orchestrator.cli.common import EXIT_ERROR, ConfigOpt, err, out, run_or_exit, settings_or_exit
 from chiffon.shared.errors import ChiffonError
 from chiffon.shared.logs import setup_logging
 
@@ -25,7 +26,8 @@ app.add_typer(console_app, name="console")
 def console_cmd(
     ctx: typer.Context,
     bind: Annotated[str | None, typer.Option(help="Bind address (default console.bind, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default console.port, 7860).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default console.port, 7860; 0: a free one, named by the "
+                                                       "listening line).")] = None,
     repo: Annotated[Path | None, typer.Option(help="IaC repo that 'Request changes' plans against.")] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -35,16 +37,22 @@ def console_cmd(
         return
     setup_logging(verbose, part="console")
     settings = settings_or_exit(config)
+    from chiffon.orchestrator.console.serve import require_operators, serve_console
+
     try:
-        import gradio  # noqa: F401
-    except ImportError:
+        require_operators(settings)  # before Gradio loads (seconds): a fresh home learns at once what to do
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # found, not loaded: serve_console loads it beside the store
         err.print("[bold red]error:[/] the console needs Gradio: install chiffon with the `console` extra "
                   "(uv tool install 'chiffon[console]', or uv sync --extra console)")
         raise typer.Exit(EXIT_ERROR) from None
-    from chiffon.orchestrator.console.serve import serve_console
-
     try:
-        run_or_exit(serve_console(settings, bind or settings.console.bind, port or settings.console.port, repo))
+        run_or_exit(serve_console(settings, bind or settings.console.bind,
+                                  settings.console.port if port is None else port, repo))  # 0: a free port
     except KeyboardInterrupt:
         pass
 
@@ -54,8 +62,13 @@ def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lo
                totp: Annotated[bool | None, typer.Option(
                    "--totp/--no-totp", help="When no TOTP secret is set up: make one now (default: ask on a "
                                             "terminal, skip without one).")] = None,
+               print_entry: Annotated[bool, typer.Option(
+                   "--print", help="Print the console.operators entry instead of writing it (for a config file "
+                                   "you manage by hand, such as /etc/chiffon/chiffon.yaml).")] = False,
                config: ConfigOpt = None) -> None:
-    """Hash a password for operator NAME (asked twice, never echoed) and print the console.operators entry.
+    """Set operator NAME's password (asked twice, never echoed; one line of stdin when it is not a terminal): the
+    argon2id hash goes into console.operators of your config file (``chiffon config path`` names it; created
+    0600), replacing an operator of the same name and keeping the others.
 
     When no ``approvals.totp_secret`` is set up, offers one (:func:`offer_totp`): a password alone proves only
     that someone knows it, and approvals are provable only with a one-time code.
@@ -76,15 +89,38 @@ def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lo
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
-    sys.stdout.write(f"console:\n  operators:\n    - name: {name}\n      password_hash: '{hashed}'\n")
+    if print_entry:
+        sys.stdout.write(f"console:\n  operators:\n    - name: {name}\n      password_hash: '{hashed}'\n")
+    else:
+        _write_operator(name, hashed, config)
     offer_totp(settings_or_exit(config), name, totp)
+
+
+def _write_operator(name: str, hashed: str, config: Path | None) -> None:
+    """Put the operator into the user's config file and say where; warn when a later layer or the environment
+    sets console.operators, so that this entry does not take effect."""
+    from chiffon.shared.config_edit import overridden_by, upsert_operator, write_user_file
+    from chiffon.shared.config_files import discover_layers
+
+    replaced: list[bool] = []
+    try:
+        path = write_user_file(lambda data: replaced.append(upsert_operator(data, name, hashed)), config_file=config)
+        above = overridden_by(("console", "operators"), discover_layers(config))
+    except ChiffonError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    out.print(f"{'replaced' if replaced and replaced[0] else 'added'} operator {name} in {path} (mode 0600); "
+              "start the console with `chiffon console`", highlight=False, markup=False, soft_wrap=True)
+    if above:
+        err.print(f"warning: console.operators is also set by {', '.join(above)}, which wins over {path}: "
+                  f"{name} cannot log in until it is added there", highlight=False, markup=False, soft_wrap=True)
 
 
 def offer_totp(settings: Settings, account: str, wanted: bool | None) -> None:
     """Make a TOTP secret for approvals when none is set up and ``wanted`` (None: ask on a terminal, skip without
-    one). The secret and its ``otpauth://`` URI go to stderr only, never to a file (stdout holds the config entry,
-    often appended to a config file the invoking account, and so its model, reads): the operator puts the secret
-    in the orchestrator's own 0600 env file."""
+    one). The secret and its ``otpauth://`` URI go to stderr only, never to a file (the user's config file, and
+    the entry ``--print`` writes to stdout, are read by the invoking account, and so by its model): the operator
+    puts the secret in the orchestrator's own 0600 env file."""
     if settings.approvals.totp_secret is not None or wanted is False:
         return
     if wanted is None:

@@ -42,7 +42,8 @@ async def _with_bus(settings: Settings, action: Any) -> Any:
 
 @host_app.command("list")
 def list_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Every configured host: available, busy or offline, with its last heartbeat's figures."""
+    """Every configured host: available, busy, offline or unknown (never sent a heartbeat), with its last
+    heartbeat's figures."""
     setup_logging()
     from chiffon.shared.hosts import host_states
 
@@ -53,7 +54,7 @@ def list_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         out.print_json(json.dumps(states))
         return
     table = Table("host", "state", "why", "cpu", "ram free", "disk used", "gpus")
-    colours = {"available": "green", "busy": "yellow", "offline": "red"}
+    colours = {"available": "green", "busy": "yellow", "offline": "red", "unknown": "dim"}
     for name, state in states.items():
         beat = state["heartbeat"] or {}
         gpus = ", ".join(f"{g['name']} {g['vram_used_mb']}/{g['vram_total_mb']} MB" for g in beat.get("gpus", []))

@@ -335,7 +335,8 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
     from chiffon.shared.runtime import open_runtime
 
     async def go() -> tuple[plans.Plan, execution.RunResult | None]:
-        async with open_runtime(settings_or_exit(config)) as rt:
+        # a read: Redis only if reconciling a run publishes its outcome
+        async with open_runtime(settings_or_exit(config), bus_on_demand=True) as rt:
             await execution.reconcile(rt)  # a run whose process stopped is recorded before it is shown
             return await plans.get_plan(rt, plan_id), await execution.existing_run(rt, plan_id)
 

@@ -35,17 +35,31 @@ def install_cmd(
         "--allow-http", help="Accept an http:// URL to another machine (the token crosses the network in clear).")] = False,
     toolsets: Annotated[str | None, typer.Option(
         help="Local entry: the servers whose tools the IDE gets (`chiffon serve --toolsets`).")] = None,
+    token_env: Annotated[str | None, typer.Option(
+        help="claude-code with --url: write `Bearer ${NAME}` instead of the token (Claude Code fills it from its "
+             "environment); the file then holds no secret.")] = None,
+    scope: Annotated[str | None, typer.Option(
+        help="claude-code: user (~/.claude.json, every project; the default with --token) or project "
+             "(./.mcp.json, the default otherwise).")] = None,
+    force_token_in_repo: Annotated[bool, typer.Option(
+        "--force-token-in-repo", help="Write a token into a file inside a git work tree anyway.")] = False,
 ) -> None:
     """Add chiffon's MCP server to an IDE client's config (other servers kept, a backup first): a local stdio
-    entry, or with --url a remote one that sends --token."""
+    entry, or with --url a remote one that sends --token. A token never goes into a file inside a git work tree
+    unless --force-token-in-repo says so."""
     setup_logging()
     import os
 
+    from chiffon.orchestrator import clients
     from chiffon.orchestrator.clients import check_url, install, remote_entry, server_entry
     from chiffon.orchestrator.server import parse_toolsets
 
-    if url is None and token is not None:
-        err.print("[bold red]error:[/] --token goes with --url (a local entry needs no token)")
+    if url is None and (token is not None or token_env is not None):
+        err.print("[bold red]error:[/] --token goes with --url, and so does --token-env (a local entry needs no "
+                  "token)")
+        raise typer.Exit(2)
+    if scope is not None and (client != "claude-code" or scope not in ("user", "project") or path is not None):
+        err.print("[bold red]error:[/] --scope: user or project, for claude-code only, and not with --path")
         raise typer.Exit(2)
     if url is not None and (repo is not None or toolsets is not None):
         err.print("[bold red]error:[/] --repo and --toolsets belong to a local entry; a remote orchestrator "
@@ -61,12 +75,16 @@ def install_cmd(
         env["CHIFFON_REPO"] = str(repo.expanduser().resolve())
     try:
         if url is not None:
-            entry = remote_entry(client, check_url(url, allow_http=allow_http), token)
+            entry = remote_entry(client, check_url(url, allow_http=allow_http), token, token_env=token_env)
         else:
             entry = server_entry(client, env)
             if toolsets is not None:
                 entry["args"] += ["--toolsets", ",".join(parse_toolsets(toolsets))]
-        target, config, backup = install(client, path=path, dry_run=print_only, entry=entry)
+        if path is None and client == "claude-code":  # a token goes to the user scope, never a project by default
+            user = scope == "user" or (scope is None and clients.holds_token(entry))
+            path = clients.config_path(client, user_scope=user)
+        target, config, backup = install(client, path=path, dry_run=print_only, entry=entry,
+                                         token_in_repo=force_token_in_repo)
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -75,16 +93,29 @@ def install_cmd(
     for key in credentialed(env) if url is None else ():
         err.print(f"note: {key} holds a password, so it was not written to {escape(str(target))}; put it in "
                   "chiffon.yaml (CHIFFON_CONFIG) or the server's environment instead", highlight=False, soft_wrap=True)
-    if url is not None and not token:
+    if url is not None and not token and token_env is None:
         err.print("note: no --token; the orchestrator refuses clients without one unless it is bound to loopback",
                   highlight=False, soft_wrap=True)
+    if token_env is not None:
+        err.print(f"note: the entry sends `Bearer ${{{token_env}}}`; set {token_env} to the token in the environment "
+                  f"Claude Code starts from (e.g. `read -rs {token_env} && export {token_env}`, or a 0600 env file "
+                  "your shell sources); it is in no file chiffon wrote", highlight=False, soft_wrap=True)
+    tree = clients.git_work_tree(target) if clients.holds_token(entry) else None
+    if tree is not None and not print_only:
+        ignored = clients.ignored_by_git(target)
+        err.print(f"[bold yellow]warning:[/] {escape(str(target))} holds the token and is inside the git work tree "
+                  f"{escape(str(tree))} (--force-token-in-repo); "
+                  + ("git ignores it" if ignored else "git does NOT ignore it: add it to .gitignore before any "
+                     "commit"), highlight=False, soft_wrap=True)
     if url is None and "CHIFFON_REPO" not in env:
         err.print("note: no IaC repo recorded; the IDE's plans will say so until you run this again with "
                   "--repo PATH (or set CHIFFON_REPO / the `repo` key)", highlight=False, soft_wrap=True)
     if print_only:
         sys.stdout.write(json.dumps(config, indent=2) + "\n")
         return
-    err.print(f"wrote {target}" + (f" (backup: {backup})" if backup else "") + f"; restart {client} to load chiffon")
+    scoped = " (Claude Code's user scope: every project)" if target.name == ".claude.json" else ""
+    err.print(f"wrote {target}{scoped}" + (f" (backup: {backup})" if backup else "")
+              + f"; restart {client} to load chiffon", highlight=False, soft_wrap=True)
 
 
 deploy_app = typer.Typer(help="Deploy kit: systemd units for the homelab's hosts.", no_args_is_help=True)

@@ -53,8 +53,9 @@ def worker_cmd(
         serve_infra = wanted is None or INFRA in wanted
         agent_roles = None if wanted is None else [r for r in wanted if r != INFRA]
         from chiffon.orchestrator.incidents import running_correlator
+        from chiffon.orchestrator.notify import running_notifier
 
-        async with open_runtime(settings) as rt, running_correlator(rt), \
+        async with open_runtime(settings) as rt, running_correlator(rt), running_notifier(rt), \
                 running_infra_worker(AnsibleService.for_runtime(rt), serve_infra) as infra:
             if infra is not None:
                 err.print(f"worker {infra.name}: running approved plans ({infra.concurrency} at once)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -24,8 +24,10 @@ from chiffon.orchestrator.cli.common import (
     run_or_exit,
     settings_or_exit,
 )
-from chiffon.shared.config import Settings
 from chiffon.shared.logs import setup_logging
+
+if TYPE_CHECKING:  # the settings model loads when a command runs: `chiffon --help` stays fast
+    from chiffon.shared.config import Settings
 
 app = typer.Typer()
 

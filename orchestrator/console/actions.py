@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 from chiffon.orchestrator.planner import plan_request
 from chiffon.orchestrator.runs import queue_run
-from chiffon.servers.ansible import execution, plans
+from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError, InvalidInput, NoMatch, PlanStateError
 from chiffon.shared.runtime import Runtime
@@ -59,11 +60,6 @@ async def pending(rt: Runtime) -> list[tuple[str, str]]:
             for p in await plans.listing(rt, ["pending_approval"], limit=100)]
 
 
-async def recent(rt: Runtime) -> list[tuple[str, str]]:
-    """``(label, plan id)`` of the newest 100 plans of any status, for the Runs page."""
-    return [(f"{p.id} · {p.playbook} · {p.status}", p.id) for p in await plans.listing(rt, limit=100)]
-
-
 def plan_markdown(plan: plans.Plan) -> str:
     """Everything a reviewer needs before deciding: playbook, hosts, tags, limit, extra vars, risk and why,
     warnings (among them the tasks that run even in check mode, :func:`preview.check_mode_notes`), and the full
@@ -96,12 +92,18 @@ async def show_plan(rt: Runtime, plan_id: str | None) -> str:
     return plan_markdown(await plans.get_plan(rt, plan_id))
 
 
-async def approve(rt: Runtime, plan_id: str, operator: str, *, reason: str | None = "", code: str | None = "") -> str:
-    """Approve ``plan_id`` as ``operator`` (with the TOTP ``code`` when approvals need one) and queue its run.
+async def approve(rt: Runtime, plan_id: str, operator: str, *, reason: str | None = "", code: str | None = "",
+                  confirm: str | None = "") -> str:
+    """Approve ``plan_id`` as ``operator`` (with the TOTP ``code`` when approvals need one) and queue its run. A
+    high-risk plan needs ``confirm``: one of its hosts or its id, typed (:func:`approving.check_confirmation`).
 
-    Raises PlanNotFound, PlanStateError or InvalidInput (see :func:`plans.decide`).
+    Raises PlanNotFound, PlanStateError or InvalidInput (see :func:`plans.decide`; field ``confirm`` for a
+    high-risk plan without the typed confirmation, and then nothing is approved).
     """
+    from chiffon.orchestrator.console.approving import check_confirmation
+
     _check_id(plan_id)
+    check_confirmation(await plans.get_plan(rt, plan_id), confirm)
     await plans.decide(rt, plan_id, "approved", approver=approver(operator), channel=CHANNEL,
                        reason=(reason or "").strip()[:MAX_COMMENT_CHARS] or None, code=(code or "").strip() or None)
     await queue_run(rt, plan_id)
@@ -122,7 +124,8 @@ async def request_changes(svc: AnsibleService, plan_id: str, operator: str, comm
 
     The request plus the comment goes through the planner (which may pick another playbook, or read a limit or
     vars from it with an LLM tier); when it matches no playbook, the old plan's playbook is checked again with the
-    same tags, limit and vars against the repo as it is now. Nothing changes when the new plan cannot be made.
+    same tags, limit and vars against the repo as it is now. The plan's own repo (``plan.repo``) is planned again,
+    whichever repo the console was started with. Nothing changes when the new plan cannot be made.
 
     Raises:
         InvalidInput: an empty comment, or one over 2,000 characters.
@@ -138,50 +141,18 @@ async def request_changes(svc: AnsibleService, plan_id: str, operator: str, comm
     if old.status != "pending_approval":
         raise PlanStateError(f"plan {plan_id} is {old.status}; only a pending plan can be changed")
     request = f"{old.request or old.playbook}\n\nChanges requested by the reviewer: {comment}"
+    repo = Path(old.repo)  # the plan's own repo, whichever the console was started with
     try:
-        new = await plan_request(svc, request, limit=old.host_limit, extra_vars=old.extra_vars or None,
+        new = await plan_request(svc, request, repo=repo, limit=old.host_limit, extra_vars=old.extra_vars or None,
                                  skip_tags=old.skip_tags or None)
     except NoMatch:
-        new = await plans.create_plan(svc.rt, await svc.catalog(), old.playbook, request=request,
+        new = await plans.create_plan(svc.rt, await svc.catalog(repo), old.playbook, request=request,
                                       limit=old.host_limit, tags=old.tags or None, skip_tags=old.skip_tags or None,
                                       extra_vars=old.extra_vars or None)
     await plans.link_replacement(svc.rt, new.id, old.id)
     await plans.decide(svc.rt, plan_id, "rejected", approver=approver(operator), channel=CHANNEL,
                        reason=f"changes requested: {comment}")
     return new.model_copy(update={"supersedes": old.id})
-
-
-async def run_view(rt: Runtime, plan_id: str | None) -> tuple[str, str]:
-    """``(status Markdown, event log)`` of ``plan_id``'s run: queued, running with each task as it ends, then the
-    result or the structured failure."""
-    if not plan_id:
-        return "No plan selected.", ""
-    plan = await plans.get_plan(rt, plan_id)
-    decision, run = await plans.decision_and_run(rt, plan_id)
-    head = [f"### {md(plan.id)}: {md(plan.playbook)}", f"**Plan:** {md(plan.status)}"]
-    if decision:
-        head.append(f"**Decision:** {md(decision['decision'])} by {md(decision['approver'])}"
-                    + (f": {md(decision['reason'])}" if decision.get("reason") else ""))
-    if plan.paused_reason:
-        head.append(f"**Waiting:** {md(plan.paused_reason)}")
-    if run is None:
-        return "\n\n".join([*head, "**Run:** not started"]), ""
-    if run.get("outcome"):  # whether what was asked for happened, before what Ansible's exit said
-        reasons = run.get("outcome_reasons") or []
-        head.append(f"**Outcome: {md(run['outcome'])}**" + (f": {md(reasons[0])}" if reasons else ""))
-        head += [f"- {md(reason)}" for reason in reasons[1:]]
-        head += [f"- {'verified' if c.get('ok') else 'not verified'}: {md(c.get('name'))} ({md(c.get('evidence'))})"
-                 for c in run.get("checks") or []]
-        head += [f"- skipped: {md(s.get('task'))} on {md(s.get('host'))} ({md(s.get('condition'))})"
-                 for s in run.get("skipped") or []]
-    head.append(f"**Ansible:** {md(run['status'])} · changed {md(run.get('changed'))} · rc {md(run.get('rc'))}")
-    if run.get("failure"):
-        head.append(f"**Failure:** {md(run['failure'])}")
-    events = await execution.run_events(rt, run["id"], limit=5000)
-    log = "\n".join(f"{e['created_at'][11:19]} {'changed' if e.get('changed') else e['status']:<10} "
-                    f"{e.get('host') or '-':<12} {e.get('task') or ''}"
-                    + (f"  {e['message']}" if e.get("message") else "") for e in events)
-    return "\n\n".join(head), log
 
 
 async def undo(svc: AnsibleService, plan_id: str) -> str:
@@ -209,7 +180,8 @@ async def undo(svc: AnsibleService, plan_id: str) -> str:
 
 async def audit_rows(rt: Runtime, *, failed: bool = False, since: str = "", service: str = "",
                      plan_id: str = "") -> list[list[str]]:
-    """Audit records, newest first: ``[time, kind, plan, service, status, summary, commit]``.
+    """Audit records, newest first: ``[time, kind, plan, service, status, summary, commit]`` (a run's status is
+    its outcome when it has one: achieved, partial, failed, cancelled).
 
     Raises InvalidInput for a bad ``since`` (7d, 12h, 30m, 2w or an ISO date).
     """
@@ -219,17 +191,8 @@ async def audit_rows(rt: Runtime, *, failed: bool = False, since: str = "", serv
         rt.audit.query, since=parse_since(since) if since.strip() else None, failed=failed,
         service=service.strip() or None, plan_id=plan_id.strip() or None, limit=200)
     return [[e.time.strftime("%Y-%m-%d %H:%M:%S"), str(e.body.get("kind", "")), str(e.body.get("plan_id", "")),
-             str(e.body.get("service") or ""), str(e.body.get("status") or e.body.get("decision") or ""), e.subject,
+             str(e.body.get("service") or ""), str(e.body.get("outcome") or e.body.get("status") or e.body.get("decision") or ""), e.subject,
              e.commit] for e in entries]
-
-
-async def audit_commit(rt: Runtime, sha: str) -> str:
-    """The audit commit ``sha`` (40 hex digits) as Markdown: its subject and its full record."""
-    sha = sha.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{40}", sha) or not await asyncio.to_thread(rt.audit.exists, sha):
-        return "Pick a record: its commit id (40 hex digits) shows here."
-    message = await asyncio.to_thread(rt.audit.message, sha)
-    return f"**Commit** `{sha}`\n\n" + fenced(message)
 
 
 async def host_rows(rt: Runtime) -> list[list[str]]:

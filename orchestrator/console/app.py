@@ -1,7 +1,8 @@
 """The console's web server: ``/health`` without a login, and the pages behind the operators' login (:mod:`.auth`).
 
 The pages live one module per topic, each over :mod:`.actions` (no web code there): :mod:`.plans_page` (review,
-Approve, Reject, Request changes), :mod:`.runs_page` (a run followed live, Undo; the newest drift report),
+Approve, Reject, Request changes), :mod:`.runs_page` (the runs table, a run followed live, Undo; the newest drift report),
+:mod:`.incidents_page` (the error bus's incidents),
 :mod:`.records_page` (Audit, Hosts, Agents) and :mod:`.voice_page` (push-to-talk). ``GET /health`` answers the
 health protocol from the store, the bus and hostd.
 """
@@ -16,8 +17,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from chiffon.orchestrator.console.auth import ConsoleLogin, LoginGuard
+from chiffon.orchestrator.console.incidents_page import incidents_page
+from chiffon.orchestrator.console.links import deep_link
 from chiffon.orchestrator.console.plans_page import plans_page
 from chiffon.orchestrator.console.records_page import agents_page, audit_page, hosts_page
+from chiffon.orchestrator.console.review import CSS as REVIEW_CSS
 from chiffon.orchestrator.console.runs_page import drift_page, runs_page
 from chiffon.orchestrator.console.voice_page import voice_page
 from chiffon.servers.ansible.service import AnsibleService
@@ -42,32 +46,39 @@ class _Client:
 
 
 def build(svc: AnsibleService, voice: Any = None) -> gr.Blocks:
-    """The console's pages over ``svc`` (plans, runs, drift, audit, hosts, agents) and ``voice`` (a VoiceService,
+    """The console's pages over ``svc`` (plans, runs, incidents, drift, audit, hosts, agents) and ``voice`` (a VoiceService,
     or None: the Voice page says how to turn it on)."""
     with gr.Blocks(title="chiffon console", analytics_enabled=False) as page:
         gr.Markdown("## chiffon console")
-        with gr.Tabs():
+        links: dict[str, Any] = {}  # what ?review=, ?plan=, ?audit=, ?incident= fill (.links)
+        with gr.Tabs() as tabs:
             with gr.Tab("Plans", id="plans"):
-                pending = plans_page(svc)
+                plans_ui = plans_page(svc, links=links)
+                pending = plans_ui.loader
             with gr.Tab("Runs", id="runs"):
-                runs = runs_page(svc, made_plan=pending)
+                runs = runs_page(svc, made_plan=pending, links=links)
+            with gr.Tab("Incidents", id="incidents"):
+                found = incidents_page(svc, links=links)
             with gr.Tab("Drift", id="drift"):
                 drift = drift_page(svc)
             with gr.Tab("Audit", id="audit"):
-                audit = audit_page(svc)
+                audit = audit_page(svc, links=links)
             with gr.Tab("Hosts", id="hosts"):
                 hosts = hosts_page(svc)
             with gr.Tab("Agents", id="agents"):
                 agents = agents_page(svc)
             with gr.Tab("Voice", id="voice"):
-                if voice is None:
-                    gr.Markdown("The voice assistant needs chiffon-hostd and an LLM tier; see the README's voice "
-                                "section.")
-                else:
-                    voice_page(voice)
-        loading = page.load(pending[0], None, pending[1])
-        for fn, outputs in (runs, hosts, agents, drift, audit):
+                voice_page(voice, svc.rt.settings)  # with voice None it says which part is missing
+        # a link (?review=, ?plan=, ...) is followed right after what it lands on has loaded (Audit's loader would
+        # overwrite a linked filter), before the slower pages
+        link_fn, link_outputs = deep_link(tabs, links)
+        loading = page.load(pending[0], None, pending[1]).then(audit[0], None, audit[1]) \
+            .then(link_fn, None, link_outputs)
+        for fn, outputs in (runs, found, hosts, agents, drift):
             loading = loading.then(fn, None, outputs)
+        # an approval's "Follow the run": the Runs tab, with the plan's run picked
+        plans_ui.follow.click(lambda: gr.Tabs(selected="runs"), None, tabs) \
+            .then(lambda plan_id: plan_id, plans_ui.selected, links["plan"])
     return page
 
 
@@ -90,6 +101,6 @@ def create_app(svc: AnsibleService, voice: Any = None) -> FastAPI:
 
     app.add_middleware(_Client)
 
-    return gr.mount_gradio_app(app, build(svc, voice), path="", auth=auth, ssr_mode=False,
+    return gr.mount_gradio_app(app, build(svc, voice), path="", auth=auth, ssr_mode=False, css=REVIEW_CSS,
                                auth_message="chiffon console: log in as an operator (console.operators).",
                                allowed_paths=[str(rt.settings.home / "voice")])

@@ -9,6 +9,7 @@ import gradio as gr
 from chiffon.orchestrator.console import actions
 from chiffon.orchestrator.console.actions import Loader, said
 from chiffon.orchestrator.console.auth import who
+from chiffon.orchestrator.console.records_html import audit_fields, audit_record
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError
 
@@ -18,8 +19,10 @@ TASK_HEADERS = ["task", "role", "status", "goal", "attempts", "created"]
 INBOX_HEADERS = ["id", "task", "kind", "title", "at"]
 
 
-def audit_page(svc: AnsibleService) -> Loader:
-    """Build the Audit tab: records filtered by failed runs, since, service and plan; a record's commit."""
+def audit_page(svc: AnsibleService, links: dict[str, Any] | None = None) -> Loader:
+    """Build the Audit tab: the newest records (its loader), filtered by failed runs, since, service and plan; a
+    record picked in the table shows as fields (:func:`.records_html.audit_fields`). ``links["audit"]`` gets the
+    hidden box that ``?audit=PLAN`` fills (:mod:`.links`): it filters the page to that plan."""
     rt = svc.rt
     with gr.Row():
         failed = gr.Checkbox(label="Failed runs only", elem_id="audit-failed")
@@ -29,7 +32,8 @@ def audit_page(svc: AnsibleService) -> Loader:
         search = gr.Button("Search", elem_id="audit-search")
     audit_note = gr.Markdown(elem_id="audit-note")
     table = gr.Dataframe(headers=AUDIT_HEADERS, interactive=False, wrap=True, elem_id="audit-table")
-    commit_md = gr.Markdown("Pick a record: its commit shows here.", elem_id="audit-commit")
+    commit_md = gr.HTML(audit_fields(None), elem_id="audit-commit")
+    linked = gr.Textbox(visible=False)
 
     async def query(only_failed: bool, when: str, svc_name: str, plan_id: str) -> tuple[Any, str]:
         try:
@@ -41,13 +45,19 @@ def audit_page(svc: AnsibleService) -> Loader:
 
     async def show_commit(event: gr.SelectData) -> str:
         row = event.row_value or []
-        return await actions.audit_commit(rt, str(row[-1]) if row else "")
+        return audit_fields(await audit_record(rt, str(row[-1]) if row else ""))
+
+    async def link_to(plan_id: str) -> tuple[str, Any, str]:
+        return plan_id, *await query(False, "", "", plan_id)
 
     async def query_all() -> tuple[Any, str]:
         return await query(False, "", "", "")
 
     search.click(query, [failed, since, service, plan_filter], [table, audit_note])
     table.select(show_commit, None, commit_md)
+    linked.change(link_to, linked, [plan_filter, table, audit_note])
+    if links is not None:
+        links["audit"] = linked
     return query_all, [table, audit_note]
 
 

@@ -25,7 +25,7 @@ from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.bus import RUN_PROGRESS
-from chiffon.shared.hosts import host_states
+from chiffon.shared.hosts import USABLE, host_states
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def blocked_hosts(rt: Runtime, plan: plans.Plan) -> dict[str, dict[str, st
     if not targets:
         return {}
     states = await host_states(rt.bus, targets, rt.settings.hostd.assume_available)
-    return {h: s for h, s in states.items() if s["status"] != "available"}
+    return {h: s for h, s in states.items() if s["status"] not in USABLE}
 
 
 async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | None = None) -> Ran:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, preview, prompted, snapshot, undo
+from chiffon.servers.ansible import outcomes, plan_events, preview, prompted, snapshot, undo
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
@@ -277,6 +277,8 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
         await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='running'",
                            plan_id, status)
     metrics.RUNS.labels(status).inc()
+    await plan_events.publish(rt, "run_finished", plan_id, run_id=run_id, outcome=verdict, status=status,
+                              reason=reasons[0] if reasons else None, playbook=plan.playbook)
     if verdict is not None:
         metrics.RUN_OUTCOMES.labels(verdict).inc()
     if verdict == "partial":  # exit 0, yet what was asked for is not in place: as loud as a failure

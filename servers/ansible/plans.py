@@ -10,7 +10,8 @@ Life of a plan (``plans.status``; the run itself is :mod:`chiffon.servers.ansibl
 Every transition is a PostgreSQL update guarded by the expected current status,
 so two executors cannot both run a plan, and every decision or result is an
 audit commit. Approval is recorded only through :func:`decide`, which the MCP
-approval flows and ``chiffon approve`` call; nothing approves implicitly.
+approval flows and ``chiffon approve`` call; nothing approves implicitly. A plan stored and a decision each put
+a plan event on ``chiffon:plan-events`` (:mod:`.plan_events`, best effort) for the notifications.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, outside, preview, prompted, snapshot, variables
+from chiffon.servers.ansible import outcomes, outside, plan_events, preview, prompted, snapshot, variables
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
 from chiffon.servers.ansible.generated import Generated
@@ -282,6 +283,7 @@ async def create_plan(
          "checks_after_run": [c.describe() for c in expected]},
     )
     await rt.store.pool.execute("UPDATE plans SET audit_commit=$2 WHERE id=$1", plan_id, sha)
+    await plan_events.publish(rt, "pending_approval", plan_id, playbook=playbook.name, risk=risk, blocked=bool(blocked))
     return plan.model_copy(update={"audit_commit": sha})
 
 
@@ -384,6 +386,8 @@ async def decide(
     )
     await rt.store.pool.execute("UPDATE approvals SET audit_commit=$2 WHERE id=$1", approval_id, sha)
     metrics.APPROVALS.labels(decision, channel).inc()
+    await plan_events.publish(rt, "decided", plan_id, decision=decision, approver=approver, channel=channel,
+                              risk=plan.risk, playbook=plan.playbook)
     return plan.model_copy(update={"status": decision})
 
 

@@ -152,21 +152,40 @@ class Outcome:
         return "".join(f"# {d['task']} on {d['host']}\n{d['diff']}" for d in self.diffs)
 
 
-def render_diff(diff: dict[str, Any]) -> str:
-    """Ansible's ``{before, after, before_header, after_header}`` or ``prepared`` as a unified diff."""
+def render_diff(diff: dict[str, Any], dest: str | None = None) -> str:
+    """Ansible's ``{before, after, before_header, after_header}`` or ``prepared`` as a unified diff.
+
+    ``dest``: the absolute path the task writes on the host (:func:`destination`). It heads the diff where
+    Ansible's own header is missing (a file that does not exist yet, a state diff) or names something else (a
+    template's local temp copy, ``dynamically generated``), so the diff always says which file it changes.
+    """
     if "prepared" in diff:
         return str(diff["prepared"]).rstrip("\n") + "\n"
     before, after = diff.get("before", ""), diff.get("after", "")
     if isinstance(before, dict) or isinstance(after, dict):
         before = yaml.safe_dump(before or {}, sort_keys=True)
         after = yaml.safe_dump(after or {}, sort_keys=True)
+    headers = [str(diff.get("before_header", "before")), str(diff.get("after_header", "after"))]
+    if dest:
+        headers = [h if h == dest or h.startswith(dest + " (") else dest for h in headers]
     lines = difflib.unified_diff(
         str(before).splitlines(keepends=True),
         str(after).splitlines(keepends=True),
-        fromfile=str(diff.get("before_header", "before")),
-        tofile=str(diff.get("after_header", "after")),
+        fromfile=headers[0],
+        tofile=headers[1],
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def destination(res: dict[str, Any]) -> str | None:
+    """The absolute path a task's result says it writes (``dest`` or ``path``, from the result or the module's
+    arguments as Ansible templated them: a template's ``{{ kuma_dir }}/compose.yaml`` resolved), or None."""
+    invocation = res.get("invocation") or {}
+    args = invocation.get("module_args") or {}
+    for value in (res.get("dest"), res.get("path"), invocation.get("dest"), args.get("dest"), args.get("path")):
+        if isinstance(value, str) and value.startswith("/"):
+            return value
+    return None
 
 
 def when_at(task_path: str) -> str:
@@ -253,11 +272,11 @@ class _EventCollector:
                                             "res": self.redactor.value(kept)})
             return None
         if name == "runner_item_on_ok" and res.get("diff") and res.get("changed"):
-            self._add_diffs(task, host, res["diff"])
+            self._add_diffs(task, host, res["diff"], destination(res))
         if name not in TASK_RESULT_EVENTS:
             return None
         if name == "runner_on_ok" and res.get("changed") and "results" not in res and res.get("diff"):
-            self._add_diffs(task, host, res["diff"])
+            self._add_diffs(task, host, res["diff"], destination(res))
         status = TASK_RESULT_EVENTS[name]
         if data.get("ignore_errors") and status == "failed":
             status = "ignored"
@@ -275,9 +294,9 @@ class _EventCollector:
             )
         return event
 
-    def _add_diffs(self, task: str, host: str, diff: Any) -> None:
+    def _add_diffs(self, task: str, host: str, diff: Any, dest: str | None) -> None:
         for d in diff if isinstance(diff, list) else [diff]:
-            if isinstance(d, dict) and (text := render_diff(d)):
+            if isinstance(d, dict) and (text := render_diff(d, dest)):
                 self.outcome.diffs.append({"task": task, "host": host, "diff": self.redactor(text)})
 
 

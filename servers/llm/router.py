@@ -42,7 +42,7 @@ from chiffon.shared import metrics
 from chiffon.shared.config import TIER_NAMES, LLMSettings, TierName
 from chiffon.shared.error_bus import report_error, report_recovery
 from chiffon.shared.errors import BackendError, ContextOverflow, InvalidInput, NoBackendAvailable
-from chiffon.shared.hosts import HostStatus
+from chiffon.shared.hosts import USABLE, HostStatus
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Router:
         if breaker.state == "open":
             return f"circuit open after repeated failures (probe in {breaker.retry_in_s:.0f} s)", None
         host_state = self.hosts.cached(self.settings.backends[cfg.backend].host)
-        if host_state != "available":
+        if host_state not in USABLE:  # unknown: no heartbeat yet, counted as available (hostd.assume_available)
             return f"host {self.settings.backends[cfg.backend].host} is {host_state}", None
         return None, None
 

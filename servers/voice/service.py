@@ -141,12 +141,15 @@ class VoiceService:
         return self._write([pcm], rate, used)
 
     async def converse(self, audio: str, session_id: str, voice: str | None = None, max_tokens: int = 200, *,
-                       on_audio: Callable[[bytes, int], Awaitable[None]] | None = None) -> Turn:
+                       on_heard: Callable[[str], Awaitable[None]] | None = None,
+                       on_audio: Callable[[bytes, int, str], Awaitable[None]] | None = None) -> Turn:
         """Transcribe, answer with the session's history through the router, speak the answer sentence by sentence.
 
-        The user's words and the reply are appended to the session's chat history. ``on_audio(pcm, rate)``, when
-        given, receives each sentence's speech (16-bit mono PCM) as soon as it is synthesized, so a listener
-        hears the first sentence while the model still writes the next.
+        The user's words and the reply are appended to the session's chat history. ``on_heard(transcript)``, when
+        given, gets the transcript as soon as Whisper has it (before the model answers). ``on_audio(pcm, rate,
+        sentence)``, when given, receives each sentence's speech (16-bit mono PCM bytes, ``rate`` in Hz) with its
+        text as soon as it is synthesized, so a listener hears the first sentence while the model still writes
+        the next.
 
         Raises:
             ConfigError: no LLM tier configured.
@@ -162,6 +165,8 @@ class VoiceService:
         started = time.perf_counter()
         heard = await self.transcribe(audio)
         stt_s = time.perf_counter() - started
+        if on_heard is not None:
+            await on_heard(heard.text)
         if not heard.text:
             return Turn(session_id=session_id, transcript="", reply="", audio=None, answered_by=None,
                         timings=Timings(stt_s=round(stt_s, 3), llm_ttft_s=None, llm_s=0.0, tts_first_audio_s=None,
@@ -200,7 +205,7 @@ class VoiceService:
                 pcm, state["rate"], state["voice"] = await self.hostd.speak(sentence, voice=voice)
                 spoken.append((attempt, pcm))
                 if on_audio is not None and attempt == state["attempt"]:
-                    await on_audio(pcm, state["rate"])
+                    await on_audio(pcm, state["rate"], sentence)
                 if state["first_audio"] is None:
                     state["first_audio"] = time.perf_counter()
 

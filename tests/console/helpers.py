@@ -37,28 +37,37 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_console(home: Path, targets: Path, repo: Path, log: Path, **extra_env: str) -> Iterator[str]:
+def running_console(home: Path, targets: Path, repo: Path | None, log: Path, *, user_home: Path | None = None,
+                    **extra_env: str) -> Iterator[str]:
     """`chiffon console` on a free port with one operator (alice) and hosts ai and desktop; yields its base URL
-    once /health answers, and stops it (SIGINT) on exit."""
+    once /health answers, and stops it (SIGINT) on exit.
+
+    ``user_home``: run it as a user whose HOME this is, with the default XDG config dir (HOME/.config) and the
+    operators from their config file, not from the environment. ``repo`` None: no ``--repo``."""
     port = free_port()
     env = {**os.environ, "CHIFFON_HOME": str(home), "HOMELAB_ROOT": str(targets), "PYTHONUNBUFFERED": "1",
            "CHIFFON_CONSOLE__OPERATORS": json.dumps([{"name": "alice", "password_hash": hash_password(PASSWORD)}]),
            "CHIFFON_CONSOLE__REFRESH_S": "0.5", "CHIFFON_HOSTD__HEARTBEAT_S": "0.3",
            "CHIFFON_HOSTS": json.dumps({"ai": {"address": "127.0.0.1"}, "desktop": {"address": "127.0.0.1"}}),
            **extra_env}
+    if user_home is not None:
+        env["HOME"] = str(user_home)
+        for name in ("XDG_CONFIG_HOME", "CHIFFON_CONSOLE__OPERATORS"):
+            env.pop(name, None)
+    command = [CHIFFON, "console", "--port", str(port)] + (["--repo", str(repo)] if repo is not None else [])
     with log.open("w") as sink:
-        proc = subprocess.Popen([CHIFFON, "console", "--port", str(port), "--repo", str(repo)], env=env,
-                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(f"{base}/health", proc, log.read_text)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # it may have died already: its log, in the failure above, says why
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def log_in(tab: Any, base: str, name: str, password: str) -> None:
@@ -74,3 +83,16 @@ async def choose(tab: Any, elem_id: str, text: str) -> None:
     await box.click()
     await box.fill(text)
     await tab.get_by_role("option").filter(has_text=text).first.click()
+
+
+async def pick_pending(tab: Any, plan_id: str) -> None:
+    """Select ``plan_id`` on the Plans page: wait for its row in the live pending table (no Refresh), click it and
+    wait for its review."""
+    await tab.get_by_role("tab", name="Plans").click()
+    await pending_row(tab, plan_id).click(timeout=60_000)
+    await tab.locator("#plan-view").get_by_text(plan_id).first.wait_for(timeout=30_000)
+
+
+def pending_row(tab: Any, plan_id: str) -> Any:
+    """The cell holding ``plan_id`` in the Plans page's pending table (Playwright locator)."""
+    return tab.locator('#plans-pending [data-testid^="cell-"]', has_text=plan_id).first

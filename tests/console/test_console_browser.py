@@ -14,7 +14,16 @@ import pytest_asyncio
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
-from tests.console.helpers import BROWSER_ARGS, CHROMIUM, PASSWORD, choose, log_in, needs_chromium, running_console
+from tests.console.helpers import (
+    BROWSER_ARGS,
+    CHROMIUM,
+    PASSWORD,
+    choose,
+    log_in,
+    needs_chromium,
+    pick_pending,
+    running_console,
+)
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
 pytestmark = needs_chromium
@@ -71,16 +80,17 @@ async def test_a_wrong_password_is_refused(console: str, tmp_path: Path) -> None
 async def test_approve_a_pending_plan_and_watch_it_succeed(page: Any, rt: Runtime, repo: Path, targets: Path,
                                                            tmp_path: Path) -> None:
     plan = await echo_plan(rt, repo, "from the console")
-    await refresh_and_pick(page, "Plans", "plans-refresh", "plan-pick", plan.id)
+    await pick_pending(page, plan.id)
     await page.locator("#plan-view").get_by_text("echo-message.yml").first.wait_for()
     await page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
-    await page.locator("#plan-comment textarea").fill("looks right")
+    await page.locator("#plan-comment").get_by_role("textbox").fill("looks right")
     await page.locator("#approve").click()
-    await page.locator("#plan-outcome").get_by_text(f"Approved {plan.id} as alice").wait_for()
+    await page.locator("#plan-outcome").get_by_text(f"Approved {plan.id}").wait_for()
+    await page.locator("#plan-outcome").get_by_text("alice (console)").wait_for()
     await refresh_and_pick(page, "Runs", "runs-refresh", "run-pick", plan.id)
     await page.locator("#run-view").get_by_text("succeeded").first.wait_for(timeout=120_000)
     await page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
-    log = await page.locator("#run-log textarea").input_value()
+    log = await page.locator("#run-log").inner_text()
     assert "changed" in log and "Write the message" in log
     decision, run = await plans.decision_and_run(rt, plan.id)
     assert decision is not None and decision["approver"] == "alice (console)" and decision["channel"] == "console"
@@ -90,8 +100,8 @@ async def test_approve_a_pending_plan_and_watch_it_succeed(page: Any, rt: Runtim
 
 async def test_reject_a_plan(page: Any, rt: Runtime, repo: Path) -> None:
     plan = await echo_plan(rt, repo, "never")
-    await refresh_and_pick(page, "Plans", "plans-refresh", "plan-pick", plan.id)
-    await page.locator("#plan-comment textarea").fill("not tonight")
+    await pick_pending(page, plan.id)
+    await page.locator("#plan-comment").get_by_role("textbox").fill("not tonight")
     await page.locator("#reject").click()
     await page.locator("#plan-outcome").get_by_text(f"Rejected {plan.id}").wait_for()
     assert (await plans.get_plan(rt, plan.id)).status == "rejected"
@@ -99,8 +109,8 @@ async def test_reject_a_plan(page: Any, rt: Runtime, repo: Path) -> None:
 
 async def test_request_changes_makes_a_linked_new_plan(page: Any, rt: Runtime, repo: Path) -> None:
     plan = await echo_plan(rt, repo, "first draft", request="Echo a message on ai")
-    await refresh_and_pick(page, "Plans", "plans-refresh", "plan-pick", plan.id)
-    await page.locator("#plan-comment textarea").fill("say hello instead")
+    await pick_pending(page, plan.id)
+    await page.locator("#plan-comment").get_by_role("textbox").fill("say hello instead")
     await page.locator("#request-changes").click()
     outcome = page.locator("#plan-outcome")
     await outcome.get_by_text("the new plan is").wait_for(timeout=120_000)
@@ -136,9 +146,9 @@ async def test_a_host_marked_busy_pauses_its_plan_until_freed(page: Any, rt: Run
     await page.locator("#host-note").get_by_text("ai marked busy by alice").wait_for()
     await page.locator("#hosts-table").get_by_text("busy").first.wait_for()
     plan = await echo_plan(rt, repo, "after the game")
-    await refresh_and_pick(page, "Plans", "plans-refresh", "plan-pick", plan.id)
+    await pick_pending(page, plan.id)
     await page.locator("#approve").click()
-    await page.locator("#plan-outcome").get_by_text("Approved").wait_for()
+    await page.locator("#plan-outcome").get_by_text(f"Approved {plan.id}").wait_for()
     await refresh_and_pick(page, "Runs", "runs-refresh", "run-pick", plan.id)
     await page.locator("#run-view").get_by_text("gaming tonight").first.wait_for(timeout=60_000)
     assert (await plans.get_plan(rt, plan.id)).status == "paused"

@@ -10,7 +10,16 @@ import pytest
 from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
-from tests.console.helpers import BROWSER_ARGS, CHROMIUM, PASSWORD, choose, log_in, needs_chromium, running_console
+from tests.console.helpers import (
+    BROWSER_ARGS,
+    CHROMIUM,
+    PASSWORD,
+    choose,
+    log_in,
+    needs_chromium,
+    pick_pending,
+    running_console,
+)
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
 pytestmark = needs_chromium
@@ -42,8 +51,7 @@ async def test_undo_a_finished_run_from_the_runs_page(console: str, rt: Runtime,
             outcome = page.locator("#undo-outcome")
             await outcome.get_by_text("is pending").wait_for(timeout=120_000)
             undo_id = (await outcome.inner_text()).split("Undo plan")[1].split()[0].strip("*")
-            await page.get_by_role("tab", name="Plans").click()
-            await choose(page, "plan-pick", undo_id)
+            await pick_pending(page, undo_id)
             await page.locator("#plan-view").get_by_text(f"undo-{run.run_id}.yml").first.wait_for()
         finally:
             await page.screenshot(path=str(tmp_path / "undo.png"), full_page=True)

@@ -61,7 +61,8 @@ def inspector(cli_env: dict[str, str], repo: Path, *args: str) -> dict:
     if not INSPECTOR.exists():
         pytest.fail("MCP Inspector missing: run `npm install` (the README's test command does)")
     proc = subprocess.run(
-        [str(INSPECTOR), "--cli", str(BIN / "chiffon"), "serve", "--repo", str(repo), *args],
+        [str(INSPECTOR), "--cli", "--connect-timeout", "200000", str(BIN / "chiffon"), "serve", "--repo", str(repo),
+         *args],
         env={**cli_env, "PATH": f"{BIN}:{cli_env['PATH']}"}, capture_output=True, text=True, timeout=240,
         cwd=PROJECT_ROOT,
     )

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from chiffon.orchestrator.console import actions
+from chiffon.orchestrator.console import history, run_html
 from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
@@ -52,8 +52,8 @@ async def test_kuma_without_a_docker_engine_is_partial_and_says_it_is_not_runnin
     assert stored is not None and stored.outcome == "partial" and stored.outcome_reasons == result.outcome_reasons
     subject = svc.rt.audit.message(result.audit_commit).splitlines()[0]
     assert "partial" in subject and "Uptime Kuma is not running" in subject
-    head, _ = await actions.run_view(svc.rt, plan.id)  # the console's Runs page: the outcome above Ansible's status
-    assert head.index("**Outcome: partial**: Uptime Kuma is not running") < head.index("**Ansible:** succeeded")
+    head = run_html.head_html(await history.follow(svc.rt, plan.id))  # the console's Runs page: the outcome on top
+    assert head.index('data-state="partial"') < head.index("Uptime Kuma is not running") < head.index("Ansible")
 
 
 async def test_kuma_with_docker_up_is_achieved_and_verified_over_http(svc: AnsibleService, docker: Path) -> None:

@@ -82,9 +82,9 @@ def test_unknown_environment_key_names_the_variable(tmp_path: Path, monkeypatch:
 
 def test_host_override_for_an_unknown_host_is_refused(tmp_path: Path) -> None:
     base = write(tmp_path / "chiffon.yaml", "hosts:\n  east: {}\n")
-    override = write(tmp_path / "hosts" / "ai.yaml", "ansible:\n  forks: 3\n")
-    with pytest.raises(ConfigError, match=rf"{override}: overrides host 'ai'.*known: east"):
-        load_settings(base, host="ai", home=tmp_path)
+    override = write(tmp_path / "hosts" / "lab.yaml", "ansible:\n  forks: 3\n")
+    with pytest.raises(ConfigError, match=rf"{override}: overrides host 'lab'.*known: ai, desktop, east"):
+        load_settings(base, host="lab", home=tmp_path)  # the shipped hosts merge in: ai, desktop, east
 
 
 @pytest.mark.parametrize("budget", ["120", "0", "-5"])
