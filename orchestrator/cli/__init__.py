@@ -1,6 +1,7 @@
 """The ``chiffon`` command line, one module per area, registered here explicitly.
 
 - :mod:`~orchestrator.cli.infra`: run, approve, reject, execute, status, audit, serve
+- :mod:`~orchestrator.cli.plans_cmd`: the plans, newest first, by status
 - :mod:`~orchestrator.cli.drift`: drift of the hosts from the repo, and the plan that fixes a unit
 - :mod:`~orchestrator.cli.undo`: the plan that puts back what a run changed
 - :mod:`~orchestrator.cli.repo`: services, inventories
@@ -29,6 +30,7 @@ from chiffon.orchestrator.cli import (
     infra,
     memory,
     ops,
+    plans_cmd,
     repo,
     state,
     tasks,
@@ -38,7 +40,7 @@ from chiffon.orchestrator.cli import (
 
 app = typer.Typer(help="chiffon: homelab infrastructure in plain language, with a human in the loop.",
                   no_args_is_help=True, add_completion=False)
-for _module in (infra, drift, undo, hosts, memory, ops, state, repo, tasks, voice, console, config_cmd):
+for _module in (infra, plans_cmd, drift, undo, hosts, memory, ops, state, repo, tasks, voice, console, config_cmd):
     app.add_typer(_module.app)
 
 
