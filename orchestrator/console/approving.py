@@ -49,8 +49,8 @@ def repo_choices(bound: Path | None, recorded: list[str]) -> list[str]:
 def check_repo(repo: str | None, allowed: list[str]) -> Path:
     """``repo`` as a Path when it is one of ``allowed`` (:func:`repo_choices`). Raises InvalidInput otherwise."""
     if not allowed:
-        raise InvalidInput("repo", "no IaC repo is known to the console: start it with --repo PATH (or set "
-                                   "CHIFFON_REPO / the `repo` key)")
+        raise InvalidInput("repo", "no IaC repo is known to the console: `chiffon config set repo PATH` (or "
+                                   "start it with --repo PATH, or set CHIFFON_REPO)")
     if repo not in allowed:
         raise InvalidInput("repo", f"pick one of the known repos: {', '.join(allowed)}")
     return Path(repo)
