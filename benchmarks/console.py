@@ -63,7 +63,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -254,6 +253,8 @@ def _until_healthy(cmd: list[str], env: dict[str, str], port: int, log: Path) ->
     interrupted (SIGINT) and waited for. Raises RuntimeError when it exits first or takes over 600 s."""
     import httpx
 
+    from tests.conftest import stop_group
+
     url = f"http://127.0.0.1:{port}/health"
     with log.open("w") as sink:
         started = time.perf_counter()
@@ -272,12 +273,7 @@ def _until_healthy(cmd: list[str], env: dict[str, str], port: int, log: Path) ->
                 raise RuntimeError(f"{url} never answered 200: {log.read_text()[-3000:]}")
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 60)
 
 
 def _timed(cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -151,6 +152,19 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
 def cli_env(home: Path, targets: Path) -> dict[str, str]:
     """Environment for `chiffon` subprocesses sharing the session's CHIFFON_HOME."""
     return {**os.environ, "CHIFFON_HOME": str(home), "HOMELAB_ROOT": str(targets)}
+
+
+def stop_group(proc: subprocess.Popen, wait_s: float = 30) -> None:  # type: ignore[type-arg]
+    """Stop ``proc``'s process group (started with ``start_new_session=True``) as Ctrl-C would: SIGINT, then
+    SIGKILL after ``wait_s`` seconds. A process that already exited is left alone (its log says why)."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, output: Callable[[], str], timeout_s: float = 180,  # type: ignore[type-arg]

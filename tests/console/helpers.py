@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from chiffon.orchestrator.console.auth import hash_password
-from tests.conftest import wait_healthy
+from tests.conftest import stop_group, wait_healthy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
@@ -62,12 +61,7 @@ def running_console(home: Path, targets: Path, repo: Path | None, log: Path, *, 
         wait_healthy(f"{base}/health", proc, log.read_text)
         yield base
     finally:
-        if proc.poll() is None:  # it may have died already: its log, in the failure above, says why
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)  # one that died already is left alone: its log, in the failure above, says why
 
 
 async def log_in(tab: Any, base: str, name: str, password: str) -> None:

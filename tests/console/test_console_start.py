@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from chiffon.orchestrator.console.auth import hash_password
+from tests.conftest import stop_group
 from tests.console.helpers import CHIFFON, PASSWORD
 
 pytest.importorskip("gradio", reason="the console needs the console extra (gradio)")
@@ -52,12 +52,7 @@ def started(home: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     try:
         yield proc, lines
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 60)
         reader.join(10)
 
 

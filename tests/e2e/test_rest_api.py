@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from chiffon.orchestrator.api.run_routes import follow
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
-from tests.conftest import KUMA_REQUEST, wait_healthy
+from tests.conftest import KUMA_REQUEST, stop_group, wait_healthy
 from tests.e2e.test_cli import chiffon
 from tests.fixtures import docker_standin
 from tests.security.test_remote_ide import CHIFFON, free_port
@@ -55,11 +54,7 @@ def served(home: Path, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         yield {"base": f"http://127.0.0.1:{port}/api/v1", "token": made.stdout.strip(), "name": name, "env": env,
                "targets": targets, "log": log}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         chiffon(env, "token", "revoke", name)
 
 

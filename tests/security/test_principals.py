@@ -16,7 +16,6 @@ import os
 import pty
 import secrets
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.runtime import Runtime
-from tests.conftest import wait_healthy
+from tests.conftest import stop_group, wait_healthy
 from tests.e2e.test_cli import chiffon
 from tests.security.test_remote_ide import free_port
 
@@ -97,11 +96,7 @@ def http_server(cli_env: dict[str, str], repo: Path) -> Iterator[tuple[str, str]
                      timeout_s=120)
         yield f"http://127.0.0.1:{port}/mcp", token
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         chiffon(cli_env, "token", "revoke", name)
 
 
