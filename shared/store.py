@@ -107,8 +107,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(pg_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def _postmaster_alive(pgdata: Path) -> bool:
+    """Whether the pid in ``pgdata``'s postmaster.pid is a live process (in any state: starting, ready, stopping)."""
+    try:
+        os.kill(int((pgdata / "postmaster.pid").read_text().splitlines()[0]), 0)
+    except PermissionError:
+        return True  # alive, owned by another account (the ``pgserver`` user when we are root)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 def stop_embedded(home: Path) -> bool:
-    """Stop the embedded PostgreSQL of ``home`` if it runs; True when one was stopped."""
+    """Stop the embedded PostgreSQL of ``home`` if it runs (``pg_ctl -w stop -m fast``, which waits up to 60 s);
+    True when one was stopped, False when nothing ran (no ``postmaster.pid``, or a stale one).
+
+    Raises:
+        StoreUnavailable: pg_ctl failed while the postmaster still runs (it did not stop in time).
+    """
     pgdata = home / "postgres"
     if not (pgdata / "postmaster.pid").exists():
         return False
@@ -117,8 +133,11 @@ def stop_embedded(home: Path) -> bool:
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None  # pgserver runs as it when root
     try:
         pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
-    except subprocess.CalledProcessError:
-        return False  # a stale postmaster.pid: nothing was running
+    except subprocess.CalledProcessError as exc:
+        if not _postmaster_alive(pgdata):
+            return False  # a stale postmaster.pid: nothing was running
+        raise StoreUnavailable(f"the embedded PostgreSQL in {pgdata} did not stop (pg_ctl stop: exit "
+                               f"{exc.returncode}); it still runs: try `chiffon down` again") from exc
     return True
 
 

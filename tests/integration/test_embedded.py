@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from chiffon.shared import embedded
 from chiffon.shared.config import load_settings
+from chiffon.shared.errors import StoreUnavailable
 from chiffon.shared.runtime import open_runtime
+from chiffon.shared.store import stop_embedded as store_stop_embedded
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
 
@@ -83,3 +86,29 @@ async def test_chiffon_down_all_lists_and_stops_every_home(tmp_path: Path) -> No
         assert listed[home.resolve()] == ["postgresql", "redis"]
         assert _of(home) is None
     assert all(Path(h).is_relative_to(tmp_path.resolve()) for h in listed)
+
+
+def _plant_postmaster_pid(home: Path, pid: int) -> None:
+    pgdata = home / "postgres"
+    pgdata.mkdir(parents=True)
+    (pgdata / "postmaster.pid").write_text(f"{pid}\n{pgdata}\n1\n5432\n{pgdata}\n\n0 0\nready   \n")
+
+
+def test_a_stale_postmaster_pid_is_nothing_to_stop(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _plant_postmaster_pid(tmp_path, dead.pid)
+    assert store_stop_embedded(tmp_path) is False
+
+
+def test_a_postmaster_that_does_not_stop_is_an_error_not_nothing_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGCTLTIMEOUT", "3")  # pg_ctl -w gives up after 3 s instead of 60
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        _plant_postmaster_pid(tmp_path, alive.pid)  # pg_ctl cannot stop it (not a postmaster, or not its user's)
+        with pytest.raises(StoreUnavailable, match="did not stop"):
+            store_stop_embedded(tmp_path)
+    finally:
+        alive.kill()
+        alive.wait()
