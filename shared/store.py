@@ -119,8 +119,9 @@ def _postmaster_alive(pgdata: Path) -> bool:
 
 
 def stop_embedded(home: Path) -> bool:
-    """Stop the embedded PostgreSQL of ``home`` if it runs (``pg_ctl -w stop -m fast``, which waits up to 60 s);
-    True when one was stopped, False when nothing ran (no ``postmaster.pid``, or a stale one).
+    """Stop the embedded PostgreSQL of ``home`` if it runs (``pg_ctl -w stop -m fast``, which waits up to 60 s,
+    then ``-m immediate`` if it still runs); True when one was stopped, False when nothing ran (no
+    ``postmaster.pid``, or a stale one).
 
     Raises:
         StoreUnavailable: pg_ctl failed while the postmaster still runs (it did not stop in time).
@@ -136,6 +137,12 @@ def stop_embedded(home: Path) -> bool:
     except subprocess.CalledProcessError as exc:
         if not _postmaster_alive(pgdata):
             return False  # a stale postmaster.pid: nothing was running
+        try:  # still up after a fast shutdown's wait: an immediate one (crash recovery at the next start)
+            pgserver.pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
+            return True
+        except subprocess.CalledProcessError:
+            if not _postmaster_alive(pgdata):
+                return True
         raise StoreUnavailable(f"the embedded PostgreSQL in {pgdata} did not stop (pg_ctl stop: exit "
                                f"{exc.returncode}); it still runs: try `chiffon down` again") from exc
     return True
