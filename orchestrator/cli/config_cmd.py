@@ -39,6 +39,18 @@ def _fail(exc: ChiffonError, secret: str | None = None) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
+def _known_key(key: str) -> tuple[tuple[str, ...], Any]:
+    """``key`` split into its dotted parts, and the annotation of the field it names; exits 2 with the error
+    (an unknown key names the allowed ones) otherwise."""
+    from chiffon.shared.config_edit import field_annotation, parse_key
+
+    try:
+        parts = parse_key(key)
+        return parts, field_annotation(parts)
+    except ChiffonError as exc:
+        raise _fail(exc) from None
+
+
 @config_app.command("path")
 def path_cmd(config: ConfigOpt = None, host: HostOpt = None, as_json: JsonOpt = False) -> None:
     """List the config files chiffon looks for, lowest first (later wins, key by key), and what became of each;
@@ -80,13 +92,9 @@ def set_cmd(key: KeyArg,
     """Set KEY to VALUE in your config file (created 0600), once the whole configuration it makes is valid: an
     unknown key or a bad value changes nothing and says what is allowed. A secret (a token, a password hash, a
     TOTP secret, notification URLs) is read from stdin only and never shown."""
-    from chiffon.shared.config_edit import field_annotation, is_secret, parse_key, parse_value
+    from chiffon.shared.config_edit import is_secret, parse_value
 
-    try:
-        parts = parse_key(key)
-        annotation = field_annotation(parts)
-    except ChiffonError as exc:
-        raise _fail(exc) from None
+    parts, annotation = _known_key(key)
     secret = is_secret(annotation)
     if secret and value != "-":
         err.print(f"[bold red]error:[/] {escape(key)} is a secret: give it on stdin, not on the command line "
@@ -104,13 +112,7 @@ def set_cmd(key: KeyArg,
 @config_app.command("unset")
 def unset_cmd(key: KeyArg, config: ConfigOpt = None, host: HostOpt = None) -> None:
     """Remove KEY from your config file (the layers below it, or the default, apply again)."""
-    from chiffon.shared.config_edit import field_annotation, parse_key
-
-    try:
-        parts = parse_key(key)
-        field_annotation(parts)
-    except ChiffonError as exc:
-        raise _fail(exc) from None
+    parts, _ = _known_key(key)
     _write(parts, None, config, host, None)
 
 
@@ -163,13 +165,9 @@ def _in_user_file(parts: tuple[str, ...]) -> bool:
 @config_app.command("get")
 def get_cmd(key: KeyArg, config: ConfigOpt = None, host: HostOpt = None) -> None:
     """Print the value of KEY in effect (after every layer and the environment) as JSON; a secret masked."""
-    from chiffon.shared.config_edit import field_annotation, get_in, parse_key
+    from chiffon.shared.config_edit import get_in
 
-    try:
-        parts = parse_key(key)
-        field_annotation(parts)
-    except ChiffonError as exc:
-        raise _fail(exc) from None
+    parts, _ = _known_key(key)
     settings = settings_or_exit(config, host=host)
     dumped = settings.model_dump(mode="json")
     try:

@@ -26,7 +26,7 @@ from tests.console.helpers import (
     needs_chromium,
     running_console,
 )
-from tests.integration.test_notify import Receiver
+from tests.fixtures.apprise_receiver import Receiver
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
 pytestmark = needs_chromium
@@ -56,7 +56,7 @@ async def test_a_plan_made_from_the_cli_is_notified_with_a_link_that_opens_the_c
             assert f"Review it: {link}" in sent["message"]
             await open_the_link(link, plan_id, tmp_path)
     finally:
-        receiver.server.shutdown()
+        receiver.close()
 
 
 async def open_the_link(link: str, plan_id: str, tmp_path: Path) -> None:

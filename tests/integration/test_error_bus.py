@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from chiffon.shared import error_bus
 from chiffon.shared.error_bus import ERRORS_STREAM, report_error, report_recovery
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.runtime import Runtime
+from tests.fixtures.apprise_receiver import Receiver
 
 
 async def events_of(rt: Runtime, source: str) -> list[dict[str, Any]]:
@@ -61,23 +60,10 @@ async def test_a_failing_plan_and_its_host_form_one_incident(rt: Runtime) -> Non
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An HTTP server on 127.0.0.1 that keeps what Apprise's json:// posts to it."""
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/hook", got
-    server.shutdown()
+    """An HTTP server on 127.0.0.1 that keeps what Apprise's json:// posts to it: its URL and what came."""
+    found = Receiver()
+    yield found.url, found.got
+    found.close()
 
 
 async def test_a_critical_incident_reaches_the_inbox_and_apprise(rt: Runtime, receiver: tuple[str, list[Any]],

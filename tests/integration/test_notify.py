@@ -4,13 +4,10 @@ the notifier's consumer group with Apprise's ``json://`` plugin to an HTTP recei
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +23,16 @@ from chiffon.shared import metrics
 from chiffon.shared.bus import Bus
 from chiffon.shared.runtime import Runtime
 from tests.conftest import make_repo
+from tests.fixtures.apprise_receiver import Receiver
 
 CONSOLE = "https://console.homelab.test:7860"
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that keeps what Apprise's json:// plugin posts to it ({title, message, type})."""
-
-    def __init__(self) -> None:
-        self.got: list[dict[str, Any]] = []
-        got = self.got
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def about(self, plan_id: str) -> list[dict[str, Any]]:
-        return [m for m in self.got if plan_id in m["message"]]
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     found = Receiver()
     yield found
-    found.server.shutdown()
+    found.close()
 
 
 @pytest.fixture
