@@ -71,6 +71,16 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     return server, server.get_uri()
 
 
+def _log_tail(log: Path, lines: int = 5) -> str:
+    """The last ``lines`` lines of the embedded server's log, as a sentence for an error ("" when unreadable): why
+    PostgreSQL refused to start is written there, not in pg_ctl's exit status."""
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"Its log ({log}) ends: {' | '.join(line.strip() for line in tail)}. " if tail else ""
+
+
 def running_embedded_url(pgdata: Path) -> str | None:
     """The connection URL of the embedded PostgreSQL of ``pgdata`` when its postmaster is up and ready, read from
     ``postmaster.pid`` (pid, data dir, start time, port, socket dir, listen address, shared memory key, status);
@@ -188,7 +198,7 @@ class Store:
                 except Exception as exc:  # pgserver raises bare subprocess/OS errors
                     raise StoreUnavailable(
                         f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
-                        "Set CHIFFON_DATABASE_URL to use an existing server."
+                        f"{_log_tail(home / 'postgres' / 'log')}Set CHIFFON_DATABASE_URL to use an existing server."
                     ) from exc
         assert url is not None  # given, or the embedded server's
         if pool is None:
