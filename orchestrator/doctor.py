@@ -113,15 +113,17 @@ async def _checks(rt: Runtime, svc: AnsibleService) -> list[Health]:
 
 async def credential_files(settings: Settings) -> tuple[Status, str]:
     """``degraded`` naming each credential file (``.env``, ``*.pem``, ``vault_pass*``...) that git tracks or does
-    not ignore in the chiffon checkout or the IaC repo (``settings.repo``), each with its fix; else ``ok``."""
+    not ignore in the chiffon checkout (when it runs from one) or the IaC repo (``settings.repo``), each with its fix; else ``ok``."""
     from chiffon.orchestrator.credential_files import exposed_credentials
-    from chiffon.shared.config import PROJECT_ROOT
+    from chiffon.shared.resources import checkout
 
-    trees = [PROJECT_ROOT, *([settings.repo.expanduser()] if settings.repo else [])]
+    trees = [tree for tree in (checkout(), settings.repo and settings.repo.expanduser()) if tree]  # a wheel: no checkout
     found = [f for tree in trees for f in await asyncio.to_thread(exposed_credentials, tree)]
     unique = list({(f.tree, f.path): f for f in found}.values())
     if unique:
         return "degraded", "credential files git would commit: " + "; ".join(f.fix for f in unique)
+    if not trees:
+        return "ok", "no chiffon checkout and no IaC repo configured: nothing to look at"
     return "ok", "no credential file in " + ", ".join(str(t) for t in trees) + " that git would commit"
 
 

@@ -35,7 +35,7 @@ from chiffon.servers.ansible import generated, matching, plans, prompted, unders
 from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.ansible.units import hosts_of_condition
-from chiffon.shared.config import PROJECT_ROOT
+from chiffon.shared.resources import prompt_path
 from chiffon.shared.errors import ChiffonError, InvalidInput, RoleNotApplied
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLANNER_PROMPT = PROJECT_ROOT / "prompts" / "planner.md"
+PLANNER_PROMPT = prompt_path("planner.md")
 Pick = Callable[[list[understand.Candidate]], Awaitable[understand.Candidate | None]]
 CANDIDATES = 3
 

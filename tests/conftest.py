@@ -18,7 +18,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from chiffon.shared.config import PROJECT_ROOT, Settings, load_settings
+from chiffon.shared.config import Settings, load_settings
+from chiffon.shared.resources import example_repo
 from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded
 
 # Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
@@ -35,7 +36,8 @@ os.environ["CHIFFON_EMBEDDED__IDLE_STOP_S"] = "0"
 # llama-cpp-python and the packaged models, and planning with them is the subject of those tests, not of all.
 os.environ["CHIFFON_LLM__PACKAGED_DEFAULT"] = "off"
 
-EXAMPLE = PROJECT_ROOT / "examples" / "homelab-infra"
+CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root: tests/ lives in it
+EXAMPLE = example_repo()
 KUMA_REQUEST = "Deploy Uptime Kuma and add the existing portals to its config"
 
 ECHO_PLAYBOOK = """# Write a message to a file (test helper for extra vars).

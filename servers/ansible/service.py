@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible.catalog import Catalog, ScanCache
 from chiffon.servers.ansible.runner import TaskEvent
-from chiffon.shared.config import PROJECT_ROOT
+from chiffon.shared.resources import example_repo
 from chiffon.shared.errors import RepoError
 from chiffon.shared.runtime import Runtime
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imp
     from fastmcp import Context
 
 RunPlan = Callable[..., Awaitable[Any]]  # (rt, plan_id, *, on_event) -> execution.RunResult
-EXAMPLE_REPO = PROJECT_ROOT / "examples" / "homelab-infra"
+EXAMPLE_REPO = example_repo()
 NO_REPO = (
     "no IaC repo is configured. Set one with CHIFFON_REPO=/path/to/repo, the `repo:` key of chiffon.yaml, "
     "`--repo PATH`, or `chiffon install <client> --repo PATH` (recorded in the IDE's entry). "

@@ -35,10 +35,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chiffon.shared.config import PROJECT_ROOT, TIER_NAMES
+from chiffon.shared.config import TIER_NAMES
+from chiffon.shared.resources import prompt_path
 from chiffon.shared.errors import ConfigError, InvalidInput, NotFound
 
-ROLES_DIR = PROJECT_ROOT / "prompts" / "roles"
+ROLES_DIR = prompt_path("roles")
 PIPELINE = "pipeline"  # not a file: PM -> architect -> developer -> QA (submit_task role "pipeline")
 
 # Scope -> tool-name patterns as the orchestrator mounts them (ansible_*, memory_*, ...).

@@ -30,11 +30,11 @@ from chiffon.servers.tasks.queue import Outcome, TaskContext
 from chiffon.servers.tasks.repo import Workspaces
 from chiffon.servers.tasks.roles import PIPELINE, Role, allowed_test_command
 from chiffon.servers.tasks.tools import ScopedTools, Toolbox
-from chiffon.shared.config import PROJECT_ROOT
+from chiffon.shared.resources import prompt_path
 
 log = logging.getLogger(__name__)
 
-PRP_TEMPLATE = PROJECT_ROOT / "prompts" / "prp.md"
+PRP_TEMPLATE = prompt_path("prp.md")
 PIPELINE_STAGES = ("product-manager", "architect-systems", "developer", "qa")
 
 

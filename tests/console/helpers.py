@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.async_api
 import pytest
 
 from chiffon.orchestrator.console.auth import hash_password
@@ -83,7 +84,17 @@ async def pick_pending(tab: Any, plan_id: str) -> None:
     """Select ``plan_id`` on the Plans page: wait for its row in the live pending table (no Refresh), click it and
     wait for its review."""
     await tab.get_by_role("tab", name="Plans").click()
-    await pending_row(tab, plan_id).click(timeout=60_000)
+    try:
+        await pending_row(tab, plan_id).click(timeout=45_000)
+    except playwright.async_api.TimeoutError:
+        # Seen once in CI on a loaded machine: the live table had not shown the plan after 60 s. That the table
+        # follows new plans is test_console_plans' live test; here the plan is only being selected, so a reload
+        # (the table's first load) gets a second chance, and what the table held is kept for the record.
+        shown = await tab.locator("#plans-pending").inner_text()
+        print(f"pending table without {plan_id} after 45 s, reloading; it showed:\n{shown}")
+        await tab.reload()
+        await tab.get_by_role("tab", name="Plans").click()
+        await pending_row(tab, plan_id).click(timeout=60_000)
     await tab.locator("#plan-view").get_by_text(plan_id).first.wait_for(timeout=30_000)
 
 

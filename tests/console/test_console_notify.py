@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from chiffon.servers.ansible import plans
-from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.runtime import Runtime
+from tests.conftest import CHECKOUT
 from tests.console.helpers import (
     BROWSER_ARGS,
     CHIFFON,
@@ -74,6 +74,6 @@ async def open_the_link(link: str, plan_id: str, tmp_path: Path) -> None:
             await tab.locator("#plan-view").get_by_text("deploy-redis.yml").first.wait_for()
             await tab.screenshot(path=str(tmp_path / "console-notify.png"))
             if os.environ.get("CHIFFON_SCREENSHOTS_TO_DOCS") == "1":
-                await tab.screenshot(path=str(PROJECT_ROOT / "docs" / "img" / "console-notify.png"))
+                await tab.screenshot(path=str(CHECKOUT / "docs" / "img" / "console-notify.png"))
         finally:
             await browser.close()

@@ -23,10 +23,9 @@ from chiffon.orchestrator.console import actions
 from chiffon.orchestrator.planner import plan_request
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.runtime import Runtime
-from tests.conftest import KUMA_REQUEST
+from tests.conftest import CHECKOUT, KUMA_REQUEST
 from tests.console.helpers import (
     BROWSER_ARGS,
     CHIFFON,
@@ -42,7 +41,7 @@ from tests.console.helpers import (
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
 expect = playwright.expect
 pytestmark = needs_chromium
-DOCS_IMG = PROJECT_ROOT / "docs" / "img"
+DOCS_IMG = CHECKOUT / "docs" / "img"
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,8 @@ from chiffon.orchestrator.runs import queue_run
 from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared import error_bus
-from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.runtime import Runtime
-from tests.conftest import git_commit_all, make_repo
+from tests.conftest import CHECKOUT, git_commit_all, make_repo
 from tests.console.helpers import BROWSER_ARGS, CHROMIUM, PASSWORD, choose, log_in, needs_chromium, running_console
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
@@ -94,7 +93,7 @@ async def page(console: str, tmp_path: Path) -> AsyncIterator[Any]:
 async def shot(tab: Any, tmp_path: Path, name: str, *, docs: bool = True, **kwargs: Any) -> None:
     await tab.screenshot(path=str(tmp_path / name), **kwargs)
     if docs and os.environ.get("CHIFFON_SCREENSHOTS_TO_DOCS") == "1":
-        shutil.copy(tmp_path / name, PROJECT_ROOT / "docs" / "img" / name)
+        shutil.copy(tmp_path / name, CHECKOUT / "docs" / "img" / name)
 
 
 def cell(table: Any, text: str) -> Any:

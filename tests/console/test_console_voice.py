@@ -17,15 +17,15 @@ import pytest
 
 from chiffon.servers.voice.client import HostdClient
 from chiffon.servers.voice.service import VoiceService
-from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.runtime import Runtime
+from tests.conftest import CHECKOUT
 from tests.console.helpers import BROWSER_ARGS, CHROMIUM, PASSWORD, free_port, log_in, needs_chromium, running_console
 from tests.llm.fakes import FakeState, ollama_app, serve_app
 
 playwright = pytest.importorskip("playwright.async_api", reason="the console tests need playwright (test group)")
 pytestmark = needs_chromium
 REPLY = "Uptime Kuma is deployed on the east server. The portals are in its config."
-DOCS_IMG = PROJECT_ROOT / "docs" / "img"
+DOCS_IMG = CHECKOUT / "docs" / "img"
 
 
 @pytest.fixture(scope="module")

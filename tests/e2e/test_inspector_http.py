@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from chiffon.shared.config import PROJECT_ROOT
-from tests.conftest import wait_healthy
+from tests.conftest import CHECKOUT, wait_healthy
 from tests.console.helpers import free_port
 
 BIN = Path(sys.executable).parent
-INSPECTOR = PROJECT_ROOT / "node_modules" / ".bin" / "mcp-inspector"
+INSPECTOR = CHECKOUT / "node_modules" / ".bin" / "mcp-inspector"
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
@@ -54,7 +53,7 @@ def inspect(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
         pytest.fail("MCP Inspector missing: run `npm install` (the README's test command does)")
     extra = [a for h in headers for a in ("--header", h)]
     return subprocess.run([str(INSPECTOR), "--cli", url, "--transport", "http", *extra, "--method", "tools/list"],
-                          capture_output=True, text=True, timeout=180, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=180, cwd=CHECKOUT, stdin=subprocess.DEVNULL)
 
 
 def test_the_inspector_cli_lists_tools_over_http_with_a_bearer_token(served: tuple[str, str]) -> None:

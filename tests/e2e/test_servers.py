@@ -12,15 +12,15 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from chiffon.shared.config import PROJECT_ROOT
+from tests.conftest import CHECKOUT
 
 BIN = Path(sys.executable).parent
-INSPECTOR = PROJECT_ROOT / "node_modules" / ".bin" / "mcp-inspector"
+INSPECTOR = CHECKOUT / "node_modules" / ".bin" / "mcp-inspector"
 
 
 async def test_chiffon_serve_over_stdio_lists_and_calls_tools(cli_env: dict[str, str], repo: Path) -> None:
     transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", "--repo", str(repo)], env=cli_env,
-                               cwd=str(PROJECT_ROOT))
+                               cwd=str(CHECKOUT))
     async with Client(transport) as client:
         names = {t.name for t in await client.list_tools()}
         listed = await client.call_tool("ansible_list_playbooks", {})
@@ -29,7 +29,7 @@ async def test_chiffon_serve_over_stdio_lists_and_calls_tools(cli_env: dict[str,
 
 
 async def tool_names(env: dict[str, str], *args: str) -> set[str]:
-    transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", *args], env=env, cwd=str(PROJECT_ROOT))
+    transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", *args], env=env, cwd=str(CHECKOUT))
     async with Client(transport) as client:
         return {t.name for t in await client.list_tools()}
 
@@ -64,7 +64,7 @@ def inspector(cli_env: dict[str, str], repo: Path, *args: str) -> dict:
         [str(INSPECTOR), "--cli", "--connect-timeout", "200000", str(BIN / "chiffon"), "serve", "--repo", str(repo),
          *args],
         env={**cli_env, "PATH": f"{BIN}:{cli_env['PATH']}"}, capture_output=True, text=True, timeout=240,
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)

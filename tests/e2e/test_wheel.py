@@ -9,8 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from chiffon.shared.config import PROJECT_ROOT
-from tests.conftest import KUMA_REQUEST, git_commit_all
+from tests.conftest import CHECKOUT, KUMA_REQUEST, git_commit_all
 from tests.fixtures import docker_standin
 
 
@@ -25,7 +24,7 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: 
 def test_the_installed_wheel_runs_the_main_job_from_another_directory(tmp_path: Path) -> None:
     uv = shutil.which("uv")
     assert uv, "uv is not on PATH (the README installs it)"
-    run([uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(PROJECT_ROOT)])
+    run([uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(CHECKOUT)])
     wheel = next((tmp_path / "dist").glob("chiffon-*.whl"))
     venv = tmp_path / "venv"
     run([uv, "venv", "-q", str(venv)])

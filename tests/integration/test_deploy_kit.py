@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from chiffon.orchestrator.deploy import systemd_units
-from chiffon.shared.config import PROJECT_ROOT, load_settings
+from chiffon.shared.config import load_settings
 from chiffon.shared.errors import ConfigError, InvalidInput
+from tests.conftest import CHECKOUT
 
-DEPLOY = PROJECT_ROOT / "deploy"
+DEPLOY = CHECKOUT / "deploy"
 BIN = Path(sys.executable).parent
 PLAYBOOK = DEPLOY / "ansible" / "install-chiffon.yml"
 
@@ -99,7 +100,7 @@ def test_install_playbook_passes_syntax_check_and_check_mode_changes_nothing(tmp
     assert syntax.returncode == 0, syntax.stderr
     extra = {"ansible_python_interpreter": sys.executable, "chiffon_hosts": "localhost", "chiffon_become": "false",
              "chiffon_manage_user": "false", "chiffon_dir": str(tmp_path / "opt"), "chiffon_home": str(tmp_path / "home"),
-             "chiffon_etc": str(tmp_path / "etc"), "chiffon_source": str(PROJECT_ROOT),
+             "chiffon_etc": str(tmp_path / "etc"), "chiffon_source": str(CHECKOUT),
              "chiffon_units_dir": str(tmp_path / "units")}
     args = [a for k, v in extra.items() for a in ("-e", f"{k}={v}")]
     check = subprocess.run([str(BIN / "ansible-playbook"), "-C", "-i", "localhost,", "-c", "local", str(PLAYBOOK), *args],

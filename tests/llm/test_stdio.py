@@ -9,7 +9,7 @@ import yaml
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from chiffon.shared.config import PROJECT_ROOT
+from tests.conftest import CHECKOUT
 from tests.llm.fakes import FakeState
 
 BIN = Path(sys.executable).parent
@@ -29,7 +29,7 @@ async def test_chiffon_llm_serves_over_stdio(cli_env: dict[str, str], tmp_path: 
     env = {**cli_env, "ANTHROPIC_API_KEY": ""}
     env.pop("ANTHROPIC_API_KEY")
     transport = StdioTransport(command=str(BIN / "chiffon-llm"), args=["--config", str(config)], env=env,
-                               cwd=str(PROJECT_ROOT))
+                               cwd=str(CHECKOUT))
     async with Client(transport) as client:
         models = (await client.call_tool("models", {})).structured_content
         answer = (await client.call_tool("chat", {"prompt": "is kuma up?", "high_value": True})).structured_content

@@ -16,8 +16,9 @@ from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.memory.embedders import LocalEmbedder
 from chiffon.servers.memory.service import MemoryService
 from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
-from chiffon.shared.config import PROJECT_ROOT, MemorySettings
+from chiffon.shared.config import MemorySettings
 from chiffon.shared.runtime import Runtime
+from tests.conftest import CHECKOUT
 
 BIN = Path(sys.executable).parent
 
@@ -45,7 +46,7 @@ async def test_memory_tools_through_the_orchestrator(rt: Runtime, repo: Path, tm
 
 
 async def test_chiffon_memory_serves_over_stdio(cli_env: dict[str, str]) -> None:
-    transport = StdioTransport(command=str(BIN / "chiffon-memory"), args=[], env=cli_env, cwd=str(PROJECT_ROOT))
+    transport = StdioTransport(command=str(BIN / "chiffon-memory"), args=[], env=cli_env, cwd=str(CHECKOUT))
     async with Client(transport) as client:
         listing = (await client.call_tool("collections", {})).structured_content["result"]
     assert {c["name"] for c in listing} == {"conversations", "codebase", "documentation"}

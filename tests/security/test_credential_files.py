@@ -6,12 +6,11 @@ import subprocess
 from pathlib import Path
 
 from chiffon.orchestrator.credential_files import exposed_credentials
-from chiffon.shared.config import PROJECT_ROOT
-from tests.conftest import git_commit_all
+from tests.conftest import CHECKOUT, git_commit_all
 
 
 def test_the_checkouts_gitignore_covers_deploy_env() -> None:
-    done = subprocess.run(["git", "-C", str(PROJECT_ROOT), "check-ignore", "-q", "deploy/.env"], check=False)
+    done = subprocess.run(["git", "-C", str(CHECKOUT), "check-ignore", "-q", "deploy/.env"], check=False)
     assert done.returncode == 0, "deploy/.env (the compose passwords) is not ignored by git"
 
 
@@ -40,7 +39,7 @@ def test_a_folder_outside_any_git_tree_has_nothing_to_report(tmp_path: Path) -> 
 
 
 def test_the_chiffon_checkout_exposes_no_credential_file() -> None:
-    assert [f.path for f in exposed_credentials(PROJECT_ROOT)] == []
+    assert [f.path for f in exposed_credentials(CHECKOUT)] == []
 
 
 async def test_doctor_names_an_exposed_file_of_the_iac_repo_with_its_fix(tmp_path: Path) -> None:

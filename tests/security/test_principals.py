@@ -33,10 +33,9 @@ from pydantic import SecretStr
 
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.shared.config import PROJECT_ROOT
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.runtime import Runtime
-from tests.conftest import stop_group, wait_healthy
+from tests.conftest import CHECKOUT, stop_group, wait_healthy
 from tests.e2e.test_cli import chiffon
 from tests.security.test_remote_ide import free_port
 
@@ -66,7 +65,7 @@ def claude_desktop(env: dict[str, str], repo: Path, code: str = "") -> Client[An
     async def approve(message: str, response_type: Any, params: Any, context: Any) -> dict[str, Any]:
         return {"approve": True, "reason": "looks fine to me", "code": code}
 
-    transport = StdioTransport(command=CHIFFON, args=["serve", "--repo", str(repo)], env=env, cwd=str(PROJECT_ROOT))
+    transport = StdioTransport(command=CHIFFON, args=["serve", "--repo", str(repo)], env=env, cwd=str(CHECKOUT))
     return Client(transport, client_info=Implementation(name="Claude Desktop", version="0.14"),
                   elicitation_handler=approve, mode="legacy")
 

@@ -8,9 +8,9 @@ import yaml
 from prometheus_client import REGISTRY
 
 import chiffon.shared.metrics  # noqa: F401  (registers chiffon's metrics)
-from chiffon.shared.config import PROJECT_ROOT
+from tests.conftest import CHECKOUT
 
-RULES = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULES = CHECKOUT / "deploy" / "prometheus" / "alerts.yml"
 THRESHOLDS = {"VoiceLatencyHigh", "OllamaMemoryHigh", "HostCpuSustainedHigh", "DiskAlmostFull", "RedisMemoryHigh",
               "HostOffline"}
 

@@ -12,11 +12,11 @@ import promql_parser
 import pytest
 import yaml
 
-from chiffon.shared.config import PROJECT_ROOT
+from tests.conftest import CHECKOUT
 from tests.unit.test_alerts import RULES, exported_names
 
-GRAFANA = PROJECT_ROOT / "deploy" / "grafana"
-COMPOSE = PROJECT_ROOT / "deploy" / "compose.yaml"
+GRAFANA = CHECKOUT / "deploy" / "grafana"
+COMPOSE = CHECKOUT / "deploy" / "compose.yaml"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROMETHEUS_OWN = {"up"}  # the series Prometheus writes for every scrape target
 
