@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 from tests.conftest import CHECKOUT, KUMA_REQUEST, git_commit_all
@@ -21,11 +22,33 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: 
     return done
 
 
+# The repository's folders and where the wheel carries them (pyproject.toml's [tool.hatch.build.targets.wheel]).
+IN_WHEEL = {"chiffon": "chiffon", "servers": "chiffon/servers", "orchestrator": "chiffon/orchestrator",
+            "shared": "chiffon/shared", "prompts": "chiffon/prompts", "deploy/config": "chiffon/deploy/config",
+            "examples/homelab-infra": "chiffon/examples/homelab-infra"}
+
+
+def tracked_package_files() -> list[str]:
+    """Where each file of the package's folders lands in the wheel: those git tracks or would track (not
+    ignored), as the build takes them from the working tree."""
+    listed = run(["git", "-C", str(CHECKOUT), "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                  *IN_WHEEL]).stdout.split("\0")
+    return sorted({IN_WHEEL[folder] + name[len(folder):] for name in listed if name and (CHECKOUT / name).is_file()
+                   for folder in IN_WHEEL if name.startswith(folder + "/")})
+
+
+def wheel_files(wheel: Path) -> list[str]:
+    """The package's files in ``wheel`` (its metadata folder left out)."""
+    with zipfile.ZipFile(wheel) as archive:
+        return [name for name in archive.namelist() if not name.startswith("chiffon-")]
+
+
 def test_the_installed_wheel_runs_the_main_job_from_another_directory(tmp_path: Path) -> None:
     uv = shutil.which("uv")
     assert uv, "uv is not on PATH (the README installs it)"
     run([uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(CHECKOUT)])
     wheel = next((tmp_path / "dist").glob("chiffon-*.whl"))
+    assert sorted(wheel_files(wheel)) == sorted(tracked_package_files())
     venv = tmp_path / "venv"
     run([uv, "venv", "-q", str(venv)])
     run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)])
