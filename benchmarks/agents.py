@@ -3,7 +3,7 @@
 Each task is a 3-step agent (a role with ``max_steps: 3`` and the repo.read
 tools) on the tiny random-weight llama.cpp model behind the router, through the
 real queue, an in-process worker running that many tasks at once, scoped tool
-dispatch and ``agent_state`` writes. A step is one model reply plus its tool
+dispatch and ``queue_steps`` writes. A step is one model reply plus its tool
 call (or the final answer); its time is ``step_s`` as the agent records it,
 which includes waiting for the model's slot. The queue's own throughput and
 recovery, against its peers and bare Redis Streams, is ``benchmarks/queues.py``.
@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from chiffon.servers.llm.router import Router  # noqa: E402
 from chiffon.servers.llm.tiny_model import serve_tiny, write_tiny_llama  # noqa: E402
-from chiffon.servers.tasks.queue import TaskQueue  # noqa: E402
 from chiffon.servers.tasks.roles import Role  # noqa: E402
-from chiffon.servers.tasks.service import open_team, running_task_worker  # noqa: E402
+from chiffon.servers.tasks.service import agent_checks, open_team, running_task_worker  # noqa: E402
 from chiffon.shared.config import LLMSettings, TaskSettings, load_settings  # noqa: E402
+from chiffon.shared.queue import TaskQueue  # noqa: E402
 from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
 
 TARGET_P95_STEP_S = 6.0
@@ -67,12 +67,12 @@ async def agents_round(rt: Runtime, router: Router, size: int, repo: Path) -> tu
     async with open_team(rt, roles, router) as team:
         team.roles = roles
         async with running_task_worker(rt, team, [BENCH_ROLE.name], concurrency=size):
-            queue = TaskQueue(rt, roles)
+            queue = TaskQueue(rt, checks=agent_checks(roles))
             tasks = [await queue.submit(BENCH_ROLE.name, f"Describe repository number {i}", {"repo": str(repo)})
                      for i in range(size)]
             done = [await queue.wait(t.id, 600) for t in tasks]
     steps = await rt.store.pool.fetch(
-        "SELECT (content->>'step_s')::float AS s FROM agent_state WHERE task_id = ANY($1::text[]) "
+        "SELECT (content->>'step_s')::float AS s FROM queue_steps WHERE task_id = ANY($1::text[]) "
         "AND kind IN ('tool_result', 'error', 'denied', 'final') AND content ? 'step_s'", [t.id for t in tasks])
     return [r["s"] for r in steps], sum(1 for t in done if t.status != "succeeded")
 

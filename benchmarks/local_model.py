@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from chiffon.servers.llm.packaged import PREFERENCE, preferred  # noqa: E402
 from chiffon.servers.llm.router import Router  # noqa: E402
 from chiffon.servers.llm.types import Hints, build_messages  # noqa: E402
 from chiffon.shared.config import load_settings  # noqa: E402
-from chiffon.shared.packaged_llm import PREFERENCE, preferred  # noqa: E402
 from chiffon.shared.runtime import open_runtime, stop_embedded  # noqa: E402
 from tests.fixtures.local_model import (  # noqa: E402
     AgentRun,

@@ -44,9 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chiffon.servers.tasks.queue import TaskQueue  # noqa: E402
-from chiffon.servers.tasks.worker import TaskWorker  # noqa: E402
 from chiffon.shared.config import load_settings  # noqa: E402
+from chiffon.shared.queue import TaskQueue, TaskWorker  # noqa: E402
 from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
 
 PEERS = ("pgqueuer", "procrastinate", "arq", "saq")
@@ -104,7 +103,7 @@ async def chiffon_burst(rt: Runtime, n: int, concurrency: int) -> tuple[float, i
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     await worker.close()
-    rows = await rt.store.pool.fetch("SELECT status, completions FROM agent_tasks WHERE id = ANY($1::text[])", ids)
+    rows = await rt.store.pool.fetch("SELECT status, completions FROM queue_tasks WHERE id = ANY($1::text[])", ids)
     lost = sum(1 for r in rows if r["status"] != "succeeded") + (n - len(rows))
     duplicates = sum(max(0, r["completions"] - 1) for r in rows)
     return elapsed, lost, duplicates
@@ -161,7 +160,7 @@ async def chiffon_recovery(rt: Runtime, env: dict[str, str], jobs: int, concurre
     second = None
     try:
         held = await poll(lambda: rt.store.pool.fetchval(
-            "SELECT count(*) = $2 FROM agent_tasks WHERE id = ANY($1::text[]) AND status = 'running' "
+            "SELECT count(*) = $2 FROM queue_tasks WHERE id = ANY($1::text[]) AND status = 'running' "
             "AND worker LIKE '%-' || $3::text", ids, jobs, str(first.pid)), 60)
         if not held:
             raise RuntimeError("the first chiffon worker never took the recovery tasks")
@@ -170,14 +169,14 @@ async def chiffon_recovery(rt: Runtime, env: dict[str, str], jobs: int, concurre
         kill(first)
         killed_at = time.monotonic()
         again = await poll(lambda: rt.store.pool.fetchval(
-            "SELECT count(*) = $2 FROM agent_tasks WHERE id = ANY($1::text[]) AND attempts >= 2", ids, jobs), cap_s,
+            "SELECT count(*) = $2 FROM queue_tasks WHERE id = ANY($1::text[]) AND attempts >= 2", ids, jobs), cap_s,
             every=0.02)
         return round(time.monotonic() - killed_at, 3) if again else None
     finally:
         kill(first)
         if second is not None:
             kill(second)
-        await rt.store.pool.execute("UPDATE agent_tasks SET status = 'cancelled' WHERE id = ANY($1::text[]) "
+        await rt.store.pool.execute("UPDATE queue_tasks SET status = 'cancelled' WHERE id = ANY($1::text[]) "
                                     "AND status IN ('queued', 'running')", ids)
 
 

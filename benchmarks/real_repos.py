@@ -128,8 +128,8 @@ async def with_model(repos: list[dict[str, Any]], answers: dict[tuple[str, str],
     """The packaged model choosing under both policies; top-1 of each and where it differs from retrieval."""
     sys.path.insert(0, str(Path(__file__).parents[1]))
     from chiffon.orchestrator.planner import CANDIDATES, choose_with_llm
+    from chiffon.servers.llm.packaged import preferred
     from chiffon.servers.llm.router import Router
-    from chiffon.shared.packaged_llm import preferred
     from tests.fixtures.local_model import packaged_llm_settings
 
     name = preferred()

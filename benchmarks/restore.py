@@ -107,7 +107,7 @@ async def snapshot(home: Path) -> dict[str, Any]:
     async with open_runtime(settings) as rt, open_memory(rt) as memory:
         pool = rt.store.pool
         counts = {table: await pool.fetchval(f"SELECT count(*) FROM {table}")
-                  for table in ("plans", "runs", "chat_sessions", "chat_messages", "approvals", "agent_tasks")}
+                  for table in ("plans", "runs", "chat_sessions", "chat_messages", "approvals", "queue_tasks")}
         for name in ("codebase", "conversations"):
             col = await memory.vectors.collection(name)
             counts[f"chroma:{name}"] = await asyncio.to_thread(col.count)

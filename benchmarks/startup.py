@@ -10,7 +10,9 @@ Per round, interleaved so machine noise hits every measure alike:
 * ``run_plan_s``: ``chiffon run "deploy redis" --json`` without approval, until it exits 3 with the plan
   (match, check mode with diff, plan stored; nothing runs).
 
-A warm-up round (embedded PostgreSQL initdb, bytecode compilation) is not counted. Prints one JSON line:
+A warm-up round (embedded PostgreSQL initdb, bytecode compilation, and the first ``chiffon serve``, which
+composes the server before it answers and stores its tool declarations: later starts answer ``tools/list``
+from them while they compose, see :mod:`chiffon.orchestrator.declared`) is not counted. Prints one JSON line:
 medians in seconds, every round, and ``serve_vs_bare`` (the serve median over the bare one). Targets from
 issue 17: ``serve_tools_list_s`` <= 2.0 and ``cli_help_s`` <= 0.5.
 

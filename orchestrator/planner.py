@@ -28,15 +28,15 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible import generated, matching, plans, prompted, understand
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.ansible.units import hosts_of_condition
+from chiffon.shared.errors import ChiffonError, RoleNotApplied
 from chiffon.shared.resources import prompt_path
-from chiffon.shared.errors import ChiffonError, InvalidInput, RoleNotApplied
 
 if TYPE_CHECKING:
     from chiffon.orchestrator.playbook_memory import PlaybookIndex
@@ -117,31 +117,33 @@ def is_sentence_about(reason: str, request: str, names: list[str]) -> bool:
 
 async def plan_request(
     svc: AnsibleService,
-    request: str,
+    req: PlanRequest | str,
     *,
-    repo: Path | None = None,
-    limit: str | None = None,
-    extra_vars: dict[str, Any] | None = None,
-    inventory: str | None = None,
-    skip_tags: list[str] | None = None,
-    secret_vars: list[str] | None = None,
-    apply_role: str | None = None,
-    apply_to: str | None = None,
-    tags: list[str] | None = None,
     on_event: EventCallback | None = None,
     router: Router | None = None,
     playbooks: PlaybookIndex | None = None,
     typed: prompted.Typed | None = None,
     pick: Pick | None = None,
 ) -> plans.Plan:
-    """Match ``request`` to a playbook, run it in check mode and store the plan.
+    """Match the request to a playbook, run it in check mode and store the plan.
+
+    ``req``: what to plan, built once at the edge (the MCP tool, ``chiffon run``, the console, REST) and passed
+    down whole (:class:`~chiffon.servers.ansible.request.PlanRequest`); a bare string is a request with nothing
+    else. Its fields, as the planner uses them:
+
+    * ``repo``, ``inventory``: the catalog (default: the service's); ``extra_vars``, ``skip_tags``,
+      ``secret_vars``: the check and the run, as :func:`servers.ansible.plans.create_plan` checks them.
+    * ``limit``: without it, a unit gated to named hosts (``when: inventory_hostname == "monitor"``), or one of
+      a playbook whose plays target different hosts, is planned with ``--limit`` its hosts (:func:`_limit_for`).
+    * ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
+      applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
+      part of the plan and is never written to the repo.
+    * ``tags``: run these tags of the matched playbook (``--tags``) instead of the unit's own; each must be a tag
+      the playbook uses (InvalidInput otherwise). None: the unit's tags.
 
     ``router``: when given and its quick tier is configured, the LLM chooses among the top matches
     above MIN_SCORE and explains the plan (``plan.match["planner"]``). ``playbooks``: when given, the
     request is also scored by meaning against the catalog's cards in vector memory.
-
-    Without ``limit``, a unit gated to named hosts (``when: inventory_hostname == "monitor"``), or one of
-    a playbook whose plays target different hosts, is planned with ``--limit`` its hosts (:func:`_limit_for`).
 
     ``typed``: vault or become passwords a human typed at a terminal (CLI only; never an MCP argument).
 
@@ -149,29 +151,23 @@ async def plan_request(
     keeps retrieval's first, or lets the quick tier choose. MCP and ``--json`` return the candidates in
     ``plan.match["planner"]["answer"]["candidates"]``.
 
-    ``apply_role`` + ``apply_to``: plan a generated playbook that applies that role (one no playbook
-    applies, as :class:`RoleNotApplied` offers) to that inventory host or group; the generated text is
-    part of the plan and is never written to the repo.
-
-    ``tags``: run these tags of the matched playbook (``--tags``) instead of the unit's own; each must be a tag
-    the playbook uses (InvalidInput otherwise). None: the unit's tags.
-
     Raises:
         InvalidInput: empty or over-long request, bad limit or extra_vars.
         NoMatch: no unit scores at least MIN_SCORE; the closest are listed.
         RoleNotApplied: the best match is a role that no playbook applies.
         RepoError: no repo configured, no playbooks, or no usable inventory.
     """
-    request = matching.validate_request(request)
-    if apply_role is not None or apply_to is not None:
+    req = PlanRequest(request=req) if isinstance(req, str) else req
+    request = req.text()
+    req = req.model_copy(update={"request": request})
+    repo, inventory, limit = req.repo, req.inventory, req.limit
+    if req.apply_role is not None or req.apply_to is not None:
         catalog = await svc.catalog(repo, inventory)
-        if not (apply_role and apply_to):
-            raise InvalidInput("apply_to" if apply_role else "apply_role",
-                               "give both the role and the host or group to apply it to")
-        gen = await asyncio.to_thread(generated.for_role, catalog, apply_role, apply_to)
-        return await plans.create_plan(svc.rt, catalog, gen.name, request=request, generated=gen, limit=limit,
-                                       skip_tags=skip_tags, extra_vars=extra_vars, secret_vars=secret_vars,
-                                       on_event=on_event, typed=typed)
+        applied = req.role_to_apply()
+        assert applied is not None  # one of the two is given, so both are (or it raised)
+        gen = await asyncio.to_thread(generated.for_role, catalog, *applied)
+        return await plans.create_plan(svc.rt, catalog, gen.name, req, generated=gen, on_event=on_event,
+                                       typed=typed)
     catalog = await svc.catalog(repo)  # the inventory is chosen per Ansible project, below
     ranked = matching.rank(catalog, request)
     note: dict[str, Any] = {"chosen_by": "retrieval", "scoring": "words"}
@@ -217,11 +213,10 @@ async def plan_request(
                          ("; ".join(answer.problems) or "no inventory"))
     limit = answer.limit or (await _limit_for(view, unit) if view.inventory_choice is not None else None)
     alternatives = [c.match for c in answer.candidates if c is not best][:2]
+    planned = req.model_copy(update={"limit": limit, "tags": list(unit.tags) if req.tags is None else req.tags})
     return await plans.create_plan(
-        svc.rt, view, unit.playbook.name, request=request, match=best.match, alternatives=alternatives,
-        planner=note, limit=limit, tags=list(unit.tags) if tags is None else tags, skip_tags=skip_tags,
-        extra_vars=extra_vars, secret_vars=secret_vars, unit=unit, on_event=on_event,
-        expected_inventory=answer.inventory, problems=answer.problems, typed=typed,
+        svc.rt, view, unit.playbook.name, planned, match=best.match, alternatives=alternatives, planner=note,
+        unit=unit, on_event=on_event, expected_inventory=answer.inventory, problems=answer.problems, typed=typed,
     )
 
 

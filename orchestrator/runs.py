@@ -2,11 +2,12 @@
 
 Every run goes through :func:`dispatch_run`: ``execute_plan``, ``chiffon run``/``execute``, the ansible
 server's ``run`` tool (given :func:`dispatch_run` as its ``run_plan``) and agents with ``infra.run`` (they call
-those tools). The queue is the agents' queue (:mod:`chiffon.servers.tasks.queue`): the task row is committed
+those tools). The queue is the one queue engine (:mod:`chiffon.shared.queue`): the task row is committed
 before its stream entry, its result before the entry is acked, a dead worker's task is taken over after
 ``tasks.reclaim_idle_s``, and a redelivered run answers with the stored run (:func:`run_approved`). One worker
 class runs everything queued; :func:`running_infra_worker` gives it the ``infra`` handler, with at most
-``ansible.parallel_runs`` runs at once.
+``ansible.parallel_runs`` runs at once, and :func:`queue_run` submits with the ``infra`` input check
+(:func:`check_infra_inputs`).
 
 A plan whose hosts are busy is paused and its task ends, so it holds no worker slot; every infra worker
 resumes ready plans each ``hostd.heartbeat_s`` (:func:`resume_ready`) and queues them again. A client waiting
@@ -27,14 +28,24 @@ from chiffon.servers.ansible import execution
 from chiffon.servers.ansible.dispatch import publish_progress, resume_ready, run_approved
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.servers.tasks.queue import INFRA, Handler, Outcome, TaskContext, TaskQueue, TaskRecord
-from chiffon.servers.tasks.worker import TaskWorker
-from chiffon.shared.bus import AGENT_RESULTS, RUN_PROGRESS
-from chiffon.shared.errors import ChiffonError, PlanStateError
+from chiffon.shared.bus import RUN_PROGRESS
+from chiffon.shared.error_bus import report_heartbeats
+from chiffon.shared.errors import ChiffonError, InvalidInput, PlanStateError
 from chiffon.shared.hosts import HeartbeatWatch
+from chiffon.shared.queue import INFRA, RESULTS_STREAM, Handler, Outcome, TaskContext, TaskQueue, TaskRecord, TaskWorker
 from chiffon.shared.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
+
+
+def check_infra_inputs(role: str, inputs: dict[str, Any] | None) -> None:
+    """The queue's input check of kind ``infra``: role ``infra`` and a string ``inputs.plan_id``.
+
+    Raises:
+        InvalidInput: another role, or no plan id.
+    """
+    if role != INFRA or not isinstance((inputs or {}).get("plan_id"), str):
+        raise InvalidInput("inputs", "an infra task has role infra and inputs.plan_id")
 
 
 def infra_handler(svc: AnsibleService) -> Handler:
@@ -62,7 +73,8 @@ def infra_handler(svc: AnsibleService) -> Handler:
 
 async def queue_run(rt: Runtime, plan_id: str) -> TaskRecord:
     """Queue one run of ``plan_id`` (a task of kind ``infra``)."""
-    return await TaskQueue(rt).submit(INFRA, f"run plan {plan_id}", {"plan_id": plan_id}, kind=INFRA)
+    queue = TaskQueue(rt, checks={INFRA: check_infra_inputs})
+    return await queue.submit(INFRA, f"run plan {plan_id}", {"plan_id": plan_id}, kind=INFRA)
 
 
 class Resumer:
@@ -79,7 +91,8 @@ class Resumer:
         beating = sorted(h for h, c in self.rt.settings.hosts.items() if "hostd" in c.chiffon)
         while True:
             try:
-                await self.heartbeats.check(self.rt.bus, beating)
+                changes = await self.heartbeats.check(self.rt.bus, beating)
+                report_heartbeats(changes.stopped, changes.resumed)
                 await execution.reconcile(self.rt)
                 for plan_id in await resume_ready(self.rt):
                     await queue_run(self.rt, plan_id)
@@ -121,10 +134,11 @@ async def dispatch_run(rt: Runtime, plan_id: str, *, on_event: Callable[[TaskEve
 
 
 async def run_cursors(rt: Runtime) -> dict[str, str]:
-    """Where :func:`follow_run` starts reading: the newest entries of ``run_progress`` and ``agent_results`` now
+    """Where :func:`follow_run` starts reading: the newest entries of ``run_progress`` and the queue's results
+    stream (:data:`~chiffon.shared.queue.RESULTS_STREAM`) now
     (take them before the run is queued or looked up, so nothing that follows is missed)."""
     # progress first: in one XREAD reply a run's last progress precedes its result
-    return {RUN_PROGRESS: await rt.bus.last_id(RUN_PROGRESS), AGENT_RESULTS: await rt.bus.last_id(AGENT_RESULTS)}
+    return {RUN_PROGRESS: await rt.bus.last_id(RUN_PROGRESS), RESULTS_STREAM: await rt.bus.last_id(RESULTS_STREAM)}
 
 
 async def follow_run(rt: Runtime, plan_id: str, cursors: dict[str, str], *,

@@ -8,7 +8,6 @@ Mounts ``chiffon-ansible`` under the namespace ``ansible`` (its tools appear as
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +19,11 @@ from pydantic import BaseModel, Field
 from chiffon.orchestrator import approval
 from chiffon.orchestrator.planner import plan_request as make_plan
 from chiffon.orchestrator.runs import dispatch_run
+from chiffon.orchestrator.toolsets import DEFAULT_TOOLSETS as DEFAULT_TOOLSETS  # re-exported: light, in toolsets
+from chiffon.orchestrator.toolsets import INSTRUCTIONS, TOOLSETS
+from chiffon.orchestrator.toolsets import parse_toolsets as parse_toolsets
 from chiffon.servers.ansible import execution, plans
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.server import CHECK, DESTRUCTIVE, READ_ONLY, create_ansible_server
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.audit import parse_since
@@ -78,33 +81,6 @@ def _awaiting(plan_id: str, why: str) -> ExecuteResult:
     )
 
 
-TOOLSETS = ("ansible", "memory", "llm", "voice", "tasks")
-"""The servers an IDE can be given besides the orchestration tools (``chiffon serve --toolsets``)."""
-DEFAULT_TOOLSETS = ("ansible", "memory")
-"""What ``chiffon serve`` exposes by default: every tool is context on every IDE request (measured in
-``benchmarks/toolsets.py``), and some clients cap the number of tools."""
-
-
-def parse_toolsets(value: str | None) -> tuple[str, ...]:
-    """``"ansible,memory"`` (``"all"``; ``"none"``: the orchestration tools alone; None: :data:`DEFAULT_TOOLSETS`)
-    as a tuple of toolset names.
-
-    Raises:
-        InvalidInput: a name that is not one of :data:`TOOLSETS`.
-    """
-    if value is None:
-        return DEFAULT_TOOLSETS
-    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-    if names == ("all",):
-        return TOOLSETS
-    if names in (("none",), ()):
-        return ()
-    unknown = [n for n in names if n not in TOOLSETS]
-    if unknown:
-        raise InvalidInput("--toolsets", f"unknown: {', '.join(unknown)}; choose from {', '.join(TOOLSETS)}, all or none")
-    return names
-
-
 def mount_tasks(mcp: FastMCP, tasks: TasksService) -> None:
     """Mount ``chiffon-tasks`` over ``tasks`` as ``tasks_*`` (after the fact, once the team has the tools)."""
     from chiffon.servers.tasks.server import create_tasks_server
@@ -122,19 +98,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
     unknown = set(toolsets) - set(TOOLSETS)
     if unknown:
         raise InvalidInput("toolsets", f"unknown: {', '.join(sorted(unknown))}; choose from {', '.join(TOOLSETS)}")
-    rt = svc.rt
-    svc.run_plan = svc.run_plan or dispatch_run  # the ansible server's run tool takes the one run path too
-    if svc.notify_drift is None:  # new drift found by the ansible server's drift tool reaches the humans at once
-        from chiffon.orchestrator.incidents import notify_humans
-
-        svc.notify_drift = functools.partial(notify_humans, rt, "drift")
+    rt = svc.rt  # svc comes whole from the composition root (run_plan, notify_drift): it is never patched here
     mcp = FastMCP(
         "chiffon",
-        instructions=(
-            "Homelab infrastructure in plain language. plan_request turns a request into a plan with a "
-            "check-mode diff; execute_plan asks the human to approve it, then runs it; audit_query answers "
-            "what changed and what failed. You cannot approve plans yourself."
-        ),
+        instructions=INSTRUCTIONS,
         mask_error_details=True,
     )
     mcp.add_middleware(ChiffonErrors())
@@ -197,10 +164,10 @@ def create_orchestrator(svc: AnsibleService, router: Router | None = None, memor
         warnings, blocked_reason, match reason) with status pending_approval; hand its id to execute_plan.
         A plan with a blocked_reason (no host matched, every task skipped) cannot be approved.
         """
-        plan = await make_plan(svc, request, limit=limit, extra_vars=extra_vars, inventory=inventory,
-                               skip_tags=skip_tags, secret_vars=secret_vars, apply_role=apply_role,
-                               apply_to=apply_to,
-                               on_event=progress_reporter(ctx, None, "check"), router=router, playbooks=playbooks)
+        asked = PlanRequest(request=request, limit=limit, extra_vars=extra_vars, inventory=inventory,
+                            skip_tags=skip_tags, secret_vars=secret_vars, apply_role=apply_role, apply_to=apply_to)
+        plan = await make_plan(svc, asked, on_event=progress_reporter(ctx, None, "check"), router=router,
+                               playbooks=playbooks)
         await record(f"Request {plan.request!r} planned as {plan.id}: {plan.playbook}"
                      f"{' --tags ' + ','.join(plan.tags) if plan.tags else ''} on "
                      f"{', '.join(plan.hosts) or 'no hosts'}, risk {plan.risk}.", "plan", plan.id)

@@ -16,6 +16,7 @@ trail can be read with ``git log``, grepped in the tree, or queried with
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -31,6 +32,8 @@ from chiffon.shared.redact import redact, scrub
 
 if TYPE_CHECKING:  # GitPython and filelock load with the first record or query, not at import (start-up time)
     import git
+
+log = logging.getLogger(__name__)
 
 MARKER = "chiffon-audit: 1"
 _AUTHOR = ("chiffon", "chiffon@localhost")  # git.Actor, built when a record is written
@@ -85,6 +88,17 @@ class AuditLog:
             # gitdb chmods each new object 0444 whatever the umask: the audit is its owner's alone (0400)
             self._repo.odb.new_objects_mode = 0o400
         return self._repo
+
+    def warm(self) -> None:
+        """Load GitPython and open the repository now (about 0.2 s), so that the next :meth:`record` only
+        commits: for a caller that waits on something else meanwhile (a check run). Best effort: a failure here
+        is left to the record that follows, which raises it. Blocking: run in a thread."""
+        try:
+            with self._lock:
+                self._open()
+            from filelock import FileLock  # noqa: F401  (loaded here, used by record)
+        except Exception as exc:
+            log.debug("audit repository not opened ahead of its record: %s", exc)
 
     def record(self, kind: str, subject: str, body: dict[str, Any]) -> str:
         """Commit one record; returns the commit sha (40 hex chars). Blocking: run in a thread.

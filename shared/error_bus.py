@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -238,3 +239,14 @@ def report_error(source: str, error_type: str, message: str, severity: Severity 
 def report_recovery(source: str, message: str, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Say that what failed works again (resolves the open incidents it matches): ``info`` ``recovered``."""
     return report_error(source, "recovered", message, "info", context)
+
+
+def report_heartbeats(stopped: Iterable[str], resumed: Iterable[str]) -> None:
+    """Report hosts whose hostd heartbeats stopped (``hostd`` ``heartbeat_lost``, a warning with the host) and
+    those whose heartbeats came back (``recovered``, which resolves the incident): what
+    :meth:`chiffon.shared.hosts.HeartbeatWatch.check` returns as ``stopped`` and ``resumed``."""
+    for host in stopped:
+        report_error("hostd", "heartbeat_lost", f"{host}: no heartbeat within its TTL (is chiffon-hostd running "
+                     "there?); work for it waits", "warning", {"host": host})
+    for host in resumed:
+        report_recovery("hostd", f"{host}: heartbeats again", {"host": host})

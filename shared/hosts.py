@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -132,31 +133,33 @@ class HostStatus:
             self._cache[host] = (now, state["status"])
 
 
+@dataclass(frozen=True)
+class HeartbeatChanges:
+    """What one :meth:`HeartbeatWatch.check` saw: the hosts whose heartbeats are lost now, and since the last
+    check those that stopped and those that came back (sorted)."""
+
+    lost: frozenset[str]
+    stopped: tuple[str, ...] = ()
+    resumed: tuple[str, ...] = ()
+
+
 class HeartbeatWatch:
-    """Tell the error bus when a host's heartbeats stop (``hostd`` ``heartbeat_lost``, a warning with the
-    host) and when they come back (``recovered``, which resolves the incident). Only hosts that sent a beat
-    before count: one never started is ``offline`` without being lost. Call :meth:`check` each heartbeat
-    interval; the hosts lost so far are remembered between calls (several watchers report the same loss,
-    which flood detection and the incident's host key fold into one). A watcher reports the changes it sees,
-    not the state it finds: the first call only takes the baseline, so each short-lived `chiffon run` (which
-    runs one) does not report again a host that was already down."""
+    """Notice when a host's heartbeats stop and when they come back; the caller reports the changes (the
+    error bus: :func:`chiffon.shared.error_bus.report_heartbeats`). Only hosts that sent a beat before count:
+    one never started is ``offline`` without being lost. Call :meth:`check` each heartbeat interval; the hosts
+    lost so far are remembered between calls (several watchers report the same loss, which flood detection and
+    the incident's host key fold into one). A watcher returns the changes it sees, not the state it finds: the
+    first call only takes the baseline, so each short-lived `chiffon run` (which runs one) does not report again
+    a host that was already down."""
 
     def __init__(self) -> None:
         self.lost: set[str] | None = None  # None until the first check took the baseline
 
-    async def check(self, bus: Bus, hosts: list[str]) -> set[str]:
-        """Report changes since the last call; returns the hosts whose heartbeats are lost now."""
-        from chiffon.shared.error_bus import report_error, report_recovery
-
+    async def check(self, bus: Bus, hosts: list[str]) -> HeartbeatChanges:
+        """The changes since the last call (none on the first: it takes the baseline)."""
         states = await host_states(bus, hosts, assume_available=True)
         lost = {h for h, state in states.items() if state["status"] == "offline" and state["reason"] == LAPSED}
-        if self.lost is None:
-            self.lost = lost
-            return lost
-        for host in sorted(lost - self.lost):
-            report_error("hostd", "heartbeat_lost", f"{host}: no heartbeat within its TTL (is chiffon-hostd running "
-                         "there?); work for it waits", "warning", {"host": host})
-        for host in sorted(self.lost - lost):
-            report_recovery("hostd", f"{host}: heartbeats again", {"host": host})
-        self.lost = lost
-        return lost
+        before, self.lost = self.lost, lost
+        if before is None:
+            return HeartbeatChanges(frozenset(lost))
+        return HeartbeatChanges(frozenset(lost), tuple(sorted(lost - before)), tuple(sorted(before - lost)))

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from chiffon.servers.hostd.resources import HostSnapshot
     from chiffon.shared.bus import Bus
 
 log = logging.getLogger(__name__)
@@ -106,27 +105,6 @@ def set_drift(counts: dict[tuple[str, str], int]) -> None:
         DRIFT_TASKS.labels(host, unit).set(tasks)
 
 
-def observe_snapshot(snapshot: HostSnapshot, rss: dict[str, int]) -> None:
-    """Set the host and GPU gauges from one heartbeat; ``rss`` is resident bytes per watched process name."""
-    host = snapshot.host
-    HOST_ONLINE.labels(host).set(1)
-    HOST_BUSY.labels(host).set(1 if snapshot.status == "busy" else 0)
-    CPU_PERCENT.labels(host).set(snapshot.cpu_percent)
-    LOAD_1M.labels(host).set(snapshot.load_1m)
-    CPU_CORES.labels(host).set(snapshot.cpu_cores)
-    RAM_AVAILABLE.labels(host).set(snapshot.ram_available_mb * MB)
-    DISK_USED.labels(host).set(snapshot.disk_used_percent)
-    for g in snapshot.gpus:
-        labels = (host, str(g.index), g.name)
-        GPU_VRAM_USED.labels(*labels).set(g.vram_used_mb * MB)
-        GPU_VRAM_TOTAL.labels(*labels).set(g.vram_total_mb * MB)
-        GPU_VRAM_CHIFFON.labels(*labels).set(g.chiffon_vram_mb * MB)
-        if g.busy_percent is not None:
-            GPU_BUSY.labels(*labels).set(g.busy_percent)
-    for name, value in rss.items():
-        PROCESS_RSS.labels(host, name).set(value)
-
-
 async def refresh_shared(bus: Bus, streams: list[str], groups: dict[str, str], hosts: list[str],
                          assume_available: bool) -> None:
     """Refresh the gauges that live in Redis: stream length and pending entries, used memory, host states.
@@ -159,6 +137,6 @@ def mark_started(part: str) -> float:
 
     import psutil
 
-    seconds = max(0.0, time.time() - psutil.Process().create_time())
+    seconds = max(0.0, time.time() - float(psutil.Process().create_time()))
     STARTUP_SECONDS.labels(part).set(seconds)
     return seconds

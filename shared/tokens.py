@@ -51,7 +51,7 @@ async def verify(store: Store, token: str) -> str | None:
         "RETURNING name, token_sha256", wanted)
     if row is None or not hmac.compare_digest(row["token_sha256"], wanted):
         return None
-    return row["name"]
+    return str(row["name"])
 
 
 async def any_live(store: Store) -> bool:

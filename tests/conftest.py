@@ -25,7 +25,7 @@ from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded
 # Hermetic: never pick up a real host's overrides (deploy/config/hosts/<hostname>.yaml).
 os.environ["CHIFFON_HOST"] = "pytest"
 # Nor the developer's own config (~/.config/chiffon/chiffon.yaml) or the machine's (/etc/chiffon/chiffon.yaml):
-# an empty XDG dir and a service file that does not exist (shared/config_files.py); a test sets its own.
+# an empty XDG dir and a service file that does not exist (shared/config/files.py); a test sets its own.
 _NO_CONFIG = Path(tempfile.mkdtemp(prefix="chiffon-test-xdg-"))
 atexit.register(shutil.rmtree, _NO_CONFIG, True)
 os.environ["XDG_CONFIG_HOME"] = str(_NO_CONFIG)

@@ -48,7 +48,8 @@ def mount_api(server: FastMCP, svc: AnsibleService, *, router: Router | None = N
     from starlette.routing import Mount
 
     def build() -> Any:
-        from chiffon.orchestrator.api.app import Api, create_api
+        from chiffon.orchestrator.api.app import create_api
+        from chiffon.orchestrator.api.context import Api
 
         return create_api(Api(svc, verifier=lambda: server.auth, router=router, playbooks=playbooks, record=record))
 

@@ -24,16 +24,16 @@ anything else                                   500, its details only in the ser
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chiffon.orchestrator.api.context import Api, Refused, caller_dependency
+from chiffon.orchestrator.api.plan_routes import plan_routes
+from chiffon.orchestrator.api.run_routes import run_routes
 from chiffon.shared.errors import (
     AnsibleError,
     ChiffonError,
@@ -47,76 +47,7 @@ from chiffon.shared.errors import (
     ServiceUnavailable,
 )
 
-if TYPE_CHECKING:
-    from chiffon.orchestrator.playbook_memory import PlaybookIndex
-    from chiffon.servers.ansible.service import AnsibleService
-    from chiffon.servers.llm.router import Router
-
 log = logging.getLogger(__name__)
-
-class Refused(Exception):
-    """An HTTP-level refusal the API answers as ``{"error", "message"}`` with ``status`` (401 no token, 403 the
-    approval policy)."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        self.status, self.error, self.message = status, error, message
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who called: the token's client id (``chiffon-operator`` or ``token:NAME``) and the peer address."""
-
-    client_id: str
-    address: str
-
-    @property
-    def approver(self) -> str:
-        """What a decision through the API records as its approver: ``token:NAME from ADDRESS``, the token's word
-        (proof of a human only with a one-time code, which ``decide`` marks `` + totp``)."""
-        return f"{self.client_id} from {self.address}"
-
-
-@dataclass
-class Api:
-    """What the routes need: the ansible service (runtime, bound repo), the planner's router and playbook memory
-    (as the plan_request tool has them), ``record`` (memory of requests, best effort) and ``verifier`` (the
-    server's token verifier, read per request since ``serve`` sets it after the app is built)."""
-
-    svc: AnsibleService
-    verifier: Callable[[], Any]
-    router: Router | None = None
-    playbooks: PlaybookIndex | None = None
-    record: Callable[[str, str, str], Awaitable[None]] | None = None
-
-
-_bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
-                     description="`http.bearer_token` or a named token from `chiffon token create NAME`.")
-
-
-def caller_dependency(api: Api) -> Callable[..., Awaitable[Caller]]:
-    """A FastAPI dependency that admits a request with a live token and says who it is.
-
-    Raises:
-        Refused: 401 without ``Authorization: Bearer TOKEN``, with a token the verifier does not know (wrong or
-            revoked), or when the server has no verifier at all.
-    """
-
-    async def caller(request: Request,
-                     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
-        verifier = api.verifier()
-        given = credentials.credentials.strip() if credentials is not None else ""
-        if not given:
-            raise Refused(401, "Unauthorized", "send `Authorization: Bearer TOKEN` (http.bearer_token, or a token "
-                                               "from `chiffon token create NAME`)")
-        access = await verifier.verify_token(given) if verifier is not None else None
-        if access is None:
-            raise Refused(401, "Unauthorized", "the bearer token is wrong or revoked (`chiffon token list` shows "
-                                               "the live ones)")
-        return Caller(access.client_id, request.client.host if request.client else "unknown address")
-
-    return caller
-
 
 def error_status(exc: ChiffonError) -> int:
     """The HTTP status of a chiffon error (the table in this module's docstring)."""
@@ -189,8 +120,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_api(api: Api) -> FastAPI:
     """The ``/api/v1`` app over ``api``: plans, approvals, runs and their events, health; OpenAPI at
     ``/openapi.json`` inside it (``/api/v1/openapi.json`` once mounted), no HTML docs pages."""
-    from chiffon.orchestrator.api.plan_routes import plan_routes
-    from chiffon.orchestrator.api.run_routes import run_routes
 
     app = FastAPI(title="chiffon", version="1",
                   summary="Plan, approve and follow Ansible runs from automations (n8n, Home Assistant).",

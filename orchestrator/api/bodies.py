@@ -3,25 +3,25 @@ before a handler runs and writes the OpenAPI schema from the same code.
 
 Every string a client sends is bounded; identifiers are matched against their patterns; the ``inventory`` is a
 name or a repo-relative path (never absolute, never ``..``); ``limit`` uses the characters of an Ansible host
-pattern only. The planner validates the same fields again against the repo itself (known inventories, hosts,
-groups and tags).
+pattern only (those checks are :class:`~chiffon.servers.ansible.request.PlanRequest`'s, applied here as field
+validators). :meth:`PlanBody.plan_request` turns the body into that one request object, which the planner
+validates again against the repo itself (known inventories, hosts, groups and tags).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chiffon.servers.ansible.matching import MAX_REQUEST_CHARS
-from chiffon.servers.ansible.plays import LIMIT_RE
+from chiffon.servers.ansible.request import INVENTORY, PlanRequest, inventory_inside, limit_shape, tag_names
 
 PLAN_ID = r"^plan-[0-9a-f]{10}$"
 """A plan id: ``plan-`` and 10 hex digits (:func:`chiffon.servers.ansible.plans.new_id`)."""
 RUN_OR_PLAN_ID = r"^(plan|run)-[0-9a-f]{10}$"
 """A run id (``run-`` and 10 hex digits) or the id of the plan it runs."""
-INVENTORY = r"^[A-Za-z0-9_][A-Za-z0-9_.,/-]{0,199}$"
-TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
 CODE = r"^[0-9]{6}$"
 MAX_TAGS = 20
 MAX_REASON = 500
@@ -57,29 +57,14 @@ class PlanBody(BaseModel):
             raise ValueError("is empty; say what should happen, e.g. 'Deploy Redis on east'")
         return value
 
-    @field_validator("inventory")
-    @classmethod
-    def _inventory_inside(cls, value: str | None) -> str | None:
-        if value is not None and ".." in value.split("/"):
-            raise ValueError("must be a name or a path inside the repo, without '..'")
-        return value
+    _inventory_inside = field_validator("inventory")(inventory_inside)
+    _limit_pattern = field_validator("limit")(limit_shape)
+    _tag_names = field_validator("tags")(tag_names)
 
-    @field_validator("limit")
-    @classmethod
-    def _limit_pattern(cls, value: str | None) -> str | None:
-        if value is not None and not LIMIT_RE.match(value):
-            raise ValueError("may contain only host/group names, ',', ':', '!', '&', '*', '[', ']'")
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_names(cls, value: list[str] | None) -> list[str] | None:
-        import re
-
-        bad = [t for t in value or [] if not re.match(TAG, t)]
-        if bad:
-            raise ValueError(f"{bad[0][:64]!r} is not a tag name (letters, digits, '_', '.', ':', '-')")
-        return value
+    def plan_request(self, repo: Path | None) -> PlanRequest:
+        """The one request object the planner gets, with ``repo``: the server's own, as
+        :func:`~chiffon.orchestrator.api.plan_routes.checked_repo` allowed it."""
+        return PlanRequest(request=self.request, repo=repo, inventory=self.inventory, limit=self.limit, tags=self.tags)
 
 
 class ApproveBody(BaseModel):

@@ -26,7 +26,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 
-from chiffon.orchestrator.api.app import Api, Caller, Refused
 from chiffon.orchestrator.api.bodies import (
     ERRORS,
     PLAN_ID,
@@ -36,6 +35,7 @@ from chiffon.orchestrator.api.bodies import (
     PlanStatusName,
     RejectBody,
 )
+from chiffon.orchestrator.api.context import Api, Caller, Refused
 from chiffon.orchestrator.cli.render import summary
 from chiffon.servers.ansible import execution, plans
 from chiffon.shared.errors import InvalidInput
@@ -106,8 +106,7 @@ def plan_routes(api: Api, caller: Callable[..., Awaitable[Caller]]) -> APIRouter
         from chiffon.orchestrator.planner import plan_request
 
         repo = checked_repo(api.svc.repo, body.repo)
-        plan = await plan_request(api.svc, body.request, repo=repo, limit=body.limit, inventory=body.inventory,
-                                  tags=body.tags, router=api.router, playbooks=api.playbooks)
+        plan = await plan_request(api.svc, body.plan_request(repo), router=api.router, playbooks=api.playbooks)
         if api.record is not None:
             await api.record(f"Request {plan.request!r} planned as {plan.id} over the REST API "
                              f"({who.client_id}): {plan.playbook} on {', '.join(plan.hosts) or 'no hosts'}, "

@@ -23,8 +23,8 @@ from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from chiffon.orchestrator.api.app import Api, Caller
 from chiffon.orchestrator.api.bodies import ERRORS, RUN_OR_PLAN_ID, ErrorBody
+from chiffon.orchestrator.api.context import Api, Caller
 from chiffon.servers.ansible import execution, plans
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.shared.errors import ChiffonError, PlanNotFound

@@ -3,7 +3,7 @@
 - ``chiffon config path``: every layer, lowest first, read / missing / not readable, and the names (never the
   values) of the environment variables that set configuration;
 - ``chiffon config set KEY VALUE`` / ``unset KEY``: one dotted key of the user's file, validated as the whole
-  configuration first (:mod:`chiffon.shared.config_edit`); a secret only from stdin (``VALUE`` ``-``);
+  configuration first (:mod:`chiffon.shared.config.edit`); a secret only from stdin (``VALUE`` ``-``);
 - ``chiffon config get KEY`` / ``show``: the values in effect, secrets masked.
 """
 
@@ -42,7 +42,7 @@ def _fail(exc: ChiffonError, secret: str | None = None) -> typer.Exit:
 def _known_key(key: str) -> tuple[tuple[str, ...], Any]:
     """``key`` split into its dotted parts, and the annotation of the field it names; exits 2 with the error
     (an unknown key names the allowed ones) otherwise."""
-    from chiffon.shared.config_edit import field_annotation, parse_key
+    from chiffon.shared.config.edit import field_annotation, parse_key
 
     try:
         parts = parse_key(key)
@@ -55,7 +55,7 @@ def _known_key(key: str) -> tuple[tuple[str, ...], Any]:
 def path_cmd(config: ConfigOpt = None, host: HostOpt = None, as_json: JsonOpt = False) -> None:
     """List the config files chiffon looks for, lowest first (later wins, key by key), and what became of each;
     then the environment variables that set configuration (names only)."""
-    from chiffon.shared.config_files import config_env_names, discover_layers, this_host, user_config_path
+    from chiffon.shared.config.files import config_env_names, discover_layers, this_host, user_config_path
 
     try:
         layers = discover_layers(config, host, strict=False)
@@ -92,7 +92,7 @@ def set_cmd(key: KeyArg,
     """Set KEY to VALUE in your config file (created 0600), once the whole configuration it makes is valid: an
     unknown key or a bad value changes nothing and says what is allowed. A secret (a token, a password hash, a
     TOTP secret, notification URLs) is read from stdin only and never shown."""
-    from chiffon.shared.config_edit import is_secret, parse_value
+    from chiffon.shared.config.edit import is_secret, parse_value
 
     parts, annotation = _known_key(key)
     secret = is_secret(annotation)
@@ -125,8 +125,8 @@ def _read_stdin(key: str, secret: bool) -> str:
 
 def _write(parts: tuple[str, ...], value: Any, config: Path | None, host: str | None, secret: str | None) -> None:
     """Write ``value`` (None: remove) at ``parts`` of the user file and say what happened (a secret never)."""
-    from chiffon.shared.config_edit import overridden_by, set_in, write_user_file
-    from chiffon.shared.config_files import discover_layers
+    from chiffon.shared.config.edit import overridden_by, set_in, write_user_file
+    from chiffon.shared.config.files import discover_layers
 
     key = ".".join(parts)
     if value is None and not _in_user_file(parts):
@@ -152,8 +152,8 @@ def _write(parts: tuple[str, ...], value: Any, config: Path | None, host: str | 
 
 
 def _in_user_file(parts: tuple[str, ...]) -> bool:
-    from chiffon.shared.config_edit import get_in
-    from chiffon.shared.config_files import load_yaml_mapping, user_config_path
+    from chiffon.shared.config.edit import get_in
+    from chiffon.shared.config.files import load_yaml_mapping, user_config_path
 
     try:
         get_in(load_yaml_mapping(user_config_path()), parts)
@@ -165,7 +165,7 @@ def _in_user_file(parts: tuple[str, ...]) -> bool:
 @config_app.command("get")
 def get_cmd(key: KeyArg, config: ConfigOpt = None, host: HostOpt = None) -> None:
     """Print the value of KEY in effect (after every layer and the environment) as JSON; a secret masked."""
-    from chiffon.shared.config_edit import get_in
+    from chiffon.shared.config.edit import get_in
 
     parts, _ = _known_key(key)
     settings = settings_or_exit(config, host=host)

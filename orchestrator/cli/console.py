@@ -99,8 +99,8 @@ def passwd_cmd(name: Annotated[str, typer.Argument(help="Operator login name (lo
 def _write_operator(name: str, hashed: str, config: Path | None) -> None:
     """Put the operator into the user's config file and say where; warn when a later layer or the environment
     sets console.operators, so that this entry does not take effect."""
-    from chiffon.shared.config_edit import overridden_by, upsert_operator, write_user_file
-    from chiffon.shared.config_files import discover_layers
+    from chiffon.shared.config.edit import overridden_by, upsert_operator, write_user_file
+    from chiffon.shared.config.files import discover_layers
 
     replaced: list[bool] = []
     try:

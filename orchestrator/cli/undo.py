@@ -50,13 +50,13 @@ def undo_cmd(
 
 async def _undo(settings: Settings, run_id: str, as_json: bool) -> int:
     from chiffon.orchestrator.cli.render import report_new_plan, show_plan
+    from chiffon.orchestrator.compose import infra_service
     from chiffon.servers.ansible import undo_plan
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.runtime import open_runtime
 
     started = time.perf_counter()
     async with open_runtime(settings) as rt:
-        svc = AnsibleService.for_runtime(rt)
+        svc = infra_service(rt)
         with progress_bar() as bar:
             task = bar.add_task(escape(f"planning the undo of {run_id[:40]}: check mode"), total=None)
 

@@ -123,11 +123,11 @@ def hostd_cmd(
 def _llm_rows(settings: Settings) -> list[dict[str, Any]]:
     """One row per LLM tier: its model, and for an in-process one the GGUF file (a packaged one before its first
     load may not be joined yet: present means its package is installed)."""
-    from chiffon.shared.packaged_llm import installed
+    from chiffon.servers.llm.packaged import effective_llm, installed
 
-    rows = []
-    for tier, cfg in settings.llm.tiers.items():
-        backend = settings.llm.backends[cfg.backend]
+    rows, llm = [], effective_llm(settings)
+    for tier, cfg in llm.tiers.items():
+        backend = llm.backends[cfg.backend]
         path = Path(backend.model_path).expanduser() if backend.model_path else None
         on_disk = path is not None and path.is_file()
         present = on_disk or (backend.packaged is not None and installed(backend.packaged))

@@ -18,6 +18,7 @@ from typing import Any
 from chiffon.orchestrator.planner import plan_request
 from chiffon.orchestrator.runs import queue_run
 from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError, InvalidInput, NoMatch, PlanStateError
 from chiffon.shared.runtime import Runtime
@@ -143,8 +144,8 @@ async def request_changes(svc: AnsibleService, plan_id: str, operator: str, comm
     request = f"{old.request or old.playbook}\n\nChanges requested by the reviewer: {comment}"
     repo = Path(old.repo)  # the plan's own repo, whichever the console was started with
     try:
-        new = await plan_request(svc, request, repo=repo, limit=old.host_limit, extra_vars=old.extra_vars or None,
-                                 skip_tags=old.skip_tags or None)
+        new = await plan_request(svc, PlanRequest(request=request, repo=repo, limit=old.host_limit,
+                                                  extra_vars=old.extra_vars or None, skip_tags=old.skip_tags or None))
     except NoMatch:
         new = await plans.create_plan(svc.rt, await svc.catalog(repo), old.playbook, request=request,
                                       limit=old.host_limit, tags=old.tags or None, skip_tags=old.skip_tags or None,
@@ -228,7 +229,7 @@ async def mark_host(rt: Runtime, host: str, busy: bool, operator: str, reason: s
 
 async def task_rows(rt: Runtime) -> list[list[str]]:
     """The newest 100 agent tasks: ``[task, role, status, goal, attempts, created]``."""
-    from chiffon.servers.tasks.queue import TaskQueue
+    from chiffon.shared.queue import TaskQueue
 
     tasks = await TaskQueue(rt).list(limit=100)
     return [[t.id, t.role, t.status, t.goal[:120], str(t.attempts), t.created_at.strftime("%Y-%m-%d %H:%M:%S")]
@@ -237,7 +238,7 @@ async def task_rows(rt: Runtime) -> list[list[str]]:
 
 async def task_steps(rt: Runtime, task_id: str) -> str:
     """The step log of ``task_id``, one line per step."""
-    from chiffon.servers.tasks.queue import TaskQueue
+    from chiffon.shared.queue import TaskQueue
 
     if not re.fullmatch(r"[a-z]+-[0-9a-f]{6,40}", task_id.strip()):
         return "Pick a task id from the table."

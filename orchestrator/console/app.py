@@ -48,7 +48,8 @@ class _Client:
 def build(svc: AnsibleService, voice: Any = None) -> gr.Blocks:
     """The console's pages over ``svc`` (plans, runs, incidents, drift, audit, hosts, agents) and ``voice`` (a VoiceService,
     or None: the Voice page says how to turn it on)."""
-    with gr.Blocks(title="chiffon console", analytics_enabled=False) as page:
+    page = gr.Blocks(title="chiffon console", analytics_enabled=False)
+    with page:  # (Blocks.__enter__ is typed as returning Any)
         gr.Markdown("## chiffon console")
         links: dict[str, Any] = {}  # what ?review=, ?plan=, ?audit=, ?incident= fill (.links)
         with gr.Tabs() as tabs:
@@ -101,6 +102,8 @@ def create_app(svc: AnsibleService, voice: Any = None) -> FastAPI:
 
     app.add_middleware(_Client)
 
-    return gr.mount_gradio_app(app, build(svc, voice), path="", auth=auth, ssr_mode=False, css=REVIEW_CSS,
-                               auth_message="chiffon console: log in as an operator (console.operators).",
-                               allowed_paths=[str(rt.settings.home / "voice")])
+    mounted: FastAPI = gr.mount_gradio_app(
+        app, build(svc, voice), path="", auth=auth, ssr_mode=False, css=REVIEW_CSS,
+        auth_message="chiffon console: log in as an operator (console.operators).",
+        allowed_paths=[str(rt.settings.home / "voice")])
+    return mounted

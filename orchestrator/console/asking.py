@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from chiffon.orchestrator.console.approving import check_repo
 from chiffon.orchestrator.planner import plan_request
 from chiffon.servers.ansible import plans
+from chiffon.servers.ansible.candidate import Candidate
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
-from chiffon.servers.ansible.understand import Candidate
 from chiffon.shared.errors import InvalidInput, NoMatch, RoleNotApplied
 
 DIRECT = "unit:"  # a choice among NoMatch's closest: that unit is checked for the request as it is
@@ -51,6 +51,16 @@ class ConsoleRequest:
         found = [t for t in re.split(r"[,\s]+", self.tags.strip()) if t]
         return found or None
 
+    def plan_request(self) -> PlanRequest:
+        """The one request object the planner gets: the repo checked against ``allowed``, blanks as None.
+
+        Raises:
+            InvalidInput: the repo is not one the console knows.
+        """
+        return PlanRequest(request=self.request.strip(), repo=check_repo(self.repo, self.allowed),
+                           limit=self.limit.strip() or None, inventory=self.inventory.strip() or None,
+                           tags=self.tag_list())
+
 
 def _label(c: Candidate) -> str:
     m = c.match.as_dict()
@@ -73,17 +83,15 @@ async def ask(svc: AnsibleService, req: ConsoleRequest, *, choice: str | None = 
         RoleNotApplied: the request names a role no playbook applies (its message says how to plan it).
         RepoError, AnsibleError: the repo cannot be read, ansible-runner cannot start.
     """
-    repo = check_repo(req.repo, req.allowed)
-    request = req.request.strip()
-    opts: dict[str, Any] = {"repo": repo, "limit": req.limit.strip() or None,
-                            "inventory": req.inventory.strip() or None, "tags": req.tag_list()}
+    asked = req.plan_request()
+    repo = asked.repo
     if choice and choice.startswith(DIRECT):
-        catalog = await svc.catalog(repo, opts["inventory"])
+        catalog = await svc.catalog(repo, asked.inventory)
         unit = catalog.unit(choice.removeprefix(DIRECT))
         if unit.playbook is None:
             raise InvalidInput("choice", f"{unit.name} is a role no playbook applies; ask for it by name")
-        return await plans.create_plan(svc.rt, catalog, unit.playbook.name, request=request, limit=opts["limit"],
-                                       tags=opts["tags"] or list(unit.tags), on_event=on_event)
+        direct = PlanRequest(request=asked.request, limit=asked.limit, tags=asked.tags or list(unit.tags))
+        return await plans.create_plan(svc.rt, catalog, unit.playbook.name, direct, on_event=on_event)
 
     async def pick(rivals: list[Candidate]) -> Candidate | None:
         if choice:
@@ -94,7 +102,7 @@ async def ask(svc: AnsibleService, req: ConsoleRequest, *, choice: str | None = 
                           [(_label(c), c.unit.id) for c in rivals])
 
     try:
-        return await plan_request(svc, request, **opts, on_event=on_event, pick=pick)
+        return await plan_request(svc, asked, on_event=on_event, pick=pick)
     except RoleNotApplied:
         raise
     except NoMatch as exc:
@@ -103,5 +111,5 @@ async def ask(svc: AnsibleService, req: ConsoleRequest, *, choice: str | None = 
         closest = [u for u in catalog.units if u.playbook is not None and u.name in names]
         if not closest:
             raise
-        raise NeedsChoice(f"no playbook matches {request!r} well; pick the closest, or rephrase",
+        raise NeedsChoice(f"no playbook matches {asked.request!r} well; pick the closest, or rephrase",
                           [(u.name, DIRECT + u.id) for u in closest]) from None

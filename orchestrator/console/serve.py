@@ -68,19 +68,11 @@ async def _serve(settings: Settings, sock: socket.socket, repo: Path | None) -> 
     try:
         async with open_runtime(settings) as rt:
             create_app = (await pages).create_app
-            from chiffon.orchestrator.incidents import running_correlator
-            from chiffon.orchestrator.notify import running_notifier
-            from chiffon.orchestrator.runs import running_infra_worker
-            from chiffon.servers.ansible.service import AnsibleService
-            from chiffon.servers.llm.router import open_router
-            from chiffon.servers.voice.service import open_voice
+            from chiffon.orchestrator.compose import open_console
             from chiffon.shared.mcp import is_loopback
 
-            svc = AnsibleService.for_runtime(rt, repo)
-            async with running_infra_worker(svc, settings.worker_in_process), open_router(rt) as router, \
-                    open_voice(rt, router) as voice, running_correlator(rt), \
-                    running_notifier(rt, sock.getsockname()[:2]):
-                app = create_app(svc, voice if router.settings.tiers else None)
+            async with open_console(rt, repo, sock.getsockname()[:2]) as console:
+                app = create_app(console.ansible, console.voice)
                 tls = settings.http.tls_cert is not None and settings.http.tls_key is not None
                 config = uvicorn.Config(app, log_level="warning", lifespan="on",
                                         ssl_certfile=str(settings.http.tls_cert) if tls else None,

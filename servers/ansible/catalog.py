@@ -23,9 +23,10 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from chiffon.servers.ansible.ansible_cfg import AnsibleCfg
 from chiffon.servers.ansible.commands import Command, command_files, read_commands
 from chiffon.servers.ansible.inventories import InventoryChoice, choose_inventory
-from chiffon.servers.ansible.layout import AnsibleCfg, Project, find_projects, project_of
+from chiffon.servers.ansible.layout import Project, find_projects, project_of
 from chiffon.servers.ansible.plays import (
     LIMIT_RE,
     Playbook,
@@ -256,11 +257,46 @@ class Catalog:
 
     @cached_property
     def inventory_data(self) -> dict[str, Any]:
-        """``ansible-inventory --list`` output: groups, hosts and ``_meta.hostvars``.
+        """``ansible-inventory --list`` output: groups, hosts and ``_meta.hostvars`` (what
+        :meth:`prefetch_inventory` started, when it did).
 
         Raises:
             RepoError: the inventory cannot be parsed (Ansible's message included).
         """
+        reading = self.__dict__.get("_inventory_reading")
+        return reading.result() if reading is not None else self._read_inventory()
+
+    def prefetch_inventory(self) -> None:
+        """Start :attr:`inventory_data` (``ansible-inventory``: a second Ansible process, 0.5-1 s) in a thread, so
+        that it runs beside what the caller does next; its first use waits for it, with the same result or
+        error. Nothing when it is read or being read already."""
+        if "inventory_data" in self.__dict__ or "_inventory_reading" in self.__dict__:
+            return
+        import concurrent.futures
+        import threading
+
+        reading: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self.__dict__["_inventory_reading"] = reading
+
+        def read() -> None:
+            try:
+                reading.set_result(self._read_inventory())
+            except BaseException as exc:
+                reading.set_exception(exc)
+
+        threading.Thread(target=read, name="ansible-inventory", daemon=True).start()
+
+    def wait_inventory(self) -> None:
+        """Wait for what :meth:`prefetch_inventory` started (nothing when it started nothing).
+
+        Raises:
+            RepoError: the inventory cannot be parsed.
+        """
+        reading = self.__dict__.get("_inventory_reading")
+        if reading is not None:
+            reading.result()
+
+    def _read_inventory(self) -> dict[str, Any]:
         binary = Path(sys.executable).with_name("ansible-inventory")
         proc = subprocess.run(
             [str(binary), "-i", str(self.inventory_path), "--list"],
@@ -269,7 +305,8 @@ class Catalog:
         )
         if proc.returncode != 0:
             raise RepoError(f"inventory {self.inventory} could not be parsed: {proc.stderr.strip()[-800:]}")
-        return json.loads(proc.stdout)
+        data: dict[str, Any] = json.loads(proc.stdout)  # ansible-inventory --list: an object
+        return data
 
     def groups(self) -> dict[str, list[str]]:
         """Group name -> its hosts (children expanded), ``all`` and ``ungrouped`` included."""
@@ -288,7 +325,8 @@ class Catalog:
 
     def hostvars(self, host: str) -> dict[str, Any]:
         """Variables of ``host`` from the inventory, group_vars and host_vars (untemplated)."""
-        return self.inventory_data.get("_meta", {}).get("hostvars", {}).get(host, {})
+        found: dict[str, Any] = self.inventory_data.get("_meta", {}).get("hostvars", {}).get(host, {})
+        return found
 
     def validate_limit(self, limit: str | None) -> str | None:
         """Check a ``--limit`` pattern: allowed characters, and that it names known hosts or groups of the chosen

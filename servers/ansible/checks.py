@@ -200,6 +200,11 @@ def _within(catalog: Catalog, stated: list[Check], unit_hosts: str) -> None:
     """
     if catalog.inventory_choice is None or unit_hosts == "all":
         return
+    if all(check.hosts == unit_hosts for check in stated):  # the unit's own pattern: within whatever it matches
+        # the inventory is still read, beside the check run (ansible-inventory is a second Ansible process): an
+        # inventory Ansible cannot parse still fails the plan (Catalog.wait_inventory, in plans.create_plan)
+        catalog.prefetch_inventory()
+        return
     targets = set(catalog.hosts_matching(unit_hosts))
     for check in stated:
         outside = set(catalog.hosts_matching(check.hosts)) - targets

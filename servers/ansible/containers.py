@@ -12,10 +12,8 @@ Templated names (``{{ item }}``) are left out: nothing is templated.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from chiffon.servers.ansible.plays import Task
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 CONTAINER_MODULES = {"docker_container", "community.docker.docker_container", "podman_container",
                      "containers.podman.podman_container", "community.general.docker_container"}
@@ -24,11 +22,22 @@ COMPOSE_MODULES = {"docker_compose", "docker_compose_v2", "community.docker.dock
                    "docker_stack", "community.docker.docker_stack"}
 
 
+class WrittenTask(Protocol):
+    """What is read of a task here: its module and arguments as written (:class:`servers.ansible.plays.Task`,
+    whose module imports this one)."""
+
+    @property
+    def module(self) -> str: ...
+
+    @property
+    def args(self) -> dict[str, Any]: ...
+
+
 def _plain(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() and "{{" not in value else None
 
 
-def containers_of(tasks: list[Task] | tuple[Task, ...]) -> list[str]:
+def containers_of(tasks: Sequence[WrittenTask]) -> list[str]:
     """Container and compose service names the tasks create: ``docker_container``/``podman_container`` names,
     a compose project's name and the services of an inline ``definition`` (templated names are left out)."""
     found: list[str] = []

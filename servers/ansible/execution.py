@@ -1,9 +1,10 @@
 """Running an approved plan: the run itself, its stored result and its events.
 
-:func:`execute` moves a plan from ``approved`` to ``running`` with a guarded update (two executors
-cannot both run it), runs the playbook from the plan's verified snapshot with its secret extra vars,
-stores the run and its events, and commits the audit record. Only the infra queue handler
-(:func:`chiffon.servers.ansible.dispatch.run_approved`) calls it.
+:func:`execute` moves a plan from ``approved`` to ``running`` through the plan's state machine
+(:mod:`.plan_states`, a guarded update: two executors cannot both run it), runs the playbook from the
+plan's verified snapshot with its secret extra vars, stores the run and its events, and commits the audit
+record; every status change (running, then succeeded or failed, or expired) is asked of :mod:`.plan_states`.
+Only the infra queue handler (:func:`chiffon.servers.ansible.dispatch.run_approved`) calls it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, plan_events, preview, prompted, snapshot, undo
+from chiffon.servers.ansible import outcomes, plan_events, plan_states, preview, prompted, snapshot, undo
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
@@ -104,9 +105,7 @@ async def _runnable_snapshot(rt: Runtime, plan: Plan) -> snapshot.Snapshot:
         "SELECT decided_at FROM approvals WHERE plan_id=$1 AND decision='approved'", plan.id)
     ttl = rt.settings.approvals.ttl
     if decided_at is not None and datetime.now(UTC) - decided_at > ttl:
-        expired = await rt.store.pool.fetchval(
-            "UPDATE plans SET status='expired', updated_at=now() WHERE id=$1 AND status IN ('approved','paused') "
-            "RETURNING id", plan.id)
+        expired = await plan_states.expire(rt.store.pool, plan.id)
         secret_vars_store.discard(rt.settings.secrets_dir, plan.id)
         if expired:
             await asyncio.to_thread(
@@ -133,11 +132,7 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
     snap = await _runnable_snapshot(rt, plan) if plan.status == "approved" else None
     run_id = new_id("run")
     async with rt.store.pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetchval(
-            "UPDATE plans SET status='running', updated_at=now() WHERE id=$1 AND status='approved' RETURNING id",
-            plan_id,
-        )
-        if claimed is None:
+        if not await plan_states.start_run(conn, plan_id):
             raise not_runnable(plan)
         await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
     with log_context(plan=plan_id, run=run_id):  # every record of this run, in every part, carries both
@@ -274,8 +269,7 @@ async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: 
             run_id, status, ended["rc"], ended["stats"], ended["artifact_data"], ended["changed"], failure, sha,
             warnings, verdict, reasons, ended.get("checks", []), ended.get("skipped", []),
         )
-        await conn.execute("UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='running'",
-                           plan_id, status)
+        await plan_states.finish_run(conn, plan_id, status)
     metrics.RUNS.labels(status).inc()
     await plan_events.publish(rt, "run_finished", plan_id, run_id=run_id, outcome=verdict, status=status,
                               reason=reasons[0] if reasons else None, playbook=plan.playbook)

@@ -14,12 +14,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from chiffon.servers.ansible.ansible_cfg import EXAMPLE_SUFFIXES, AnsibleCfg
 from chiffon.shared.errors import InvalidInput, PathOutsideRepo, RepoError
-
-if TYPE_CHECKING:
-    from chiffon.servers.ansible.layout import AnsibleCfg
 
 INVENTORY_FILES = ("hosts.yml", "hosts.yaml", "hosts.ini", "hosts", "inventory.yml", "inventory.yaml",
                    "inventory.ini", "inventory")
@@ -31,8 +28,6 @@ _NOT_INVENTORY = (".example", ".sample", ".bk", ".bak", ".orig", ".dist", ".j2",
 ENV_NAMES = frozenset({"prod", "production", "live", "staging", "stage", "stg", "preprod", "dev", "development",
                         "devel", "test", "testing", "qa", "lab"})
 
-
-EXAMPLE_SUFFIXES = (".example", ".sample", ".bk", ".bak", ".dist", ".template", ".tmpl")
 
 
 # Words a request uses for an environment, and the inventory names each may be written as.

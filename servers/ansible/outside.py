@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from chiffon.servers.ansible import preview
+from chiffon.servers.ansible.ansible_cfg import PLUGIN_KEYS
 from chiffon.servers.ansible.catalog import Catalog
-from chiffon.servers.ansible.layout import PLUGIN_KEYS
 from chiffon.servers.ansible.plays import Playbook, load_yaml
 from chiffon.servers.ansible.units import Unit
 from chiffon.shared.redact import redact_text

@@ -3,12 +3,13 @@
 Life of a plan (``plans.status``; the run itself is :mod:`chiffon.servers.ansible.execution`)::
 
     pending_approval ──approve──▶ approved ──execute──▶ running ──▶ succeeded | failed
-            └────────reject────▶ rejected   │  ▲
+            └────────reject────▶ rejected   │  ▲  └──ttl──▶ expired
                                   pause ▼  │ resume   (a target host is busy or offline: dispatch waits)
-                                         paused
+                                         paused ──ttl──▶ expired
 
-Every transition is a PostgreSQL update guarded by the expected current status,
-so two executors cannot both run a plan, and every decision or result is an
+The allowed transitions are data in :mod:`chiffon.servers.ansible.plan_states`, and every one goes through its
+guarded :func:`~chiffon.servers.ansible.plan_states.transition`: a PostgreSQL update guarded by the expected
+current status, so two executors cannot both run a plan, and every decision or result is an
 audit commit. Approval is recorded only through :func:`decide`, which the MCP
 approval flows and ``chiffon approve`` call; nothing approves implicitly. A plan stored and a decision each put
 a plan event on ``chiffon:plan-events`` (:mod:`.plan_events`, best effort) for the notifications.
@@ -29,11 +30,13 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, outside, plan_events, preview, prompted, snapshot, variables
+from chiffon.servers.ansible import outcomes, outside, plan_events, plan_states, preview, prompted, snapshot
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
 from chiffon.servers.ansible.generated import Generated
 from chiffon.servers.ansible.matching import Match
+from chiffon.servers.ansible.plan_states import PlanStatus
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.risk import assess
 from chiffon.servers.ansible.runner import EventCallback, Outcome, run_playbook
 from chiffon.shared import metrics, totp
@@ -41,9 +44,6 @@ from chiffon.shared.errors import ConfigError, InvalidInput, PlanNotFound, PlanS
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-PlanStatus = Literal["pending_approval", "approved", "paused", "rejected", "running", "succeeded", "failed",
-                     "expired"]
 
 
 class Plan(BaseModel):
@@ -153,6 +153,7 @@ async def create_plan(
     rt: Runtime,
     catalog: Catalog,
     playbook_name: str,
+    req: PlanRequest | None = None,
     *,
     request: str | None = None,
     match: Match | None = None,
@@ -172,6 +173,11 @@ async def create_plan(
 ) -> Plan:
     """Check-mode run of a playbook (``--tags`` selecting one role or task file), stored as a plan awaiting
     approval, with an audit commit.
+
+    ``req``: what to plan, as the edge built it (:class:`~chiffon.servers.ansible.request.PlanRequest`: its
+    request text, limit, tags, skip_tags, extra_vars and secret_vars; its repo and inventory are the caller's
+    ``catalog`` already). ``request``, ``limit``, ``tags``, ``skip_tags``, ``extra_vars`` and ``secret_vars`` are
+    the same fields given one by one, for a direct caller with no request object; not both (TypeError).
 
     ``generated``: a playbook chiffon wrote for a role no playbook applies
     (:func:`servers.ansible.generated.for_role`); it is checked and later run from the plan's text,
@@ -194,6 +200,11 @@ async def create_plan(
         PlaybookNotFound, PathOutsideRepo, InvalidInput: bad playbook, tags, limit or extra_vars.
         AnsibleError: ansible-runner could not start.
     """
+    fields = {"request": request, "limit": limit, "tags": tags, "skip_tags": skip_tags, "extra_vars": extra_vars,
+              "secret_vars": secret_vars}
+    if req is not None and any(v is not None for v in fields.values()):
+        raise TypeError("create_plan: give a PlanRequest or its fields one by one, not both")
+    req = req or PlanRequest(**fields)
     plan_id = new_id("plan")
     check_dir = rt.settings.runs_dir / f"{plan_id}-check"
     roles_path = None
@@ -202,19 +213,18 @@ async def create_plan(
         playbook = parse_playbook(staging, staging / generated.name, generated.content)
         assert playbook is not None, "a generated playbook always parses"
         unit = generated.unit(playbook)  # the role it applies, or (an undo) the whole playbook
-        tags = []
-        skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
     else:
         playbook = catalog.get(playbook_name)
-        tags = preview.validate_tags(catalog, playbook, tags, "tags")
-        skip_tags = preview.validate_tags(catalog, playbook, skip_tags, "skip_tags")
-        if unit is None or unit.playbook is not playbook or unit.tags != tuple(tags):
-            unit = catalog.unit_for(playbook.name, tags)
         run_path = playbook.name
+    # only input that passed every check goes on (tags, skip_tags, limit, extra_vars: PlanRequest.checked)
+    req = req.checked(catalog, playbook, allowed_extra_vars=rt.settings.ansible.allowed_extra_vars,
+                      generated=generated is not None)
+    request, limit, extra_vars = req.request, req.limit, req.extra_vars or {}
+    tags, skip_tags = req.tags or [], req.skip_tags or []
+    if generated is None and (unit is None or unit.playbook is not playbook or unit.tags != tuple(tags)):
+        unit = catalog.unit_for(playbook.name, tags)
     inventory = catalog.inventory if catalog.inventory_choice is not None else (expected_inventory or "")
-    limit = catalog.validate_limit(limit)
-    extra_vars = variables.validate_extra_vars(catalog, playbook, extra_vars, rt.settings.ansible.allowed_extra_vars)
-    shown_vars, secret = secret_vars_store.split(extra_vars, secret_vars or [])
+    shown_vars, secret = secret_vars_store.split(extra_vars, req.secret_vars or [])
     problems, vault = check_problems(rt, catalog, playbook, extra_vars, typed, problems)
     # only input that passed every check reaches the snapshot store and ansible-runner
     pinned, scope_notes = await asyncio.to_thread(outside.scope, catalog, playbook, unit, vault)  # issue 28
@@ -239,13 +249,16 @@ async def create_plan(
     else:
         # the same checks the run makes, now: is it in place already?
         verify = run_checks.stage(check_dir / "verify", (snap.tree / run_path).parent, expected)
+        warming = asyncio.ensure_future(asyncio.to_thread(rt.audit.warm))  # GitPython loads while Ansible checks
         outcome = await run_check(rt, catalog, snap, run_path, check_dir, inventory=inventory, vault=vault,
                                   project=catalog.project if generated is None else "", limit=limit, tags=tags,
                                   skip_tags=skip_tags, extra_vars=extra_vars, roles_path=roles_path, typed=typed,
                                   on_event=on_event, secret=secret, verify=verify)
+        await warming
         risk, reasons = assess(playbook, outcome)
         warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
         now = await run_checks.results(expected, outcome.probes, since=0.0) if expected else []
+    await asyncio.to_thread(catalog.wait_inventory)  # read beside the check (checks._within): its error is the plan's
     before = outcomes.before_run_warnings(unit.name if unit else playbook.name, last, now)
     warnings = list(dict.fromkeys([*before, *warnings, *scope_notes]))
     match_info = None
@@ -358,12 +371,9 @@ async def decide(
     if decision == "approved" and plan.blocked_reason:
         raise PlanStateError(f"plan {plan_id} cannot be approved as-is: {plan.blocked_reason}")
     async with rt.store.pool.acquire() as conn, conn.transaction():
-        updated = await conn.fetchval(
-            "UPDATE plans SET status=$2, updated_at=now() WHERE id=$1 AND status='pending_approval' "
-            "AND ($2 = 'rejected' OR blocked_reason IS NULL) RETURNING id",
-            plan_id, decision,
-        )
-        if updated is None:
+        moved = await plan_states.transition(conn, plan_id, decision, from_="pending_approval",
+                                             unblocked=decision == "approved")
+        if not moved:
             raise PlanStateError(f"plan {plan_id} is {plan.status}; only a pending plan can be approved or rejected")
         used = "INSERT INTO totp_used (time_step) VALUES ($1) ON CONFLICT DO NOTHING RETURNING time_step"
         if step is not None and await conn.fetchval(used, step) is None:
@@ -393,17 +403,13 @@ async def decide(
 
 async def pause(rt: Runtime, plan_id: str, reason: str) -> bool:
     """Approved → paused (or a paused plan's reason updated); False when the plan is in neither status."""
-    paused = await rt.store.pool.fetchval(
-        "UPDATE plans SET status='paused', paused_reason=$2, updated_at=now() "
-        "WHERE id=$1 AND status IN ('approved','paused') RETURNING id", plan_id, reason)
-    return paused is not None
+    return await plan_states.transition(rt.store.pool, plan_id, "paused", from_=("approved", "paused"),
+                                        paused_reason=reason)
 
 
 async def resume(rt: Runtime, plan_id: str) -> bool:
     """Paused → approved; False when the plan was not paused."""
-    return await rt.store.pool.fetchval(
-        "UPDATE plans SET status='approved', paused_reason=NULL, updated_at=now() "
-        "WHERE id=$1 AND status='paused' RETURNING id", plan_id) is not None
+    return await plan_states.transition(rt.store.pool, plan_id, "approved", from_="paused", paused_reason=None)
 
 
 async def decision_and_run(rt: Runtime, plan_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 SKIP_DIRS = frozenset({".git", "group_vars", "host_vars", "molecule", ".github", ".gitlab", "collections",
                        "templates", "files", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".cache",
@@ -48,7 +48,7 @@ class ScanCache:
         """:func:`git_files_of`, asked again only when the set of files on disk changed (an edit keeps it)."""
         hit = self._entries.get(f"git:{root}")
         if hit is not None and hit[0] == names:
-            return hit[1]
+            return cast(set[str] | None, hit[1])  # the cache holds values of every kind
         tracked = git_files_of(root)
         self._entries[f"git:{root}"] = (names, tracked)
         return tracked
@@ -57,7 +57,7 @@ class ScanCache:
         """The cached value of ``key`` if its stamp is ``stamp``, else ``build()`` (cached)."""
         hit = self._entries.get(key)
         if hit is not None and hit[0] == stamp:
-            return hit[1]
+            return cast(T, hit[1])  # stored by this key's build()
         value = build()
         self.parsed += 1
         self._entries[key] = (stamp, value)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import drift as drift_check
 from chiffon.servers.ansible import execution, matching, plans, review, scaffold, undo_plan, units
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.service import AnsibleService, progress_reporter
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.mcp import ChiffonErrors
@@ -162,12 +163,11 @@ def create_ansible_server(svc: AnsibleService) -> FastMCP:
         Returns the plan: tags, inventory, hosts, predicted diff, risk, warnings, blocked_reason and status
         ``pending_approval``.
         """
-        catalog = await svc.catalog(inventory=inventory)
+        asked = PlanRequest(inventory=inventory, limit=limit, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars)
+        catalog = await svc.catalog(inventory=asked.inventory)
         pb = catalog.get(playbook)
-        return await plans.create_plan(
-            svc.rt, catalog, pb.name, limit=limit, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars,
-            on_event=progress_reporter(ctx, len(pb.tasks), "check"),
-        )
+        return await plans.create_plan(svc.rt, catalog, pb.name, asked,
+                                       on_event=progress_reporter(ctx, len(pb.tasks), "check"))
 
     @mcp.tool(annotations=CHECK)
     async def drift(

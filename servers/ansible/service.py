@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible.catalog import Catalog, ScanCache
 from chiffon.servers.ansible.runner import TaskEvent
-from chiffon.shared.resources import example_repo
 from chiffon.shared.errors import RepoError
+from chiffon.shared.resources import example_repo
 from chiffon.shared.runtime import Runtime
 
 if TYPE_CHECKING:  # the CLI imports this module; keep fastmcp (about 2 s of imports) off its path
     from fastmcp import Context
 
-RunPlan = Callable[..., Awaitable[Any]]  # (rt, plan_id, *, on_event) -> execution.RunResult
+    from chiffon.servers.ansible.execution import RunResult
+
+RunPlan = Callable[..., Awaitable["RunResult"]]  # (rt, plan_id, *, on_event) -> the run's result
+NotifyDrift = Callable[[str, dict[str, Any]], Awaitable[None]]  # (title, body)
 EXAMPLE_REPO = example_repo()
 NO_REPO = (
     "no IaC repo is configured. Set one with CHIFFON_REPO=/path/to/repo, the `repo:` key of chiffon.yaml, "
@@ -34,16 +37,18 @@ class AnsibleService:
     repo: Path | None
     inventory: str | None = None
     _caches: dict[Path, ScanCache] = field(default_factory=dict)
-    # How an approved plan runs: the one run path (queue, host wait, run), given by the composition root
-    # (chiffon.orchestrator.runs.dispatch_run). None: this server was built without one and refuses to run.
-    run_plan: RunPlan | None = None
-    # Who hears of new drift at once (servers.ansible.drift): the inbox and Apprise, given by the composition root
-    # (chiffon.orchestrator.incidents.notify_humans). None: the error bus's incident alone says it.
-    notify_drift: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    # How an approved plan runs: the one run path (queue, host wait, run), given at construction by the composition
+    # root (chiffon.orchestrator.runs.dispatch_run). None: this server was built without one and refuses to run.
+    run_plan: RunPlan | None = field(default=None, kw_only=True)
+    # Who hears of new drift at once (servers.ansible.drift): the inbox and Apprise, given at construction by the
+    # composition root (chiffon.orchestrator.incidents.notify_humans). None: the error bus's incident alone says it.
+    notify_drift: NotifyDrift | None = field(default=None, kw_only=True)
 
     @classmethod
-    def for_runtime(cls, rt: Runtime, repo: Path | None = None, inventory: str | None = None) -> AnsibleService:
+    def for_runtime(cls, rt: Runtime, repo: Path | None = None, inventory: str | None = None, *,
+                    run_plan: RunPlan | None = None, notify_drift: NotifyDrift | None = None) -> AnsibleService:
         """Bind to ``repo``, else ``CHIFFON_REPO``; ``inventory`` (a name or path) else ``ansible.inventory``.
+        ``run_plan`` and ``notify_drift``: the collaborators the composition root gives (see the fields).
 
         With neither repo given, the service is bound to no repo: every catalog call raises
         :class:`RepoError` saying how to configure one (the bundled example is used only when asked
@@ -51,7 +56,7 @@ class AnsibleService:
         """
         chosen = repo or rt.settings.repo
         return cls(rt, chosen.expanduser().resolve() if chosen else None,
-                   inventory or rt.settings.ansible.inventory)
+                   inventory or rt.settings.ansible.inventory, run_plan=run_plan, notify_drift=notify_drift)
 
     def _load(self, root: Path, inventory: str | None) -> Catalog:
         cache = self._caches.setdefault(root, ScanCache())

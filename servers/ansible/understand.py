@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from chiffon.servers.ansible import matching
+from chiffon.servers.ansible.candidate import Candidate
 from chiffon.servers.ansible.catalog import Catalog, Unit
 from chiffon.servers.ansible.commands import Command
 from chiffon.servers.ansible.intent import Intent, norm, read_intent
@@ -73,33 +74,6 @@ CLOSE = 0.1  # candidates within this of the best, both naming the request's ent
 COMPATIBLE = {"deploy": {"deploy", "harden"}, "update": {"update", "deploy"}, "harden": {"harden", "deploy"},
               "remove": {"remove"}, "backup": {"backup"}, "restore": {"restore"}, "cleanup": {"cleanup", "update"},
               "stop": {"stop"}, "bootstrap": {"bootstrap", "deploy"}}
-
-
-@dataclass
-class Candidate:
-    """One possible answer: the ranked match (score adjusted), the entity that named it, and the evidence."""
-
-    match: matching.Match
-    entity: str | None = None
-    action: str = "deploy"
-    commands: list[Command] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)
-
-    @property
-    def unit(self) -> Unit:
-        """The unit this candidate runs."""
-        return self.match.unit
-
-    @property
-    def key(self) -> tuple[str, tuple[str, ...], str]:
-        """What a plan of it would run: playbook, tags and play hosts (two plays of one role differ by hosts)."""
-        unit = self.unit
-        hosts = ",".join(unit.hosts) if unit.kind in ("role", "play", "tasks") else ""
-        return (unit.playbook.name if unit.playbook else f"role {unit.role_name}", unit.tags, hosts)
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready: the match, plus ``entity``, ``action`` and ``evidence``."""
-        return {**self.match.as_dict(), "entity": self.entity, "action": self.action, "evidence": self.evidence}
 
 
 @dataclass

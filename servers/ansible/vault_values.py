@@ -10,7 +10,7 @@ chiffon holds the vault password a check or run uses (a password file, or typed 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def _vars_files(root: Path) -> Iterator[Path]:
         yield path
 
 
-def _loader(decrypt: Any) -> type[yaml.SafeLoader]:
+def _loader(decrypt: Callable[[str], str]) -> type[yaml.SafeLoader]:
     """A YAML loader that decrypts ``!vault`` scalars and reads every other tag (``!unsafe``...) as plain data."""
 
     class Loader(yaml.SafeLoader):
@@ -81,7 +81,8 @@ def decrypted_values(root: Path, password: bytes) -> list[Any]:
     vault = VaultLib([("default", VaultSecret(password))])
 
     def decrypt(text: str) -> str:
-        return vault.decrypt(text.encode()).decode(errors="replace")
+        plain: bytes = vault.decrypt(text.encode())  # ansible's VaultLib is untyped
+        return plain.decode(errors="replace")
 
     found: list[Any] = []
     for path in _vars_files(root):

@@ -12,17 +12,14 @@ not keep the run to that play.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from chiffon.servers.ansible.candidate import Candidate
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.commands import Command
 from chiffon.servers.ansible.intent import Intent, norm, target_words
 from chiffon.servers.ansible.inventories import inventory_for_environment, inventory_names
 from chiffon.servers.ansible.layout import Project
 from chiffon.servers.ansible.unit_words import pattern_names, unit_names
-
-if TYPE_CHECKING:
-    from chiffon.servers.ansible.understand import Candidate
 
 
 def choose_inventory(catalog: Catalog, project: Project, intent: Intent, best: Candidate,

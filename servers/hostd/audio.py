@@ -41,12 +41,13 @@ def decode(data: bytes, *, max_seconds: float, field: str = "file") -> np.ndarra
     seconds = samples.size / WHISPER_RATE
     if seconds > max_seconds:
         raise InvalidInput(field, f"{seconds:.1f} s of audio; at most {max_seconds:g} s (voice.max_audio_s)")
-    return samples.astype(np.float32, copy=False)
+    return np.asarray(samples, dtype=np.float32)  # no copy when it is float32 already
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
     """float32 [-1, 1] -> little-endian signed 16-bit PCM bytes."""
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    pcm: bytes = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return pcm
 
 
 def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:

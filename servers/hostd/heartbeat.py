@@ -44,7 +44,7 @@ class Heartbeat:
         if self.bus is not None:
             ttl_ms = int(self.settings.hostd.heartbeat_ttl_s * 1000)
             await publish_heartbeat(self.bus, self.settings.host, snapshot.model_dump_json(), ttl_ms)
-        metrics.observe_snapshot(snapshot, await asyncio.to_thread(self._resident))
+        observe_snapshot(snapshot, await asyncio.to_thread(self._resident))
         if self.latest is None or self.latest.status != snapshot.status:
             log.info("host %s is %s%s", snapshot.host, snapshot.status, f": {reason}" if reason else "")
         self.latest = snapshot
@@ -108,3 +108,25 @@ class Heartbeat:
         fit = await self.fit(key)
         if not fit.fits:
             raise ConfigError(f"not loading {key}: {fit.reason}")
+
+
+def observe_snapshot(snapshot: HostSnapshot, rss: dict[str, int]) -> None:
+    """Set the host and GPU gauges of :mod:`chiffon.shared.metrics` from one heartbeat; ``rss`` is resident bytes
+    per watched process name."""
+    host = snapshot.host
+    metrics.HOST_ONLINE.labels(host).set(1)
+    metrics.HOST_BUSY.labels(host).set(1 if snapshot.status == "busy" else 0)
+    metrics.CPU_PERCENT.labels(host).set(snapshot.cpu_percent)
+    metrics.LOAD_1M.labels(host).set(snapshot.load_1m)
+    metrics.CPU_CORES.labels(host).set(snapshot.cpu_cores)
+    metrics.RAM_AVAILABLE.labels(host).set(snapshot.ram_available_mb * metrics.MB)
+    metrics.DISK_USED.labels(host).set(snapshot.disk_used_percent)
+    for g in snapshot.gpus:
+        labels = (host, str(g.index), g.name)
+        metrics.GPU_VRAM_USED.labels(*labels).set(g.vram_used_mb * metrics.MB)
+        metrics.GPU_VRAM_TOTAL.labels(*labels).set(g.vram_total_mb * metrics.MB)
+        metrics.GPU_VRAM_CHIFFON.labels(*labels).set(g.chiffon_vram_mb * metrics.MB)
+        if g.busy_percent is not None:
+            metrics.GPU_BUSY.labels(*labels).set(g.busy_percent)
+    for name, value in rss.items():
+        metrics.PROCESS_RSS.labels(host, name).set(value)

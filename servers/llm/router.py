@@ -20,11 +20,13 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from chiffon.servers.llm.backends import Backend, make_backend
+from chiffon.servers.llm.backends import make_backend
+from chiffon.servers.llm.backends.base import Backend
 from chiffon.servers.llm.breaker import CircuitBreaker
+from chiffon.servers.llm.gate import PriorityGate, QueueFull
 from chiffon.servers.llm.ledger import Entry, Ledger, cost_usd
+from chiffon.servers.llm.packaged import effective_llm
 from chiffon.servers.llm.policy import TierState, decide, nearest_configured
-from chiffon.servers.llm.queue import PriorityGate, QueueFull
 from chiffon.servers.llm.types import (
     Candidate,
     ChatResult,
@@ -370,9 +372,14 @@ class Router:
 
 @asynccontextmanager
 async def open_router(rt: Any) -> AsyncIterator[Router]:
-    """A router over ``rt.settings.llm`` (a :class:`shared.runtime.Runtime`): ledger in ``rt.store``,
-    host heartbeats from ``rt.bus``; flushed and closed on exit."""
-    router = await Router.open(rt.settings.llm, store=rt.store, bus=rt.bus,
+    """A router over ``rt.settings.llm`` (a :class:`shared.runtime.Runtime`) as :func:`~.packaged.effective_llm`
+    completes it (with nothing configured, the packaged quick tier): ledger in ``rt.store``, host heartbeats from
+    ``rt.bus``; flushed and closed on exit.
+
+    Raises:
+        ConfigError: a backend is misconfigured, or names a packaged model that is not installed.
+    """
+    router = await Router.open(effective_llm(rt.settings), store=rt.store, bus=rt.bus,
                                assume_hosts_available=rt.settings.hostd.assume_available)
     try:
         yield router

@@ -12,8 +12,8 @@ from typing import Protocol
 import httpx
 import numpy as np
 
+from chiffon.servers.memory.embeddings import DIMENSION, MODEL_NAME, local_model
 from chiffon.shared.config import MemorySettings
-from chiffon.shared.embeddings import DIMENSION, MODEL_NAME, local_model
 from chiffon.shared.errors import ServiceUnavailable
 
 
@@ -32,7 +32,7 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 in-process (:mod:`shared.embeddings`), run in a worker thread."""
+    """all-MiniLM-L6-v2 in-process (:mod:`.embeddings`), run in a worker thread."""
 
     name = MODEL_NAME
 
@@ -67,7 +67,8 @@ class OllamaEmbedder:
             raise ServiceUnavailable(f"Ollama embeddings at {self.url} ({self.model}) failed: {exc}") from exc
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self._dimension = int(vectors.shape[1])
-        return vectors / np.clip(norms, 1e-12, None)
+        unit: np.ndarray = vectors / np.clip(norms, 1e-12, None)
+        return unit
 
 
 def make_embedder(settings: MemorySettings) -> Embedder:

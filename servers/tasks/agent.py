@@ -20,7 +20,7 @@ one valid action is shown back to the model with the reason, up to
 Limits: the role's ``max_steps`` (the last step may only answer) and
 ``max_tokens`` (completion tokens over all steps; when fewer than
 :data:`MIN_STEP_TOKENS` are left the next step must answer). Every reply, call,
-result, refusal and answer is a step in ``agent_state``.
+result, refusal and answer is a step in ``queue_steps``.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any
 
 from chiffon.servers.llm.router import Router
 from chiffon.servers.llm.types import Hints, Message
-from chiffon.servers.tasks.queue import TaskContext
 from chiffon.servers.tasks.roles import Role
 from chiffon.servers.tasks.tools import ScopedTools
 from chiffon.shared.errors import ChiffonError
+from chiffon.shared.queue import TaskContext
 
 STEP_MAX_TOKENS = 512  # completion tokens one step may use
 MIN_STEP_TOKENS = 64  # below this budget left, the next step must be the final answer

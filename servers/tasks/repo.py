@@ -9,7 +9,7 @@ fills in with the calling agent's task: the model never chooses which worktree.
 ``repo_run_tests`` runs the task's test command: one of its role's ``test_commands``
 (:func:`servers.tasks.roles.allowed_test_command`), chosen by the submitter, never one the
 model writes. It runs without a shell, under ``tasks.test_timeout_s``, inside the
-bubblewrap sandbox of :mod:`shared.sandbox` (no network, no chiffon state, no credentials).
+bubblewrap sandbox of :mod:`.sandbox` (no network, no chiffon state, no credentials).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from fastmcp import FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from chiffon.servers.tasks.sandbox import jail
 from chiffon.shared.errors import InvalidInput, NotFound, RepoError
 from chiffon.shared.mcp import ChiffonErrors
 from chiffon.shared.paths import resolve_in_repo
-from chiffon.shared.sandbox import jail
 
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -143,7 +143,7 @@ def create_repo_server(workspaces: Workspaces, test_timeout_s: float = 600.0, *,
                        hidden: list[Path] | None = None) -> FastMCP:
     """``repo_*`` tools over the task's worktree (mount it under the namespace ``repo``).
 
-    ``sandbox``/``hidden``: how ``run_tests`` jails the test command (:func:`shared.sandbox.jail`).
+    ``sandbox``/``hidden``: how ``run_tests`` jails the test command (:func:`.sandbox.jail`).
     """
     mcp = FastMCP("chiffon-repo", instructions="Read, search and change files in your task's worktree; run its tests.",
                   mask_error_details=True)

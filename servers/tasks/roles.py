@@ -36,8 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chiffon.shared.config import TIER_NAMES
-from chiffon.shared.resources import prompt_path
 from chiffon.shared.errors import ConfigError, InvalidInput, NotFound
+from chiffon.shared.resources import prompt_path
 
 ROLES_DIR = prompt_path("roles")
 PIPELINE = "pipeline"  # not a file: PM -> architect -> developer -> QA (submit_task role "pipeline")

@@ -14,11 +14,11 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from chiffon.servers.tasks.queue import PRIORITIES, Kind, Step, TaskRecord
 from chiffon.servers.tasks.roles import PIPELINE
 from chiffon.servers.tasks.service import TasksService
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.mcp import ChiffonErrors
+from chiffon.shared.queue import PRIORITIES, Kind, Step, TaskRecord
 
 SUBMITS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)

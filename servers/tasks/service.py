@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -18,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp import FastMCP
 
-from chiffon.servers.tasks.queue import INFRA, NOOP, TaskQueue
 from chiffon.servers.tasks.repo import Workspaces, create_repo_server
-from chiffon.servers.tasks.roles import PIPELINE, Role, load_roles
-from chiffon.servers.tasks.worker import TaskWorker
+from chiffon.servers.tasks.roles import PIPELINE, Role, check_task_inputs, load_roles
 from chiffon.shared.errors import InvalidInput
+from chiffon.shared.queue import INFRA, NOOP, InputCheck, TaskQueue, TaskWorker
 from chiffon.shared.runtime import Runtime, running
 
 if TYPE_CHECKING:
     from chiffon.servers.tasks.team import Team
 
 log = logging.getLogger(__name__)
+
+AGENT_KINDS = ("agent", PIPELINE)  # the queue kinds of role agents: one role, or the pipeline of roles
 
 
 @dataclass
@@ -38,6 +40,26 @@ class TasksService:
     rt: Runtime
     roles: dict[str, Role]
     queue: TaskQueue
+
+
+def agent_checks(role_names: Iterable[str], check_inputs: InputCheck | None = None) -> dict[str, InputCheck]:
+    """The queue's input checks of the agent kinds (:data:`AGENT_KINDS`): a role not in ``role_names`` is refused
+    (the roles are listed; none given: any role), then whatever ``check_inputs(role, inputs)`` refuses."""
+    names = frozenset(role_names)
+
+    def check(role: str, inputs: dict[str, Any] | None) -> None:
+        if names and role not in names:
+            raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(names))}")
+        if check_inputs is not None:
+            check_inputs(role, inputs)
+
+    return dict.fromkeys(AGENT_KINDS, check)
+
+
+def agent_queue(rt: Runtime, roles: dict[str, Role]) -> TaskQueue:
+    """The queue as the agents' tools and CLI submit to it: it refuses unknown roles and test commands a role may
+    not run (:func:`~chiffon.servers.tasks.roles.check_task_inputs`)."""
+    return TaskQueue(rt, checks=agent_checks([*roles, PIPELINE], functools.partial(check_task_inputs, roles)))
 
 
 def check_roles(roles: dict[str, Role], wanted: Iterable[str]) -> list[str]:
@@ -104,7 +126,7 @@ async def open_tasks(rt: Runtime, router: Any = None, *, tools: FastMCP | None =
         ConfigError: a bad role file (named, with the field).
     """
     roles = load_roles()
-    queue = TaskQueue.for_roles(rt, roles)
+    queue = agent_queue(rt, roles)
     run_worker = rt.settings.worker_in_process if worker is None else worker
     if router is None or not run_worker:
         yield TasksService(rt, roles, queue)

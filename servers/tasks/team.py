@@ -26,10 +26,10 @@ from typing import Any
 from chiffon.servers.llm.router import Router
 from chiffon.servers.tasks import inbox
 from chiffon.servers.tasks.agent import VERDICT, Agent, AgentResult
-from chiffon.servers.tasks.queue import Outcome, TaskContext
 from chiffon.servers.tasks.repo import Workspaces
 from chiffon.servers.tasks.roles import PIPELINE, Role, allowed_test_command
 from chiffon.servers.tasks.tools import ScopedTools, Toolbox
+from chiffon.shared.queue import Outcome, TaskContext
 from chiffon.shared.resources import prompt_path
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Team:
         self.workspaces = workspaces
 
     def handlers(self) -> dict[str, Any]:
-        """``{kind: handler}`` for :class:`~servers.tasks.worker.TaskWorker`."""
+        """``{kind: handler}`` for :class:`~chiffon.shared.queue.TaskWorker`."""
         return {"agent": self.run_role_task, "pipeline": self.run_pipeline}
 
     def _agent(self, role: Role, ctx: TaskContext) -> Agent:

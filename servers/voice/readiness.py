@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from chiffon.servers.llm.packaged import effective_llm
 from chiffon.servers.voice.client import IN_PROCESS, HostdClient
 from chiffon.shared.config import Settings
 from chiffon.shared.errors import ChiffonError, ServiceUnavailable
@@ -46,7 +47,7 @@ class Readiness(BaseModel):
 
 def llm_part(settings: Settings, router: Router | None) -> Part:
     """The LLM tier: the router's tiers (or, without a router, the configured ``llm.tiers``)."""
-    tiers = router.settings.tiers if router is not None else settings.llm.tiers
+    tiers = router.settings.tiers if router is not None else effective_llm(settings).tiers
     if tiers:
         named = ", ".join(f"{name} ({tier.backend} {tier.model})" for name, tier in tiers.items())
         return Part(name="llm", ok=True, detail=f"tiers: {named}")

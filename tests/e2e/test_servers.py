@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport
 
 from tests.conftest import CHECKOUT
@@ -26,6 +27,61 @@ async def test_chiffon_serve_over_stdio_lists_and_calls_tools(cli_env: dict[str,
         listed = await client.call_tool("ansible_list_playbooks", {})
     assert {"plan_request", "execute_plan", "ansible_list_playbooks"} <= names
     assert "deploy-uptime-kuma.yml" in {p["name"] for p in listed.structured_content["result"]}
+
+
+class ListChanges(MessageHandler):
+    def __init__(self) -> None:
+        self.seen = 0
+
+    async def on_tool_list_changed(self, message: object) -> None:
+        self.seen += 1
+
+
+async def served(env: dict[str, str], repo: Path, *, call: bool = False,
+                 changes: ListChanges | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """``chiffon serve``'s initialize answer and its tools/list answer (wire form); with ``call``, a tool call
+    (which waits for the composed server) and the tools/list answer after it."""
+    transport = StdioTransport(command=str(BIN / "chiffon"), args=["serve", "--repo", str(repo)], env=env,
+                               cwd=str(CHECKOUT))
+    # list_changed reaches a client of the handshake era unasked (a modern one listens: subscriptions/listen)
+    async with Client(transport, message_handler=changes, mode="legacy" if changes else "auto") as client:
+        init = {"protocol": client.protocol_version, "instructions": client.instructions,
+                **{k: getattr(client, k).model_dump(mode="json", by_alias=True, exclude_none=True)
+                   for k in ("server_info", "server_capabilities")}}
+        tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in await client.list_tools()]
+        after = tools
+        if call:
+            await client.call_tool("plan_status", {"plan_id": "no-such-plan"}, raise_on_error=False)
+            after = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in await client.list_tools()]
+    return init, tools, after
+
+
+async def test_serve_answers_from_declarations_what_the_composed_server_answers(cli_env: dict[str, str],
+                                                                                 repo: Path) -> None:
+    declarations = Path(cli_env["CHIFFON_HOME"]) / "cache" / "serve-tools-ansible-memory.json"
+    declarations.unlink(missing_ok=True)
+    composed = await served(cli_env, repo)  # first start: the composed server answers, as before declarations
+    assert declarations.exists()
+    declared = await served(cli_env, repo, call=True)  # answered from the declarations, then composed
+    assert declared[0] == composed[0]  # initialize: name, version, instructions, capabilities
+    assert declared[1] == composed[1]  # names, titles, descriptions, input and output schemas, annotations
+    assert declared[2] == composed[1]
+    assert {"plan_request", "execute_plan", "ansible_list_playbooks", "memory_recall"} <= {t["name"] for t in composed[1]}
+
+
+async def test_stale_declarations_are_replaced_by_what_the_server_answers(cli_env: dict[str, str], repo: Path) -> None:
+    declarations = Path(cli_env["CHIFFON_HOME"]) / "cache" / "serve-tools-ansible-memory.json"
+    declarations.unlink(missing_ok=True)
+    _, real, _ = await served(cli_env, repo)
+    stored = json.loads(declarations.read_text())
+    stored["tools_list"]["tools"] = stored["tools_list"]["tools"][1:]  # as if a tool had been added since
+    declarations.write_text(json.dumps(stored))
+    changes = ListChanges()
+    _, stale, after = await served(cli_env, repo, call=True, changes=changes)
+    assert len(stale) == len(real) - 1
+    assert changes.seen == 1  # the client is told to list again
+    assert after == real  # once composed, the real server answers
+    assert json.loads(declarations.read_text())["tools_list"]["tools"] == real
 
 
 async def tool_names(env: dict[str, str], *args: str) -> set[str]:

@@ -21,8 +21,8 @@ from chiffon.orchestrator.backup import prune
 from chiffon.servers.memory import history
 from chiffon.servers.memory.service import open_memory
 from chiffon.servers.memory.vectors import Identity
-from chiffon.servers.tasks.queue import TaskQueue
 from chiffon.shared.config import load_settings
+from chiffon.shared.queue import TaskQueue
 from chiffon.shared.runtime import open_runtime, stop_embedded
 
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
@@ -44,7 +44,7 @@ async def snapshot(home: Path) -> dict[str, Any]:
             "plans": [dict(r) for r in await pool.fetch("SELECT id, playbook, status FROM plans ORDER BY id")],
             "runs": [dict(r) for r in await pool.fetch("SELECT id, plan_id, status FROM runs ORDER BY id")],
             "chat": [m.content for m in await history.history(rt.store, "s-backup", 10)],
-            "tasks": [dict(r) for r in await pool.fetch("SELECT id, role, goal FROM agent_tasks ORDER BY id")],
+            "tasks": [dict(r) for r in await pool.fetch("SELECT id, role, goal FROM queue_tasks ORDER BY id")],
             "memories": sorted(h.text for h in hits),
             "audit": [e.subject for e in await asyncio.to_thread(rt.audit.query, limit=50)],
         }

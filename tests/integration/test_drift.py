@@ -15,6 +15,7 @@ import pytest
 from fastmcp import Client
 from prometheus_client import REGISTRY
 
+from chiffon.orchestrator.compose import infra_service
 from chiffon.orchestrator.incidents import Correlator, incidents
 from chiffon.orchestrator.server import create_orchestrator
 from chiffon.servers.ansible import drift, execution, plans
@@ -57,7 +58,7 @@ async def prepared(rt: Runtime, base: Path, targets: Path) -> Applied:
     token = secrets.token_hex(4)
     repo = make_drift_repo(base / "repo", 3, token, secure=True)
     git_commit_all(repo)
-    svc = AnsibleService.for_runtime(rt, repo)
+    svc = infra_service(rt, repo)  # as the composition root builds it: new drift reaches the humans
     catalog = await svc.catalog()
     for playbook in (EDITED, CLEAN):
         await apply(rt, catalog, playbook)
@@ -206,7 +207,7 @@ async def test_the_drift_tool_is_annotated_like_check_and_returns_the_report(rt:
     assert hints is not None and hints.read_only_hint is False and hints.destructive_hint is False
     async with Client(create_orchestrator(applied.svc, toolsets=("ansible",))) as client:
         assert "ansible_drift" in {t.name for t in await client.list_tools()}  # the orchestrator exposes it
-    assert applied.svc.notify_drift is not None  # ...and wires new drift to the inbox and Apprise
+    assert applied.svc.notify_drift is not None  # ...built by compose with new drift wired to the inbox and Apprise
     assert [(d["unit"], d["host"]) for d in result["drifted"]] == [(EDITED, "ai")]
     assert [e["unit"] for e in result["errors"]] == [SECURE] and result["new_drift"] == []
 

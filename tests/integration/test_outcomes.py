@@ -56,6 +56,18 @@ async def test_kuma_without_a_docker_engine_is_partial_and_says_it_is_not_runnin
     assert head.index('data-state="partial"') < head.index("Uptime Kuma is not running") < head.index("Ansible")
 
 
+async def test_a_plan_over_an_inventory_ansible_cannot_parse_fails_with_ansible_s_message(
+        rt: Runtime, tmp_path: Path) -> None:
+    from chiffon.shared.errors import RepoError
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "ansible.cfg").write_text((repo / "ansible.cfg").read_text() + "\n[inventory]\nunparsed_is_failed = True\n")
+    (repo / "inventories" / "local.ini").write_text("[monitoring\neast ansible_connection=local\n")
+    svc = AnsibleService.for_runtime(rt, repo)
+    with pytest.raises(RepoError, match="could not be parsed"):  # read beside the check (checks._within), as before
+        await plans.create_plan(rt, await svc.catalog(), "deploy-uptime-kuma.yml")
+
+
 async def test_kuma_with_docker_up_is_achieved_and_verified_over_http(svc: AnsibleService, docker: Path) -> None:
     (docker / "daemon-up").touch()
     _, result = await run(svc, "deploy-uptime-kuma.yml")

@@ -9,6 +9,7 @@ import pytest
 
 from chiffon.orchestrator.planner import plan_request
 from chiffon.servers.ansible import execution, plans
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanStateError, RepoError, RoleNotApplied
 from chiffon.shared.runtime import Runtime
@@ -55,7 +56,8 @@ async def test_a_role_no_playbook_applies_is_said_plainly_then_planned_from_a_ge
     with pytest.raises(RoleNotApplied, match=r"role uptime-kuma exists in roles/uptime-kuma but no playbook "
                                              r"applies it.*--apply-role uptime-kuma.*groups: monitoring, servers"):
         await plan_request(svc, "Deploy Uptime Kuma")
-    plan = await plan_request(svc, "Deploy Uptime Kuma", apply_role="uptime-kuma", apply_to="monitoring")
+    plan = await plan_request(svc, PlanRequest(request="Deploy Uptime Kuma", apply_role="uptime-kuma",
+                                               apply_to="monitoring"))
     assert plan.playbook == "apply-uptime-kuma.yml" and plan.hosts == ["mon"]
     assert "- role: uptime-kuma" in plan.generated_playbook and "hosts: monitoring" in plan.generated_playbook
     assert plan.check_result["changed"] == 2
@@ -71,9 +73,10 @@ async def test_a_role_no_playbook_applies_is_said_plainly_then_planned_from_a_ge
 async def test_apply_to_must_be_a_host_or_group_of_the_inventory(rt: Runtime, tmp_path: Path) -> None:
     svc = svc_for(rt, repos.unused_role(tmp_path / "unused"))
     with pytest.raises(InvalidInput, match="is not a host or group"):
-        await plan_request(svc, "Deploy Uptime Kuma", apply_role="uptime-kuma", apply_to="nope")
+        await plan_request(svc, PlanRequest(request="Deploy Uptime Kuma", apply_role="uptime-kuma", apply_to="nope"))
     with pytest.raises(InvalidInput, match="one inventory host or group name"):
-        await plan_request(svc, "Deploy Uptime Kuma", apply_role="uptime-kuma", apply_to="mon\n- hosts: all")
+        await plan_request(svc, PlanRequest(request="Deploy Uptime Kuma", apply_role="uptime-kuma",
+                                              apply_to="mon\n- hosts: all"))
 
 
 async def test_the_environment_chosen_by_name_is_the_one_checked(rt: Runtime, tmp_path: Path) -> None:

@@ -22,11 +22,11 @@ import pytest
 from chiffon.orchestrator.compose import agent_tools
 from chiffon.servers.llm.router import Router
 from chiffon.servers.memory.service import open_memory
-from chiffon.servers.tasks.queue import TaskQueue, TaskRecord
 from chiffon.servers.tasks.roles import PIPELINE, load_roles
-from chiffon.servers.tasks.service import open_team, running_task_worker
+from chiffon.servers.tasks.service import agent_checks, open_team, running_task_worker
 from chiffon.shared.bus import NOTIFICATIONS
 from chiffon.shared.config import LLMSettings, TaskSettings
+from chiffon.shared.queue import TaskQueue, TaskRecord
 from chiffon.shared.runtime import Runtime
 from tests.conftest import git_commit_all
 from tests.llm.conftest import LlamaServer
@@ -63,7 +63,7 @@ async def team_runtime(rt: Runtime, llm: LLMSettings, role_tiers: dict[str, str]
     try:
         async with open_memory(trt) if memory else _none() as mem, open_team(trt, ROLES, router, agent_tools(trt, mem)) as team, \
                 running_task_worker(trt, team):
-            yield trt, TaskQueue(trt, [*ROLES, PIPELINE])
+            yield trt, TaskQueue(trt, checks=agent_checks([*ROLES, PIPELINE]))
     finally:
         await router.aclose()
 

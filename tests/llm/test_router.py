@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chiffon.servers.llm.backends import status_error
+from chiffon.servers.llm.backends.base import status_error
 from chiffon.servers.llm.router import Router
 from chiffon.servers.llm.types import Hints, build_messages
 from chiffon.shared.config import LLMSettings

@@ -11,7 +11,7 @@ import pytest_asyncio
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from chiffon.orchestrator.runs import running_infra_worker
+from chiffon.orchestrator.compose import open_infra
 from chiffon.orchestrator.server import create_orchestrator
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.service import AnsibleService
@@ -21,8 +21,7 @@ from tests.conftest import KUMA_REQUEST
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def server(rt: Runtime, repo: Path) -> AsyncIterator[FastMCP]:
-    svc = AnsibleService.for_runtime(rt, repo)
-    async with running_infra_worker(svc):
+    async with open_infra(rt, repo, worker=True) as svc:  # built whole: ansible_run takes the one run path
         yield create_orchestrator(svc)
 
 
@@ -106,7 +105,7 @@ async def test_ansible_run_goes_through_the_queue_like_execute_plan(server: Fast
         await plans.decide(rt, plan["id"], "approved", approver="tester", channel="cli")
         result = (await client.call_tool("ansible_run", {"plan_id": plan["id"]})).structured_content
     assert result["status"] == "succeeded"
-    queued = await rt.store.pool.fetch("SELECT kind, role, status FROM agent_tasks WHERE inputs->>'plan_id' = $1",
+    queued = await rt.store.pool.fetch("SELECT kind, role, status FROM queue_tasks WHERE inputs->>'plan_id' = $1",
                                        plan["id"])
     assert [tuple(r) for r in queued] == [("infra", "infra", "succeeded")]  # the one run path: a queued task
 

@@ -12,9 +12,9 @@ import pytest
 from chiffon.servers.memory.embedders import LocalEmbedder
 from chiffon.servers.memory.indexer import blob_hash, index_directory
 from chiffon.servers.memory.vectors import Identity, VectorMemory, open_client
-from chiffon.shared.config import PROJECT_ROOT, MemorySettings
+from chiffon.shared.config import MemorySettings
 from chiffon.shared.errors import InvalidInput, PathOutsideRepo
-from tests.conftest import EXAMPLE
+from tests.conftest import CHECKOUT, EXAMPLE
 
 BIN = Path(sys.executable).parent
 PY = '''"""Disk helpers."""
@@ -91,10 +91,10 @@ async def test_refusals(memory: VectorMemory, tmp_path: Path) -> None:
 
 def test_cli_indexes_the_example_repo(cli_env: dict[str, str]) -> None:
     proc = subprocess.run([str(BIN / "chiffon"), "memory", "index", str(EXAMPLE), "--collection", "documentation",
-                           "--json"], env=cli_env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+                           "--json"], env=cli_env, capture_output=True, text=True, timeout=600, cwd=CHECKOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["files_indexed"] >= 10 and report["chunks_added"] >= 20 and report["skipped"] == []
     outside = subprocess.run([str(BIN / "chiffon"), "memory", "index", "/etc"], env=cli_env, capture_output=True,
-                             text=True, timeout=120, cwd=PROJECT_ROOT)
+                             text=True, timeout=120, cwd=CHECKOUT)
     assert outside.returncode == 2 and "outside the allowed roots" in outside.stderr

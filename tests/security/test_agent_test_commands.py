@@ -9,10 +9,9 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from chiffon.servers.tasks.queue import TaskQueue
 from chiffon.servers.tasks.roles import allowed_test_command, load_roles, parse_role
 from chiffon.servers.tasks.server import create_tasks_server
-from chiffon.servers.tasks.service import TasksService
+from chiffon.servers.tasks.service import TasksService, agent_queue
 from chiffon.shared.errors import ConfigError, InvalidInput
 from chiffon.shared.runtime import Runtime
 
@@ -54,8 +53,8 @@ def test_a_role_that_runs_tests_must_list_its_commands(tmp_path: Path) -> None:
 
 
 async def test_submit_task_refuses_a_foreign_test_command_and_stores_nothing(rt: Runtime) -> None:
-    server = create_tasks_server(TasksService(rt, ROLES, TaskQueue.for_roles(rt, ROLES)))
-    before = await rt.store.pool.fetchval("SELECT count(*) FROM agent_tasks")
+    server = create_tasks_server(TasksService(rt, ROLES, agent_queue(rt, ROLES)))
+    before = await rt.store.pool.fetchval("SELECT count(*) FROM queue_tasks")
     async with Client(server) as client:
         for role in ("developer", "qa", "pipeline"):
             with pytest.raises(ToolError, match="test_command: .*not a test command role"):
@@ -64,7 +63,7 @@ async def test_submit_task_refuses_a_foreign_test_command_and_stores_nothing(rt:
         with pytest.raises(ToolError, match="test_command: must be a string"):
             await client.call_tool("submit_task", {"role": "developer", "goal": "fix it",
                                                    "inputs": {"test_command": ["sh", "-c", "id"]}})
-        assert await rt.store.pool.fetchval("SELECT count(*) FROM agent_tasks") == before
+        assert await rt.store.pool.fetchval("SELECT count(*) FROM queue_tasks") == before
         done = await client.call_tool("submit_task", {"role": "developer", "goal": "make the tests pass",
                                                       "inputs": {"test_command": "pytest -q tests"}})
     assert done.structured_content["status"] == "queued"

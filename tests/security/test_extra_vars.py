@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chiffon.orchestrator.planner import plan_request
+from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput
 from chiffon.shared.runtime import Runtime
@@ -29,19 +30,21 @@ def test_shell_executable_extra_var_is_refused_and_runs_nothing(cli_env: dict[st
                                  "become_method", "connection"])
 async def test_ansible_and_magic_names_are_refused(rt: Runtime, repo: Path, key: str) -> None:
     with pytest.raises(InvalidInput, match="one of Ansible's own variables"):
-        await plan_request(AnsibleService.for_runtime(rt, repo), "deploy redis", extra_vars={key: "x"})
+        await plan_request(AnsibleService.for_runtime(rt, repo), PlanRequest(request="deploy redis",
+                                                                             extra_vars={key: "x"}))
 
 
 async def test_a_variable_the_playbook_never_reads_is_refused_with_the_ones_it_reads(rt: Runtime,
                                                                                    repo: Path) -> None:
     with pytest.raises(InvalidInput, match=r"'redis_password' is not a variable deploy-redis.yml reads; it reads: "
                                            r".*redis_maxmemory"):
-        await plan_request(AnsibleService.for_runtime(rt, repo), "deploy redis", extra_vars={"redis_password": "x"})
+        await plan_request(AnsibleService.for_runtime(rt, repo), PlanRequest(request="deploy redis",
+                                                                             extra_vars={"redis_password": "x"}))
 
 
 async def test_a_variable_the_playbook_reads_is_accepted_and_stays_literal(rt: Runtime, repo: Path) -> None:
-    plan = await plan_request(AnsibleService.for_runtime(rt, repo), "deploy redis",
-                              extra_vars={"redis_maxmemory": "{{ lookup('pipe', 'id') }}"})
+    plan = await plan_request(AnsibleService.for_runtime(rt, repo), PlanRequest(
+        request="deploy redis", extra_vars={"redis_maxmemory": "{{ lookup('pipe', 'id') }}"}))
     assert plan.extra_vars == {"redis_maxmemory": "{{ lookup('pipe', 'id') }}"}
     assert "uid=" not in plan.diff and "lookup('pipe', 'id')" in plan.diff
 
@@ -50,10 +53,10 @@ async def test_the_operator_can_allow_more_but_never_ansible_names(rt: Runtime, 
     rt.settings.ansible.allowed_extra_vars = ["maintenance_note", "ansible_connection"]
     try:
         svc = AnsibleService.for_runtime(rt, repo)
-        plan = await plan_request(svc, "deploy redis", extra_vars={"maintenance_note": "ok"})
+        plan = await plan_request(svc, PlanRequest(request="deploy redis", extra_vars={"maintenance_note": "ok"}))
         assert plan.extra_vars == {"maintenance_note": "ok"}
         with pytest.raises(InvalidInput, match="one of Ansible's own variables"):
-            await plan_request(svc, "deploy redis", extra_vars={"ansible_connection": "local"})
+            await plan_request(svc, PlanRequest(request="deploy redis", extra_vars={"ansible_connection": "local"}))
     finally:
         rt.settings.ansible.allowed_extra_vars = []
 

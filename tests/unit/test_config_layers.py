@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chiffon.shared.config import DEFAULT_CONFIG, load_settings
-from chiffon.shared.config_files import discover_layers, system_config_path, user_config_path
+from chiffon.shared.config.files import discover_layers, system_config_path, user_config_path
 from chiffon.shared.errors import ConfigError
 
 

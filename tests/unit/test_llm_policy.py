@@ -8,8 +8,8 @@ import pytest
 
 from chiffon.servers.llm import classifier
 from chiffon.servers.llm.breaker import CircuitBreaker
+from chiffon.servers.llm.gate import PriorityGate, QueueFull
 from chiffon.servers.llm.policy import TierState, decide, nearest_configured
-from chiffon.servers.llm.queue import PriorityGate, QueueFull
 from chiffon.servers.llm.types import Hints, build_messages
 from chiffon.shared.config import LLMPrice, load_settings
 from chiffon.shared.errors import ConfigError, InvalidInput, MissingCredential, NoBackendAvailable

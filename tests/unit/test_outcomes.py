@@ -204,6 +204,37 @@ def test_a_stated_check_reads_only_the_hosts_its_playbook_targets(tmp_path) -> N
                                                  "deploy-uptime-kuma.yml", [])] == ["east"]
 
 
+def test_checks_on_the_unit_s_own_hosts_read_the_inventory_beside_the_check() -> None:
+    from chiffon.servers.ansible.catalog import Catalog
+    from tests.conftest import EXAMPLE
+
+    catalog = Catalog.load(EXAMPLE, "inventories/local.ini")
+    kuma = checks.expectations(catalog, catalog.unit_for("deploy-uptime-kuma.yml"), "deploy-uptime-kuma.yml", [])
+    assert {c.hosts for c in kuma} == {":".join(catalog.unit_for("deploy-uptime-kuma.yml").hosts)}
+    assert "_inventory_reading" in vars(catalog)  # started, not waited for: ansible-inventory runs beside the check
+    catalog.wait_inventory()
+    assert catalog.inventory_data == Catalog.load(EXAMPLE, "inventories/local.ini").inventory_data
+
+
+def test_an_inventory_ansible_cannot_parse_still_fails_when_read_beside_the_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from chiffon.servers.ansible.catalog import Catalog
+    from chiffon.shared.errors import RepoError
+    from tests.conftest import EXAMPLE
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    (repo / "ansible.cfg").write_text((repo / "ansible.cfg").read_text() + "\n[inventory]\nunparsed_is_failed = True\n")
+    (repo / "inventories" / "local.ini").write_text("[monitoring\neast ansible_connection=local\n")
+    catalog = Catalog.load(repo, "inventories/local.ini")
+    checks.expectations(catalog, catalog.unit_for("deploy-uptime-kuma.yml"), "deploy-uptime-kuma.yml", [])
+    with pytest.raises(RepoError, match="could not be parsed"):
+        catalog.wait_inventory()  # what plans.create_plan waits for once the check has run
+    with pytest.raises(RepoError, match="could not be parsed"):
+        catalog.groups()
+
+
 def test_a_cancelled_run_kills_the_ansible_playbook_it_left_and_nothing_else(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
     import subprocess

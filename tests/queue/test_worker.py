@@ -1,5 +1,5 @@
-"""The agent task queue on real PostgreSQL and Redis: submit, priorities, cancel, idempotency,
-and crash safety with real `chiffon worker` processes killed with SIGKILL."""
+"""Queue workers on real PostgreSQL and Redis: priorities, legacy entries, rows written behind, and crash
+safety with real `chiffon worker` processes killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -14,63 +14,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from chiffon.servers.tasks.queue import TaskQueue
-from chiffon.servers.tasks.roles import PIPELINE, load_roles
-from chiffon.servers.tasks.worker import TaskWorker
-from chiffon.shared.bus import AGENT_RESULTS
-from chiffon.shared.errors import InvalidInput, NotFound, TaskStateError
+from chiffon.shared.queue import TaskWorker
 from chiffon.shared.runtime import Runtime
+from tests.queue.helpers import queue, results_for
 
 RECLAIM_S = 2.0
 CHIFFON = str(Path(sys.executable).parent / "chiffon")
-
-
-def queue(rt: Runtime) -> TaskQueue:
-    return TaskQueue(rt, [*load_roles(), PIPELINE])
-
-
-async def results_for(rt: Runtime, ids: set[str]) -> Counter[str]:
-    """How many agent_results messages each of ``ids`` has (the whole stream is read)."""
-    seen: Counter[str] = Counter()
-    last = "-"
-    while True:
-        batch = await rt.bus.redis.xrange(AGENT_RESULTS, min=last, count=5000)
-        batch = [e for e in batch if e[0] != last]
-        if not batch:
-            return seen
-        for _entry_id, fields in batch:
-            task_id = json.loads(fields["data"]).get("task_id")
-            if task_id in ids:
-                seen[task_id] += 1
-        last = batch[-1][0]
-
-
-async def test_submit_validates_and_changes_nothing_on_bad_input(rt: Runtime) -> None:
-    q = queue(rt)
-    before = await rt.store.pool.fetchval("SELECT count(*) FROM agent_tasks")
-    with pytest.raises(InvalidInput, match="goal: is empty"):
-        await q.submit("developer", "   ")
-    with pytest.raises(InvalidInput, match="at most 4000"):
-        await q.submit("developer", "x" * 4001)
-    with pytest.raises(InvalidInput, match="unknown role 'wizard'.*developer.*pipeline"):
-        await q.submit("wizard", "do magic")
-    with pytest.raises(InvalidInput, match="priority"):
-        await q.submit("developer", "fix it", priority="urgent")
-    with pytest.raises(InvalidInput, match="inputs"):
-        await q.submit("developer", "fix it", inputs=["not", "an", "object"])  # type: ignore[arg-type]
-    assert await rt.store.pool.fetchval("SELECT count(*) FROM agent_tasks") == before
-    with pytest.raises(NotFound, match="no task"):
-        await q.get("task-000000000000")
-
-
-async def test_idempotency_key_returns_the_first_task(rt: Runtime) -> None:
-    q = queue(rt)
-    first = await q.submit("noop", "probe", kind="noop", idempotency_key="deploy-42")
-    again = await q.submit("noop", "probe again", kind="noop", idempotency_key="deploy-42")
-    assert again.id == first.id and again.goal == "probe"
-    assert await rt.store.pool.fetchval("SELECT count(*) FROM agent_tasks WHERE idempotency_key='deploy-42'") == 1
 
 
 async def test_worker_runs_high_priority_first_and_publishes_each_result_once(rt: Runtime) -> None:
@@ -89,31 +38,6 @@ async def test_worker_runs_high_priority_first_and_publishes_each_result_once(rt
     assert max(started[t.id] for t in high) < min(started[t.id] for t in low)
     counts = await results_for(rt, {t.id for t in done})
     assert set(counts.values()) == {1}
-
-
-async def test_cancel_queued_running_and_finished(rt: Runtime) -> None:
-    q = queue(rt)
-    queued = await q.submit("noop", "never runs", kind="noop")
-    cancelled = await q.cancel(queued.id)
-    assert cancelled.status == "cancelled"
-    with pytest.raises(TaskStateError, match="already cancelled"):
-        await q.cancel(queued.id)
-    slow = await q.submit("noop", "slow", {"sleep_s": 30}, kind="noop")
-    worker = TaskWorker(rt, {}, ["noop"], name="pytest-cancel", concurrency=2)
-    runner = asyncio.create_task(worker.run_forever())
-    try:
-        for _ in range(100):
-            if (await q.get(slow.id)).status == "running":
-                break
-            await asyncio.sleep(0.1)
-        await q.cancel(slow.id, "changed my mind")
-        assert (await q.get(queued.id)).attempts == 0  # the worker skipped the cancelled one
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-    final = await q.get(slow.id)
-    assert final.status == "cancelled" and final.error == "changed my mind" and final.completions == 0
-    assert (await results_for(rt, {slow.id}))[slow.id] == 1
 
 
 def start_worker(cli_env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
@@ -162,13 +86,13 @@ async def test_200_tasks_with_random_worker_kills_none_lost_none_twice(rt: Runti
         deadline = time.monotonic() + 300
         while True:
             left = await rt.store.pool.fetchval(
-                "SELECT count(*) FROM agent_tasks WHERE id = ANY($1::text[]) AND status <> 'succeeded'", list(ids))
+                "SELECT count(*) FROM queue_tasks WHERE id = ANY($1::text[]) AND status <> 'succeeded'", list(ids))
             if left == 0:
                 break
             assert time.monotonic() < deadline, f"{left} tasks never finished"
             await asyncio.sleep(rng.uniform(0.3, 0.8))
             busy = {int(r["worker"].rsplit("-", 1)[1]) for r in await rt.store.pool.fetch(
-                "SELECT DISTINCT worker FROM agent_tasks WHERE id = ANY($1::text[]) AND status = 'running'", list(ids))}
+                "SELECT DISTINCT worker FROM queue_tasks WHERE id = ANY($1::text[]) AND status = 'running'", list(ids))}
             victims = [i for i, w in enumerate(workers) if w.pid in busy]
             if kills < 6 and victims:  # kill a worker in the middle of its tasks, start a fresh one
                 victim = rng.choice(victims)
@@ -178,7 +102,7 @@ async def test_200_tasks_with_random_worker_kills_none_lost_none_twice(rt: Runti
     finally:
         for w in workers:
             kill(w)
-    rows = await rt.store.pool.fetch("SELECT status, completions, attempts FROM agent_tasks WHERE id = ANY($1::text[])",
+    rows = await rt.store.pool.fetch("SELECT status, completions, attempts FROM queue_tasks WHERE id = ANY($1::text[])",
                                      list(ids))
     assert len(rows) == 200
     assert {r["status"] for r in rows} == {"succeeded"}
@@ -193,7 +117,7 @@ async def test_an_entry_without_payload_runs_from_its_row(rt: Runtime) -> None:
     q = queue(rt)
     spec = q.spec("noop", "queued by an older chiffon", {"sleep_s": 0}, kind="noop")
     await rt.store.pool.execute(
-        "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, status) "
+        "INSERT INTO queue_tasks (id, kind, role, goal, inputs, priority, session_id, status) "
         "VALUES ($1, 'noop', 'noop', $2, '{}', 'normal', $1, 'queued')", spec.id, spec.goal)
     await rt.bus.redis.xadd("agent_tasks:noop:normal", {"data": json.dumps({"task_id": spec.id})})
     worker = TaskWorker(rt, {}, ["noop"], name="pytest-legacy", concurrency=2)

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from chiffon.shared.config_files import ConfigLayer, discover_layers, load_yaml_mapping, user_config_path
+from chiffon.shared.config.files import ConfigLayer, discover_layers, load_yaml_mapping, user_config_path
 from chiffon.shared.errors import ConfigError, InvalidInput
 
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
@@ -179,7 +179,7 @@ def write_user_file(change: Callable[[dict[str, Any]], None], *, user_file: Path
 
     Args:
         change: edits the file's mapping in place (may raise :class:`InvalidInput`).
-        user_file: the file (default :func:`~chiffon.shared.config_files.user_config_path`); a symlink is
+        user_file: the file (default :func:`~chiffon.shared.config.files.user_config_path`); a symlink is
             written through to its target.
         config_file: ``--config``, layered over it while validating, as when chiffon runs.
         host: host whose ``hosts/<host>.yaml`` files apply while validating.

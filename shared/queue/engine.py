@@ -1,10 +1,15 @@
-"""The durable agent task queue: rows in PostgreSQL, delivery through Redis Streams.
+"""The durable task queue: rows in PostgreSQL, delivery through Redis Streams.
 
-A submitted task is a row in ``agent_tasks`` (status ``queued``), committed
+One engine runs every kind of task: agents and the pipeline (:mod:`chiffon.servers.tasks`), plan runs (kind
+``infra``, :mod:`chiffon.orchestrator.runs`) and its own probe (``noop``). It knows no kind's meaning: a caller
+registers input checks by kind (:class:`TaskQueue`) and handlers by kind (:class:`~.worker.TaskWorker`).
+
+A submitted task is a row in ``queue_tasks`` (status ``queued``), committed
 first, then an entry ``{task: id, data: the task}`` on the stream
 ``agent_tasks:<role>:<priority>``; workers read the streams of the roles they
-serve through the consumer group ``agents``, high priority first. Delivery is
-at-least-once; completion is exactly-once:
+serve through the consumer group ``agents``, high priority first. (The Redis names
+keep their first spelling: a renamed stream or group would orphan the entries in
+flight of a running installation.) Delivery is at-least-once; completion is exactly-once:
 
 * a read acks unrun the entry of a task whose once-marker exists (finished or
   cancelled) and counts every other delivery in the hash ``chiffon:task-attempts``;
@@ -20,44 +25,44 @@ at-least-once; completion is exactly-once:
 * while a task runs, its worker re-claims the entry every third of
   ``tasks.reclaim_idle_s`` (XCLAIM to itself resets the idle time); entries of a
   dead worker go idle and a live worker takes them over with XAUTOCLAIM.
-
-Plans run the same way: tasks of kind and role ``infra`` (:mod:`chiffon.orchestrator.runs`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from chiffon.servers.tasks.roles import PIPELINE, Role, check_task_inputs
 from chiffon.shared.bus import AGENT_RESULTS, AGENT_TASKS, STREAM_MAXLEN, Message
 from chiffon.shared.errors import InvalidInput, NotFound, TaskStateError
 from chiffon.shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-GROUP = "agents"
+GROUP = "agents"  # the consumer group of every task stream (name kept: see the module docstring)
+TASK_STREAM_PREFIX = AGENT_TASKS  # a task stream is <prefix>:<role>:<priority> (name kept)
+RESULTS_STREAM = AGENT_RESULTS  # one entry per finished task: {task_id, status, role, error} (name kept)
 PRIORITIES = ("high", "normal", "low")
 Priority = Literal["high", "normal", "low"]
-Kind = Literal["agent", "pipeline", "noop", "infra"]
+Kind = Literal["agent", "pipeline", "noop", "infra"]  # the kinds queue_tasks accepts (its kind CHECK)
 Status = Literal["queued", "running", "succeeded", "failed", "escalated", "cancelled"]
 TERMINAL = frozenset({"succeeded", "failed", "escalated", "cancelled"})
 NOOP = "noop"  # the queue's own probe: no LLM, sleeps inputs.sleep_s (at most MAX_NOOP_S)
-INFRA: Literal["infra"] = "infra"  # kind and role of a plan's run: inputs.plan_id; the composition root gives workers its handler
+INFRA: Literal["infra"] = "infra"  # kind and role of a plan's run; its check and handler: chiffon.orchestrator.runs
 MAX_NOOP_S = 60.0
 DONE_PREFIX = "chiffon:task-done:"  # + task id: the once-only marker of a finished or cancelled task
 ATTEMPTS_KEY = "chiffon:task-attempts"  # hash: task id -> deliveries that started it, until it finishes
-_COLUMNS = ("id, kind, role, goal, inputs, priority, session_id, idempotency_key, status, result, error, attempts, "
+TASK_COLUMNS = ("id, kind, role, goal, inputs, priority, session_id, idempotency_key, status, result, error, attempts, "
             "completions, worker, tokens_used, created_at, started_at, finished_at")
+
+InputCheck = Callable[[str, dict[str, Any] | None], None]  # (role, inputs): raises InvalidInput to refuse a task
 
 # Queue a batch of stored tasks in one call. KEYS: the task stream of each task. ARGV: maxlen, then per task its id
 # and its entry payload. Each entry is {task: id, data: payload}.
@@ -88,7 +93,7 @@ return 1
 
 def stream_for(role: str, priority: str) -> str:
     """The stream a task of ``role`` at ``priority`` goes on: ``agent_tasks:<role>:<priority>``."""
-    return f"{AGENT_TASKS}:{role}:{priority}"
+    return f"{TASK_STREAM_PREFIX}:{role}:{priority}"
 
 
 def new_task_id() -> str:
@@ -110,7 +115,7 @@ class TaskSpec(NamedTuple):
 
 
 class TaskRecord(BaseModel):
-    """One agent task as stored."""
+    """One task as stored."""
 
     id: str
     kind: Kind
@@ -138,7 +143,7 @@ class TaskRecord(BaseModel):
 
 
 class Step(BaseModel):
-    """One stored step of a task (``agent_state``)."""
+    """One stored step of a task (``queue_steps``)."""
 
     seq: int
     attempt: int
@@ -149,7 +154,8 @@ class Step(BaseModel):
     at: datetime
 
 
-def _record(row: Any) -> TaskRecord:
+def task_from_row(row: Any) -> TaskRecord:
+    """The record of a ``queue_tasks`` row read with :data:`TASK_COLUMNS`."""
     return TaskRecord(**dict(row))
 
 
@@ -185,18 +191,17 @@ def running_from_entry(data: dict[str, Any], attempts: int, worker: str, started
 
 
 class TaskQueue:
-    """Submit, inspect and cancel agent tasks. Cheap to build; holds no connection of its own."""
+    """Submit, inspect and cancel tasks. Cheap to build; holds no connection of its own.
 
-    def __init__(self, rt: Runtime, role_names: Iterable[str] = (),
-                 check_inputs: Callable[[str, dict[str, Any] | None], None] | None = None) -> None:
+    ``checks`` maps a kind to its input check, called with the task's role and inputs after the checks every task
+    gets; it raises :class:`~chiffon.shared.errors.InvalidInput` to refuse the task (the agents' server checks
+    roles and test commands, :mod:`chiffon.orchestrator.runs` a plan run's inputs). A kind without a check is
+    stored as submitted.
+    """
+
+    def __init__(self, rt: Runtime, *, checks: Mapping[str, InputCheck] | None = None) -> None:
         self.rt = rt
-        self.role_names = frozenset(role_names)
-        self.check_inputs = check_inputs
-
-    @classmethod
-    def for_roles(cls, rt: Runtime, roles: dict[str, Role]) -> TaskQueue:
-        """A queue that refuses unknown roles and test commands a role may not run (:func:`check_task_inputs`)."""
-        return cls(rt, [*roles, PIPELINE], functools.partial(check_task_inputs, roles))
+        self.checks = dict(checks or {})
 
     def spec(self, role: str, goal: str, inputs: dict[str, Any] | None = None, priority: str = "normal", *,
              kind: Kind = "agent", idempotency_key: str | None = None, session_id: str | None = None) -> TaskSpec:
@@ -204,8 +209,7 @@ class TaskQueue:
 
         Raises:
             InvalidInput: empty or too long goal, unknown priority, inputs that are not a JSON object, an
-                idempotency key over 200 characters, an unknown role (the roles are listed), or inputs the
-                queue's ``check_inputs`` refuses (a test command the role may not run).
+                idempotency key over 200 characters, or what the check of ``kind`` refuses.
         """
         limit = self.rt.settings.tasks.max_goal_chars
         if not isinstance(goal, str) or not goal.strip():
@@ -218,12 +222,9 @@ class TaskQueue:
             raise InvalidInput("inputs", "must be a JSON object")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise InvalidInput("idempotency_key", "must be 1 to 200 characters")
-        if kind == INFRA and (role != INFRA or not isinstance((inputs or {}).get("plan_id"), str)):
-            raise InvalidInput("inputs", "an infra task has role infra and inputs.plan_id")
-        if kind not in (NOOP, INFRA) and self.role_names and role not in self.role_names:
-            raise InvalidInput("role", f"unknown role {role!r}; roles: {', '.join(sorted(self.role_names))}")
-        if self.check_inputs is not None and kind not in (NOOP, INFRA):
-            self.check_inputs(role, inputs)
+        check = self.checks.get(kind)
+        if check is not None:
+            check(role, inputs)
         try:
             encoded = json.dumps(inputs or {})
         except (TypeError, ValueError) as exc:
@@ -253,7 +254,7 @@ class TaskQueue:
         """
         columns: list[Any] = list(zip(*specs, strict=True)) if specs else [[]] * 8
         rows = await self.rt.store.pool.fetch(
-            "INSERT INTO agent_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
+            "INSERT INTO queue_tasks (id, kind, role, goal, inputs, priority, session_id, idempotency_key, status) "
             "SELECT id, kind, role, goal, inputs::jsonb, priority, session_id, key, 'queued' "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
             "$8::text[]) AS t(id, kind, role, goal, inputs, priority, session_id, key) "  # no key: nothing to conflict
@@ -271,23 +272,23 @@ class TaskQueue:
         out = []
         for spec in specs:
             if spec.id not in stored:  # the key was used: that task is the answer
-                stored[spec.id] = _record(await self.rt.store.pool.fetchrow(
-                    f"SELECT {_COLUMNS} FROM agent_tasks WHERE idempotency_key = $1", spec.idempotency_key))
+                stored[spec.id] = task_from_row(await self.rt.store.pool.fetchrow(
+                    f"SELECT {TASK_COLUMNS} FROM queue_tasks WHERE idempotency_key = $1", spec.idempotency_key))
             out.append(stored[spec.id])
         return out
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task. Raises NotFound."""
-        row = await self.rt.store.pool.fetchrow(f"SELECT {_COLUMNS} FROM agent_tasks WHERE id = $1", task_id)
+        row = await self.rt.store.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM queue_tasks WHERE id = $1", task_id)
         if row is None:
             raise NotFound(f"no task {task_id!r}; list_tasks shows the recent ones")
-        return _record(row)
+        return task_from_row(row)
 
     async def steps(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[Step]:
         """Stored steps of the task, oldest first, ``seq`` greater than ``after``. Raises NotFound."""
         await self.get(task_id)
         rows = await self.rt.store.pool.fetch(
-            "SELECT seq, attempt, role, kind, content, tokens, at FROM agent_state "
+            "SELECT seq, attempt, role, kind, content, tokens, at FROM queue_steps "
             "WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", task_id, after, limit)
         return [Step(**dict(r)) for r in rows]
 
@@ -303,10 +304,10 @@ class TaskQueue:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", f"must be within 1..1000, got {limit}")
         rows = await self.rt.store.pool.fetch(
-            f"SELECT {_COLUMNS} FROM agent_tasks WHERE ($1::text IS NULL OR status = $1) "
+            f"SELECT {TASK_COLUMNS} FROM queue_tasks WHERE ($1::text IS NULL OR status = $1) "
             f"AND ($2::text IS NULL OR role = $2) AND ($3::text IS NULL OR session_id = $3) "
             f"ORDER BY created_at DESC, id LIMIT $4", status, role, session_id, limit)
-        return [_record(r) for r in rows]
+        return [task_from_row(r) for r in rows]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by the user") -> TaskRecord:
         """Cancel a queued or running task; a running one stops before its next step.
@@ -316,12 +317,12 @@ class TaskQueue:
             TaskStateError: the task already finished (its status is named).
         """
         row = await self.rt.store.pool.fetchrow(
-            f"UPDATE agent_tasks SET status = 'cancelled', error = $2, finished_at = now() "
-            f"WHERE id = $1 AND status IN ('queued', 'running') RETURNING {_COLUMNS}", task_id, reason)
+            f"UPDATE queue_tasks SET status = 'cancelled', error = $2, finished_at = now() "
+            f"WHERE id = $1 AND status IN ('queued', 'running') RETURNING {TASK_COLUMNS}", task_id, reason)
         if row is None:
             task = await self.get(task_id)
             raise TaskStateError(f"task {task_id} already {task.status}; only queued or running tasks can be cancelled")
-        task = _record(row)
+        task = task_from_row(row)
         await publish_result(self.rt, task, entry=None)
         return task
 
@@ -350,7 +351,7 @@ async def publish_results(rt: Runtime, finished: list[tuple[Finished | TaskRecor
     ack; the worker that reads it acks it unrun) and forget its delivery count, all in one atomic script call."""
     if not finished:
         return
-    keys, args = [AGENT_RESULTS, ATTEMPTS_KEY], [rt.settings.tasks.result_ttl_s, STREAM_MAXLEN, GROUP]
+    keys, args = [RESULTS_STREAM, ATTEMPTS_KEY], [rt.settings.tasks.result_ttl_s, STREAM_MAXLEN, GROUP]
     for task, entry in finished:
         keys += [DONE_PREFIX + task.id, entry.stream if entry else stream_for(task.role, task.priority)]
         args += [task.id, json.dumps({"task_id": task.id, "status": task.status, "role": task.role,
@@ -377,20 +378,20 @@ class TaskContext:
     tokens: int = 0
 
     async def step(self, role: str, kind: str, content: dict[str, Any], tokens: int | None = None) -> None:
-        """Store one step in ``agent_state`` (numbered across attempts)."""
+        """Store one step in ``queue_steps`` (numbered across attempts)."""
         if self._seq == 0:
             self._seq = await self.rt.store.pool.fetchval(
-                "SELECT coalesce(max(seq), 0) FROM agent_state WHERE task_id = $1", self.task.id)
+                "SELECT coalesce(max(seq), 0) FROM queue_steps WHERE task_id = $1", self.task.id)
         self._seq += 1
         self.tokens += tokens or 0
         await self.rt.store.pool.execute(
-            "INSERT INTO agent_state (task_id, attempt, seq, role, kind, content, tokens) "
+            "INSERT INTO queue_steps (task_id, attempt, seq, role, kind, content, tokens) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7)", self.task.id, self.task.attempts, self._seq, role, kind,
             json.loads(json.dumps(content, default=str)), tokens)
 
     async def check_cancelled(self) -> None:
         """Raise :class:`TaskCancelled` when the task was cancelled (one indexed read)."""
-        status = await self.rt.store.pool.fetchval("SELECT status FROM agent_tasks WHERE id = $1", self.task.id)
+        status = await self.rt.store.pool.fetchval("SELECT status FROM queue_tasks WHERE id = $1", self.task.id)
         if status == "cancelled":
             raise TaskCancelled(self.task.id)
 
