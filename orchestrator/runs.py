@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chiffon.servers.ansible import execution
-from chiffon.servers.ansible.dispatch import publish_progress, resume_ready, run_approved
+from chiffon.servers.ansible.attempt import publish_progress, resume_ready, run_approved
 from chiffon.servers.ansible.runner import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.bus import RUN_PROGRESS

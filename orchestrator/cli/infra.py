@@ -433,8 +433,8 @@ def serve_cmd(
         # composed server gave last time, while it is being composed (orchestrator.declared).
         from fastmcp import FastMCP
 
-        from chiffon.orchestrator.toolsets import INSTRUCTIONS
         from chiffon.orchestrator.declared import declarations_key, serve_stdio_declared
+        from chiffon.orchestrator.toolsets import INSTRUCTIONS
 
         key = declarations_key(chosen, str(repo.resolve()) if repo else None, settings.model_dump_json())
         front = FastMCP("chiffon", instructions=INSTRUCTIONS, mask_error_details=True)

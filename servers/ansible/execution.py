@@ -4,7 +4,7 @@
 (:mod:`.plan_states`, a guarded update: two executors cannot both run it), runs the playbook from the
 plan's verified snapshot with its secret extra vars, stores the run and its events, and commits the audit
 record; every status change (running, then succeeded or failed, or expired) is asked of :mod:`.plan_states`.
-Only the infra queue handler (:func:`chiffon.servers.ansible.dispatch.run_approved`) calls it.
+Only the infra queue handler (:func:`chiffon.servers.ansible.attempt.run_approved`) calls it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Life of a plan (``plans.status``; the run itself is :mod:`chiffon.servers.ansibl
 
     pending_approval ──approve──▶ approved ──execute──▶ running ──▶ succeeded | failed
             └────────reject────▶ rejected   │  ▲  └──ttl──▶ expired
-                                  pause ▼  │ resume   (a target host is busy or offline: dispatch waits)
+                                  pause ▼  │ resume   (a target host is busy or offline: the attempt waits)
                                          paused ──ttl──▶ expired
 
 The allowed transitions are data in :mod:`chiffon.servers.ansible.plan_states`, and every one goes through its

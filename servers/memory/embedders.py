@@ -12,7 +12,7 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from chiffon.servers.memory.embeddings import DIMENSION, MODEL_NAME, local_model
+from chiffon.servers.memory.minilm import DIMENSION, MODEL_NAME, local_model
 from chiffon.shared.config import MemorySettings
 from chiffon.shared.errors import ServiceUnavailable
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from chiffon.orchestrator.console import actions
-from chiffon.servers.ansible import dispatch, plans
+from chiffon.servers.ansible import attempt, plans
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.config import HostConfig
 from chiffon.shared.hosts import SEEN_KEY, USABLE, HostStatus, host_states, publish_heartbeat
@@ -40,7 +40,7 @@ async def test_work_for_an_unknown_host_goes_ahead_and_an_offline_one_waits(rt: 
     hosts = {**rt.settings.hosts, silent: HostConfig(address="127.0.0.1"), gone: HostConfig(address="127.0.0.1")}
     here = dataclasses.replace(rt, settings=rt.settings.model_copy(update={"hosts": hosts}))
     on = plan.model_copy(update={"hosts": [silent, gone]})
-    blocked = await dispatch.blocked_hosts(here, on)
+    blocked = await attempt.blocked_hosts(here, on)
     assert list(blocked) == [gone] and blocked[gone]["status"] == "offline"
 
 

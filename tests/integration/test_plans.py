@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chiffon.servers.ansible import execution, plans
-from chiffon.servers.ansible.dispatch import run_approved
+from chiffon.servers.ansible.attempt import run_approved
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from chiffon.servers.ansible import dispatch, execution, plans
+from chiffon.servers.ansible import attempt, execution, plans
 from chiffon.servers.ansible.runner import TaskEvent, run_playbook
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared import error_bus
@@ -126,7 +126,7 @@ def _audit_history(rt: Runtime) -> str:
 
 async def _publish(rt: Runtime, plan_id: str) -> Any:
     async def on_event(event: TaskEvent) -> None:
-        await dispatch.publish_progress(rt, plan_id, event)
+        await attempt.publish_progress(rt, plan_id, event)
     return on_event
 
 

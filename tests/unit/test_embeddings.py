@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chiffon.servers.memory.embeddings import DIMENSION, local_model
+from chiffon.servers.memory.minilm import DIMENSION, local_model
 
 
 def test_matches_the_similarities_sbert_publishes() -> None:

@@ -1,4 +1,4 @@
-"""Running an approved plan as a queued task: what the infra handler does, free of any queue.
+"""One attempt at an approved plan, as an infra worker makes it: what the queue's infra handler does, free of any queue.
 
 The composition root (:mod:`chiffon.orchestrator.runs`) puts each run on the task queue as a task of kind
 ``infra`` and runs this module's :func:`run_approved` in a queue worker; every run goes that way
