@@ -158,7 +158,7 @@ async def browser(rounds: int) -> dict[str, Any]:
     """The figures through Chromium: page load, approve to running, the voice turn (see the module's docstring)."""
     from playwright.async_api import async_playwright
 
-    from chiffon.servers.ansible.service import AnsibleService
+    from chiffon.orchestrator.compose import infra_service
     from chiffon.servers.voice.client import HostdClient
     from chiffon.servers.voice.service import VoiceService
     from chiffon.shared.config import load_settings
@@ -180,7 +180,7 @@ async def browser(rounds: int) -> dict[str, Any]:
             async with open_runtime(settings) as rt:
                 voice = VoiceService(rt.settings, HostdClient(rt.settings), None, rt.store)
                 question = await voice.speak("Deploy Uptime Kuma and add the existing portals to its config.")
-                svc = AnsibleService.for_runtime(rt, repo)
+                svc = infra_service(rt, repo)
                 with serve_app(ollama_app(state)) as url:
                     llm = {"backends": {"ollama": {"kind": "ollama", "url": url, "slots": 2, "timeout_s": 30}},
                            "tiers": {"quick": {"backend": "ollama", "model": "qwen2.5:0.5b", "context_window": 8192}}}

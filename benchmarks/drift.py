@@ -38,8 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from chiffon.orchestrator.compose import infra_service  # noqa: E402
 from chiffon.servers.ansible import drift, execution, plans  # noqa: E402
-from chiffon.servers.ansible.service import AnsibleService  # noqa: E402
 from chiffon.shared.config import load_settings  # noqa: E402
 from chiffon.shared.runtime import Runtime, open_runtime, stop_embedded  # noqa: E402
 from tests.conftest import git_commit_all  # noqa: E402
@@ -62,7 +62,7 @@ async def one_round(rt: Runtime, base: Path, units: int) -> dict[str, Any]:
     targets = Path(os.environ["HOMELAB_ROOT"])
     repo = make_drift_repo(base / f"repo-{token}", units, token)
     git_commit_all(repo)
-    svc = AnsibleService.for_runtime(rt, repo)
+    svc = infra_service(rt, repo)
     catalog = await svc.catalog()
     plan = await plans.create_plan(rt, catalog, "site.yml")
     await plans.decide(rt, plan.id, "approved", approver="benchmark", channel="cli")

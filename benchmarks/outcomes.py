@@ -129,8 +129,8 @@ def _fresh(pattern_dir: Path, glob: str, since: float) -> bool:
 
 
 async def main(rounds: int) -> dict[str, object]:
+    from chiffon.orchestrator.compose import infra_service
     from chiffon.servers.ansible import execution, plans
-    from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.config import load_settings
     from chiffon.shared.runtime import open_runtime, stop_embedded
 
@@ -149,7 +149,7 @@ async def main(rounds: int) -> dict[str, object]:
     results: list[dict[str, object]] = []
     try:
         async with open_runtime(settings) as rt:
-            svc = AnsibleService.for_runtime(rt, repo)
+            svc = infra_service(rt, repo)
             url = urlparse(rt.store.url)
             import pgserver
 
