@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from fastmcp import FastMCP
 
+    from chiffon.servers.ansible.events import TaskEvent
     from chiffon.servers.ansible.execution import RunResult
-    from chiffon.servers.ansible.runner import TaskEvent
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.servers.memory.service import MemoryService
     from chiffon.servers.tasks.roles import Role

@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible import generated, matching, plans, prompted, understand
+from chiffon.servers.ansible.events import EventCallback
 from chiffon.servers.ansible.request import PlanRequest
-from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.servers.ansible.units import hosts_of_condition
 from chiffon.shared.errors import ChiffonError, RoleNotApplied

@@ -26,7 +26,7 @@ from typing import Any
 
 from chiffon.servers.ansible import execution
 from chiffon.servers.ansible.attempt import publish_progress, resume_ready, run_approved
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.bus import RUN_PROGRESS
 from chiffon.shared.error_bus import report_heartbeats

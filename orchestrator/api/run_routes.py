@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from chiffon.orchestrator.api.bodies import ERRORS, RUN_OR_PLAN_ID, ErrorBody
 from chiffon.orchestrator.api.context import Api, Caller
 from chiffon.servers.ansible import execution, plans
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.shared.errors import ChiffonError, PlanNotFound
 from chiffon.shared.runtime import Runtime
 

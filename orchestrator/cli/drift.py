@@ -28,7 +28,7 @@ from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
     from chiffon.servers.ansible.drift import DriftReport, HostDrift
-    from chiffon.servers.ansible.runner import TaskEvent
+    from chiffon.servers.ansible.events import TaskEvent
     from chiffon.shared.config import Settings
 
 app = typer.Typer()

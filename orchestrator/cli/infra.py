@@ -45,8 +45,8 @@ from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
     from chiffon.servers.ansible import execution, plans
+    from chiffon.servers.ansible.events import TaskEvent
     from chiffon.servers.ansible.request import PlanRequest
-    from chiffon.servers.ansible.runner import TaskEvent
     from chiffon.servers.ansible.service import AnsibleService
     from chiffon.shared.config import Settings
     from chiffon.shared.runtime import Runtime

@@ -24,7 +24,7 @@ from chiffon.orchestrator.cli.common import (
 from chiffon.shared.logs import setup_logging
 
 if TYPE_CHECKING:
-    from chiffon.servers.ansible.runner import TaskEvent
+    from chiffon.servers.ansible.events import TaskEvent
     from chiffon.servers.ansible.undo_plan import UndoPlan
     from chiffon.shared.config import Settings
 

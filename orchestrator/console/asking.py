@@ -16,8 +16,8 @@ from chiffon.orchestrator.console.approving import check_repo
 from chiffon.orchestrator.planner import plan_request
 from chiffon.servers.ansible import plans
 from chiffon.servers.ansible.candidate import Candidate
+from chiffon.servers.ansible.events import EventCallback
 from chiffon.servers.ansible.request import PlanRequest
-from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, NoMatch, RoleNotApplied
 

@@ -19,7 +19,7 @@ from chiffon.orchestrator.console.actions import Loader
 from chiffon.orchestrator.console.auth import who
 from chiffon.orchestrator.console.review import risk_badge
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError
 

@@ -1,7 +1,7 @@
 """A plan's check-mode diff and warnings as HTML a reviewer can read, with no web framework code.
 
 ``plan.diff`` is one text: per changed task and host a ``# TASK on HOST`` line, then Ansible's diff of one file
-(or state) as a unified diff headed by the file's destination (:func:`servers.ansible.runner.render_diff`), or a
+(or state) as a unified diff headed by the file's destination (:func:`servers.ansible.events.render_diff`), or a
 module's free-text ``prepared`` diff. :func:`parse_diff` splits it into :class:`FileChange` s, one per host and
 destination; :func:`diff_html` shows them per host, one summary line per file (destination, created / changed /
 removed, +N/-M lines), each file a ``<details>`` with a coloured unified diff, folded when longer than

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chiffon.servers.ansible import execution, plans
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.bus import RUN_PROGRESS
 from chiffon.shared.hosts import USABLE, host_states

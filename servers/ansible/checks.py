@@ -314,7 +314,7 @@ def verify_playbook(checks: list[Check], marker: str) -> str:
     is-active`` (argv, no shell), ``find`` for a file, ``debug`` templating an address for an HTTP or TCP probe
     chiffon makes itself. ``marker`` (unpredictable, per call) tells these events from the playbook's own.
     """
-    from chiffon.servers.ansible.runner import unsafe_yaml
+    from chiffon.servers.ansible.unsafe_yaml import unsafe_yaml
 
     plays: dict[str, list[dict[str, Any]]] = {}
     for n, check in enumerate(checks):
@@ -337,7 +337,7 @@ def verify_playbook(checks: list[Check], marker: str) -> str:
 
 
 def _unsafe(text: str) -> str:
-    from chiffon.servers.ansible.runner import unsafe_text
+    from chiffon.servers.ansible.unsafe_yaml import unsafe_text
 
     return unsafe_text(text)
 

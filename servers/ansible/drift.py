@@ -49,8 +49,8 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import outside, plans, preview, snapshot
 from chiffon.servers.ansible.catalog import Catalog, Unit
+from chiffon.servers.ansible.events import Outcome
 from chiffon.servers.ansible.risk import COMMAND_MODULES
-from chiffon.servers.ansible.runner import Outcome
 from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import ChiffonError, InvalidInput

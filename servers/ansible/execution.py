@@ -26,8 +26,9 @@ from chiffon.servers.ansible import generated as generated_playbooks
 from chiffon.servers.ansible import outcomes, plan_events, plan_states, preview, prompted, snapshot, undo
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.events import EventCallback, Outcome, TaskEvent
 from chiffon.servers.ansible.plans import Plan, get_plan, new_id
-from chiffon.servers.ansible.runner import EventCallback, Outcome, TaskEvent, run_playbook
+from chiffon.servers.ansible.runner import run_playbook
 from chiffon.shared import metrics
 from chiffon.shared.error_bus import report_error
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError, StoreUnavailable

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from chiffon.servers.ansible.checks import Result
-    from chiffon.servers.ansible.runner import TaskEvent
+    from chiffon.servers.ansible.events import TaskEvent
     from chiffon.shared.runtime import Runtime
 
 RunOutcome = Literal["achieved", "partial", "failed", "cancelled"]

@@ -33,12 +33,13 @@ from chiffon.servers.ansible import generated as generated_playbooks
 from chiffon.servers.ansible import outcomes, outside, plan_events, plan_states, preview, prompted, snapshot
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
+from chiffon.servers.ansible.events import EventCallback, Outcome
 from chiffon.servers.ansible.generated import Generated
 from chiffon.servers.ansible.matching import Match
 from chiffon.servers.ansible.plan_states import PlanStatus
 from chiffon.servers.ansible.request import PlanRequest
 from chiffon.servers.ansible.risk import assess
-from chiffon.servers.ansible.runner import EventCallback, Outcome, run_playbook
+from chiffon.servers.ansible.runner import run_playbook
 from chiffon.shared import metrics, totp
 from chiffon.shared.errors import ConfigError, InvalidInput, PlanNotFound, PlanStateError
 from chiffon.shared.runtime import Runtime

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from chiffon.servers.ansible.catalog import Catalog
+from chiffon.servers.ansible.events import Outcome
 from chiffon.servers.ansible.plays import TAG_RE, Playbook, Task, load_yaml, walk_tasks
 from chiffon.servers.ansible.requirements import install_hint, requirements_file
 from chiffon.servers.ansible.risk import COMMAND_MODULES
-from chiffon.servers.ansible.runner import Outcome
 from chiffon.servers.ansible.snapshot import Snapshot, stage_outside
 from chiffon.servers.ansible.units import Unit
 from chiffon.servers.ansible.variables import expression_variables

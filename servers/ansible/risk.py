@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from chiffon.servers.ansible.catalog import Playbook
-from chiffon.servers.ansible.runner import Outcome
+from chiffon.servers.ansible.events import Outcome
 
 _DESTRUCTIVE_CMD = re.compile(r"\b(rm\s+-|prune|drop\s+(database|table)|truncate|mkfs|dd\s+if=|wipefs|userdel)\b", re.I)
 COMMAND_MODULES = {"command", "shell", "raw", "script", "ansible.builtin.command", "ansible.builtin.shell",

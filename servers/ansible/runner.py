@@ -1,8 +1,8 @@
-"""Run a playbook with ansible-runner and turn its events into chiffon records.
+"""Run a playbook with ansible-runner; its events become chiffon records (:mod:`.events`).
 
 ansible-runner is blocking; :func:`run_playbook` runs it in a worker thread and
 hands each event to an async callback on the caller's loop, in order. Extra
-vars are written as a YAML file whose strings are tagged ``!unsafe``, so Ansible
+vars are written as a YAML file whose strings are tagged ``!unsafe`` (:mod:`.unsafe_yaml`), so Ansible
 never templates what a user or a model typed (``{{ lookup('pipe', 'id') }}``
 reaches the playbook as that literal text).
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
-import functools
 import json
 import logging
 import os
@@ -27,15 +25,14 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from chiffon.servers.ansible import vault_values
+from chiffon.servers.ansible.events import EventCallback, EventCollector, Outcome
 from chiffon.servers.ansible.prompted import Typed
+from chiffon.servers.ansible.unsafe_yaml import unsafe_extra_vars_yaml
 from chiffon.shared.errors import AnsibleError
 from chiffon.shared.redact import Redactor, is_secret_key, remember
 from chiffon.shared.runtime import playbook_umask, tighten
@@ -55,254 +52,6 @@ FORK_TRIES = 3
 PASSED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
                         "SSH_AUTH_SOCK"})
 PASSED_ENV_PREFIX = re.compile(r"^(LC_|ANSIBLE_)")
-STDOUT_TAIL_CHARS = 1500  # how much of Ansible's output a failure with no failed task quotes
-TASK_RESULT_EVENTS = {
-    "runner_on_ok": "ok",
-    "runner_on_failed": "failed",
-    "runner_on_skipped": "skipped",
-    "runner_on_unreachable": "unreachable",
-}
-
-
-class _Unsafe(str):
-    """A string dumped with Ansible's ``!unsafe`` tag."""
-
-
-class _UnsafeDumper(yaml.SafeDumper):
-    pass
-
-
-_UnsafeDumper.add_representer(_Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
-
-
-def _mark_unsafe(value: Any) -> Any:
-    if isinstance(value, str):
-        return _Unsafe(value)
-    if isinstance(value, dict):
-        return {str(k): _mark_unsafe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_mark_unsafe(v) for v in value]
-    return value
-
-
-def unsafe_extra_vars_yaml(extra_vars: dict[str, Any]) -> str:
-    """YAML for ``-e @file`` with every string tagged ``!unsafe`` (never templated)."""
-    return yaml.dump(_mark_unsafe(extra_vars), Dumper=_UnsafeDumper, sort_keys=True)
-
-
-def unsafe_text(text: str) -> str:
-    """``text`` marked so :func:`unsafe_yaml` tags it ``!unsafe`` (Ansible reads it literally)."""
-    return _Unsafe(text)
-
-
-def unsafe_yaml(data: Any) -> str:
-    """YAML of ``data`` where only the strings made by :func:`unsafe_text` are tagged ``!unsafe``."""
-    return yaml.dump(data, Dumper=_UnsafeDumper, sort_keys=False)
-
-
-@dataclass
-class TaskEvent:
-    """One task result on one host, in the order Ansible reported it."""
-
-    seq: int
-    event: str
-    status: str
-    host: str
-    task: str
-    module: str
-    changed: bool
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form of every field."""
-        return self.__dict__.copy()
-
-
-@dataclass
-class Outcome:
-    """What a check or a run produced.
-
-    ``status`` is ansible-runner's: ``successful``, ``failed``, ``timeout`` or ``canceled``.
-    ``stats`` is the play recap per host (ok, changed, failures, dark, skipped).
-    ``artifact_data`` is what the playbook reported with ``set_stats``.
-    """
-
-    status: str
-    rc: int | None
-    events: list[TaskEvent] = field(default_factory=list)
-    diffs: list[dict[str, str]] = field(default_factory=list)
-    stats: dict[str, dict[str, int]] = field(default_factory=dict)
-    artifact_data: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    probes: list[dict[str, Any]] = field(default_factory=list)  # the verification play's results (servers.ansible.checks)
-
-    @property
-    def changed(self) -> int:
-        """Number of task results that changed (or would change, in check mode)."""
-        return sum(1 for e in self.events if e.changed)
-
-    @property
-    def hosts(self) -> list[str]:
-        """Hosts the play recap lists."""
-        return sorted({h for per_host in self.stats.values() for h in per_host})
-
-    @property
-    def diff_text(self) -> str:
-        """All diffs as one unified-diff text, each headed by task and host."""
-        return "".join(f"# {d['task']} on {d['host']}\n{d['diff']}" for d in self.diffs)
-
-
-def render_diff(diff: dict[str, Any], dest: str | None = None) -> str:
-    """Ansible's ``{before, after, before_header, after_header}`` or ``prepared`` as a unified diff.
-
-    ``dest``: the absolute path the task writes on the host (:func:`destination`). It heads the diff where
-    Ansible's own header is missing (a file that does not exist yet, a state diff) or names something else (a
-    template's local temp copy, ``dynamically generated``), so the diff always says which file it changes.
-    """
-    if "prepared" in diff:
-        return str(diff["prepared"]).rstrip("\n") + "\n"
-    before, after = diff.get("before", ""), diff.get("after", "")
-    if isinstance(before, dict) or isinstance(after, dict):
-        before = yaml.safe_dump(before or {}, sort_keys=True)
-        after = yaml.safe_dump(after or {}, sort_keys=True)
-    headers = [str(diff.get("before_header", "before")), str(diff.get("after_header", "after"))]
-    if dest:
-        headers = [h if h == dest or h.startswith(dest + " (") else dest for h in headers]
-    lines = difflib.unified_diff(
-        str(before).splitlines(keepends=True),
-        str(after).splitlines(keepends=True),
-        fromfile=headers[0],
-        tofile=headers[1],
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def destination(res: dict[str, Any]) -> str | None:
-    """The absolute path a task's result says it writes (``dest`` or ``path``, from the result or the module's
-    arguments as Ansible templated them: a template's ``{{ kuma_dir }}/compose.yaml`` resolved), or None."""
-    invocation = res.get("invocation") or {}
-    args = invocation.get("module_args") or {}
-    for value in (res.get("dest"), res.get("path"), invocation.get("dest"), args.get("dest"), args.get("path")):
-        if isinstance(value, str) and value.startswith("/"):
-            return value
-    return None
-
-
-def when_at(task_path: str) -> str:
-    """The ``when`` of the task starting at ``task_path`` (``FILE:LINE``, as ansible-runner's events give it),
-    joined with ``and``; "" when there is none or the file cannot be read. ansible-runner's skipped events carry
-    no result, so this is how a skip's condition is known."""
-    path, _, line = task_path.rpartition(":")
-    if not path or not line.isdigit():
-        return ""
-    try:
-        whens = _whens(path, os.stat(path).st_mtime_ns)
-    except (OSError, yaml.YAMLError):
-        return ""
-    return whens.get(int(line), "")
-
-
-@functools.lru_cache(maxsize=64)
-def _whens(path: str, _mtime_ns: int) -> dict[int, str]:
-    """``{line: when}`` of every mapping with a ``when`` key in the YAML file at ``path`` (1-based lines)."""
-    found: dict[int, str] = {}
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        root = yaml.compose(fh, Loader=yaml.SafeLoader)
-    todo = [root] if root is not None else []
-    while todo:
-        node = todo.pop()
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == "when":
-                    parts = [value.value] if isinstance(value, yaml.ScalarNode) else \
-                        [v.value for v in value.value if isinstance(v, yaml.ScalarNode)] \
-                        if isinstance(value, yaml.SequenceNode) else []
-                    found[node.start_mark.line + 1] = " and ".join(str(p) for p in parts)
-                todo.append(value)
-        elif isinstance(node, yaml.SequenceNode):
-            todo.extend(node.value)
-    return found
-
-
-def _message(res: dict[str, Any], redactor: Redactor) -> str:
-    if res.get("skipped") and res.get("false_condition"):
-        return f"condition false: {redactor(str(res['false_condition']))}"
-    for key in ("msg", "stderr", "stdout"):
-        value = res.get(key)
-        if value:
-            return str(redactor(str(value)))[:2000]
-    return ""
-
-
-class _EventCollector:
-    """Turns raw ansible-runner events into an :class:`Outcome` (runs on the caller's loop); every text goes
-    through ``redactor`` (known values, then secret patterns)."""
-
-    def __init__(self, redactor: Redactor, verify: tuple[Path, str] | None = None) -> None:
-        self.outcome = Outcome(status="running", rc=None)
-        self.redactor = redactor
-        self.verify_playbook: str | None = str(verify[0]) if verify else None
-        self.verify_play: str | None = verify[1] if verify else None
-        self.tail = ""  # the end of Ansible's output, redacted, for a failure no task explains
-
-    def feed(self, raw: dict[str, Any]) -> TaskEvent | None:
-        name = raw.get("event", "")
-        data = raw.get("event_data") or {}
-        if raw.get("stdout"):
-            self.tail = (self.tail + self.redactor(str(raw["stdout"])) + "\n")[-STDOUT_TAIL_CHARS:]
-        if name == "playbook_on_stats":
-            self.outcome.stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
-            self.outcome.artifact_data = self.redactor(data.get("artifact_data") or {})
-            return None
-        res = data.get("res") or {}
-        host, task, module = data.get("host", ""), self.redactor(str(data.get("task", ""))), data.get("task_action", "")
-        # a play is chiffon's checks when both its name (random per call) and its playbook file (chiffon's, in the
-        # run folder) are theirs: a repo play could read the name from the run folder, but runs from the repo's file
-        if self.verify_play is not None and data.get("play") == self.verify_play and \
-                data.get("playbook") == self.verify_playbook:
-            if name in TASK_RESULT_EVENTS:  # a check's result: never a task of the run, a change or a failure
-                kept = {k: res[k] for k in ("rc", "stdout", "stderr", "msg", "files", "matched", "unreachable")
-                        if k in res}
-                if res.get("exception"):  # "Error executing command." hides the cause: [Errno 2] ... b'docker'
-                    kept["exception"] = str(res["exception"])[-400:]
-                args = (res.get("invocation") or {}).get("module_args") or {}
-                if args.get("paths"):  # find: the folder and pattern as Ansible templated them
-                    kept["target"] = f"{','.join(args['paths'])}/{','.join(args.get('patterns') or [])}"
-                self.outcome.probes.append({"task": task, "host": host, "status": TASK_RESULT_EVENTS[name],
-                                            "res": self.redactor.value(kept)})
-            return None
-        if name == "runner_item_on_ok" and res.get("diff") and res.get("changed"):
-            self._add_diffs(task, host, res["diff"], destination(res))
-        if name not in TASK_RESULT_EVENTS:
-            return None
-        if name == "runner_on_ok" and res.get("changed") and "results" not in res and res.get("diff"):
-            self._add_diffs(task, host, res["diff"], destination(res))
-        status = TASK_RESULT_EVENTS[name]
-        if data.get("ignore_errors") and status == "failed":
-            status = "ignored"
-        message = _message(res, self.redactor)
-        if status == "skipped" and not message and (when := when_at(str(data.get("task_path", "")))):
-            message = f"condition false: {self.redactor(when)}"
-        event = TaskEvent(
-            seq=len(self.outcome.events) + 1, event=name, status=status, host=host, task=task,
-            module=module, changed=bool(res.get("changed")), message=message,
-        )
-        self.outcome.events.append(event)
-        if status in ("failed", "unreachable"):
-            self.outcome.failures.append(
-                {"task": task, "host": host, "module": module, "message": event.message, "rc": res.get("rc")}
-            )
-        return event
-
-    def _add_diffs(self, task: str, host: str, diff: Any, dest: str | None) -> None:
-        for d in diff if isinstance(diff, list) else [diff]:
-            if isinstance(d, dict) and (text := render_diff(d, dest)):
-                self.outcome.diffs.append({"task": task, "host": host, "diff": self.redactor(text)})
-
-
-EventCallback = Callable[[TaskEvent], Awaitable[None]]
-
-
 class Keep(Protocol):
     """What a real run hands each raw event to before masking (:class:`servers.ansible.undo.Keeper`)."""
 
@@ -523,7 +272,7 @@ async def run_playbook(
                 _kill_left(private_dir)
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    collector = _EventCollector(redactor, verify)
+    collector = EventCollector(redactor, verify)
     cancelled = threading.Event()
     runner_task = asyncio.ensure_future(asyncio.to_thread(blocking_run))
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chiffon.servers.ansible.catalog import Catalog, ScanCache
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.shared.errors import RepoError
 from chiffon.shared.resources import example_repo
 from chiffon.shared.runtime import Runtime

@@ -32,9 +32,9 @@ import yaml
 from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import plans, undo
+from chiffon.servers.ansible.events import EventCallback
 from chiffon.servers.ansible.generated import Generated
 from chiffon.servers.ansible.plays import load_yaml
-from chiffon.servers.ansible.runner import EventCallback
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import InvalidInput, PlanNotFound, PlanStateError, RepoError
 from chiffon.shared.redact import redact_text

@@ -13,7 +13,7 @@ allows a key only when
   and task files it applies, or the templates they render; or it is a play or role default
   variable; or the operator lists it in ``ansible.allowed_extra_vars``.
 
-Values still reach Ansible tagged ``!unsafe`` (never templated); see :mod:`servers.ansible.runner`.
+Values still reach Ansible tagged ``!unsafe`` (never templated); see :mod:`servers.ansible.unsafe_yaml`.
 """
 
 from __future__ import annotations

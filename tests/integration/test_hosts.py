@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from chiffon.orchestrator.runs import dispatch_run, running_infra_worker
 from chiffon.servers.ansible import plans
-from chiffon.servers.ansible.runner import TaskEvent
+from chiffon.servers.ansible.events import TaskEvent
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.hosts import HEARTBEAT_KEY, OVERRIDE_KEY, SEEN_KEY, host_states
 from chiffon.shared.runtime import Runtime

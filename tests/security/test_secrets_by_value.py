@@ -20,7 +20,8 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from chiffon.servers.ansible import attempt, execution, plans
-from chiffon.servers.ansible.runner import TaskEvent, run_playbook
+from chiffon.servers.ansible.events import TaskEvent
+from chiffon.servers.ansible.runner import run_playbook
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared import error_bus
 from chiffon.shared.redact import REDACTED, Redactor

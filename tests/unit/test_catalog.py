@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from chiffon.servers.ansible.catalog import Catalog, resolve_in_repo
-from chiffon.servers.ansible.runner import render_diff, unsafe_extra_vars_yaml
+from chiffon.servers.ansible.events import render_diff
+from chiffon.servers.ansible.unsafe_yaml import unsafe_extra_vars_yaml
 from chiffon.shared.errors import InvalidInput, PathOutsideRepo, PlaybookNotFound, RepoError
 from tests.conftest import EXAMPLE, git_commit_all
 

@@ -19,9 +19,9 @@ from chiffon.orchestrator.console.review import (
     summary,
     warning_html,
 )
+from chiffon.servers.ansible.events import destination as result_destination
+from chiffon.servers.ansible.events import render_diff
 from chiffon.servers.ansible.plans import Plan
-from chiffon.servers.ansible.runner import destination as result_destination
-from chiffon.servers.ansible.runner import render_diff
 from chiffon.shared.errors import InvalidInput
 
 ATTACK = "<img src=x onerror=alert(1)>"
@@ -48,7 +48,7 @@ def template_result(dest: str, before: str, after: str, exists: bool) -> dict[st
 
 
 def stored(task: str, host: str, res: dict[str, Any]) -> str:
-    """What plans.diff holds for one result (runner.Outcome.diff_text)."""
+    """What plans.diff holds for one result (events.Outcome.diff_text)."""
     return f"# {task} on {host}\n" + render_diff(res["diff"], result_destination(res))
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from chiffon.servers.ansible import checks, outcomes
-from chiffon.servers.ansible.runner import TaskEvent, when_at
+from chiffon.servers.ansible.events import TaskEvent, when_at
 from chiffon.shared.errors import ConfigError
 
 
@@ -168,11 +168,11 @@ def test_checks_are_derived_from_a_compose_template_a_role_default_and_a_service
 
 
 def test_a_repo_play_that_takes_the_checks_play_name_stays_one_of_the_run_s_plays(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from chiffon.servers.ansible.runner import _EventCollector
+    from chiffon.servers.ansible.events import EventCollector
     from chiffon.shared.redact import Redactor
 
     verify = (tmp_path / "verify" / "verify.yml", "chiffon verify checks-0123456789")
-    collector = _EventCollector(Redactor([]), verify)
+    collector = EventCollector(Redactor([]), verify)
     ours = {"event": "runner_on_ok", "event_data": {"play": verify[1], "playbook": str(verify[0]), "host": "east",
                                                     "task": "chiffon check 0", "res": {"rc": 0, "stdout": "true"}}}
     # the name can be read from the run folder by a lookup; the playbook file cannot be claimed
