@@ -63,12 +63,43 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     pgdata.mkdir(parents=True, exist_ok=True)
     home = pgdata.parent
     mode = home.stat().st_mode & 0o777
-    with warnings.catch_warnings():  # platformdirs warns on hosts without XDG_RUNTIME_DIR; harmless here
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
+    said = _PgserverErrors()  # pg_ctl's own stderr reaches us only through pgserver's log records
+    logging.getLogger("pgserver").addHandler(said)
+    try:
+        with warnings.catch_warnings():  # platformdirs warns on hosts without XDG_RUNTIME_DIR; harmless here
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(pgdata, cleanup_mode=None)  # stays up for the next command
+    except Exception as exc:  # pgserver raises bare subprocess/OS errors
+        raise StoreUnavailable(
+            f"could not start the embedded PostgreSQL in {pgdata}: {str(exc).rstrip('.')}. {said.text()}"
+            f"{_log_tail(pgdata / 'log')}"
+            "Set CHIFFON_DATABASE_URL to use an existing server."
+        ) from exc
+    finally:
+        logging.getLogger("pgserver").removeHandler(said)
     if home.stat().st_mode & 0o777 != mode:  # pgserver, as root, opens every folder above its data dir to all
         os.chmod(home, mode)
     return server, server.get_uri()
+
+
+class _PgserverErrors(logging.Handler):
+    """Keeps the error records pgserver logs while it starts PostgreSQL (a failed pg_ctl's stdout and stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def text(self, limit: int = 600) -> str:
+        """pg_ctl's stderr from the failed command pgserver reports (its log comes separately, from the file), on
+        one line, at most ``limit`` characters; "" when it reported none."""
+        failed = [m for m in self.messages if "stderr:" in m]
+        if not failed:
+            return ""
+        said = " ".join(failed[0].rsplit("stderr:", 1)[1].replace("---", " ").split())
+        return f"pg_ctl said: {said[:limit]}. " if said else ""
 
 
 def _log_tail(log: Path, lines: int = 5) -> str:
@@ -193,13 +224,7 @@ class Store:
                 except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                     log.info("the embedded PostgreSQL's postmaster.pid is stale (%s); starting it", exc)
             if pool is None:
-                try:
-                    embedded, url = await asyncio.to_thread(_start_embedded, home / "postgres")
-                except Exception as exc:  # pgserver raises bare subprocess/OS errors
-                    raise StoreUnavailable(
-                        f"could not start the embedded PostgreSQL in {home / 'postgres'}: {exc}. "
-                        f"{_log_tail(home / 'postgres' / 'log')}Set CHIFFON_DATABASE_URL to use an existing server."
-                    ) from exc
+                embedded, url = await asyncio.to_thread(_start_embedded, home / "postgres")
         assert url is not None  # given, or the embedded server's
         if pool is None:
             try:

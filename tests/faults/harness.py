@@ -149,13 +149,21 @@ class Fault:
     exit_s: float | None = None  # from the kill (or SIGINT) to the client's exit
 
 
+def _like_a_terminal_job() -> None:
+    """In the client, before it starts: SIGINT handled by default, as for a command typed at a terminal. A test
+    session started as a background job (`cmd &` in a script) ignores SIGINT, and its children would inherit that:
+    chiffon then rightly keeps running on Ctrl-C, as a background job should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def inject(case: str, lab: Lab, plan_id: str) -> Fault:
     """Run ``plan_id`` through ``chiffon execute``, SIGKILL the part of ``case`` 1 s into Ansible, and return
     what the client saw (it is waited for, at most 120 s after the kill)."""
     env = lab.env if case != "worker" else {**lab.env, "CHIFFON_WORKER_IN_PROCESS": "false"}
     workers = [_start_worker(lab)] if case == "worker" else []
     client = subprocess.Popen([CHIFFON, "execute", plan_id, "--json"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=_like_a_terminal_job)
     try:
         owner = _wait_for_run(lab, [client, *workers])
         time.sleep(1.0)  # Ansible is in its pause

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from chiffon.shared.bus import embedded_socket
 from chiffon.shared.config import load_settings
@@ -87,6 +88,10 @@ def test_a_postmaster_pid_left_by_a_crash_does_not_stop_status(tmp_path: Path) -
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (pgdata / "postmaster.pid").write_text("\n".join([str(dead.pid), *left[1:]]) + "\n")
+    # owned as the server left it (its user, 0600): written by this process (root, umask 077 after an earlier test's
+    # runtime), the server's own user could not read it, which no crash leaves behind
+    os.chown(pgdata / "postmaster.pid", pgdata.stat().st_uid, pgdata.stat().st_gid)
+    (pgdata / "postmaster.pid").chmod(0o600)
     done = chiffon(tmp_path, "status", "nope")
     assert done.returncode == 2 and "no plan 'nope'" in done.stderr, done.stderr
     assert postmaster_pid(tmp_path) != dead.pid
@@ -104,3 +109,19 @@ async def test_a_bus_on_demand_connects_on_its_first_publish(tmp_path: Path) -> 
             assert entry
     finally:
         await stop_embedded(settings)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the embedded server run as a user of its own")
+def test_a_start_that_fails_says_why_in_pg_ctls_words(tmp_path: Path) -> None:
+    chiffon(tmp_path, "status", "nope")
+    pid_file = tmp_path / "postgres" / "postmaster.pid"
+    left = pid_file.read_text().splitlines()
+    assert chiffon(tmp_path, "down").returncode == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pid_file.write_text("\n".join([str(dead.pid), *left[1:]]) + "\n")  # root's, 0600: the server's user cannot read it
+    pid_file.chmod(0o600)
+    done = chiffon(tmp_path, "status", "nope")
+    assert done.returncode == 2
+    assert "pg_ctl said: pg_ctl: could not open PID file" in done.stderr and "Permission denied" in done.stderr
+    assert "CHIFFON_DATABASE_URL" in done.stderr
