@@ -171,7 +171,8 @@ async def open_orchestrator(rt: Runtime, repo: Path | None = None,
     """
     from chiffon.orchestrator.incidents import running_correlator
     from chiffon.orchestrator.notify import running_notifier
-    from chiffon.orchestrator.server import DEFAULT_TOOLSETS, create_orchestrator, mount_tasks
+    from chiffon.orchestrator.server import create_orchestrator, mount_tasks
+    from chiffon.orchestrator.toolsets import DEFAULT_TOOLSETS
     from chiffon.servers.llm.router import open_router
     from chiffon.servers.memory.service import open_memory
     from chiffon.servers.tasks.service import open_tasks

@@ -15,9 +15,7 @@ from fastmcp import FastMCP
 
 from chiffon.orchestrator.plan_tools import add_plan_tools
 from chiffon.orchestrator.record_tools import add_record_tools
-from chiffon.orchestrator.toolsets import DEFAULT_TOOLSETS as DEFAULT_TOOLSETS  # re-exported: light, in toolsets
 from chiffon.orchestrator.toolsets import INSTRUCTIONS, TOOLSETS
-from chiffon.orchestrator.toolsets import parse_toolsets as parse_toolsets
 from chiffon.servers.ansible.server import create_ansible_server
 from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.errors import ChiffonError, InvalidInput

@@ -52,7 +52,7 @@ def install_cmd(
 
     from chiffon.orchestrator import clients
     from chiffon.orchestrator.clients import check_url, install, remote_entry, server_entry
-    from chiffon.orchestrator.server import parse_toolsets
+    from chiffon.orchestrator.toolsets import parse_toolsets
 
     if url is None and (token is not None or token_env is not None):
         err.print("[bold red]error:[/] --token goes with --url, and so does --token-env (a local entry needs no "

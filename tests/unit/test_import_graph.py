@@ -22,12 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("servers", "orchestrator", "shared")
 PACKAGE = "chiffon"
 
-# Arrows that close a circle today, each left out of the circle check until its owner breaks it; every one must
-# still exist (a broken circle comes off this list). Breaking them takes more than an import line: the names
-# imported move to a module of their own (as servers/llm/backends/base.py did for the backend protocol).
-EXCUSED: dict[tuple[str, str], str] = {}
-
-
 def module_name(path: Path) -> str:
     """``servers/llm/router.py`` -> ``chiffon.servers.llm.router``; ``shared/__init__.py`` -> ``chiffon.shared``."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -190,16 +184,8 @@ def test_a_circle_is_found_and_named() -> None:
 
 def test_no_module_imports_itself_in_a_circle() -> None:
     graph = import_graph()
-    checked = {a: {b: w for b, w in imports.items() if (a, b) not in EXCUSED} for a, imports in graph.items()}
-    found = cycles(checked)
-    assert not found, "import circles:\n" + "\n".join(describe(checked, c) for c in found)
-
-
-def test_every_excused_arrow_still_closes_a_circle() -> None:
-    graph = import_graph()
-    together = [set(c) for c in components(graph)]
-    stale = [f"{a} -> {b}" for a, b in EXCUSED if b not in graph.get(a, {}) or not any({a, b} <= c for c in together)]
-    assert not stale, f"no longer a circle: take these off EXCUSED: {stale}"
+    found = cycles(graph)
+    assert not found, "import circles:\n" + "\n".join(describe(graph, c) for c in found)
 
 
 def test_servers_never_import_the_orchestrator() -> None:
