@@ -331,8 +331,9 @@ def execute_cmd(plan_id: str, as_json: JsonOpt = False, ask_vault_pass: AskVault
 
 
 @app.command("status")
-def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
-    """Show a plan and where it stands."""
+def status_cmd(plan_id: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show a plan and where it stands (``--json``: the same object as ``chiffon run --json``, with the plan's
+    status and its run's outcome)."""
     setup_logging()
     from chiffon.servers.ansible import execution, plans
     from chiffon.shared.runtime import open_runtime
@@ -344,6 +345,10 @@ def status_cmd(plan_id: str, config: ConfigOpt = None) -> None:
             return await plans.get_plan(rt, plan_id), await execution.existing_run(rt, plan_id)
 
     plan, result = run_or_exit(go())
+    if as_json:
+        out.print_json(json.dumps({**summary(plan, plan.status, result, time.monotonic()), "duration_s": None},
+                                  default=str))
+        return
     if result is not None:  # whether what was asked for happened comes first
         print_outcome(result, plan.tags)
         out.print(escape(f"run {result.run_id}: `chiffon undo {result.run_id}` plans putting back the files it "

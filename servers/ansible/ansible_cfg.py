@@ -39,6 +39,8 @@ class AnsibleCfg:
     vault_password_file: Path | None = None
     vault_identities: tuple[tuple[str, str], ...] = ()  # vault_identity_list: (label, "prompt" or a file path)
     plugin_paths: tuple[Path, ...] = ()  # library, module_utils, *_plugins folders (:data:`PLUGIN_KEYS`)
+    #: ``[defaults] host_key_checking`` as the file says it (None when it does not): see :func:`host_key_checking`
+    host_key_checking: bool | None = None
 
 
 def _paths(value: str, base: Path) -> tuple[Path, ...]:
@@ -90,4 +92,33 @@ def read_ansible_cfg(root: Path, environ: dict[str, str] | None = None) -> Ansib
         vault_password_file=(base / os.path.expanduser(vault)).resolve() if vault else None,
         vault_identities=tuple(identities),
         plugin_paths=tuple(p for key in PLUGIN_KEYS for p in _paths(get(key), base)),
+        host_key_checking=_boolean(get("host_key_checking")),
     )
+
+
+def _boolean(value: str) -> bool | None:
+    """An ansible.cfg boolean as Ansible reads one (``ansible.module_utils.parsing.convert_bool``), None if unset."""
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if word in ("0", "false", "no", "off", "n", "f"):
+        return False
+    return None
+
+
+def host_key_checking(project_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+    """``ANSIBLE_HOST_KEY_CHECKING`` for a run from ``project_dir``, as Ansible itself would decide it: the
+    variable when the user set it, else the project's ``ansible.cfg``, else Ansible's default, on ("True").
+
+    chiffon must set it: ansible-runner sets ``ANSIBLE_HOST_KEY_CHECKING=False`` whenever the environment lacks
+    it (ansible-runner 2.4, ``config/_base.py``), which would accept any host's key on first contact, silently.
+    An unreadable ansible.cfg counts as no file (the plan reports that error elsewhere).
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    if env.get("ANSIBLE_HOST_KEY_CHECKING"):
+        return env["ANSIBLE_HOST_KEY_CHECKING"]
+    try:
+        said = read_ansible_cfg(project_dir, dict(env)).host_key_checking
+    except RepoError:
+        said = None
+    return "False" if said is False else "True"

@@ -156,6 +156,10 @@ def _whens(path: str, _mtime_ns: int) -> dict[int, str]:
 def _message(res: dict[str, Any], redactor: Redactor) -> str:
     if res.get("skipped") and res.get("false_condition"):
         return f"condition false: {redactor(str(res['false_condition']))}"
+    if res.get("unreachable") and isinstance(res.get("results"), list):  # a loop: "All items completed" says nothing
+        inner = next((r.get("msg") for r in res["results"] if isinstance(r, dict) and r.get("msg")), None)
+        if inner:
+            return str(redactor(str(inner)))[:2000]
     for key in ("msg", "stderr", "stdout"):
         value = res.get(key)
         if value:
@@ -219,7 +223,8 @@ class EventCollector:
         self.outcome.events.append(event)
         if status in ("failed", "unreachable"):
             self.outcome.failures.append(
-                {"task": task, "host": host, "module": module, "message": event.message, "rc": res.get("rc")}
+                {"task": task, "host": host, "module": module, "message": event.message, "rc": res.get("rc"),
+                 **({"unreachable": True} if status == "unreachable" else {})}
             )
         return event
 

@@ -76,6 +76,15 @@ def _condition(event: TaskEvent) -> str:
     return event.message.removeprefix("condition false: ") if event.message.startswith("condition false:") else ""
 
 
+def _failure(f: dict[str, Any]) -> str:
+    """One failure as a sentence; a host SSH lost says so first ("desktop-linux is unreachable ...")."""
+    message = str(f.get("message") or "").removeprefix("Task failed: ")
+    if f.get("unreachable"):
+        return f"{f.get('host')} is unreachable (during {f.get('task')!r}): {message}"
+    return (f"{f.get('task') or 'the run'} failed" + (f" on {f['host']}" if f.get("host") else "")
+            + (f": {message}" if message else ""))
+
+
 def judge(status: str, events: list[TaskEvent], failures: list[dict[str, Any]], checks: list[Result],
           artifact_data: dict[str, Any], *, timeout_s: int | None = None) -> Verdict:
     """The outcome of a run from ansible-runner's ``status`` (successful, failed, timeout, canceled), the run's
@@ -95,8 +104,7 @@ def judge(status: str, events: list[TaskEvent], failures: list[dict[str, Any]], 
         return Verdict("failed", [f"the run was stopped after ansible.run_timeout_s ({timeout_s} s); the hosts may "
                                   "be half-changed"], skipped, ignored, shown)
     if status != "successful" or failures:
-        failed = [f"{f.get('task') or 'the run'} failed" + (f" on {f['host']}" if f.get("host") else "")
-                   + (f": {f['message']}" if f.get("message") else "") for f in failures] or ["the run failed"]
+        failed = [_failure(f) for f in failures] or ["the run failed"]
         return Verdict("failed", failed, skipped, ignored, shown)
     reasons: list[str] = []
     failing: dict[str, list[str]] = {}

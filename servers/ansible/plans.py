@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, outside, plan_events, plan_states, preview, prompted, snapshot
+from chiffon.servers.ansible import outcomes, outside, plan_events, plan_states, preview, prompted, reach, snapshot
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
 from chiffon.servers.ansible.events import EventCallback, Outcome
@@ -258,6 +258,12 @@ async def create_plan(
         await warming
         risk, reasons = assess(playbook, outcome)
         warnings, blocked = preview.check_findings(catalog, playbook, unit, outcome)
+        dark = reach.unreachable(outcome)
+        if untrusted := {h: m for h, m in dark.items() if reach.host_key_failed(m)}:  # the fingerprint, to trust
+            cwd = snap.tree / catalog.project if generated is None else snap.tree
+            advice = await asyncio.gather(*(asyncio.to_thread(reach.host_key_advice, snap.tree / inventory, host,
+                                                              message, cwd) for host, message in untrusted.items()))
+            blocked = reach.blocked_reason(dark, dict(zip(untrusted, advice, strict=True)))
         now = await run_checks.results(expected, outcome.probes, since=0.0) if expected else []
     await asyncio.to_thread(catalog.wait_inventory)  # read beside the check (checks._within): its error is the plan's
     before = outcomes.before_run_warnings(unit.name if unit else playbook.name, last, now)

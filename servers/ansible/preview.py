@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from chiffon.servers.ansible import reach
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.events import Outcome
 from chiffon.servers.ansible.plays import TAG_RE, Playbook, Task, load_yaml, walk_tasks
@@ -31,6 +32,9 @@ from chiffon.shared.redact import redact_text
 FACT_MODULES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts"}
 _MISSING_MODULE = re.compile(r"couldn't resolve module/action '([\w.]+)'")
 _MISSING_ROLE = re.compile(r"the role '([\w.\-/]+)' was not found")
+# what Ansible says when sudo wants a password nobody gave (or refused the one typed)
+_BECOME_PASSWORD = re.compile(r"Missing sudo password|Incorrect sudo password|"
+                              r"[Tt]imeout \(\d+s\) waiting for privilege escalation prompt")
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 _INLINE_VAULT = re.compile(rb"!vault\s*\|")
 
@@ -274,6 +278,13 @@ def check_findings(catalog: Catalog, playbook: Playbook, unit: Unit | None,
             ".".join(r.split(".")[:2]) for r in roles) + "`")
         blocked = (f"role {', '.join(roles)} is not installed (a Galaxy role or a collection's role); install it "
                    f"with {how} and plan again")
+    elif sudo := sorted({str(f["host"]) for f in outcome.failures if _BECOME_PASSWORD.search(str(f.get("message")))}):
+        refused = "Incorrect sudo password" in messages
+        blocked = (f"sudo on {', '.join(sudo)} {'refused the become password typed' if refused else 'asks for a password'}"
+                   " (become): type it in your own terminal, `chiffon run \"<request>\" --ask-become-pass` (held in "
+                   "memory, never stored nor shown to a model), or give the deploy user passwordless sudo there")
+    elif dark := reach.unreachable(outcome):
+        blocked = reach.blocked_reason(dark)
     elif not outcome.hosts and outcome.status != "successful":
         first = next((line.strip() for line in messages.splitlines() if "ERROR" in line), messages.strip()[:300])
         blocked = f"the check failed before reaching any host: {first[:400]}"

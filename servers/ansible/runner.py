@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chiffon.servers.ansible import vault_values
+from chiffon.servers.ansible.ansible_cfg import host_key_checking
 from chiffon.servers.ansible.events import EventCallback, EventCollector, Outcome
 from chiffon.servers.ansible.prompted import Typed
 from chiffon.servers.ansible.unsafe_yaml import unsafe_extra_vars_yaml
@@ -210,6 +211,7 @@ async def run_playbook(
     envvars["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_password_file or _no_vault_password(private_dir))
 
     project_dir = repo / project if project else repo
+    envvars["ANSIBLE_HOST_KEY_CHECKING"] = host_key_checking(project_dir)
     run_path = playbook if os.path.isabs(playbook) or not project else os.path.relpath(repo / playbook, project_dir)
 
     # ansible-runner reads its settings from env/settings only: given in memory beside suppress_env_files, it
