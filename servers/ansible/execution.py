@@ -23,7 +23,16 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, plan_events, plan_states, preview, prompted, snapshot, undo
+from chiffon.servers.ansible import (
+    outcomes,
+    plan_events,
+    plan_states,
+    preview,
+    prompted,
+    snapshot,
+    snapshot_store,
+    undo,
+)
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog
 from chiffon.servers.ansible.events import EventCallback, Outcome, TaskEvent
@@ -117,6 +126,8 @@ async def _runnable_snapshot(rt: Runtime, plan: Plan) -> snapshot.Snapshot:
                              f"approvals.ttl {ttl}); nothing ran. Plan again for a fresh check and approval.")
     if plan.snapshot_digest is None:
         raise PlanStateError(f"plan {plan.id} predates repo snapshots; plan again so what runs is what is approved")
+    # planned on another host: laid out here from PostgreSQL, then verified against the approved digest as always
+    await snapshot_store.fetch(rt.store.pool, rt.settings.snapshots_dir, plan.snapshot_digest)
     return await asyncio.to_thread(snapshot.verified, rt.settings.snapshots_dir, plan.snapshot_digest)
 
 

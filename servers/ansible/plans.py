@@ -30,7 +30,17 @@ from pydantic import BaseModel, Field
 
 from chiffon.servers.ansible import checks as run_checks
 from chiffon.servers.ansible import generated as generated_playbooks
-from chiffon.servers.ansible import outcomes, outside, plan_events, plan_states, preview, prompted, reach, snapshot
+from chiffon.servers.ansible import (
+    outcomes,
+    outside,
+    plan_events,
+    plan_states,
+    preview,
+    prompted,
+    reach,
+    snapshot,
+    snapshot_store,
+)
 from chiffon.servers.ansible import secret_vars as secret_vars_store
 from chiffon.servers.ansible.catalog import Catalog, Playbook, Unit, parse_playbook
 from chiffon.servers.ansible.events import EventCallback, Outcome
@@ -230,6 +240,7 @@ async def create_plan(
     # only input that passed every check reaches the snapshot store and ansible-runner
     pinned, scope_notes = await asyncio.to_thread(outside.scope, catalog, playbook, unit, vault)  # issue 28
     snap = await asyncio.to_thread(snapshot.take, catalog.root, rt.settings.snapshots_dir, pinned)
+    await snapshot_store.publish(rt.store.pool, rt.settings.snapshots_dir, snap.digest)  # for a worker elsewhere
     if generated is not None:
         run_path = str(generated_playbooks.stage(snap.tree, check_dir / "generated", generated.name,
                                                  generated.content))

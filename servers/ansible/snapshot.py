@@ -25,6 +25,7 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chiffon.shared.errors import PlanStateError, RepoError
 
@@ -148,32 +149,53 @@ def take(root: Path, store: Path, outside: Iterable[Path] = ()) -> Snapshot:
             return verified(store, digest)
         except PlanStateError:  # tampered with since it was laid out: lay it out again from the repo
             shutil.rmtree(folder, ignore_errors=True)
-    objects = store / "objects"
-    staging = store / f".{digest}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     for name, mode, sha in rows:
         if os.path.isabs(name):  # outside the repo: hashed, checked where it is, never copied
             continue
-        blob = objects / sha[:2] / (sha + (".x" if mode == "x" else ""))
+        blob = blob_path(store, sha, mode)
         if not blob.exists() or _hash(blob) != sha:  # a changed blob is replaced, never linked again
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            tmp = blob.with_name(blob.name + f".{os.getpid()}.tmp")
-            shutil.copyfile((root / name).resolve(), tmp)
-            os.chmod(tmp, 0o500 if mode == "x" else 0o400)  # read-only, owner only: a run cannot change what was approved
-            os.replace(tmp, blob)
+            with (root / name).resolve().open("rb") as src:
+                put_blob(blob, src.read())
+    lay_out(store, {"digest": digest, "files": rows, "outside": roots})
+    return Snapshot(digest, folder / "tree", {p: sha for p, _, sha in outside_rows})
+
+
+def blob_path(store: Path, sha: str, mode: str) -> Path:
+    """Where the object of a file with this SHA-256 and mode (``x`` executable) lives in ``store``."""
+    return store / "objects" / sha[:2] / (sha + (".x" if mode == "x" else ""))
+
+
+def put_blob(blob: Path, content: bytes) -> None:
+    """Write an object atomically, read-only and owner only: a run cannot change what was approved."""
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    tmp = blob.with_name(blob.name + f".{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_bytes(content)
+    os.chmod(tmp, 0o500 if blob.name.endswith(".x") else 0o400)
+    os.replace(tmp, blob)
+
+
+def lay_out(store: Path, manifest: dict[str, Any]) -> None:
+    """Lay out ``store/<digest>/tree`` (hard links to the objects, which must be there) and its ``manifest.json``;
+    a snapshot another process laid out first is kept."""
+    digest = manifest["digest"]
+    staging = store / f".{digest}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for name, mode, sha in manifest["files"]:
+        if os.path.isabs(name):
+            continue
         target = staging / "tree" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(blob, target)
+            os.link(blob_path(store, sha, mode), target)
         except OSError:  # another filesystem: a read-only copy
-            shutil.copy2(blob, target)
+            shutil.copy2(blob_path(store, sha, mode), target)
     (staging / "tree").mkdir(parents=True, exist_ok=True)
-    (staging / "manifest.json").write_text(json.dumps({"digest": digest, "files": rows, "outside": roots}))
+    (staging / "manifest.json").write_text(json.dumps(manifest))
     try:
-        os.replace(staging, folder)
+        os.replace(staging, store / digest)
     except OSError:  # another process laid out the same snapshot first
         shutil.rmtree(staging, ignore_errors=True)
-    return Snapshot(digest, folder / "tree", {p: sha for p, _, sha in outside_rows})
 
 
 def verified(store: Path, digest: str) -> Snapshot:
