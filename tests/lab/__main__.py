@@ -8,13 +8,27 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
+from chiffon.shared.resources import example_repo
 from tests.lab.lab import Lab, missing
 
 DEFAULT_DIR = Path("/var/tmp/chiffon-lab")
+
+
+def _example_repo(lab: Lab, dest: Path) -> Path:
+    """A git copy of the example repo with the lab's inventory as ``inventories/lab.ini``."""
+    shutil.copytree(example_repo(), dest)
+    (dest / "inventories" / "lab.ini").write_text(lab.inventory())
+    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
+    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(dest), "-c", "user.name=chiffon lab", "-c", "user.email=lab@localhost",
+                    "commit", "-q", "-m", "The example repo, with the lab's inventory"], check=True)
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,13 +55,18 @@ def main(argv: list[str] | None = None) -> int:
             lab.trust()
         inventory = args.dir / "lab.ini"
         inventory.write_text(lab.inventory())
+        repo = _example_repo(lab, args.dir / "homelab-infra")
         print(f"lab {lab.lab_id} up in {args.dir}")
         for host in lab.hosts.values():
             print(f"  {host.name:14} {host.address:15} ssh -i {lab.key} -o UserKnownHostsFile={lab.known_hosts} "
                   f"{lab.user}@{host.address}")
         print(f"  user {lab.user}; sudo password (asked on ai only): {lab.sudo_password}")
         print(f"  inventory: {inventory}")
-        print(f"  a shell inside a host: nsenter -t <pid> -n -m -u (pids in {state})")
+        print(f"  the example repo with it as inventories/lab.ini: {repo}")
+        print(f'  try: uv run chiffon run "Deploy Uptime Kuma and add the existing portals to its config" '
+              f"--repo {repo} --inventory lab")
+        print("  a root shell inside a host: " + "; ".join(
+            f"{h.name}: nsenter -t {h.anchor_pid} -n -m -u bash" for h in lab.hosts.values()))
         return 0
     if not state.exists():
         print(f"no lab in {args.dir}", file=sys.stderr)
