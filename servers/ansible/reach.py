@@ -11,6 +11,7 @@ the key chiffon was offered, not a second scan, so what is trusted is what was s
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -90,8 +91,8 @@ def known_hosts_file(t: Target) -> str:
     for line in proc.stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "userknownhostsfile" and value.split():
-            return value.split()[0]
-    return DEFAULT_KNOWN_HOSTS
+            return os.path.expanduser(value.split()[0])
+    return os.path.expanduser(DEFAULT_KNOWN_HOSTS)
 
 
 def offered_keys(t: Target) -> list[tuple[str, str]]:
@@ -132,10 +133,17 @@ def host_key_advice(inventory: Path, host: str, message: str, cwd: Path) -> str:
         return (f"{where} is unreachable: its SSH host key is not in {file}, and it offered none to ssh-keyscan "
                 f"just now")
     offered = "; ".join(fp for _, fp in keys)
-    lines = "\n".join(line for line, _ in keys)
+    lines = " ".join(shlex.quote(line) for line, _ in keys)
     return (f"{where} is unreachable: its SSH host key is not in {file} yet (first contact). It offers {offered}: "
             f"compare with the host's own (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on {host}); if it "
-            f"matches, trust it by adding this line to {file}:\n{lines}\n")
+            f"matches, trust it (the key{'s' if len(keys) > 1 else ''} shown, not a new scan):\n"
+            f"{_mkdir(file)}printf '%s\\n' {lines} >> {shlex.quote(file)}\n")
+
+
+def _mkdir(file: str) -> str:
+    """``mkdir -m 700 -p DIR && `` when the known_hosts file's folder (``~/.ssh``) does not exist yet."""
+    folder = os.path.dirname(file)
+    return "" if not folder or os.path.isdir(folder) else f"mkdir -m 700 -p {shlex.quote(folder)} && "
 
 
 def _known_hosts_name(t: Target) -> str:

@@ -49,9 +49,11 @@ def test_the_main_job_over_ssh_asks_to_trust_the_host_key_then_lands_on_the_lab_
     assert lab.known_hosts.read_text() == ""
     assert not kuma.exists()
 
-    # the owner compares the fingerprint and adds the very line the plan showed
-    line = next(ln for ln in reason.splitlines() if ln.startswith(lab["east"].address + " "))
-    lab.known_hosts.write_text(line + "\n")
+    # the owner compares the fingerprint and runs the command the plan showed: it adds the key that was shown
+    command = next(ln for ln in reason.splitlines() if ln.startswith("printf "))
+    subprocess.run(["bash", "-c", command], check=True)
+    assert lab.known_hosts.read_text().split() == [lab["east"].address, *(
+        lab["east"].root / "ssh_host_ed25519_key.pub").read_text().split()[:2]]
     rc, run, err = _chiffon(cli_env, "run", KUMA, "--repo", str(lab_repo), "--inventory", "lab", "--approve")
     assert run["status"] == "succeeded", (run, err[-3000:])
     assert run["changed"] == 3 and run["hosts"] == ["east"]
