@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from chiffon.servers.ansible.events import Outcome
 HOST_KEY_FAILED = "Host key verification failed"
 HOST_KEY_CHANGED = "REMOTE HOST IDENTIFICATION HAS CHANGED"
 SCAN_TIMEOUT_S = 5
+#: a host name, IPv4 or IPv6 address as ssh-keyscan is given one (never starting with "-")
+ADDRESS = re.compile(r"[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]{0,252}")
 #: ssh's own default known_hosts, when ``ssh -G`` cannot say
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -78,7 +81,10 @@ def target(inventory: Path, host: str, cwd: Path) -> Target:
     hv = json.loads(proc.stdout)
     args = [a for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args") for a in shlex.split(
         str(hv.get(key) or ""))]
-    return Target(host=host, address=str(hv.get("ansible_host") or hv.get("ansible_ssh_host") or host),
+    address = str(hv.get("ansible_host") or hv.get("ansible_ssh_host") or host)
+    if not ADDRESS.fullmatch(address):  # "-oProxyCommand=..." would be an option to ssh-keyscan, not a host
+        raise RuntimeError(f"ansible_host {address[:80]!r} is not a host name or address")
+    return Target(host=host, address=address,
                   port=int(hv.get("ansible_port") or hv.get("ansible_ssh_port") or 22),
                   user=str(hv["ansible_user"]) if hv.get("ansible_user") else None, ssh_args=tuple(args))
 

@@ -68,3 +68,11 @@ def test_a_host_lost_mid_run_is_named_as_unreachable_in_the_outcome() -> None:
     assert verdict.outcome == "failed"
     assert verdict.reasons == ["desktop-linux is unreachable (during 'Compress the old logs'): Failed to connect to "
                                "the host via ssh: ssh: connect to host 10.0.0.13 port 22: Connection refused"]
+
+
+def test_an_inventory_address_that_would_be_an_option_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "hosts.ini").write_text("east ansible_host='-oProxyCommand=touch /tmp/pwned-by-inventory'\n")
+    with pytest.raises(RuntimeError, match="is not a host name or address"):
+        reach.target(tmp_path / "hosts.ini", "east", tmp_path)
+    advice = reach.host_key_advice(tmp_path / "hosts.ini", "east", KEY_FAILED, tmp_path)
+    assert "could not read its address" in advice and not Path("/tmp/pwned-by-inventory").exists()
