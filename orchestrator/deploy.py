@@ -65,14 +65,14 @@ def _header(host: str) -> str:
 
 
 def _service(host: str, kind: str, command: str, *, install_dir: Path, home: Path, user: str, limits: str,
-             writable: list[Path]) -> str:
+             writable: list[Path], env_file: Path) -> str:
     """The ``[Service]`` section every chiffon unit shares: user, env file, JSON logs, sandboxing."""
     return f"""[Service]
 Type={kind}
 User={user}
 Group={user}
 WorkingDirectory={install_dir}
-EnvironmentFile=-{ENV_FILE}
+EnvironmentFile=-{env_file}
 Environment=CHIFFON_HOST={host}
 Environment=CHIFFON_HOME={home}
 Environment=CHIFFON_LOG_FORMAT=json
@@ -88,10 +88,12 @@ ReadWritePaths={' '.join(str(p) for p in writable)}
 """
 
 
-def unit_text(service: str, host: str, *, install_dir: Path, home: Path, user: str) -> str:
-    """The ``chiffon-<service>.service`` unit for ``host``."""
+def unit_text(service: str, host: str, *, install_dir: Path, home: Path, user: str,
+              env_file: Path = Path(ENV_FILE)) -> str:
+    """The ``chiffon-<service>.service`` unit for ``host``, reading its secrets from ``env_file``."""
     description, args = COMMANDS[service]
     body = _service(host, "simple", args, install_dir=install_dir, home=home, user=user, writable=[home],
+                    env_file=env_file,
                     limits="Restart=on-failure\nRestartSec=5\nTimeoutStopSec=30")
     return f"""{_header(host)}[Unit]
 Description={description} ({host})
@@ -107,10 +109,11 @@ WantedBy=multi-user.target
 
 
 def job_units(job: str, host: str, schedule: str, *, install_dir: Path, home: Path, user: str,
-              writable: list[Path]) -> dict[str, str]:
+              writable: list[Path], env_file: Path = Path(ENV_FILE)) -> dict[str, str]:
     """``chiffon-<job>.service`` (oneshot) and ``chiffon-<job>.timer`` (``OnCalendar=schedule``)."""
     header = _header(host)
     body = _service(host, "oneshot", job, install_dir=install_dir, home=home, user=user, writable=writable,
+                    env_file=env_file,
                     limits=SUCCESS_EXIT.get(job, "") + "TimeoutStartSec=3600\nNice=10\nIOSchedulingClass=idle")
     service = f"""{header}[Unit]
 Description={JOBS[job]} ({host})
@@ -133,9 +136,9 @@ WantedBy=timers.target
 
 
 def systemd_units(settings: Settings, host: str, *, install_dir: Path, home: Path,
-                  user: str = "chiffon") -> dict[str, str]:
+                  user: str = "chiffon", env_file: Path = Path(ENV_FILE)) -> dict[str, str]:
     """``{file name: unit text}`` for the chiffon services of ``host`` (and, with the orchestrator, the backup
-    and purge services and timers, and the drift ones when ``drift.schedule`` is set).
+    and purge services and timers, and the drift ones when ``drift.schedule`` is set), each reading ``env_file``.
 
     Raises:
         InvalidInput: ``host`` is not in the config's ``hosts`` (they are listed), or ``user`` is root.
@@ -144,17 +147,18 @@ def systemd_units(settings: Settings, host: str, *, install_dir: Path, home: Pat
         raise InvalidInput("host", f"{host!r} is not a configured host; hosts: {', '.join(sorted(settings.hosts))}")
     if user == "root":
         raise InvalidInput("user", "chiffon's services run as an unprivileged user, not root")
-    units = {f"chiffon-{service}.service": unit_text(service, host, install_dir=install_dir, home=home, user=user)
+    units = {f"chiffon-{service}.service": unit_text(service, host, install_dir=install_dir, home=home, user=user,
+                                                     env_file=env_file)
              for service in settings.hosts[host].chiffon}
     if "orchestrator" in settings.hosts[host].chiffon:
         backups = [home] + ([settings.backup.dest] if settings.backup.dest else [])
         units |= job_units("backup", host, settings.backup.schedule, install_dir=install_dir, home=home, user=user,
-                           writable=backups)
+                           writable=backups, env_file=env_file)
         units |= job_units("purge", host, settings.retention.schedule, install_dir=install_dir, home=home, user=user,
-                           writable=[home])
+                           writable=[home], env_file=env_file)
         if settings.drift.schedule:
             units |= job_units("drift", host, settings.drift.schedule, install_dir=install_dir, home=home,
-                               user=user, writable=[home])
+                               user=user, writable=[home], env_file=env_file)
     return units
 
 

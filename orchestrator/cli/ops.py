@@ -140,7 +140,8 @@ def deploy_systemd(
     from chiffon.orchestrator.deploy import prepare_env_file, systemd_units
 
     try:
-        units = systemd_units(settings_or_exit(config), host, install_dir=install_dir, home=home, user=user)
+        units = systemd_units(settings_or_exit(config), host, install_dir=install_dir, home=home, user=user,
+                              **({"env_file": env_file} if env_file is not None else {}))
         uri = prepare_env_file(env_file, f"{user}@{host}") if env_file is not None else None
     except ChiffonError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -107,3 +107,12 @@ def test_install_playbook_passes_syntax_check_and_check_mode_changes_nothing(tmp
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
     assert "failed=0" in check.stdout and list(tmp_path.iterdir()) == []  # check mode wrote nothing
+
+
+def test_the_units_read_the_env_file_they_are_given(settings: Settings) -> None:
+    units = systemd_units(settings, "ai", install_dir=Path("/opt/c"), home=Path("/h"),
+                          env_file=Path("/srv/chiffon/etc/chiffon.env"))
+    for name, text in units.items():
+        if name.endswith(".service"):
+            assert "EnvironmentFile=-/srv/chiffon/etc/chiffon.env\n" in text, name
+            assert "/etc/chiffon/chiffon.env" not in text
