@@ -109,8 +109,8 @@ def test_install_playbook_passes_syntax_check_and_check_mode_changes_nothing(tmp
     assert "failed=0" in check.stdout and list(tmp_path.iterdir()) == []  # check mode wrote nothing
 
 
-def test_the_units_read_the_env_file_they_are_given(settings: Settings) -> None:
-    units = systemd_units(settings, "ai", install_dir=Path("/opt/c"), home=Path("/h"),
+def test_the_units_read_the_env_file_they_are_given() -> None:
+    units = systemd_units(load_settings(), "ai", install_dir=Path("/opt/c"), home=Path("/h"),
                           env_file=Path("/srv/chiffon/etc/chiffon.env"))
     for name, text in units.items():
         if name.endswith(".service"):
