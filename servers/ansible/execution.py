@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -146,7 +147,8 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
     async with rt.store.pool.acquire() as conn, conn.transaction():
         if not await plan_states.start_run(conn, plan_id):
             raise not_runnable(plan)
-        await conn.execute("INSERT INTO runs (id, plan_id, status) VALUES ($1,$2,'running')", run_id, plan_id)
+        await conn.execute("INSERT INTO runs (id, plan_id, status, host, heartbeat_at) VALUES ($1,$2,'running',$3,"
+                           "now())", run_id, plan_id, socket.gethostname())
     with log_context(plan=plan_id, run=run_id):  # every record of this run, in every part, carries both
         run_dir = rt.settings.runs_dir / run_id
         await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
@@ -200,16 +202,17 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
             verify = run_checks.stage(run_dir / "verify", vars_from, expected)
             since = datetime.now(UTC).timestamp()
-            outcome = await undo.keeping(run_playbook, plan_id)(  # keeps before-states for `chiffon undo`
-                snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
-                check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
-                extra_vars={**plan.extra_vars, **secrets}, secret_values=secrets,
-                pass_env=rt.settings.ansible.pass_env,
-                roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
-                vault_password_file=vault, typed=typed,
-                timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
-                verify=verify,
-            )
+            async with _beating(rt, run_id):  # a worker on another host tells a live run from a dead one by it
+                outcome = await undo.keeping(run_playbook, plan_id)(  # keeps before-states for `chiffon undo`
+                    snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
+                    check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
+                    extra_vars={**plan.extra_vars, **secrets}, secret_values=secrets,
+                    pass_env=rt.settings.ansible.pass_env,
+                    roles_path=roles_path, project=plan.project if plan.generated_playbook is None else "",
+                    vault_password_file=vault, typed=typed,
+                    timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
+                    verify=verify,
+                )
             results = await run_checks.results(expected, outcome.probes, since) if expected else []
         except Exception as exc:  # its message may quote a secret: masked by value (remembered above) and pattern
             outcome = Outcome(status="failed", rc=None, failures=[
@@ -361,29 +364,64 @@ def _alive(pid: int) -> bool:
         return False
 
 
+RUN_HEARTBEAT_S = 10.0  # how often a running run's process says so (runs.heartbeat_at)
+RUN_SILENT_S = 60.0  # a run of another host whose heartbeat is older than this is reconciled as interrupted
+
+
+@contextlib.asynccontextmanager
+async def _beating(rt: Runtime, run_id: str) -> AsyncIterator[None]:
+    """While the block runs, set ``runs.heartbeat_at`` every :data:`RUN_HEARTBEAT_S` (a store that does not
+    answer is skipped: the run goes on)."""
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(RUN_HEARTBEAT_S)
+            with contextlib.suppress(Exception):
+                await rt.store.pool.execute(
+                    "UPDATE runs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'", run_id)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 async def reconcile(rt: Runtime) -> list[str]:
-    """Record the outcome of every run left ``running`` by a process that stopped, from its run folder; the ids
-    of the runs reconciled. Nothing runs again: a run is only recorded.
+    """Record the outcome of every run left ``running`` by a process that stopped; the ids of the runs
+    reconciled. Nothing runs again: a run is only recorded.
 
-    * ``outcome.json`` present (Ansible finished, the store was down when it ended): that outcome.
-    * no outcome, and the process in ``owner.json`` is gone from this host: ``failed``, with the reason and the
-      events ansible-runner wrote in its artifacts (the hosts may be half-changed: check them).
-
-    Runs owned by a live process, or by another host, are left alone.
+    * ``outcome.json`` in this host's run folder (Ansible finished, the store was down when it ended): that
+      outcome.
+    * no outcome, and the process in ``owner.json`` is gone from this host: ``failed``, with the reason (the
+      hosts may be half-changed: check them).
+    * a run of another host (``runs.host``) whose heartbeat is older than :data:`RUN_SILENT_S` (its worker was
+      killed, or its host went down): ``failed`` the same way, naming the host. A run of another host that still
+      beats, or one of this host owned by a live process, is left alone.
     """
     done = []
-    for row in await rt.store.pool.fetch("SELECT id, plan_id FROM runs WHERE status='running' ORDER BY started_at"):
+    for row in await rt.store.pool.fetch(
+            "SELECT id, plan_id, host, extract(epoch FROM now() - heartbeat_at) AS silent_s FROM runs "
+            "WHERE status='running' ORDER BY started_at"):
         run_dir = rt.settings.runs_dir / row["id"]
         outcome_file, owner_file = run_dir / OUTCOME_FILE, run_dir / OWNER_FILE
         plan = await get_plan(rt, row["plan_id"])
+        here = socket.gethostname()
         if outcome_file.exists():
             ended, note = json.loads(outcome_file.read_text()), "recorded from outcome.json after the store returned"
         else:
             owner = json.loads(owner_file.read_text()) if owner_file.exists() else None
-            if owner is None or owner.get("host") != socket.gethostname() or _alive(int(owner["pid"])):
+            if row["host"] and row["host"] != here:
+                silent = float(row["silent_s"]) if row["silent_s"] is not None else 0.0
+                if silent <= RUN_SILENT_S:
+                    continue
+                message = (f"interrupted: the process running it on {row['host']} stopped answering (no heartbeat "
+                           f"for {silent:.0f} s) before the run ended; the hosts may be half-changed: check them, "
+                           "then plan again")
+            elif owner is None or owner.get("host") != here or _alive(int(owner["pid"])):
                 continue
-            message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
-                       "the hosts may be half-changed: check them, then plan again")
+            else:
+                message = (f"interrupted: the process running it (pid {owner['pid']}) stopped before the run ended; "
+                           "the hosts may be half-changed: check them, then plan again")
             ended = {"plan_id": plan.id, "run_id": row["id"], "outcome": "failed", "outcome_reasons": [message],
                      "checks": [], "skipped": [], "status": "failed", "rc": None, "stats": {},
                      "artifact_data": {}, "failures": [{"task": None, "host": None, "module": None, "message": message,

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from chiffon.servers.ansible import snapshot
+from chiffon.shared.errors import PlanStateError
 
 
 def _read_manifest(store: Path, digest: str) -> dict[str, Any]:
@@ -40,20 +41,25 @@ async def publish(pool: asyncpg.Pool, store: Path, digest: str) -> int:
     """
     manifest = await asyncio.to_thread(_read_manifest, store, digest)
     inside = {sha: mode for name, mode, sha in manifest["files"] if not os.path.isabs(name)}
+    # a row whose bytes no longer hash to its name (changed in PostgreSQL) counts as absent and is written again
     have = {r["sha256"] for r in await pool.fetch(
-        "SELECT sha256 FROM snapshot_blobs WHERE sha256 = ANY($1::text[])", list(inside))}
+        "SELECT sha256 FROM snapshot_blobs WHERE sha256 = ANY($1::text[]) AND encode(sha256(content), 'hex') = sha256",
+        list(inside))}
     new = [(sha, mode) for sha, mode in inside.items() if sha not in have]
     for sha, mode in new:
         content = await asyncio.to_thread(snapshot.blob_path(store, sha, mode).read_bytes)
-        await pool.execute("INSERT INTO snapshot_blobs (sha256, content) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                           sha, content)
-    await pool.execute("INSERT INTO snapshot_manifests (digest, manifest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                       digest, manifest)  # the pool's jsonb codec encodes it (shared/store.py)
+        await pool.execute("INSERT INTO snapshot_blobs (sha256, content) VALUES ($1, $2) "
+                           "ON CONFLICT (sha256) DO UPDATE SET content = EXCLUDED.content", sha, content)
+    # a digest has one manifest: the one made here from the files is right, whatever the row held
+    await pool.execute("INSERT INTO snapshot_manifests (digest, manifest) VALUES ($1, $2) ON CONFLICT (digest) "
+                       "DO UPDATE SET manifest = EXCLUDED.manifest WHERE snapshot_manifests.manifest <> "
+                       "EXCLUDED.manifest", digest, manifest)  # the pool's jsonb codec encodes it (shared/store.py)
     return len(new)
 
 
 async def fetch(pool: asyncpg.Pool, store: Path, digest: str) -> bool:
-    """Lay out snapshot ``digest`` in ``store`` from PostgreSQL when this host lacks it. Returns False when
+    """Lay out snapshot ``digest`` in ``store`` from PostgreSQL when this host lacks it. Raises PlanStateError when
+    the stored manifest does not hash to ``digest`` (changed in PostgreSQL). Returns False when
     PostgreSQL has no such snapshot, or not every object of it (an object whose bytes do not hash to its SHA-256
     is never written): the run then refuses the snapshot as missing."""
     if (store / digest / "manifest.json").is_file():
@@ -62,6 +68,9 @@ async def fetch(pool: asyncpg.Pool, store: Path, digest: str) -> bool:
     if row is None:
         return False
     manifest: dict[str, Any] = row["manifest"]
+    if snapshot.digest_of([tuple(r) for r in manifest["files"]]) != digest:
+        raise PlanStateError(f"snapshot {digest[:12]} in PostgreSQL does not match its digest: it was changed there "
+                             "after approval; nothing ran. Plan again.")
     wanted = {sha: mode for name, mode, sha in manifest["files"] if not os.path.isabs(name)}
     missing = [sha for sha, mode in wanted.items() if not snapshot.blob_path(store, sha, mode).is_file()]
     for blob in await pool.fetch("SELECT sha256, content FROM snapshot_blobs WHERE sha256 = ANY($1::text[])",

@@ -27,7 +27,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chiffon.shared.bus import Bus, Message
 from chiffon.shared.error_bus import report_error
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 
 WORKER_KEY = "chiffon:worker:{name}"  # a live worker's roles, re-set every keepalive (it expires when the worker stops)
 BACKLOG_FACTOR = 4  # finished tasks waiting for their row write, per slot, before the worker stops reading
+MAX_BUS_PAUSE_S = 10.0  # the longest wait between reads while Redis is away (it doubles from 1 s)
 _ADMIT_ARGS = (GROUP, ATTEMPTS_KEY, DONE_PREFIX)  # ARGV[1..3] of the read and admit scripts
 _RETURNING = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
 
@@ -171,18 +174,39 @@ class TaskWorker:
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
         keepalive = asyncio.create_task(self._keepalive())
+        pause = 0.0
         try:
             while True:
-                await self._recorder.room(self.concurrency * BACKLOG_FACTOR)
-                await self._slots.acquire()
-                self._slots.release()
-                if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
-                    last_reclaim = loop.time()
-                    await self._dispatch(await self._reclaim())
-                await self._dispatch(await self._read())
+                try:
+                    await self._recorder.room(self.concurrency * BACKLOG_FACTOR)
+                    await self._slots.acquire()
+                    self._slots.release()
+                    if loop.time() - last_reclaim > self.reclaim_idle_ms / 3000:
+                        last_reclaim = loop.time()
+                        await self._dispatch(await self._reclaim())
+                    await self._dispatch(await self._read())
+                    pause = 0.0
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    # Redis went away (restarted, its host rebooted): wait and read again, as long as it takes;
+                    # a worker that stopped reading here would look alive and take nothing (and systemd would
+                    # never restart it)
+                    pause = min(max(pause * 2, 1.0), MAX_BUS_PAUSE_S)
+                    log.warning("worker %s: Redis is unreachable (%s); reading again in %.0f s", self.name,
+                                exc or type(exc).__name__, pause)
+                    await asyncio.sleep(pause)
+                    await self._rejoin()
         finally:
             keepalive.cancel()
             await self._recorder.close()
+
+    async def _rejoin(self) -> None:
+        """After Redis came back: its consumer groups again (a Redis restarted without its data lost them) and
+        this worker's roles. Raises nothing: Redis still away is the next read's to find."""
+        with contextlib.suppress(RedisError, OSError):
+            for stream in self.streams:
+                await self.rt.bus.ensure_group(stream, GROUP)
+            await self._announce()
+            log.info("worker %s: Redis answers again", self.name)
 
     async def _reclaim(self) -> list[Delivery]:
         """Take over and admit the entries of dead workers, every stream in one round trip
@@ -296,7 +320,8 @@ class TaskWorker:
         stream): their idle time stays far below the threshold at which another worker would take them."""
         while True:
             await asyncio.sleep(self.reclaim_idle_ms / 3000)
-            await self._announce()
+            with contextlib.suppress(RedisError, OSError):  # Redis away: run_forever says so, and rejoins
+                await self._announce()
             for stream, ids in list(self._held.items()):
                 if not ids:
                     continue
