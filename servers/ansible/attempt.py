@@ -58,7 +58,7 @@ async def blocked_hosts(rt: Runtime, plan: plans.Plan) -> dict[str, dict[str, st
 
 async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | None = None) -> Ran:
     """Run ``plan_id`` once: its stored run when it already ran (or, redelivered after the worker running it
-    died on this host, that run reconciled as interrupted), a pause when a target host is busy or offline,
+    died, here or on another host, that run reconciled as interrupted), a pause when a target host is busy or offline,
     else a run now.
 
     Raises:
@@ -70,8 +70,7 @@ async def run_approved(svc: AnsibleService, plan_id: str, on_event: OnEvent | No
         return Ran(result=done)
     plan = await plans.get_plan(rt, plan_id)
     if plan.status == "running":  # redelivered because the worker running it died? record that run, answer it
-        await execution.reconcile(rt)
-        done = await execution.existing_run(rt, plan_id)
+        done = await execution.settled_run(rt, plan_id)  # a worker on another host: once its heartbeat stopped
         if done is not None:
             return Ran(result=done)
     if plan.status in ("approved", "paused"):

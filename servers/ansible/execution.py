@@ -364,8 +364,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-RUN_HEARTBEAT_S = 10.0  # how often a running run's process says so (runs.heartbeat_at)
-RUN_SILENT_S = 60.0  # a run of another host whose heartbeat is older than this is reconciled as interrupted
+RUN_HEARTBEAT_S = 5.0  # how often a running run's process says so (runs.heartbeat_at)
+RUN_SILENT_S = 30.0  # a run of another host whose heartbeat is older than this is reconciled as interrupted
 
 
 @contextlib.asynccontextmanager
@@ -436,6 +436,19 @@ async def reconcile(rt: Runtime) -> list[str]:
         log.info("run %s of %s reconciled: %s (%s)", row["id"], row["plan_id"], ended["status"], note)
         done.append(row["id"])
     return done
+
+
+async def settled_run(rt: Runtime, plan_id: str, poll_s: float = 2.0) -> RunResult | None:
+    """The run of ``plan_id`` once it is recorded: reconciled here as soon as its process is known to have
+    stopped (on this host: its pid; on another: :data:`RUN_SILENT_S` without a heartbeat), waiting at most that
+    long plus a heartbeat. None when it is still running then (its process still beats: leave it)."""
+    deadline = asyncio.get_running_loop().time() + RUN_SILENT_S + RUN_HEARTBEAT_S + poll_s
+    while True:
+        await reconcile(rt)
+        done = await existing_run(rt, plan_id)
+        if done is not None or asyncio.get_running_loop().time() > deadline:
+            return done
+        await asyncio.sleep(poll_s)
 
 
 async def run_events(rt: Runtime, run_id: str, *, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:

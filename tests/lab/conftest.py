@@ -13,6 +13,7 @@ import pytest
 from chiffon.shared.resources import example_repo
 from tests.conftest import git_commit_all
 from tests.lab.lab import Lab, missing
+from tests.lab.services import LabServices, missing_packages
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +59,17 @@ def lab_repo(lab: Lab, tmp_path: Path) -> Path:
     (dest / "inventories" / "lab.ini").write_text(lab.inventory())
     git_commit_all(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def lab_services(lab: Lab) -> Iterator[LabServices]:
+    """Debian's PostgreSQL on ``ai`` and Redis on ``east`` (tests/lab/services.py), started once per session (skips
+    with the reason where the Debian packages are missing), stopped at the end."""
+    why = missing_packages()
+    if why:
+        pytest.skip(f"no lab services: {why}")
+    services = LabServices(lab).start()
+    try:
+        yield services
+    finally:
+        services.stop()
