@@ -149,60 +149,60 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
             raise not_runnable(plan)
         await conn.execute("INSERT INTO runs (id, plan_id, status, host, heartbeat_at) VALUES ($1,$2,'running',$3,"
                            "now())", run_id, plan_id, socket.gethostname())
-    with log_context(plan=plan_id, run=run_id):  # every record of this run, in every part, carries both
-        run_dir = rt.settings.runs_dir / run_id
-        await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
-            "plan_id": plan_id, "run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
-            "started_at": datetime.now(UTC).isoformat()})
-        log.info("run %s of plan %s started: %s on %s%s", run_id, plan_id, plan.playbook, plan.inventory,
-                 f" (limit {plan.host_limit})" if plan.host_limit else "")
-        started = asyncio.get_running_loop().time()
-        unrecorded: list[TaskEvent] = []
+    async with _beating(rt, run_id):  # from the row on: a worker on another host tells a live run from a dead one
+        with log_context(plan=plan_id, run=run_id):  # every record of this run, in every part, carries both
+            run_dir = rt.settings.runs_dir / run_id
+            await asyncio.to_thread(_write_json, run_dir / OWNER_FILE, {
+                "plan_id": plan_id, "run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                "started_at": datetime.now(UTC).isoformat()})
+            log.info("run %s of plan %s started: %s on %s%s", run_id, plan_id, plan.playbook, plan.inventory,
+                     f" (limit {plan.host_limit})" if plan.host_limit else "")
+            started = asyncio.get_running_loop().time()
+            unrecorded: list[TaskEvent] = []
 
-        async def record(event: TaskEvent) -> None:
-            """Store the event; while the store is down keep it (the run goes on: the artifacts are its record)."""
-            if event.status in ("ok", "changed", "skipped"):
-                log.info("%s on %s: %s", event.task, event.host, event.status)
-            else:
-                log.warning("%s on %s: %s (%s)", event.task, event.host, event.status, event.message[:300])
-            try:
-                await _store_events(rt, run_id, [*unrecorded, event])
-                unrecorded.clear()
-            except Exception as exc:  # the store stopped: never stop a run on the machines for it
-                if not unrecorded:
-                    log.warning("run %s: events not stored (%s); the run goes on, its artifacts are its record",
-                                run_id, exc)
-                    report_error("ansible", "store_lost_during_run", f"events of {run_id} not stored: {exc}", "critical",
-                                 {"plan": plan_id})
-                unrecorded.append(event)
-            if on_event is not None:
+            async def record(event: TaskEvent) -> None:
+                """Store the event; while the store is down keep it (the run goes on: the artifacts are its record)."""
+                if event.status in ("ok", "changed", "skipped"):
+                    log.info("%s on %s: %s", event.task, event.host, event.status)
+                else:
+                    log.warning("%s on %s: %s (%s)", event.task, event.host, event.status, event.message[:300])
                 try:
-                    await on_event(event)
-                except Exception as exc:  # a progress listener (the bus) down is no reason to stop the run either
-                    log.warning("run %s: progress not published: %s", run_id, exc)
+                    await _store_events(rt, run_id, [*unrecorded, event])
+                    unrecorded.clear()
+                except Exception as exc:  # the store stopped: never stop a run on the machines for it
+                    if not unrecorded:
+                        log.warning("run %s: events not stored (%s); the run goes on, its artifacts are its record",
+                                    run_id, exc)
+                        report_error("ansible", "store_lost_during_run", f"events of {run_id} not stored: {exc}", "critical",
+                                     {"plan": plan_id})
+                    unrecorded.append(event)
+                if on_event is not None:
+                    try:
+                        await on_event(event)
+                    except Exception as exc:  # a progress listener (the bus) down is no reason to stop the run either
+                        log.warning("run %s: progress not published: %s", run_id, exc)
 
-        try:
-            assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
-            run_path, roles_path = plan.playbook, None
-            if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
-                run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
-                                                         Path(plan.playbook).name, plan.generated_playbook))
-                roles_path = generated_playbooks.role_bases(catalog, snap.tree)
-            project = catalog.projects.get(plan.project)
-            in_project = catalog.using(project, missing="-") if project is not None else catalog
-            typed = prompted.held(plan_id)
-            secrets = secret_vars_store.load(rt.settings.secrets_dir, plan_id)
-            remember([secrets, typed.vault if typed else None, typed.become if typed else None])
-            chosen = None if typed and typed.vault else preview.vault_password(
-                in_project, rt.settings.ansible.vault_password_file, rt.settings.ansible.allow_repo_vault_scripts)
-            # the snapshot's copy, or a private copy checked against the plan's digest: never the live file
-            vault = preview.vault_for_run(chosen, catalog.root, snap, run_dir)
-            expected = [run_checks.Check.from_dict(c) for c in plan.expectations]
-            # what the plan showed it would check, read-only, in the same ansible-playbook call
-            vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
-            verify = run_checks.stage(run_dir / "verify", vars_from, expected)
-            since = datetime.now(UTC).timestamp()
-            async with _beating(rt, run_id):  # a worker on another host tells a live run from a dead one by it
+            try:
+                assert snap is not None  # claimed above, so the plan was approved and its snapshot verified
+                run_path, roles_path = plan.playbook, None
+                if plan.generated_playbook is not None:  # exactly the text the human approved, never the repo's
+                    run_path = str(generated_playbooks.stage(snap.tree, rt.settings.runs_dir / run_id / "generated",
+                                                             Path(plan.playbook).name, plan.generated_playbook))
+                    roles_path = generated_playbooks.role_bases(catalog, snap.tree)
+                project = catalog.projects.get(plan.project)
+                in_project = catalog.using(project, missing="-") if project is not None else catalog
+                typed = prompted.held(plan_id)
+                secrets = secret_vars_store.load(rt.settings.secrets_dir, plan_id)
+                remember([secrets, typed.vault if typed else None, typed.become if typed else None])
+                chosen = None if typed and typed.vault else preview.vault_password(
+                    in_project, rt.settings.ansible.vault_password_file, rt.settings.ansible.allow_repo_vault_scripts)
+                # the snapshot's copy, or a private copy checked against the plan's digest: never the live file
+                vault = preview.vault_for_run(chosen, catalog.root, snap, run_dir)
+                expected = [run_checks.Check.from_dict(c) for c in plan.expectations]
+                # what the plan showed it would check, read-only, in the same ansible-playbook call
+                vars_from = Path(run_path).parent if plan.generated_playbook else (snap.tree / plan.playbook).parent
+                verify = run_checks.stage(run_dir / "verify", vars_from, expected)
+                since = datetime.now(UTC).timestamp()
                 outcome = await undo.keeping(run_playbook, plan_id)(  # keeps before-states for `chiffon undo`
                     snap.tree, run_path, snap.tree / plan.inventory, rt.settings.runs_dir / run_id,
                     check=False, limit=plan.host_limit, tags=plan.tags, skip_tags=plan.skip_tags,
@@ -213,39 +213,39 @@ async def execute(rt: Runtime, catalog: Catalog, plan_id: str, *, on_event: Even
                     timeout_s=rt.settings.ansible.run_timeout_s, forks=rt.settings.ansible.forks, on_event=record,
                     verify=verify,
                 )
-            results = await run_checks.results(expected, outcome.probes, since) if expected else []
-        except Exception as exc:  # its message may quote a secret: masked by value (remembered above) and pattern
-            outcome = Outcome(status="failed", rc=None, failures=[
-                {"task": None, "host": None, "module": None, "message": redact_text(str(exc)), "rc": None}])
-            results = []
-        except asyncio.CancelledError:  # Ctrl-C, or the worker stopping: Ansible was killed; record that
-            message = ("cancelled: the run was stopped (Ctrl-C or its worker stopping) and Ansible killed; the "
-                       "hosts may be half-changed: check them, then plan again")
-            ended = _ended(plan, run_id, Outcome(status="canceled", rc=None, failures=[
-                {"task": None, "host": None, "module": None, "message": message, "rc": None}]),
-                round(asyncio.get_running_loop().time() - started, 3), unrecorded)
-            secret_vars_store.discard(rt.settings.secrets_dir, plan_id)
-            await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)
-            with contextlib.suppress(Exception, TimeoutError):  # else a reconcile records outcome.json later
-                await asyncio.wait_for(_record_outcome(rt, plan, ended), RECORD_ON_CANCEL_S)
-            raise
-        secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
-        prompted.forget(plan_id)
-        duration = round(asyncio.get_running_loop().time() - started, 3)
-        ended = _ended(plan, run_id, outcome, duration, unrecorded, results,
-                       timeout_s=rt.settings.ansible.run_timeout_s)
-        await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
-        log.info("run %s ended: %s (Ansible %s) in %.1f s: %s", run_id, ended["outcome"], ended["status"], duration,
-                 ended["outcome_reasons"][0] if ended["outcome_reasons"] else "")
-        try:
-            return await _record_outcome(rt, plan, ended)
-        except Exception as exc:
-            if not _store_gone(exc):
+                results = await run_checks.results(expected, outcome.probes, since) if expected else []
+            except Exception as exc:  # its message may quote a secret: masked by value (remembered above) and pattern
+                outcome = Outcome(status="failed", rc=None, failures=[
+                    {"task": None, "host": None, "module": None, "message": redact_text(str(exc)), "rc": None}])
+                results = []
+            except asyncio.CancelledError:  # Ctrl-C, or the worker stopping: Ansible was killed; record that
+                message = ("cancelled: the run was stopped (Ctrl-C or its worker stopping) and Ansible killed; the "
+                           "hosts may be half-changed: check them, then plan again")
+                ended = _ended(plan, run_id, Outcome(status="canceled", rc=None, failures=[
+                    {"task": None, "host": None, "module": None, "message": message, "rc": None}]),
+                    round(asyncio.get_running_loop().time() - started, 3), unrecorded)
+                secret_vars_store.discard(rt.settings.secrets_dir, plan_id)
+                await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)
+                with contextlib.suppress(Exception, TimeoutError):  # else a reconcile records outcome.json later
+                    await asyncio.wait_for(_record_outcome(rt, plan, ended), RECORD_ON_CANCEL_S)
                 raise
-            raise StoreUnavailable(
-                f"run {run_id} ended {ended['status']}, but PostgreSQL is unreachable ({type(exc).__name__}: "
-                f"{exc}); its outcome is kept in {run_dir / OUTCOME_FILE} and recorded when the store is back "
-                f"(`chiffon status {plan_id}`)") from exc
+            secret_vars_store.discard(rt.settings.secrets_dir, plan_id)  # the plan ran once; it never runs again
+            prompted.forget(plan_id)
+            duration = round(asyncio.get_running_loop().time() - started, 3)
+            ended = _ended(plan, run_id, outcome, duration, unrecorded, results,
+                           timeout_s=rt.settings.ansible.run_timeout_s)
+            await asyncio.to_thread(_write_json, run_dir / OUTCOME_FILE, ended)  # the record, whatever the store does next
+            log.info("run %s ended: %s (Ansible %s) in %.1f s: %s", run_id, ended["outcome"], ended["status"], duration,
+                     ended["outcome_reasons"][0] if ended["outcome_reasons"] else "")
+            try:
+                return await _record_outcome(rt, plan, ended)
+            except Exception as exc:
+                if not _store_gone(exc):
+                    raise
+                raise StoreUnavailable(
+                    f"run {run_id} ended {ended['status']}, but PostgreSQL is unreachable ({type(exc).__name__}: "
+                    f"{exc}); its outcome is kept in {run_dir / OUTCOME_FILE} and recorded when the store is back "
+                    f"(`chiffon status {plan_id}`)") from exc
 
 
 async def _record_outcome(rt: Runtime, plan: Plan, ended: dict[str, Any], note: str | None = None) -> RunResult:

@@ -18,6 +18,7 @@ Everything else (the user in ``/etc/passwd``, the processes, the namespaces, the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -26,7 +27,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,19 @@ SSHD = "/usr/sbin/sshd"
 #: inside each host, these folders are the host's own (bound from ``<lab dir>/hosts/<name>/<folder>``)
 PRIVATE_DIRS = ("/home", "/opt", "/etc/sudoers.d")
 STATE = "lab.json"
+#: the umask of everything the lab makes and starts, as on a freshly booted host: whatever the test process has
+#: (chiffon's runtime sets 077 process-wide), the hosts' users can read /etc/hosts, their configs and keys
+HOST_UMASK = 0o022
+
+
+@contextlib.contextmanager
+def host_umask() -> Iterator[None]:
+    """Run the block under :data:`HOST_UMASK`, then put the caller's umask back."""
+    before = os.umask(HOST_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(before)
 
 
 def missing() -> str | None:
@@ -84,14 +98,16 @@ class LabHost:
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside the host as root; raises CalledProcessError (with stderr) when ``check`` and it fails."""
-        proc = subprocess.run([*self.enter(), *argv], capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run([*self.enter(), *argv], capture_output=True, text=True, timeout=timeout, env=env,
+                              umask=HOST_UMASK)
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
 
     def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside the host as root, in its own process group (kwargs go to Popen)."""
-        return subprocess.Popen([*self.enter(), *argv], start_new_session=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+        return subprocess.Popen([*self.enter(), *argv], start_new_session=True, umask=HOST_UMASK,  # type: ignore[call-overload, no-any-return]
+                                **kwargs)
 
     def pids(self) -> list[int]:
         """Every process in the host's network namespace (``ip netns pids``)."""
@@ -174,6 +190,10 @@ class Lab:
         why = missing()
         if why:
             raise RuntimeError(why)
+        with host_umask():
+            return self._start()
+
+    def _start(self) -> Lab:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o755)  # sshd (as the lab user) walks through it to the host's home
         self.subnet = _free_subnet()

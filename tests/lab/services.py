@@ -54,7 +54,7 @@ import yaml
 
 from chiffon.shared.resources import example_repo
 from tests.conftest import git_commit_all
-from tests.lab.lab import Lab, LabHost, _wait_port
+from tests.lab.lab import Lab, LabHost, _wait_port, host_umask
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -188,8 +188,9 @@ class LabServices:
     def start(self) -> LabServices:
         """Initialise and start both servers; on failure stop what started and raise."""
         try:
-            self.init_postgres()
-            self.init_redis()
+            with host_umask():  # the servers' users read what is written here for them
+                self.init_postgres()
+                self.init_redis()
         except BaseException:
             self.stop()
             raise
