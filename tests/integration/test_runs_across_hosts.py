@@ -4,13 +4,15 @@ real hosts)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from chiffon.servers.ansible import execution, plan_states, plans
+from chiffon.servers.ansible.service import AnsibleService
 from chiffon.shared.runtime import Runtime
-from tests.conftest import make_repo
+from tests.conftest import git_commit_all, make_repo
 from tests.security.test_pinned_runs import approved_echo, forget_locally
 
 
@@ -51,3 +53,23 @@ async def test_a_run_whose_worker_on_another_host_went_silent_is_reconciled_here
     assert result is not None and result.outcome == "failed"
     assert "on east stopped answering (no heartbeat for" in result.outcome_reasons[0]
     assert (await plans.get_plan(rt, beating.id)).status == "running"  # its worker still says it runs
+
+
+async def test_a_running_run_beats(rt: Runtime, fresh_repo: Path) -> None:
+    (fresh_repo / "slow.yml").write_text("# Wait a while on the host\n- hosts: ai\n  gather_facts: false\n  tasks:\n"
+                                         "    - name: Wait\n      ansible.builtin.command: sleep 12\n"
+                                         "    - name: Note it\n      ansible.builtin.file:\n"
+                                         "        path: \"{{ homelab_root }}/waited\"\n        state: directory\n")
+    git_commit_all(fresh_repo)
+    svc = AnsibleService.for_runtime(rt, fresh_repo)
+    plan = await plans.create_plan(rt, await svc.catalog(), "slow.yml")
+    await plans.decide(rt, plan.id, "approved", approver="tester", channel="cli")
+    running = asyncio.ensure_future(execution.execute(rt, await svc.catalog(), plan.id))
+    seen = set()
+    while not running.done():
+        row = await rt.store.pool.fetchrow("SELECT heartbeat_at FROM runs WHERE plan_id=$1", plan.id)
+        if row is not None:
+            seen.add(row["heartbeat_at"])
+        await asyncio.sleep(0.5)
+    assert (await running).status == "succeeded"
+    assert len(seen) >= 2, seen  # the row's first beat, then at least one every RUN_HEARTBEAT_S
