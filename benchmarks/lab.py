@@ -120,13 +120,15 @@ def reconcile(spread: Spread, rounds: int) -> dict[str, Any]:
     for i in range(rounds):
         for path, found in (("across", across), ("restart", restart)):
             spread.start_worker("east")
-            if path == "across":
-                spread.start_worker("desktop-linux")
             plan_id = spread.plan(SLOW_REQUEST)
             spread.approve(plan_id)
             client = spread.follow("ai", "execute", plan_id, "--json")
             try:
-                spread.wait_run(plan_id)
+                run = spread.wait_run(plan_id)
+                if spread.owner("east", run["id"])["host"] != "east":
+                    raise RuntimeError(f"the run of {plan_id} is not east's")
+                if path == "across":  # started only now, so that the run is east's, not desktop's
+                    spread.start_worker("desktop-linux")
                 time.sleep(1.0)  # in its sleep
                 spread.kill("worker-east")
                 killed = time.monotonic()
