@@ -89,6 +89,11 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return found
 
 
+#: what pip says when no index answers (no network, no mirror): the wheelhouse cannot be built here
+NO_INDEX = ("No matching distribution found", "Could not find a version that satisfies", "NewConnectionError",
+            "Network is unreachable", "Temporary failure in name resolution", "Max retries exceeded")
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """deploy/wheelhouse.sh into a temporary folder: chiffon's wheel (this working tree) and the locked wheels
@@ -97,6 +102,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = subprocess.run([str(WHEELHOUSE), str(out)], capture_output=True, text=True, timeout=900,
                            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     noise = "\n".join(line for line in built.stderr.splitlines() if "is ignored: it is neither" not in line)
+    if built.returncode != 0 and any(sign in noise for sign in NO_INDEX):  # a machine with no package index
+        pytest.skip(f"deploy/wheelhouse.sh found no package index to download the locked wheels from: "
+                    f"{noise.strip().splitlines()[-1][:300]}")
     assert built.returncode == 0, built.stdout + noise[-3000:]
     assert built.stdout.strip() == str(out / "wheelhouse.tar")
     return out / "wheelhouse.tar"
