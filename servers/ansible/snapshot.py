@@ -154,8 +154,7 @@ def take(root: Path, store: Path, outside: Iterable[Path] = ()) -> Snapshot:
             continue
         blob = blob_path(store, sha, mode)
         if not blob.exists() or _hash(blob) != sha:  # a changed blob is replaced, never linked again
-            with (root / name).resolve().open("rb") as src:
-                put_blob(blob, src.read())
+            put_blob(blob, (root / name).resolve())
     lay_out(store, {"digest": digest, "files": rows, "outside": roots})
     return Snapshot(digest, folder / "tree", {p: sha for p, _, sha in outside_rows})
 
@@ -165,12 +164,16 @@ def blob_path(store: Path, sha: str, mode: str) -> Path:
     return store / "objects" / sha[:2] / (sha + (".x" if mode == "x" else ""))
 
 
-def put_blob(blob: Path, content: bytes) -> None:
-    """Write an object atomically, read-only and owner only: a run cannot change what was approved."""
+def put_blob(blob: Path, content: bytes | Path) -> None:
+    """Write an object (its bytes, or a file's, streamed) atomically, read-only and owner only: a run cannot change
+    what was approved."""
     blob.parent.mkdir(parents=True, exist_ok=True)
     tmp = blob.with_name(blob.name + f".{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    tmp.write_bytes(content)
+    if isinstance(content, Path):
+        shutil.copyfile(content, tmp)
+    else:
+        tmp.write_bytes(content)
     os.chmod(tmp, 0o500 if blob.name.endswith(".x") else 0o400)
     os.replace(tmp, blob)
 

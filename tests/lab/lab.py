@@ -81,7 +81,6 @@ class LabHost:
     link: str
     #: the sleeping process that holds the host's mount and UTS namespaces open
     anchor_pid: int = 0
-    sshd_pid: int = 0
 
     def path(self, inside: str) -> Path:
         """Where a path on the host (``/opt/homelab/uptime-kuma``) is on this machine; only under the host's own
@@ -134,7 +133,6 @@ class LabHost:
         """Start the host's sshd (again) and wait until port 22 answers."""
         proc = self.popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
                           stdout=subprocess.DEVNULL, stderr=(self.root / "sshd.log").open("ab"))
-        self.sshd_pid = proc.pid
         _wait_port(self.address, 22, what=f"sshd on {self.name}", proc=proc)
 
     def cut(self) -> None:

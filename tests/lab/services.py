@@ -14,16 +14,15 @@ SIGKILL it, :meth:`LabServices.start_redis` starts it again from the same files.
 :func:`tests.lab.conftest.lab_services` starts both once per session (skips where the lab or the Debian packages
 are missing) and stops them.
 
-:class:`Spread` runs chiffon's own parts in the hosts over them:
-
-Each part runs inside its lab host, from this checkout's virtual environment (the hosts share this machine's
-files but for their own ``/home``, ``/opt`` and ``/etc/sudoers.d``), as the deploy kit's units would:
+:class:`Spread` runs chiffon's own parts over them, each inside its lab host, from this checkout's virtual
+environment (the hosts share this machine's files but for their own ``/home``, ``/opt`` and ``/etc/sudoers.d``), as
+the deploy kit's units would:
 
 * ``ai``: the orchestrator, ``chiffon serve --transport http`` on ai's address, port 8765, with a bearer token
   (``CHIFFON_HTTP__BEARER_TOKEN``, as ``chiffon deploy systemd --env-file`` writes it), and the CLI;
 * ``east`` and ``desktop-linux``: ``chiffon worker --roles infra`` and ``chiffon hostd`` bound to the host's
   address with ``CHIFFON_HOSTD__TOKEN``;
-* PostgreSQL on ``ai`` and Redis on ``east`` (:mod:`tests.lab.services`), reached by URL from every host.
+* PostgreSQL on ``ai`` and Redis on ``east`` (above), reached by URL from every host.
 
 Every host has its own ``CHIFFON_HOME`` in its own ``/opt/chiffon/home`` (the kit's ``/var/lib/chiffon``, which is
 not private in the lab), ``CHIFFON_HOST`` set to its name and ``worker_in_process: false`` (the orchestrator and the
